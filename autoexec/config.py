@@ -1,0 +1,139 @@
+"""Where autoexec lives on disk and what ``conf/config.ini`` says.
+
+``AUTOEXEC_HOME`` defaults to ``~/.autoexec`` (a pip-installed package has no checkout root to
+derive it from, unlike the original). Everything a job writes is below ``$AUTOEXEC_HOME/data``.
+Secret handling (``{ENCRYPTED}`` values, in-place encryption) lives in :mod:`autoexec.secrets`;
+this module only parses and types the keys.
+"""
+from __future__ import annotations
+
+import configparser
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+BUNDLED_PLUGINS = PACKAGE_DIR / "plugins"
+
+
+def autoexec_home() -> Path:
+    return Path(os.environ.get("AUTOEXEC_HOME") or Path.home() / ".autoexec").expanduser().resolve()
+
+
+class ConfigError(Exception):
+    """A config value that cannot be used; the message names the file and key."""
+
+
+@dataclass(frozen=True)
+class Config:
+    home: Path
+    path: Path
+    server_baseurl: str = ""
+    server_username: str = ""
+    server_password: str = field(default="", repr=False)
+    password_key: str = field(default="", repr=False)
+    tenant: str = ""
+    reserve_dir_on_failure: bool = False
+    max_exec_secs: float = 86400.0
+    connect_timeout: float = 60.0
+    read_timeout: float = 3600.0
+    write_timeout: float = 60.0
+    db_url: str = ""
+    db_max_pool_size: int = 64
+    db_name: str = "autoexec"
+    db_username: str = ""
+    db_password: str = field(default="", repr=False)
+    possible_encodings: str = "GBK,UTF-8"
+    raw: dict[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def plugin_dirs(self) -> list[Path]:
+        """Tools dropped into ``$AUTOEXEC_HOME/plugins`` win over the bundled ones."""
+        return [self.home / "plugins", BUNDLED_PLUGINS]
+
+
+_ENV_OVERRIDES = {
+    # config key -> environment variable that overrides it (handy for containers and tests)
+    "server.baseurl": "AUTOEXEC_SERVER_BASEURL",
+    "server.username": "AUTOEXEC_SERVER_USERNAME",
+    "server.password": "AUTOEXEC_SERVER_PASSWORD",
+    "db.url": "AUTOEXEC_DB_URL",
+    "db.name": "AUTOEXEC_DB_NAME",
+    "db.username": "AUTOEXEC_DB_USERNAME",
+    "db.password": "AUTOEXEC_DB_PASSWORD",
+    "job.maxExecSecs": "AUTOEXEC_MAX_EXEC_SECS",
+    "rexec.connectTimeout": "AUTOEXEC_CONNECT_TIMEOUT",
+    "rexec.readTimeout": "AUTOEXEC_READ_TIMEOUT",
+    "rexec.writeTimeout": "AUTOEXEC_WRITE_TIMEOUT",
+}
+
+
+def read_config_values(path: Path) -> dict[str, str]:
+    """All ``key = value`` pairs of every section, keys case-preserved, plus env overrides."""
+    values: dict[str, str] = {}
+    if path.exists():
+        parser = configparser.ConfigParser(interpolation=None)
+        parser.optionxform = str  # type: ignore[assignment,method-assign]
+        try:
+            parser.read(path, encoding="utf-8")
+        except configparser.Error as exc:
+            raise ConfigError(f"{path}: cannot parse: {str(exc).splitlines()[0]}") from exc
+        for section in parser.sections():
+            for key, value in parser.items(section):
+                values[key] = value.strip()
+        if "tenant" in values and "server.tenant" not in values:
+            values["server.tenant"] = values["tenant"]
+    for key, env in _ENV_OVERRIDES.items():
+        if os.environ.get(env):
+            values[key] = os.environ[env]
+    return values
+
+
+def _number(values: dict[str, str], key: str, default: float, path: Path) -> float:
+    raw = values.get(key, "")
+    if raw == "":
+        return default
+    try:
+        number = float(raw)
+    except ValueError:
+        raise ConfigError(f"{path}: {key} = {raw!r} is not a number") from None
+    if number <= 0:
+        raise ConfigError(f"{path}: {key} = {raw!r} must be positive")
+    return number
+
+
+def load_config(home: Path | None = None, decrypt: bool = True) -> Config:
+    """Parse config.ini (a missing file is fine: devmode needs none of it)."""
+    home = home or autoexec_home()
+    path = home / "conf" / "config.ini"
+    values = read_config_values(path)
+    if decrypt:
+        from autoexec.secrets import decrypt_config_values
+
+        values = decrypt_config_values(values, path)
+    pool = int(_number(values, "db.maxPoolSize", 64, path))
+    return Config(
+        home=home,
+        path=path,
+        server_baseurl=values.get("server.baseurl", "").rstrip("/"),
+        server_username=values.get("server.username", ""),
+        server_password=values.get("server.password", ""),
+        password_key=values.get("password.key", ""),
+        tenant=values.get("server.tenant", ""),
+        reserve_dir_on_failure=values.get("rexec.fail.reservedir", "0") not in ("", "0"),
+        max_exec_secs=_number(values, "job.maxExecSecs", 86400, path),
+        connect_timeout=_number(values, "rexec.connectTimeout", 60, path),
+        read_timeout=_number(values, "rexec.readTimeout", 3600, path),
+        write_timeout=_number(values, "rexec.writeTimeout", 60, path),
+        db_url=values.get("db.url", ""),
+        db_max_pool_size=pool if pool > 0 else 64,
+        db_name=values.get("db.name", "") or "autoexec",
+        db_username=values.get("db.username", ""),
+        db_password=values.get("db.password", ""),
+        possible_encodings=values.get("deploy.possibleEncodings", "") or "GBK,UTF-8",
+        raw=values,
+    )

@@ -1,0 +1,114 @@
+"""The contract between the node executor and the ways of reaching a host.
+
+The executor prepares everything a remote operation needs (files to ship, argv, env,
+what to fetch back) as a :class:`RemoteOp`; a transport only moves bytes and runs
+processes. Keeping this boundary narrow is what lets SSH and Tagent nodes share one
+op path and one set of semantics.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol, runtime_checkable
+
+LineSink = Callable[[str], None]
+"""Receives one decoded output line (without the trailing newline) as soon as it arrives."""
+
+
+class TransportError(Exception):
+    """A failure reaching or driving a host. ``str(err)`` is one line fit for a node log."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """How to reach one host. Secrets are excluded from repr so they never reach a log."""
+
+    host: str
+    port: int
+    username: str = "root"
+    password: str = field(default="", repr=False)
+    private_key: str | None = field(default=None, repr=False)
+    """PEM text of a private key, or a path to a key file."""
+    charset: str | None = None
+    """Agent-side charset override (Tagent); ``None`` means ask the agent."""
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Every wait on the network is bounded; values in seconds (config.ini ``rexec.*``, ``job.maxExecSecs``)."""
+
+    connect: float = 60.0
+    read: float = 3600.0
+    write: float = 60.0
+    op: float = 86400.0
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A local file or directory tree shipped to ``<root>/<remote_rel>``."""
+
+    local: Path
+    remote_rel: str
+    mode: int | None = None
+    """chmod for a single file (e.g. 0o700 for the tool); ``None`` keeps the local mode."""
+
+
+@dataclass
+class RemoteOp:
+    """One operation to run on a remote node, fully prepared by the executor."""
+
+    job_id: str
+    root: str
+    """Per-job remote working root, e.g. ``/tmp/autoexec-<job>-<resourceId>-<phaseIndex>``.
+    Tagent transports may receive ``$TMPDIR/...`` and let the agent expand it."""
+    uploads: list[Upload]
+    workdir: str
+    """Directory, relative to ``root``, the command runs in (the tool's bundle dir or ``''``)."""
+    argv: list[str]
+    """Command and arguments. Each item reaches the remote process as one argv item:
+    transports quote them for the remote shell, never re-split them."""
+    env: dict[str, str]
+    """Extra environment (§10.8); always contains ``AUTOEXEC_JOBID`` so kill can find the job."""
+    timeout: float | None = None
+    """Whole-op limit in seconds; ``None`` = ``Timeouts.op``."""
+    fetch: list[str] = field(default_factory=list)
+    """Paths relative to ``<root>/<workdir>`` to bring back after a zero exit (missing ones are skipped)."""
+    fetch_dir: Path | None = None
+    """Local directory fetched files land in (same relative path)."""
+    create_empty: list[str] = field(default_factory=list)
+    """Files (relative to workdir) created empty before the run, e.g. ``output.json``."""
+    keep_dir_on_failure: bool = False
+    """``rexec.fail.reservedir``: leave ``root`` on the host when the op failed."""
+
+
+@dataclass
+class RemoteResult:
+    exit_code: int | None
+    """The command's real exit status; ``None`` when it never ran or was cut off."""
+    error: str | None = None
+    """One line saying why, when the op did not complete normally (connect, auth, timeout, kill)."""
+    fetched: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.exit_code == 0
+
+
+@runtime_checkable
+class RemoteTransport(Protocol):
+    """One connection to one node, opened lazily and reused by every op of that node in a phase."""
+
+    endpoint: Endpoint
+
+    def run(self, op: RemoteOp, on_line: LineSink, cancel: threading.Event) -> RemoteResult:
+        """Upload, execute, stream output, fetch, clean up. Never raises for host-side failures:
+        they come back as ``RemoteResult.error``. Returns promptly once ``cancel`` is set."""
+        ...
+
+    def kill_job(self, job_id: str) -> str | None:
+        """Stop every process of ``job_id`` on the host (found by its ``AUTOEXEC_JOBID`` marker,
+        never by a command-line substring). Returns an error line or ``None``."""
+        ...
+
+    def close(self) -> None: ...
