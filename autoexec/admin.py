@@ -1,0 +1,141 @@
+"""The non-run modes: ``--abort``, ``--pause``, ``--cleanstatus``, ``--register`` (§2.7, §12.1).
+
+A running job is found through the pid file it writes (pid + process start time), never by
+scanning command lines for the job id (§21 items 20 and 32: ``--abort 123`` must not hit job 1234).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+from autoexec.config import load_config
+from autoexec.engine import _proc_start_time
+from autoexec.jobdir import JobDir, UnsafeName
+
+
+def _jobdir(job_id: str) -> JobDir:
+    return JobDir.for_job(load_config(decrypt=False).data_dir, job_id)
+
+
+def find_job_process(job_id: str) -> int | None:
+    try:
+        data = json.loads(_jobdir(job_id).pid_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnsafeName):
+        return None
+    pid = data.get("pid")
+    if not isinstance(pid, int) or str(data.get("jobId")) != str(job_id):
+        return None
+    if not _alive(pid):
+        return None
+    recorded = data.get("startTime")
+    if recorded is not None and _proc_start_time(pid) != recorded:
+        return None  # the pid was recycled by an unrelated process
+    return pid
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is as good as gone
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _wait_gone(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return True
+        time.sleep(0.05)
+    return not _alive(pid)
+
+
+def _tell_console(job_id: str, status: str, devmode: bool) -> None:
+    if devmode:
+        return
+    try:
+        from autoexec.production import notify_job_status
+    except ImportError:
+        return
+    notify_job_status(job_id, status)
+
+
+def abort_job(job_id: str, devmode: bool = False, grace: float = 15.0) -> int:
+    """0 killed, 1 could not kill, 2 no process (§2.8). Waits only as long as the job needs."""
+    print(f"INFO: try to kill job:{job_id}...")
+    pid = find_job_process(job_id)
+    if pid is None:
+        _tell_console(job_id, "aborted", devmode)
+        print(f"INFO: Can not find job {job_id} process.")
+        return 2
+    print(f"INFO: Try to stop job {job_id} process {pid}...")
+    os.kill(pid, signal.SIGTERM)
+    if not _wait_gone(pid, grace):
+        try:
+            os.killpg(pid, signal.SIGKILL) if os.getpgid(pid) == pid else os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if not _wait_gone(pid, 2):
+            print(f"WARN: Kill job {job_id} process {pid} failed.")
+            return 1
+    print(f"INFO: Process {pid} killed.")
+    return 0
+
+
+def pause_job(job_id: str, devmode: bool = False) -> int:
+    """0 paused (signalled once; the job stops at its next op boundary and reports itself),
+    2 no process (§21 item 19: no endless re-signalling)."""
+    print(f"INFO: try to pause job:{job_id}")
+    pid = find_job_process(job_id)
+    if pid is None:
+        _tell_console(job_id, "paused", devmode)
+        print(f"INFO: Can not find job {job_id} process.")
+        return 2
+    print(f"INFO: Try to pause job {job_id} process {pid}...")
+    os.kill(pid, signal.SIGUSR1)
+    print(f"INFO: Job {job_id} process {pid} paused.")
+    return 0
+
+
+def clean_status(job_id: str) -> int:
+    cfg = load_config()
+    try:
+        jobdir = JobDir.for_job(cfg.data_dir, job_id)
+    except UnsafeName as exc:
+        print(f"autoexec: error: --jobid: {exc}")
+        return 2
+    try:
+        from autoexec.mongo import open_store
+
+        store = open_store(cfg)
+        if store is not None:
+            store.delete_job_status(job_id)
+    except ImportError:
+        pass
+    status: Path = jobdir.status_dir
+    shutil.rmtree(status, ignore_errors=True)
+    return 1 if status.exists() else 0
+
+
+def register(tenant: str) -> int:
+    try:
+        from autoexec.console.client import ConsoleClient
+        from autoexec.console.register import register_tools
+    except ImportError:
+        print("autoexec: error: --register needs the console client (not available in this build)")
+        return 2
+    cfg = load_config()
+    if not cfg.server_baseurl:
+        print(f"autoexec: error: {cfg.path}: server.baseurl is not set; --register needs the console")
+        return 2
+    return register_tools(ConsoleClient.from_config(cfg), tenant, cfg.plugin_dirs)

@@ -1,0 +1,131 @@
+"""``autoexec``: the command line of the original runner (§2), same flags, meanings and exit codes.
+
+Inputs are validated before Prefect is even imported, so a typo in params.json costs a second,
+not a server start, and nothing is written into the job's status.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from autoexec.config import ConfigError, autoexec_home
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="autoexec", description="Run or control a neatlogic autoexec job.")
+    p.add_argument("-v", "--verbose", action="store_true", help="print Prefect's own progress lines too")
+    p.add_argument("-j", "--jobid", default="0", help="job id (decides the job directory)")
+    p.add_argument("-u", "--execuser", default="anonymous", help="operator name")
+    p.add_argument("-p", "--paramsfile", default="", help="local params.json instead of downloading it")
+    p.add_argument("-n", "--nodesfile", default="", help="local nodes file instead of downloading it")
+    p.add_argument("-f", "--force", action="store_true", help="re-run nodes and ops that already succeeded")
+    p.add_argument("-i", "--firstfire", action="store_true", help="first run of this job: refresh inputs, new console log")
+    p.add_argument("--reuseconslog", action="store_true", help="with --firstfire: keep appending to console.txt")
+    p.add_argument("-k", "--abort", action="store_true", help="abort the running job")
+    p.add_argument("-s", "--pause", action="store_true", help="pause the running job at the next op boundary")
+    p.add_argument("-r", "--register", default="", metavar="TENANT", help="register built-in tools with the console")
+    p.add_argument("-c", "--cleanstatus", action="store_true", help="delete the job's node status")
+    p.add_argument("--purgejobdata", default="0", metavar="DAYS", help="remove job data older than DAYS days")
+    p.add_argument("-d", "--devmode", action="store_true", help="developer mode: no console callbacks")
+    p.add_argument("--nofirenext", action="store_true", help="do not ask the console to fire the next group")
+    p.add_argument("--passthroughenv", default="{}", metavar="JSON", help="JSON echoed back to the console")
+    p.add_argument("--phasegroups", default="", help="comma-separated group numbers to run")
+    p.add_argument("--phases", default="", help="comma-separated phase names to run")
+    p.add_argument("--nodes", default="", help="comma-separated node resourceIds to run")
+    p.add_argument("--sqlfiles", default="", metavar="JSON", help="SQL file descriptors for sqlfile tools")
+    return p
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"autoexec: error: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ["TERM"] = "dumb"
+    os.environ["AUTOEXEC_PID"] = str(os.getpid())
+    os.environ["AUTOEXEC_USER"] = args.execuser
+    if args.devmode:
+        os.environ["AUTOEXEC_DEV_MODE"] = "1"
+    try:
+        if args.cleanstatus:
+            from autoexec.admin import clean_status
+            return clean_status(args.jobid)
+        if args.register:
+            from autoexec.admin import register
+            return register(args.register)
+        if args.pause:
+            from autoexec.admin import pause_job
+            return pause_job(args.jobid, devmode=args.devmode)
+        if args.abort:
+            from autoexec.admin import abort_job
+            return abort_job(args.jobid, devmode=args.devmode)
+        if args.purgejobdata not in ("", "0"):
+            from autoexec.purge import purge_main
+            return purge_main(args.purgejobdata)
+        return run(args)
+    except ConfigError as exc:
+        return _fail(str(exc))
+
+
+def run(args: argparse.Namespace) -> int:
+    from autoexec.loader import JobRequest, build_runtime, parse_id_list
+    from autoexec.models.params import JobInputError
+
+    try:
+        pass_through = json.loads(args.passthroughenv or "{}")
+        if not isinstance(pass_through, dict):
+            raise ValueError("not an object")
+    except ValueError as exc:
+        return _fail(f"--passthroughenv: invalid JSON object: {exc}")
+    if args.passthroughenv in ("", "{}") and os.environ.get("PASSTHROUGH_ENV"):
+        try:
+            pass_through = json.loads(os.environ["PASSTHROUGH_ENV"])
+        except ValueError:
+            return _fail("PASSTHROUGH_ENV: invalid JSON")
+    try:
+        req = JobRequest(
+            job_id=args.jobid, exec_user=args.execuser, params_file=args.paramsfile, nodes_file=args.nodesfile,
+            force=args.force, first_fire=args.firstfire, reuse_console_log=args.reuseconslog, dev_mode=args.devmode,
+            no_fire_next=args.nofirenext, pass_through_env=pass_through,
+            phase_groups=parse_id_list(args.phasegroups, "phasegroups"),
+            phases={p.strip() for p in args.phases.split(",") if p.strip()} or None,
+            nodes=parse_id_list(args.nodes, "nodes"), sql_files=args.sqlfiles,
+        )
+        notifier = None
+        if not args.devmode:
+            from autoexec.production import production_notifier
+            notifier = production_notifier(req)
+        rt = build_runtime(req, notifier=notifier)
+    except JobInputError as exc:
+        return _fail(str(exc))
+    return execute(rt, verbose=args.verbose)
+
+
+def execute(rt: object, verbose: bool = False) -> int:
+    from autoexec.prefect_env import PrefectServerError, ensure_api, quiet_client_defaults
+
+    if not verbose:
+        quiet_client_defaults()
+    try:
+        ensure_api(autoexec_home())
+    except PrefectServerError as exc:
+        return _fail(str(exc), 1)
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    from autoexec.flows.job_flow import run_via_prefect
+
+    # Flow-run heartbeats cost ~1 s per (sub)flow at exit; a CLI run is supervised by its caller.
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        outcome = run_via_prefect(rt)  # type: ignore[arg-type]
+    rt.notifier.flush(30)  # type: ignore[attr-defined]
+    rt.notifier.close()  # type: ignore[attr-defined]
+    rt.console.close()  # type: ignore[attr-defined]
+    return outcome.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

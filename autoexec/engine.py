@@ -1,0 +1,98 @@
+"""The job loop (§8.1, §8.8): groups strictly in order, stop on failure or stop request,
+fire-next at the end. Orchestration-neutral: the flow layer supplies how a group is run."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Callable
+
+from autoexec.groups import GroupResult, run_group
+from autoexec.models.params import Group
+from autoexec.phase import Submit
+from autoexec.runtime import JobRuntime
+
+GroupRunner = Callable[[JobRuntime, Group], GroupResult]
+
+
+@dataclass
+class JobOutcome:
+    status: str
+    """``succeed``, ``failed``, ``paused`` or ``aborted``."""
+    groups: dict[int, dict[str, str]] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        """§2.8: 1 on a global failure (an abort counts), 0 otherwise (paused included)."""
+        return 1 if self.status in ("failed", "aborted") else 0
+
+    def summary(self) -> dict:
+        return {"status": self.status, "exitCode": self.exit_code,
+                "groups": {str(k): v for k, v in self.groups.items()}}
+
+
+def local_group_runner(submit: Submit) -> GroupRunner:
+    def run(rt: JobRuntime, group: Group) -> GroupResult:
+        return run_group(rt, group, submit)
+    return run
+
+
+def write_pid_file(rt: JobRuntime, flow_run_id: str | None = None) -> None:
+    """Who runs this job, for ``--abort``/``--pause`` (§21 items 20 and 32: no process scanning)."""
+    data = {"pid": os.getpid(), "jobId": rt.job_id, "flowRunId": flow_run_id,
+            "startTime": _proc_start_time(os.getpid())}
+    tmp = rt.jobdir.pid_file.with_name(".autoexec.pid.tmp")
+    tmp.write_text(json.dumps(data), encoding="utf-8")
+    os.replace(tmp, rt.jobdir.pid_file)
+
+
+def remove_pid_file(rt: JobRuntime) -> None:
+    try:
+        data = json.loads(rt.jobdir.pid_file.read_text(encoding="utf-8"))
+        if data.get("pid") == os.getpid():
+            rt.jobdir.pid_file.unlink()
+    except (OSError, ValueError):
+        pass
+
+
+def _proc_start_time(pid: int) -> str | None:
+    """Start time in clock ticks from /proc: with the pid it identifies a process uniquely, so a
+    recycled pid is never mistaken for the job."""
+    try:
+        stat = open(f"/proc/{pid}/stat", encoding="utf-8").read()
+        return stat.rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def run_job(rt: JobRuntime, run_one_group: GroupRunner) -> JobOutcome:
+    ctl = rt.control
+    rt.console.line(f"INFO: JobId:{rt.job_id} start...")
+    last_group: int | None = None
+    ran_any = False
+    outcome = JobOutcome(status="succeed")
+    for group in rt.params.runFlow:
+        if ctl.failed or ctl.stopping:
+            break
+        if rt.group_filter is not None and group.groupNo not in rt.group_filter:
+            continue
+        last_group = group.groupNo
+        result = run_one_group(rt, group)
+        outcome.groups[group.groupNo] = result.phases
+        ran_any = ran_any or result.ran_any
+        if result.failed:
+            ctl.mark_failed()
+    if ctl.aborting:
+        outcome.status = "aborted"
+        rt.notifier.job_status(status="aborted")
+        rt.console.line("INFO: Job killed.")
+    elif ctl.failed:
+        outcome.status = "failed"
+    elif ctl.pausing:
+        outcome.status = "paused"
+        rt.notifier.job_status(status="paused")
+        rt.console.line("INFO: Job paused.")
+    elif ran_any and last_group is not None and not rt.no_fire_next:
+        rt.notifier.fire_next_group(group_no=last_group)
+    rt.console.line(f"INFO: Job {rt.job_id} finished, status:{outcome.status}.")
+    return outcome

@@ -1,0 +1,192 @@
+"""Runs the operations of one phase on one node (§9.4, §10.16) and records what happened.
+
+The executor owns the node's log, status file and outputs for the duration of the run; where an
+op runs (runner child process, SSH, Tagent, inside the runner for native ops) is decided by
+:mod:`autoexec.ops.dispatch`.
+"""
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+from autoexec.jobdir import safe_relpath
+from autoexec.logs import NodeLog
+from autoexec.models.nodes import Node
+from autoexec.models.params import Operation
+from autoexec.notify import NodeRef
+from autoexec.ops.dispatch import OpOutcome, run_operation
+from autoexec.ops.nodectx import NodeContext
+from autoexec.runtime import JobRuntime, PhasePlan
+from autoexec.store import NodeOutput, NodeStatus, read_json
+
+
+@dataclass
+class NodeResult:
+    """What a phase task returns; also the Prefect task result (no secrets, small)."""
+
+    node: str
+    status: str
+    duration: float = 0.0
+    exit_code: int | None = None
+    warn_count: int = 0
+    outputs: list[str] = field(default_factory=list)
+    message: str = ""
+
+    def summary(self) -> dict[str, Any]:
+        return {"node": self.node, "status": self.status, "exitCode": self.exit_code,
+                "duration": round(self.duration, 3), "warnCount": self.warn_count,
+                "outputs": self.outputs, "message": self.message}
+
+
+FINAL_HINT = {"succeed": "FINE:", "ignored": "WARN:", "paused": "WARN:", "failed": "ERROR:", "aborted": "ERROR:"}
+
+
+class NodeRun:
+    def __init__(self, rt: JobRuntime, plan: PhasePlan, node: Node) -> None:
+        self.rt = rt
+        self.plan = plan
+        self.node = node
+        self.triple = node.triple
+        self.is_runner = node.resourceId == 0
+        self.status = NodeStatus(rt.jobdir.node_status(plan.name, self.triple), rt.job_id, plan.name, node, rt.mirror)
+        if self.is_runner and rt.runner_output is not None:
+            self.output = rt.runner_output
+        else:
+            self.output = NodeOutput(rt.jobdir.node_output(self.triple), rt.job_id, node, rt.mirror)
+        self.log: NodeLog | None = None
+        self.ref = NodeRef(node.resourceId, node.host, "" if node.port is None else node.port)
+        self.ctx: NodeContext | None = None
+
+    # --- status --------------------------------------------------------------------------
+    def set_status(self, status: str, fail_ignore: bool = False) -> None:
+        if status in ("failed", "ignored") and self.rt.control.aborting:
+            status = "aborted"
+        warn = self.log.warn_count if self.log else self.status.data.get("warnCount", 0)
+        if self.status.set_status(status, warn):
+            if self.log:
+                self.log.line(f"INFO: Change node status to {status}.")
+            self.rt.notifier.node_status(group_no=self.plan.group_no, phase=self.plan.name, node=self.ref,
+                                         status=status, fail_ignore=fail_ignore, warn_count=warn)
+        if status in ("failed", "aborted"):
+            self.rt.control.mark_failed()
+
+    # --- main sequence -------------------------------------------------------------------
+    def execute(self) -> NodeResult:
+        rt, node = self.rt, self.node
+        started = time.monotonic()
+        result = NodeResult(node=self.triple, status="failed")
+        self.log = NodeLog(rt.jobdir.node_log(self.plan.name, self.triple),
+                           rt.jobdir.node_hislog_dir(self.plan.name, self.triple), rt.exec_user)
+        launched = f"{node.protocol}://{node.username}@{node.host}:{node.protocolPort}"
+        self.log.line(f"======[{node.resourceId}]{node.label} Launched by {launched}======")
+        final = "failed"
+        try:
+            self.set_status("running")
+            self.ctx = NodeContext(rt, self.plan, node, self.status, self.output, self.log)
+            final, last = self._run_ops(self.plan.phase.operations)
+            result.exit_code = last.exit_code if last else None
+            result.message = last.message if last and final != "succeed" else ""
+        except Exception as exc:  # noqa: BLE001 - a node never takes the phase down with it
+            self.log.line(f"ERROR: Some error occurred: {exc}")
+            self.log.write(traceback.format_exc())
+            final = "failed"
+            result.message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        finally:
+            if self.ctx is not None:
+                self.ctx.close()
+        ignored = final == "ignored"
+        self.set_status(final, fail_ignore=ignored)
+        final = self.status.status
+        duration = time.monotonic() - started
+        self.log.line(f"{FINAL_HINT.get(final, 'INFO:')} Node execute complete, status:{final}.")
+        self.log.line(f"======[{node.resourceId}]{node.label} executed by {launched} ended, "
+                      f"duration:{duration:.2f} second ======")
+        result.warn_count = self.log.warn_count
+        self.log.finish(final)
+        result.status = final
+        result.duration = duration
+        result.outputs = sorted(k for k in self.output.data if k not in ("nodeEnv", "hiddenNodeEnv"))
+        return result
+
+    def _run_ops(self, ops: list[Operation]) -> tuple[str, OpOutcome | None]:
+        assert self.ctx is not None and self.log is not None
+        ignored = False
+        last: OpOutcome | None = None
+        for op in ops:
+            if self.rt.control.stopping:
+                if self.rt.control.aborting:
+                    return "aborted", last
+                self.log.line("INFO: Node running paused.")
+                return "paused", last
+            if op.is_if_block:
+                branch = self._eval_if(op)
+                if branch is None:
+                    return "failed", last
+                status, last = self._run_ops(branch)
+                if status in ("failed", "aborted", "paused"):
+                    return status, last
+                ignored = ignored or status == "ignored"
+                continue
+            last = self._run_one(op)
+            if last.final == "failed":
+                return ("aborted" if self.rt.control.aborting else "failed"), last
+            if last.final == "aborted":
+                return "aborted", last
+            if last.final == "ignored":
+                ignored = True
+        return ("ignored" if ignored else "succeed"), last
+
+    def _eval_if(self, op: Operation) -> list[Operation] | None:
+        assert self.ctx is not None and self.log is not None
+        from autoexec.ops.conditions import evaluate_condition
+
+        try:
+            value = evaluate_condition(op.condition or "", self.ctx.lookup_variable)
+        except ValueError as exc:
+            self.log.line(f"ERROR: {exc}")
+            return None
+        self.log.line(f"INFO: IF condition [ {op.condition} ] = {value}")
+        return list((op.if_ops if value else op.else_ops) or [])
+
+    def _run_one(self, op: Operation) -> OpOutcome:
+        assert self.ctx is not None and self.log is not None
+        rt, log = self.rt, self.log
+        if self.status.op_status(op.opId) == "succeed" and not rt.force:
+            previous = read_json(rt.jobdir.op_output(self.triple, op.opId))
+            if isinstance(previous, dict):
+                self.output.update({op.opId: previous})
+            log.line(f"INFO: Operation {op.opId} has been executed in status:succeed, skip.")
+            return OpOutcome(final="succeed", skipped=True)
+        kind = op.kind
+        log.line(f"------START--[{op.opId}] {kind} execution start...")
+        log.line(f"------{op.help or ''}---")
+        started = time.monotonic()
+        try:
+            outcome = run_operation(self.ctx, op)
+        except Exception as exc:  # noqa: BLE001
+            log.line(f"ERROR: Error ocurred. {exc}")
+            log.write(traceback.format_exc())
+            outcome = OpOutcome(final="failed", message=str(exc))
+        if outcome.final == "failed" and op.fail_ignore and not rt.control.aborting:
+            outcome.final = "ignored"
+        if outcome.final == "failed" and rt.control.aborting:
+            outcome.final = "aborted"
+        where = {"local": "on runner", "remote": "on remote OS", "localremote": "on runner to target"}.get(kind, "")
+        hint = {"succeed": "FINE:", "ignored": "WARN:"}.get(outcome.final, "ERROR:")
+        log.line(f"{hint} Execute operation {op.opName} {where} {outcome.final}.".replace("  ", " "))
+        log.line(f"------END--[{op.opId}] {kind} execution complete -- duration: {time.monotonic() - started:.2f} second.")
+        if not outcome.skipped:
+            self.status.set_op(op.opId, "succeed" if outcome.final == "succeed" else "failed")
+            if outcome.final in ("failed", "aborted"):
+                rt.control.mark_failed()
+                path = rt.jobdir.op_output(self.triple, op.opId)
+                path.unlink(missing_ok=True)
+                if op.opId in self.output.data:
+                    self.output.update({}, removed=(op.opId,))
+        return outcome
+
+
+def op_output_rel(op_id: str) -> str:
+    return safe_relpath(op_id)

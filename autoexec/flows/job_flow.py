@@ -1,0 +1,165 @@
+"""A job's runFlow compiled into Prefect runs: job flow -> one subflow per group -> one task run
+per (phase, node), named ``<phase>/<node>`` (the UI shows job -> group -> phase/node).
+
+Parameters stay small and secret-free (job id, names); the live objects a task needs are found in a
+process-local registry, because a task run always executes in the process of its flow run here.
+Node outcomes are read back from that registry too, so Prefect states are only for the UI and
+hooks, never a second source of truth (resume relies on the status files).
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.context import get_run_context
+from prefect.states import Cancelled, Completed, Failed
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from autoexec.engine import JobOutcome, remove_pid_file, run_job, write_pid_file
+from autoexec.executor import NodeResult
+from autoexec.groups import GroupResult, run_group
+from autoexec.loader import JobRequest, build_runtime
+from autoexec.models.nodes import Node
+from autoexec.models.params import Group
+from autoexec.phase import execute_node
+from autoexec.runtime import JobRuntime, PhasePlan
+
+_runtimes: dict[str, JobRuntime] = {}
+_units: dict[tuple[str, str, str], tuple[PhasePlan, Node]] = {}
+_results: dict[tuple[str, str, str], NodeResult] = {}
+_lock = threading.Lock()
+
+
+def register_runtime(rt: JobRuntime) -> None:
+    _runtimes[rt.job_id] = rt
+
+
+@task(name="node", task_run_name="{phase}/{node}", cache_policy=NO_CACHE, persist_result=False)
+def node_task(job_id: str, phase: str, node: str) -> Any:
+    rt = _runtimes[job_id]
+    plan, node_obj = _units[(job_id, phase, node)]
+    result = execute_node(rt, plan, node_obj)
+    with _lock:
+        _results[(job_id, phase, node)] = result
+    if result.status in ("failed", "aborted"):
+        return Failed(message=f"{phase}/{node} {result.status}: {result.message}"[:500], data=result.summary())
+    return result.summary()
+
+
+class _NodeFuture:
+    """Adapts a Prefect future to what the phase runner expects, returning our NodeResult."""
+
+    def __init__(self, key: tuple[str, str, str], future: Any) -> None:
+        self.key = key
+        self.future = future
+
+    def add_done_callback(self, fn: Any) -> None:
+        self.future.add_done_callback(fn)
+
+    def result(self, timeout: float | None = None) -> NodeResult:
+        self.future.wait(timeout)
+        with _lock:
+            result = _results.pop(self.key, None)
+            _units.pop(self.key, None)
+        if result is None:
+            state = self.future.state
+            return NodeResult(node=self.key[2], status="failed",
+                              message=f"task ended {state.type.value}: {state.message or ''}".strip())
+        return result
+
+
+def _submitter(job_id: str) -> Any:
+    def submit(plan: PhasePlan, node: Node) -> _NodeFuture:
+        key = (job_id, plan.name, node.triple)
+        with _lock:
+            _units[key] = (plan, node)
+        return _NodeFuture(key, node_task.submit(job_id, plan.name, node.triple))
+    return submit
+
+
+@flow(name="autoexec-group", flow_run_name="{job_id}/group-{group_no}", validate_parameters=False)
+def group_flow(job_id: str, group_no: int) -> dict[str, str]:
+    rt = _runtimes[job_id]
+    group = next(g for g in rt.params.runFlow if g.groupNo == group_no)
+    result = run_group(rt, group, _submitter(job_id))
+    _group_results[(job_id, group_no)] = result
+    if result.failed:
+        return Failed(message=f"group {group_no}: " + ", ".join(f"{k}={v}" for k, v in result.phases.items()),
+                      data=result.phases)  # type: ignore[return-value]
+    return result.phases
+
+
+_group_results: dict[tuple[str, int], GroupResult] = {}
+
+
+def _prefect_group_runner(rt: JobRuntime, group: Group) -> GroupResult:
+    sub = group_flow.with_options(task_runner=ThreadPoolTaskRunner(max_workers=rt.max_parallel))
+    sub(rt.job_id, group.groupNo, return_state=True)
+    return _group_results.pop((rt.job_id, group.groupNo), GroupResult(group.groupNo, {"?": "failed"}))
+
+
+def run_runtime(rt: JobRuntime) -> JobOutcome:
+    """The body shared by the CLI and deployment entry points, inside a running flow."""
+    register_runtime(rt)
+    flow_run_id = None
+    try:
+        ctx = get_run_context()
+        flow_run_id = str(ctx.flow_run.id) if getattr(ctx, "flow_run", None) else None
+    except Exception:  # noqa: BLE001 - outside a flow run (tests)
+        pass
+    write_pid_file(rt, flow_run_id)
+    rt.control.install_signal_handlers()
+    try:
+        return run_job(rt, _prefect_group_runner)
+    finally:
+        remove_pid_file(rt)
+        _runtimes.pop(rt.job_id, None)
+
+
+def outcome_state(outcome: JobOutcome) -> Any:
+    summary = outcome.summary()
+    if outcome.status == "failed":
+        return Failed(message="job failed", data=summary)
+    if outcome.status == "aborted":
+        return Cancelled(message="job aborted", data=summary)
+    return Completed(message=f"job {outcome.status}", data=summary)
+
+
+@flow(name="autoexec-job", flow_run_name="job-{job_id}", validate_parameters=False)
+def job_flow(job_id: str, exec_user: str = "anonymous", params_file: str = "", nodes_file: str = "",
+             params: dict | None = None, nodes: str | None = None, force: bool = False,
+             first_fire: bool = False, dev_mode: bool = True, no_fire_next: bool = False,
+             pass_through_env: dict | None = None, phase_groups: str = "", phases: str = "",
+             node_ids: str = "") -> Any:
+    """Entry point for deployments and API-triggered runs: same semantics as the CLI."""
+    rt = _runtimes.get(job_id)
+    if rt is None:
+        from autoexec.loader import parse_id_list
+
+        req = JobRequest(job_id=job_id, exec_user=exec_user, params_file=params_file, nodes_file=nodes_file,
+                         params_json=params, nodes_jsonl=nodes, force=force, first_fire=first_fire,
+                         dev_mode=dev_mode, no_fire_next=no_fire_next, pass_through_env=pass_through_env or {},
+                         phase_groups=parse_id_list(phase_groups, "phasegroups"),
+                         phases={p for p in phases.split(",") if p} or None,
+                         nodes=parse_id_list(node_ids, "nodes"))
+        rt = build_runtime(req)
+    outcome = run_runtime(rt)
+    try:
+        get_run_logger().info("job %s %s", rt.job_id, outcome.status)
+    except Exception:  # noqa: BLE001
+        pass
+    _outcomes[rt.job_id] = outcome
+    return outcome_state(outcome)
+
+
+_outcomes: dict[str, JobOutcome] = {}
+
+
+def run_via_prefect(rt: JobRuntime) -> JobOutcome:
+    """CLI path: the runtime is already built (inputs validated before Prefect starts)."""
+    register_runtime(rt)
+    job_flow.with_options(flow_run_name=f"job-{rt.job_id}")(job_id=rt.job_id, exec_user=rt.exec_user,
+                                                            return_state=True)
+    return _outcomes.pop(rt.job_id, JobOutcome(status="failed"))

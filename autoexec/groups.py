@@ -1,0 +1,192 @@
+"""Groups of a runFlow: oneShot (phases concurrently) and grayScale (node batches through all
+phases, round by round) — §8.1, §8.2, §8.5, with §21 items 6, 8 and 9 fixed."""
+from __future__ import annotations
+
+import contextvars
+import math
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from autoexec.models.nodes import RUNNER_NODE, Node, NodesFile, load_nodes
+from autoexec.models.params import Group, Phase
+from autoexec.phase import PhaseRunner, Submit
+from autoexec.runtime import JobRuntime, PhasePlan, parallel_count
+
+
+@dataclass
+class GroupResult:
+    group_no: int
+    phases: dict[str, str] = field(default_factory=dict)
+    ran_any: bool = False
+
+    @property
+    def failed(self) -> bool:
+        return any(s in ("failed", "aborted") for s in self.phases.values())
+
+
+def nodes_file_for(rt: JobRuntime, group_no: int, phase: str | None) -> Path:
+    """§7.2: per-phase file, else per-group file, else the job's nodes.json."""
+    jd = rt.jobdir
+    candidates = ([jd.phase_nodes(phase)] if phase else []) + [jd.group_nodes(group_no), jd.nodes]
+    for path in candidates:
+        if path.exists():
+            return path
+    return jd.nodes
+
+
+_nodes_cache: dict[tuple[str, float], NodesFile] = {}
+
+
+def read_nodes(path: Path) -> NodesFile:
+    if not path.exists():
+        from autoexec.models.nodes import NodesHeader
+
+        return NodesFile(header=NodesHeader(totalCount=0), nodes=[])
+    key = (str(path), path.stat().st_mtime)
+    if key not in _nodes_cache:
+        _nodes_cache[key] = load_nodes(path)
+    return _nodes_cache[key]
+
+
+def my_nodes(rt: JobRuntime, nodes_file: NodesFile) -> list[Node]:
+    return [n for n in nodes_file.nodes
+            if n.runnerId == rt.runner_id and (rt.node_filter is None or n.resourceId in rt.node_filter)]
+
+
+def plan_phase(rt: JobRuntime, group: Group, phase: Phase, index: int, round_count: int | None,
+               nodes_path: Path | None = None) -> PhasePlan:
+    path = nodes_path or nodes_file_for(rt, group.groupNo, phase.phaseName)
+    nodes_file = read_nodes(path)
+    if phase.runs_on_runner:
+        local = nodes_file.header.localRunnerId == rt.runner_id
+        nodes = [RUNNER_NODE] if local else []
+        return PhasePlan(group.groupNo, phase, index, path, nodes_file.header, nodes, True, 1)
+    nodes = my_nodes(rt, nodes_file)
+    count = len(rt.node_filter) if rt.node_filter else (nodes_file.header.totalCount or len(nodes))
+    rc = phase.roundCount if phase.roundCount is not None else round_count
+    return PhasePlan(group.groupNo, phase, index, path, nodes_file.header, nodes, False,
+                     parallel_count(count, rc, rt.max_parallel))
+
+
+def _selected(rt: JobRuntime, phase: Phase) -> bool:
+    return rt.phase_filter is None or phase.phaseName in rt.phase_filter
+
+
+Spawn = Callable[[Callable[[], None]], threading.Thread]
+
+
+def spawn_in_context(fn: Callable[[], None]) -> threading.Thread:
+    """Phase threads must see the flow run's context (Prefect submits tasks through it)."""
+    ctx = contextvars.copy_context()
+    thread = threading.Thread(target=ctx.run, args=(fn,), daemon=True)
+    thread.start()
+    return thread
+
+
+def run_one_shot(rt: JobRuntime, group: Group, submit: Submit, round_count: int | None) -> GroupResult:
+    result = GroupResult(group.groupNo)
+    runners: list[PhaseRunner] = []
+    threads: list[threading.Thread] = []
+    for index, phase in enumerate(group.phases, 1):
+        if rt.control.halted:
+            break
+        if not _selected(rt, phase):
+            continue
+        plan = plan_phase(rt, group, phase, index, round_count)
+        if not plan.nodes:
+            why = "is no need to execute in current runner" if plan.on_runner else "has no node for this runner"
+            rt.console.line(f"INFO: {'Local phase' if plan.on_runner else 'Phase'}:{phase.phaseName} {why}.")
+            continue
+        runner = PhaseRunner(rt, plan, submit)
+        runners.append(runner)
+
+        def work(r: PhaseRunner = runner) -> None:
+            r.start()
+            r.run_nodes(r.plan.nodes)
+            result.phases[r.plan.name] = r.finish()
+
+        threads.append(spawn_in_context(work))
+    for thread in threads:
+        thread.join()
+    for runner in runners:
+        runner.summary()
+    rt.console.line("-" * 62 + "\n")
+    result.ran_any = bool(runners)
+    return result
+
+
+def round_sizes(node_count: int, round_count: int | None) -> list[int]:
+    """§8.5: ``R <= 0`` means one round per node; sizes differ by at most one, larger first."""
+    r = round_count if round_count and round_count > 0 else node_count
+    rounds = max(1, min(r, node_count))
+    if node_count <= 0:
+        return [0]
+    base, extra = divmod(node_count, rounds)
+    return [base + (1 if i < extra else 0) for i in range(rounds)]
+
+
+def runner_round(exec_round: str | None, rounds: int) -> int:
+    """The single round a runner phase runs in: first (default), last, or middle = the first
+    round at or past the midpoint (§21 item 8: it runs once, it never hangs)."""
+    if exec_round == "last":
+        return rounds
+    if exec_round == "middle":
+        return max(1, math.ceil(rounds / 2))
+    return 1
+
+
+def run_gray_scale(rt: JobRuntime, group: Group, submit: Submit, round_count: int | None) -> GroupResult:
+    result = GroupResult(group.groupNo)
+    group_path = rt.jobdir.group_nodes(group.groupNo)
+    group_path = group_path if group_path.exists() else rt.jobdir.nodes
+    group_file = read_nodes(group_path)
+    all_nodes = group_file.nodes
+    sizes = round_sizes(len(all_nodes), round_count)
+    rounds = len(sizes)
+    parallel = max(1, min(max(sizes), rt.max_parallel))
+    phases = [(i, p) for i, p in enumerate(group.phases, 1) if _selected(rt, p)]
+    runners: dict[str, PhaseRunner] = {}
+    for index, phase in phases:
+        plan = plan_phase(rt, group, phase, index, round_count, nodes_path=group_path)
+        plan.parallel = parallel if not plan.on_runner else 1
+        runners[phase.phaseName] = PhaseRunner(rt, plan, submit)
+    offset = 0
+    for round_no, size in enumerate(sizes, 1):
+        batch = all_nodes[offset:offset + size]
+        offset += size
+        mine = [n for n in batch if n.runnerId == rt.runner_id and (rt.node_filter is None or n.resourceId in rt.node_filter)]
+        rt.console.line(f"INFO: Group:{group.groupNo} round:{round_no}/{rounds} with {len(mine)} node(s).")
+        for _, phase in phases:
+            if rt.control.halted:
+                break
+            runner = runners[phase.phaseName]
+            if runner.plan.on_runner:
+                if runner.plan.nodes and round_no == runner_round(phase.execRound, rounds):
+                    runner.start()
+                    runner.run_nodes(runner.plan.nodes)
+            elif mine:
+                runner.start()
+                runner.run_nodes(mine)
+            if runner.state.counts["fail"] or runner.state.counts["abort"]:
+                rt.control.mark_failed()
+            if len(runner.plan.header.jobRunnerIds) > 1:
+                rt.notifier.round_ended(group_no=group.groupNo, phase=phase.phaseName, round_no=round_no)
+        if rt.control.halted:
+            break
+    for name, runner in runners.items():
+        if runner.state.started:
+            result.phases[name] = runner.finish()
+            runner.summary()
+    rt.console.line("-" * 62 + "\n")
+    result.ran_any = any(r.state.started for r in runners.values())
+    return result
+
+
+def run_group(rt: JobRuntime, group: Group, submit: Submit) -> GroupResult:
+    round_count = group.roundCount if group.roundCount is not None else rt.params.roundCount
+    one_shot = (rt.phase_filter is not None and len(rt.phase_filter) == 1) or not group.gray_scale
+    if one_shot:
+        return run_one_shot(rt, group, submit, round_count)
+    return run_gray_scale(rt, group, submit, round_count)

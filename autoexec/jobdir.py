@@ -1,0 +1,122 @@
+"""The job directory contract shared with the neatlogic runner service.
+
+The Java runner service reads these files by name, so names and shapes follow the original
+exactly (§5). Every name derived from console input (job id, phase, host, op id) goes through
+:func:`safe_name` / :func:`safe_relpath` so that nothing a console or nodes file says can write
+outside the job directory.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+_UNSAFE = re.compile(r"[/\\\x00-\x1f]")
+
+
+class UnsafeName(ValueError):
+    pass
+
+
+def split_job_id(job_id: str) -> str:
+    """``624490098515988`` -> ``624/490/098/515/988`` (3-character chunks, §5.1)."""
+    if not re.fullmatch(r"[0-9A-Za-z_-]+", job_id or ""):
+        raise UnsafeName(f"job id {job_id!r} must be non-empty and contain only letters, digits, '_' or '-'")
+    return "/".join(job_id[i:i + 3] for i in range(0, len(job_id), 3))
+
+
+def safe_name(name: str) -> str:
+    """One path component: separators and control characters become ``_``; ``.``/``..`` are escaped."""
+    cleaned = _UNSAFE.sub("_", str(name))
+    if cleaned in ("", ".", ".."):
+        cleaned = cleaned.replace(".", "_") or "_"
+    return cleaned
+
+
+def safe_relpath(name: str) -> str:
+    """Op ids may contain ``/`` (``demo/tool_1``): keep the hierarchy, but no part may climb out."""
+    parts = [safe_name(p) for p in str(name).replace("\\", "/").split("/") if p not in ("",)]
+    return "/".join(parts) or "_"
+
+
+def node_triple(host: str, port: object, resource_id: int) -> str:
+    """``<host>-<port>-<resourceId>``; the runner pseudo-node is ``local-0-0``."""
+    port_text = "" if port is None else str(port)
+    return safe_name(f"{host}-{port_text}-{resource_id}")
+
+
+@dataclass(frozen=True)
+class JobDir:
+    root: Path
+
+    @classmethod
+    def for_job(cls, data_dir: Path, job_id: str) -> "JobDir":
+        return cls(data_dir / "job" / split_job_id(job_id))
+
+    # --- whole-job files -------------------------------------------------------------
+    @property
+    def params(self) -> Path:
+        return self.root / "params.json"
+
+    @property
+    def nodes(self) -> Path:
+        return self.root / "nodes.json"
+
+    def phase_nodes(self, phase: str) -> Path:
+        return self.root / f"nodes-ph-{safe_name(phase)}.json"
+
+    def group_nodes(self, group_no: int) -> Path:
+        return self.root / f"nodes-gp-{int(group_no)}.json"
+
+    @property
+    def console_log(self) -> Path:
+        return self.root / "log" / "console.txt"
+
+    @property
+    def console_hislog_dir(self) -> Path:
+        return self.root / "log" / "console.hislog"
+
+    @property
+    def pid_file(self) -> Path:
+        """Our fix of §12.1: the running invocation records who it is, abort/pause read it."""
+        return self.root / "autoexec.pid"
+
+    @property
+    def status_dir(self) -> Path:
+        return self.root / "status"
+
+    # --- per phase / node ------------------------------------------------------------
+    def node_log(self, phase: str, triple: str) -> Path:
+        return self.root / "log" / safe_name(phase) / f"{triple}.txt"
+
+    def node_hislog_dir(self, phase: str, triple: str) -> Path:
+        return self.root / "log" / safe_name(phase) / f"{triple}.hislog"
+
+    def node_status(self, phase: str, triple: str) -> Path:
+        return self.root / "status" / safe_name(phase) / f"{triple}.json"
+
+    def node_output(self, triple: str) -> Path:
+        return self.root / "output" / f"{triple}.json"
+
+    def op_output_dir(self, triple: str) -> Path:
+        return self.root / "output-op" / triple
+
+    def op_output(self, triple: str, op_id: str) -> Path:
+        return self.op_output_dir(triple) / f"{safe_relpath(op_id)}.json"
+
+    def node_input(self, triple: str) -> Path:
+        return self.root / "input" / f"{triple}.json"
+
+    def livedata(self, phase: str, triple: str, op_id: str) -> Path:
+        return self.root / "livedata" / safe_name(phase) / triple / f"{safe_relpath(op_id)}.json"
+
+    def script_dir(self, bundle: str = "") -> Path:
+        return self.root / "script" / safe_relpath(bundle) if bundle else self.root / "script"
+
+    @property
+    def file_dir(self) -> Path:
+        return self.root / "file"
+
+    def make_base_dirs(self) -> None:
+        for sub in ("script", "file", "status", "log", "output", "output-op"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)

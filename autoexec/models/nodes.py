@@ -1,0 +1,136 @@
+"""Nodes files (§7): JSON lines, a header line first, one node per line."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from autoexec.jobdir import node_triple
+from autoexec.models.params import JobInputError
+
+
+class NodesHeader(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    totalCount: int = 0
+    localRunnerId: int = 1
+    jobRunnerIds: list[int] = Field(default_factory=list)
+
+
+class Node(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    resourceId: int
+    runnerId: int
+    host: str = ""
+    port: int | str | None = None
+    nodeName: str | None = None
+    nodeType: str | None = None
+    protocol: str = ""
+    protocolPort: int | None = None
+    servicePorts: dict[str, Any] | None = None
+    username: str = "none"
+    password: str = Field(default="", repr=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalise(cls, data: Any) -> Any:
+        """Effective protocol port (§7.1): protocolPort, then servicePorts[protocol], then
+        ``tagent.<n>``, then the service port."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if data.get("username") in (None, ""):
+            data["username"] = "none"
+        if data.get("password") is None:
+            data["password"] = ""
+        protocol = str(data.get("protocol") or "")
+        pport = data.get("protocolPort")
+        sports = data.get("servicePorts") or {}
+        if isinstance(sports, dict) and sports.get(protocol) not in (None, ""):
+            pport = sports[protocol]
+        if protocol.startswith("tagent."):
+            pport = protocol.split(".", 1)[1]
+            protocol = "tagent"
+        if pport in (None, ""):
+            pport = data.get("port") or 0
+        try:
+            data["protocolPort"] = int(pport)
+        except (TypeError, ValueError):
+            raise ValueError(f"protocol port {pport!r} is not a number") from None
+        data["protocol"] = protocol
+        return data
+
+    @property
+    def triple(self) -> str:
+        return node_triple(self.host, "" if self.port is None else self.port, self.resourceId)
+
+    @property
+    def label(self) -> str:
+        return f"{self.host}:{'' if self.port is None else self.port}"
+
+    def public_dict(self) -> dict[str, Any]:
+        """The node as tools see it in ``AUTOEXEC_NODE``: everything but the password (§21 item 27)."""
+        data = self.model_dump(by_alias=True, exclude={"password"})
+        return data
+
+
+RUNNER_NODE = Node(resourceId=0, runnerId=0, host="local", port=0, protocol="local",
+                   protocolPort=0, username="", password="")
+
+
+class NodesFile(BaseModel):
+    header: NodesHeader
+    nodes: list[Node]
+
+
+def parse_nodes_lines(lines: list[str], source: str) -> NodesFile:
+    header: NodesHeader | None = None
+    nodes: list[Node] = []
+    seen: set[int] = set()
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise JobInputError(f"{source}: line {lineno}: invalid JSON: {exc.msg}") from None
+        if not isinstance(data, dict):
+            raise JobInputError(f"{source}: line {lineno}: expected a JSON object")
+        if header is None:
+            try:
+                header = NodesHeader.model_validate(data)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                raise JobInputError(f"{source}: line {lineno} (header): field "
+                                    f"{'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+            continue
+        try:
+            node = Node.model_validate(data)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = ".".join(map(str, err["loc"])) or "node"
+            raise JobInputError(f"{source}: line {lineno}: field {field}: {err['msg']}") from None
+        if node.resourceId in seen:
+            raise JobInputError(f"{source}: line {lineno}: duplicate resourceId {node.resourceId}")
+        seen.add(node.resourceId)
+        nodes.append(node)
+    return NodesFile(header=header or NodesHeader(totalCount=len(nodes)), nodes=nodes)
+
+
+def load_nodes(path: Path) -> NodesFile:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise JobInputError(f"{path}: cannot read: {exc.strerror}") from None
+    return parse_nodes_lines(text.splitlines(), str(path))
+
+
+def write_nodes(path: Path, header: NodesHeader, nodes: list[dict[str, Any]]) -> None:
+    """Write a proper nodes file (header line first) — the fix of §21 item 5 for ``runNode``."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        fh.write(json.dumps(header.model_dump(), ensure_ascii=False) + "\n")
+        for node in nodes:
+            fh.write(json.dumps(node, ensure_ascii=False) + "\n")
+    tmp.replace(path)

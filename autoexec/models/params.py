@@ -1,0 +1,178 @@
+"""params.json as the console sends it (§6). Unknown fields are kept, so a newer console's
+extras survive a round trip through the runner."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+OP_TYPE_ALIASES = {
+    "runner": "local", "local": "local", "sqlfile": "local",
+    "target": "remote", "remote": "remote",
+    "runner_target": "localremote", "localremote": "localremote",
+    "native": "native",
+}
+RUNNER_PHASE_TYPES = {"runner", "local", "sqlfile"}
+
+
+class JobInputError(Exception):
+    """Malformed job input; the message is one line naming file, field/line and problem."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class Operation(_Model):
+    opId: str
+    opName: str
+    opType: str = "runner"
+    isScript: int | bool = 0
+    scriptId: int | str | None = None
+    scriptContent: str | None = None
+    interpreter: str | None = None
+    failIgnore: int | bool | str | None = 0
+    help: str | None = None
+    opt: dict[str, Any] = Field(default_factory=dict)
+    desc: dict[str, str] = Field(default_factory=dict)
+    arg: list[dict[str, Any]] | None = None
+    output: dict[str, Any] | None = None
+    condition: str | None = None
+    if_ops: list["Operation"] | None = Field(default=None, alias="if")
+    else_ops: list["Operation"] | None = Field(default=None, alias="else")
+
+    @field_validator("opType")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        if value not in OP_TYPE_ALIASES:
+            raise ValueError(f"unknown opType {value!r} (expected one of {', '.join(sorted(OP_TYPE_ALIASES))})")
+        return value
+
+    @field_validator("desc", mode="before")
+    @classmethod
+    def _desc_none(cls, value: Any) -> Any:
+        return value or {}
+
+    @field_validator("opt", mode="before")
+    @classmethod
+    def _opt_none(cls, value: Any) -> Any:
+        return value or {}
+
+    @property
+    def kind(self) -> str:
+        """Normalised type: ``local``, ``remote``, ``localremote`` or ``native``."""
+        return OP_TYPE_ALIASES[self.opType]
+
+    @property
+    def is_if_block(self) -> bool:
+        return self.opName == "native/IF-Block"
+
+    @property
+    def fail_ignore(self) -> bool:
+        return str(self.failIgnore).lower() not in ("0", "", "false", "none")
+
+    @property
+    def is_script(self) -> bool:
+        return bool(self.isScript) and self.isScript not in ("0",)
+
+    @property
+    def bundle(self) -> str:
+        return self.opName.rsplit("/", 1)[0] if "/" in self.opName else ""
+
+    @property
+    def sub_name(self) -> str:
+        return self.opName.rsplit("/", 1)[-1]
+
+    def walk(self) -> list["Operation"]:
+        """This op and every op nested in IF-Block branches."""
+        found = [self]
+        for child in (self.if_ops or []) + (self.else_ops or []):
+            found.extend(child.walk())
+        return found
+
+
+class Phase(_Model):
+    phaseName: str = Field(min_length=1)
+    phaseType: str | None = None
+    roundCount: int | None = None
+    execRound: Literal["first", "middle", "last"] | None = None
+    operations: list[Operation] = Field(default_factory=list)
+
+    @property
+    def runs_on_runner(self) -> bool:
+        """§8.3: a runner-typed phase, or one containing any runner op, runs once on the runner."""
+        if (self.phaseType or "") in RUNNER_PHASE_TYPES:
+            return True
+        return any(op.kind == "local" for top in self.operations for op in top.walk())
+
+
+class Group(_Model):
+    groupNo: int
+    execStrategy: str | None = "oneShot"
+    roundCount: int | None = None
+    phases: list[Phase] = Field(default_factory=list)
+
+    @property
+    def gray_scale(self) -> bool:
+        return self.execStrategy == "grayScale"
+
+
+class Params(_Model):
+    jobId: int | str = "0"
+    tenant: str | None = None
+    execUser: str | None = None
+    roundCount: int | None = 0
+    opt: dict[str, Any] = Field(default_factory=dict)
+    globalOpt: dict[str, Any] = Field(default_factory=dict)
+    environment: dict[str, Any] = Field(default_factory=dict)
+    passThroughEnv: dict[str, Any] = Field(default_factory=dict)
+    runFlow: list[Group] = Field(default_factory=list)
+    runNode: list[dict[str, Any]] | None = None
+
+    @field_validator("opt", "globalOpt", "environment", "passThroughEnv", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return value or {}
+
+    @property
+    def job_id(self) -> str:
+        return str(self.jobId)
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def parse_params(data: Any, source: str) -> Params:
+    try:
+        params = Params.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise JobInputError(f"{source}: field {_location(err['loc'])}: {err['msg']}") from None
+    seen: set[str] = set()
+    for gi, group in enumerate(params.runFlow):
+        for pi, phase in enumerate(group.phases):
+            if phase.phaseName in seen:
+                raise JobInputError(f"{source}: field runFlow[{gi}].phases[{pi}].phaseName: "
+                                    f"duplicate phase name {phase.phaseName!r}")
+            seen.add(phase.phaseName)
+    return params
+
+
+def load_params(path: Path) -> Params:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise JobInputError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise JobInputError(f"{path}: line {exc.lineno} column {exc.colno}: invalid JSON: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise JobInputError(f"{path}: top level must be a JSON object")
+    return parse_params(data, str(path))

@@ -1,0 +1,302 @@
+"""Where and how one operation runs: a runner child, a remote host, or inside the runner.
+
+§10.7 (local), §10.10/§10.11 (remote), §10.12 (native). The placement rules of the original are
+kept, with §21 item 29 fixed: an op that cannot run where its phase puts it fails with a message
+saying why, instead of being skipped silently on the runner node.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autoexec.jobdir import safe_name
+from autoexec.models.params import Operation
+from autoexec.ops.nodectx import NodeContext
+from autoexec.ops.prepare import Prepared, prepare_arguments
+from autoexec.ops.tools import ToolNotFound, locate_tool, script_argv, write_inline_script
+from autoexec.store import read_json, write_json_atomic
+from autoexec.transports.base import RemoteOp, Upload
+from autoexec.transports.local import LocalProcess
+
+
+@dataclass
+class OpOutcome:
+    final: str
+    """``succeed``, ``failed``, ``ignored`` (set by the executor) or ``aborted``."""
+    exit_code: int | None = None
+    message: str = ""
+    skipped: bool = False
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+
+def run_operation(ctx: NodeContext, op: Operation) -> OpOutcome:
+    kind = op.kind
+    on_runner = ctx.node.resourceId == 0
+    if kind == "native":
+        from autoexec.ops.native import NATIVE_IN_PROCESS, run_native
+
+        if op.sub_name in NATIVE_IN_PROCESS:
+            return _finish(ctx, op, run_native(ctx, op))
+        return _run_local(ctx, op, to_target=not on_runner)
+    if on_runner and kind != "local":
+        return _fail(ctx, f"Operation {op.opId} of type {op.opType} cannot run on the runner node: phase "
+                          f"{ctx.plan.name} runs on the runner because it is a runner phase or holds runner ops")
+    if not on_runner and kind == "local":
+        return _fail(ctx, f"Operation {op.opId} of type {op.opType} runs only on the runner, not on target "
+                          f"node {ctx.node.host}")
+    if kind == "remote":
+        return _run_remote(ctx, op)
+    return _run_local(ctx, op, to_target=(kind == "localremote"))
+
+
+def _fail(ctx: NodeContext, message: str, code: int | None = None) -> OpOutcome:
+    ctx.log.line(f"ERROR: {message}")
+    return OpOutcome(final="failed", exit_code=code, message=message)
+
+
+# --- local --------------------------------------------------------------------------------
+def _local_env(ctx: NodeContext, op: Operation, plugin_dir: Path, to_target: bool) -> dict[str, str]:
+    rt, jd, triple = ctx.rt, ctx.jobdir, ctx.triple
+    env = dict(rt.base_env)
+    home_lib = str(rt.config.home / "plugins" / "local" / "lib")
+    bundled_lib = str(Path(__file__).resolve().parent.parent / "plugins" / "local" / "lib")
+    libs = [str(plugin_dir), str(plugin_dir / "lib"), home_lib, bundled_lib]
+    out_path = jd.op_output(triple, op.opId)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    env.update({
+        "TERM": "dumb",
+        "GROUP_NO": str(ctx.plan.group_no),
+        "OUTPUT_DIR": str(jd.op_output_dir(triple)),
+        "OUTPUT_PATH": str(out_path),
+        "OPERATION_ID": op.opId,
+        "LIVEDATA_PATH": str(jd.livedata(ctx.plan.name, triple, op.opId)),
+        "NODE_OUTPUT_PATH": str(jd.node_output(triple)),
+        "PATH": os.pathsep.join([str(plugin_dir / "lib"), home_lib, bundled_lib, env.get("PATH", os.defpath)]),
+        "PYTHONPATH": os.pathsep.join(libs + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])),
+        "PERL5LIB": os.pathsep.join(libs + ([env["PERL5LIB"]] if env.get("PERL5LIB") else [])),
+        "AUTOEXEC_PHASE_NAME": ctx.plan.name,
+        "AUTOEXEC_NODE": json.dumps(ctx.node.public_dict(), ensure_ascii=False),
+        "AUTOEXEC_NODES_PATH": str(ctx.plan.nodes_path),
+    })
+    if to_target:
+        port = "" if ctx.node.port is None else str(ctx.node.port)
+        env.update({"NODE_HOST": ctx.node.host, "NODE_PORT": port, "NODE_NAME": ctx.node.nodeName or ""})
+        if ctx.password:
+            # runner_target tools log in to the target themselves; the password travels in the
+            # environment (readable only by this uid), never on a command line or in AUTOEXEC_NODE.
+            env["AUTOEXEC_NODE_PASSWORD"] = ctx.password
+    return env
+
+
+def _run_local(ctx: NodeContext, op: Operation, to_target: bool) -> OpOutcome:
+    rt = ctx.rt
+    try:
+        if op.is_script:
+            script = write_inline_script(ctx, op) if op.scriptContent else _fetch_script(ctx, op)
+            command, plugin_dir = script_argv(op.interpreter, script), script.parent
+        else:
+            tool = locate_tool(rt.config.plugin_dirs, "local", op.opName)
+            command, plugin_dir = [str(tool)], tool.parent
+    except (ToolNotFound, OSError) as exc:
+        return _fail(ctx, str(exc))
+    prepared = prepare_arguments(ctx, op, remote=False)
+    if prepared.error:
+        return _fail(ctx, prepared.error)
+    _record_inputs(ctx, op, prepared)
+    if to_target and not ctx.password and ctx.node.protocol in ("ssh", "tagent"):
+        ctx.log.line(f"WARN: Can not find password for {ctx.node.username}@{ctx.node.host}:{ctx.node.protocolPort}, "
+                     f"Please check the account settings of the node.")
+    ctx.log.line(f"INFO: Execute -> {op.opName} {prepared.masked}".rstrip())
+    env = _local_env(ctx, op, plugin_dir, to_target)
+    out_path = Path(env["OUTPUT_PATH"])
+    out_path.unlink(missing_ok=True)
+    try:
+        proc = LocalProcess(command + prepared.argv, rt.jobdir.root, env)
+    except OSError as exc:
+        return _fail(ctx, f"cannot start {op.opName}: {exc.strerror or exc}")
+    token = rt.control.register(proc.kill)
+    try:
+        ctx.status.set_op(op.opId, "running", proc.pid)
+        result = proc.stream(ctx.log.line, timeout=rt.config.max_exec_secs)
+    finally:
+        rt.control.unregister(token)
+    if result.error:
+        if result.killed and rt.control.aborting:
+            ctx.log.line(f"INFO: Worker killed, pid:{result.pid}.")
+            return OpOutcome(final="aborted", message="aborted")
+        return _fail(ctx, f"{op.opName} {result.error}")
+    if result.exit_code != 0:
+        return OpOutcome(final="failed", exit_code=result.exit_code,
+                         message=f"{op.opName} exited with status {result.exit_code}")
+    return _finish(ctx, op, OpOutcome(final="succeed", exit_code=0), read_json(out_path))
+
+
+def _fetch_script(ctx: NodeContext, op: Operation) -> Path:
+    if ctx.rt.script_fetcher is None:
+        raise ToolNotFound(f"custom script {op.opId} has no scriptContent and no console is configured "
+                           f"to download scriptId {op.scriptId}")
+    return ctx.rt.script_fetcher(ctx.rt, op)
+
+
+# --- remote -------------------------------------------------------------------------------
+def _run_remote(ctx: NodeContext, op: Operation) -> OpOutcome:
+    rt, node = ctx.rt, ctx.node
+    if node.protocol not in ("ssh", "tagent"):
+        return _fail(ctx, f"node {node.host} protocol {node.protocol!r} cannot run target operation {op.opId} "
+                          f"(needs ssh or tagent)")
+    if node.protocol == "ssh" and not ctx.password and not (node.model_extra or {}).get("privateKey"):
+        return _fail(ctx, f"Can not find password for {node.username}@{node.host}:{node.protocolPort}")
+    dir_name = f"autoexec-{safe_name(rt.job_id)}-{node.resourceId}-{ctx.plan.index}"
+    root = f"$TMPDIR/{dir_name}" if node.protocol == "tagent" else f"/tmp/{dir_name}"
+    uploads: list[Upload] = []
+    try:
+        remote_lib = _remote_lib(rt.config.plugin_dirs)
+        if remote_lib:
+            uploads.append(Upload(remote_lib, "lib"))
+        if op.is_script:
+            script = write_inline_script(ctx, op) if op.scriptContent else _fetch_script(ctx, op)
+            workdir = op.bundle
+            rel = f"{workdir}/{script.name}" if workdir else script.name
+            uploads.append(Upload(script, rel, 0o700))
+            argv = script_argv(op.interpreter, Path(script.name), remote=True)
+        else:
+            tool = locate_tool(rt.config.plugin_dirs, "remote", op.opName)
+            workdir = op.bundle
+            uploads.append(Upload(tool.parent, workdir))
+            argv = script_argv(op.interpreter, Path(tool.name), remote=True)
+    except (ToolNotFound, OSError) as exc:
+        return _fail(ctx, str(exc))
+    prepared = prepare_arguments(ctx, op, remote=True)
+    if prepared.error:
+        return _fail(ctx, prepared.error)
+    _record_inputs(ctx, op, prepared)
+    if prepared.has_file and rt.jobdir.file_dir.is_dir():
+        uploads.append(Upload(rt.jobdir.file_dir, f"{workdir}/file" if workdir else "file"))
+    for rel in prepared.file_paths:
+        local = rt.jobdir.root / rel
+        if local.is_file():
+            uploads.append(Upload(local, f"{workdir}/file/{local.name}" if workdir else f"file/{local.name}"))
+    env = _remote_env(ctx)
+    fetch_dir = rt.jobdir.op_output_dir(ctx.triple) / ".fetch" / safe_name(op.opId)
+    has_output = op.output is not None
+    remote_op = RemoteOp(job_id=rt.job_id, root=root, uploads=uploads, workdir=workdir,
+                         argv=argv + prepared.argv, env=env, timeout=rt.config.max_exec_secs,
+                         fetch=["output.json"] + _filepath_outputs(op) if has_output else [],
+                         fetch_dir=fetch_dir, create_empty=["output.json"] if has_output else [],
+                         keep_dir_on_failure=rt.config.reserve_dir_on_failure)
+    ctx.log.line(f"INFO: Job directory:{dir_name}")
+    ctx.log.line(f"INFO: Execute -> {' '.join(argv)} {prepared.masked}".rstrip())
+    try:
+        transport = ctx.remote()
+    except (ValueError, ImportError) as exc:
+        return _fail(ctx, str(exc))
+    ctx.status.set_op(op.opId, "running", None)
+    cancel = _cancel_event(ctx)
+    token = rt.control.register(cancel.set)
+    try:
+        result = transport.run(remote_op, ctx.log.line, cancel)
+    finally:
+        rt.control.unregister(token)
+    if result.error:
+        if rt.control.aborting:
+            kill_error = transport.kill_job(rt.job_id)
+            ctx.log.line(f"INFO: Execute kill command for job {rt.job_id} "
+                         f"{'failed: ' + kill_error if kill_error else 'success'}.")
+            return OpOutcome(final="aborted", message="aborted")
+        return _fail(ctx, result.error, result.exit_code)
+    if result.exit_code != 0:
+        return OpOutcome(final="failed", exit_code=result.exit_code,
+                         message=f"{op.opName} exited with status {result.exit_code}")
+    data = read_json(fetch_dir / "output.json") if has_output else None
+    if isinstance(data, dict):
+        data = _collect_filepaths(ctx, op, data, fetch_dir)
+    return _finish(ctx, op, OpOutcome(final="succeed", exit_code=0), data)
+
+
+def _cancel_event(ctx: NodeContext) -> Any:
+    import threading
+
+    event = threading.Event()
+    if ctx.rt.control.aborting:
+        event.set()
+    return event
+
+
+def _remote_lib(plugin_dirs: list[Path]) -> Path | None:
+    for base in plugin_dirs:
+        lib = base / "remote" / "lib"
+        if lib.is_dir():
+            return lib
+    return None
+
+
+def _remote_env(ctx: NodeContext) -> dict[str, str]:
+    node = ctx.node
+    env = {"HISTSIZE": "0", "NODE_HOST": node.host, "NODE_PORT": "" if node.port is None else str(node.port),
+           "NODE_NAME": node.nodeName or "", "AUTOEXEC_JOBID": ctx.rt.job_id,
+           "AUTOEXEC_NODE": json.dumps(node.public_dict(), ensure_ascii=False)}
+    node_env = ctx.node_env
+    for key in ("INS_PATH", "INS_ID_PATH"):  # from the node env (§21 item 26), not the runner env
+        if key in node_env:
+            env[key] = str(node_env[key])
+    return env
+
+
+def _filepath_outputs(op: Operation) -> list[str]:
+    return []  # filepath values are only known once output.json is back; see _collect_filepaths
+
+
+def _collect_filepaths(ctx: NodeContext, op: Operation, data: dict[str, Any], fetch_dir: Path) -> dict[str, Any]:
+    """Remote ``filepath`` outputs: the file comes back into ``output-op/<triple>/<opId>/``."""
+    declared = op.output or {}
+    wanted = {k: v for k, v in data.items()
+              if isinstance(declared.get(k), dict) and declared[k].get("type") == "filepath" and isinstance(v, str) and v}
+    if not wanted or ctx.transport is None:
+        return data
+    fetch = getattr(ctx.transport, "fetch_files", None)
+    dest = ctx.jobdir.op_output_dir(ctx.triple) / safe_name(op.opId)
+    for key, rel in wanted.items():
+        target = dest / Path(rel).name
+        ok = bool(fetch and fetch(rel, target))
+        data[key] = str(target.relative_to(ctx.jobdir.root)) if ok else None
+        if not ok:
+            ctx.log.line(f"ERROR: Download filepath output {key}={rel} failed.")
+    return data
+
+
+# --- outputs & inputs ---------------------------------------------------------------------
+def _finish(ctx: NodeContext, op: Operation, outcome: OpOutcome, data: Any = None) -> OpOutcome:
+    """Declared outputs filled with their defaults (§10.9), stored per op and merged per node."""
+    if outcome.final != "succeed":
+        return outcome
+    if op.output is None and not isinstance(data, dict):
+        return outcome
+    values: dict[str, Any] = dict(data) if isinstance(data, dict) else {}
+    for name, spec in (op.output or {}).items():
+        if name not in values:
+            values[name] = spec.get("defaultValue") if isinstance(spec, dict) else None
+    write_json_atomic(ctx.jobdir.op_output(ctx.triple, op.opId), values)
+    ctx.output.update({op.opId: values})
+    if ctx.plan.header.totalCount == 1 and ctx.node.resourceId != 0 and ctx.rt.runner_output is not None:
+        ctx.rt.runner_output.update({op.opId: values})  # single-node phases feed runner references (§10.5)
+    outcome.outputs = values
+    return outcome
+
+
+def _record_inputs(ctx: NodeContext, op: Operation, prepared: Prepared) -> None:
+    from autoexec.store import file_lock
+
+    path = ctx.jobdir.node_input(ctx.triple)
+    with file_lock(path):
+        current = read_json(path)
+        current = current if isinstance(current, dict) else {}
+        current[op.opId] = prepared.inputs
+        write_json_atomic(path, current, indent=4)
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,139 @@
+"""Native operations run inside the runner (§10.12), with the original's defects fixed:
+``extractprestepstatus`` global scope works, ``hidden`` is honoured, ``export`` sends isHidden."""
+from __future__ import annotations
+
+import subprocess
+from typing import TYPE_CHECKING, Callable
+
+from autoexec.ops.prepare import prepare_arguments
+
+if TYPE_CHECKING:
+    from autoexec.models.params import Operation
+    from autoexec.ops.dispatch import OpOutcome
+    from autoexec.ops.nodectx import NodeContext
+
+NATIVE_IN_PROCESS = {"echo", "export", "setenv", "updategparam", "failkeys", "failjob", "extractprestepstatus"}
+
+
+def _truthy(value: str | None) -> bool:
+    return str(value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def run_native(ctx: "NodeContext", op: "Operation") -> "OpOutcome":
+    from autoexec.ops.dispatch import OpOutcome
+
+    prepared = prepare_arguments(ctx, op, remote=False)
+    if prepared.error:
+        ctx.log.line(f"ERROR: {prepared.error}")
+        return OpOutcome(final="failed", message=prepared.error)
+    handler: Callable[..., OpOutcome] = _HANDLERS[op.sub_name]
+    return handler(ctx, op, prepared.options, prepared.arguments)
+
+
+def _echo(ctx: "NodeContext", op: "Operation", options: dict[str, str], args: list[str]) -> "OpOutcome":
+    from autoexec.ops.dispatch import OpOutcome
+
+    ctx.log.line("".join(args) if args else options.get("text", ""))
+    return OpOutcome(final="succeed", exit_code=0)
+
+
+def _failjob(ctx: "NodeContext", op: "Operation", options: dict[str, str], args: list[str]) -> "OpOutcome":
+    from autoexec.ops.dispatch import OpOutcome
+
+    message = "".join(args) or options.get("message", "") or "failed by native/failjob"
+    ctx.log.line(f"ERROR: {message}")
+    return OpOutcome(final="failed", exit_code=1, message=message)
+
+
+def _set_env(ctx: "NodeContext", name: str, value: str, scope: str, hidden: bool) -> None:
+    if scope == "global":
+        with ctx.rt.env_lock:
+            ctx.rt.base_env[name] = value
+        if ctx.rt.mirror is not None and hasattr(ctx.rt.mirror, "save_env"):
+            ctx.rt.mirror.save_env(ctx.rt.job_id, name, value, hidden)  # type: ignore[attr-defined]
+        ctx.rt.notifier.export_env(name=name, value=value, hidden=hidden)
+    else:
+        changes: dict = {"nodeEnv": {name: value}}
+        if hidden:
+            changes["hiddenNodeEnv"] = {name: 1}
+        ctx.output.update(changes)
+
+
+def _setenv(ctx: "NodeContext", op: "Operation", options: dict[str, str], args: list[str]) -> "OpOutcome":
+    from autoexec.ops.dispatch import OpOutcome
+
+    name, value = options.get("name", ""), options.get("value", "")
+    scope = options.get("scope", "node") or "node"
+    if not name:
+        ctx.log.line("ERROR: native/setenv needs option name")
+        return OpOutcome(final="failed", message="native/setenv needs option name")
+    if "$(" in value:
+        # Command substitution, as the original: the job author already runs arbitrary tools,
+        # so this is evaluated by /bin/sh in the job dir, bounded in time.
+        try:
+            done = subprocess.run(["/bin/sh", "-c", f'printf %s "{value}"'], cwd=ctx.jobdir.root,
+                                  capture_output=True, text=True, timeout=60, env=dict(ctx.rt.base_env))
+        except subprocess.TimeoutExpired:
+            ctx.log.line(f"ERROR: native/setenv {name}: command substitution timed out")
+            return OpOutcome(final="failed", message="setenv timed out")
+        value = done.stdout.strip()
+    hidden = _truthy(options.get("hidden"))
+    _set_env(ctx, name, value, scope, hidden)
+    ctx.log.line(f"INFO: Set {scope} env {name}={'******' if hidden else value}")
+    return OpOutcome(final="succeed", exit_code=0)
+
+
+def _export(ctx: "NodeContext", op: "Operation", options: dict[str, str], args: list[str]) -> "OpOutcome":
+    from autoexec.ops.dispatch import OpOutcome
+
+    for name in args:
+        value = ctx.lookup_variable(name)
+        if value is None:
+            ctx.log.line(f"WARN: Environment variable {name} not defined, not exported.")
+            continue
+        ctx.log.line(f"INFO: Execute -> native/export {name}")
+        ctx.rt.notifier.export_env(name=name, value=value, hidden=False)
+    return OpOutcome(final="succeed", exit_code=0)
+
+
+def _updategparam(ctx: "NodeContext", op: "Operation", options: dict[str, str], args: list[str]) -> "OpOutcome":
+    from autoexec.ops.dispatch import OpOutcome
+
+    key = options.get("name") or options.get("key") or ""
+    if not key:
+        ctx.log.line("ERROR: native/updategparam needs option name")
+        return OpOutcome(final="failed", message="native/updategparam needs option name")
+    ctx.rt.notifier.update_global_param(key=key, value=options.get("value", ""))
+    ctx.log.line(f"INFO: Update global param {key}.")
+    return OpOutcome(final="succeed", exit_code=0)
+
+
+def _failkeys(ctx: "NodeContext", op: "Operation", options: dict[str, str], args: list[str]) -> "OpOutcome":
+    from autoexec.ops.dispatch import OpOutcome
+    from autoexec.ops.failkeys import FailKeys
+
+    try:
+        matcher = FailKeys(patterns=[a for a in args if a], operator=options.get("operator", "or") or "or",
+                           exclude=options.get("exclude") or None)
+    except ValueError as exc:
+        ctx.log.line(f"ERROR: {exc}")
+        return OpOutcome(final="failed", message=str(exc))
+    ctx.fail_matcher = matcher
+    ctx.log.line(f"INFO: Fail patterns installed: {len(matcher.patterns)} ({matcher.operator}).")
+    return OpOutcome(final="succeed", exit_code=0)
+
+
+def _extractprestepstatus(ctx: "NodeContext", op: "Operation", options: dict[str, str], args: list[str]) -> "OpOutcome":
+    from autoexec.ops.dispatch import OpOutcome
+
+    name = options.get("envname") or options.get("name") or ""
+    if not name:
+        ctx.log.line("ERROR: native/extractprestepstatus needs option envname")
+        return OpOutcome(final="failed", message="needs option envname")
+    _set_env(ctx, name, ctx.prev_op_status, options.get("scope", "node") or "node", False)
+    ctx.log.line(f"INFO: {name}={ctx.prev_op_status}")
+    return OpOutcome(final="succeed", exit_code=0)
+
+
+_HANDLERS = {"echo": _echo, "export": _export, "setenv": _setenv, "updategparam": _updategparam,
+             "failkeys": _failkeys, "failjob": _failjob, "extractprestepstatus": _extractprestepstatus}

@@ -1,0 +1,97 @@
+"""Per (phase, node) state shared by the ops of that node: environment, variables, connection.
+
+Lives exactly as long as one node's run in one phase: the SSH/Tagent connection opened for the
+first remote op is reused by the following ones and closed at the end (issue 4: one connection
+per node per phase).
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from autoexec.jobdir import JobDir
+from autoexec.logs import NodeLog
+from autoexec.models.nodes import Node
+from autoexec.runtime import JobRuntime, PhasePlan
+from autoexec.store import NodeOutput, NodeStatus
+from autoexec.transports.base import Endpoint, RemoteTransport, Timeouts
+
+
+class NodeContext:
+    def __init__(self, rt: JobRuntime, plan: PhasePlan, node: Node, status: NodeStatus,
+                 output: NodeOutput, log: NodeLog) -> None:
+        self.rt = rt
+        self.plan = plan
+        self.node = node
+        self.status = status
+        self.output = output
+        self.log = log
+        self.triple = node.triple
+        self.jobdir: JobDir = rt.jobdir
+        self.transport: RemoteTransport | None = None
+        self.prev_op_status = "pending"
+        self.fail_matcher: Any = None
+        self.password = rt.decrypt(node.password) if node.password else ""
+
+    # --- variables -----------------------------------------------------------------------
+    @property
+    def node_env(self) -> dict[str, Any]:
+        """§9.1: persisted ``output.nodeEnv`` plus the node's identity variables."""
+        node = self.node
+        env = dict(self.output.data.get("nodeEnv") or {})
+        port = "" if node.port is None else str(node.port)
+        env.update({
+            "RESOURCE_ID": node.resourceId, "NODE_NAME": node.nodeName or "", "NODE_HOST": node.host,
+            "NODE_PORT": port, "NODE_PROTOCOL_PORT": node.protocolPort,
+            "INS_NAME": node.nodeName or "", "INS_HOST": node.host, "INS_PORT": port,
+            "INS_PROTOCOL_PORT": node.protocolPort,
+        })
+        name_path = self.rt.base_env.get("NAME_PATH") or os.environ.get("NAME_PATH")
+        id_path = self.rt.base_env.get("ID_PATH") or os.environ.get("ID_PATH")
+        if name_path:
+            env["INS_PATH"] = f"{name_path}/{node.nodeName or ''}"
+        if id_path:
+            env["INS_ID_PATH"] = f"{id_path}/{node.resourceId}"
+        return env
+
+    def lookup_variable(self, name: str) -> str | None:
+        """Conditions and references: node env first, then the job's environment."""
+        env = self.node_env
+        if name in env:
+            value = env[name]
+            return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        if name in self.rt.base_env:
+            return self.rt.base_env[name]
+        return os.environ.get(name)
+
+    # --- connection ----------------------------------------------------------------------
+    def remote(self) -> RemoteTransport:
+        if self.transport is None:
+            cfg = self.rt.config
+            endpoint = Endpoint(host=self.node.host, port=int(self.node.protocolPort or 0),
+                                username=self.node.username, password=self.password,
+                                private_key=getattr(self.node, "privateKey", None) or
+                                (self.node.model_extra or {}).get("privateKey"))
+            timeouts = Timeouts(connect=cfg.connect_timeout, read=cfg.read_timeout,
+                                write=cfg.write_timeout, op=cfg.max_exec_secs)
+            protocol = self.node.protocol
+            if protocol == "ssh":
+                from autoexec.transports.ssh import SshTransport
+
+                self.transport = SshTransport(endpoint, timeouts)
+            elif protocol == "tagent":
+                from autoexec.transports.tagent import TagentTransport
+
+                self.transport = TagentTransport(endpoint, timeouts)
+            else:
+                raise ValueError(f"node {self.node.host} protocol {protocol!r} cannot run target operations "
+                                 f"(expected ssh or tagent)")
+        return self.transport
+
+    def close(self) -> None:
+        if self.transport is not None:
+            try:
+                self.transport.close()
+            finally:
+                self.transport = None

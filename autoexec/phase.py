@@ -1,0 +1,173 @@
+"""Dispatching the nodes of one phase, bounded, and aggregating their outcome (§8.2–§8.4, §8.7).
+
+The phase runner does not know about Prefect: it is handed a ``submit`` function that starts one
+(phase, node) unit of work and returns a future. The flow layer passes one that creates a Prefect
+task run; tests can pass a thread pool. That keeps orchestration swappable and the semantics here.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import Future
+from typing import Any, Callable, Iterable, Protocol
+
+from autoexec.executor import NodeResult, NodeRun
+from autoexec.models.nodes import Node
+from autoexec.runtime import JobRuntime, PhasePlan, PhaseState
+
+
+class NodeFuture(Protocol):
+    def result(self, timeout: float | None = None) -> Any: ...
+    def add_done_callback(self, fn: Callable[[Any], None]) -> None: ...
+
+
+Submit = Callable[[PhasePlan, Node], NodeFuture]
+
+
+def execute_node(rt: JobRuntime, plan: PhasePlan, node: Node) -> NodeResult:
+    """The unit of work behind one (phase, node) task run."""
+    return NodeRun(rt, plan, node).execute()
+
+
+def _pid_alive(pid: object) -> bool:
+    try:
+        pid_int = int(pid)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    if pid_int <= 0 or pid_int == os.getpid():
+        return False
+    try:
+        os.kill(pid_int, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class PhaseRunner:
+    def __init__(self, rt: JobRuntime, plan: PhasePlan, submit: Submit) -> None:
+        self.rt = rt
+        self.plan = plan
+        self.submit = submit
+        self.state = PhaseState(plan)
+
+    # --- status -------------------------------------------------------------------------
+    def _push(self, status: str) -> None:
+        self.state.status = status
+        self.rt.notifier.phase_status(group_no=self.plan.group_no, phase=self.plan.name, status=status,
+                                      counts=self.state.snapshot())
+
+    def start(self) -> None:
+        if not self.state.started:
+            self.state.started = True
+            self.rt.console.line(f"INFO: Begin to execute phase:{self.plan.name} operations...")
+            self._push("running")
+
+    def finish(self) -> str:
+        """§8.3 step 4, with §21 item 10 fixed: a clean phase is not called ``paused`` merely
+        because a concurrent phase failed."""
+        c = self.state.counts
+        ctl = self.rt.control
+        if c["abort"] or (ctl.aborting and (c["fail"] or c["pause"])):
+            status = "aborted"
+        elif c["fail"]:
+            status = "failed"
+            ctl.mark_failed()
+        elif c["pause"] or (ctl.pausing and self.state.status == "running" and self._unfinished):
+            status = "paused"
+        elif c["ignore"]:
+            status = "completed"
+        else:
+            status = "succeed"
+        self.rt.console.line(f"INFO: Execute phase:{self.plan.name} complete, status:{status}.")
+        self._push(status)
+        return status
+
+    _unfinished = False
+
+    def summary(self) -> None:
+        c = self.state.counts
+        self.rt.console.line(f"INFO: Execute phase:{self.plan.name} finish, suceessCount:{c['suc']}, "
+                             f"failCount:{c['fail'] + c['abort']}, ignoreCount:{c['ignore']}, "
+                             f"pauseCount:{c['pause']}, skipCount:{c['skip']}")
+
+    # --- dispatch -----------------------------------------------------------------------
+    def _should_skip(self, node: Node) -> tuple[str | None, str]:
+        """(``skip`` | ``busy`` | None, console line) from the node's recorded status (§8.4, §9.3)."""
+        from autoexec.store import read_json
+
+        data = read_json(self.rt.jobdir.node_status(self.plan.name, node.triple))
+        if data is None and self.rt.mirror is not None:
+            data = self.rt.mirror.load_node_status(self.rt.job_id, self.plan.name, node.resourceId)
+        status = (data or {}).get("status")
+        if not self.rt.force:
+            if status in ("succeed", "ignored"):
+                return "skip", f"INFO: Node({node.resourceId}) status:{status} {node.label} had been executed, skip."
+            if status == "running" and _pid_alive((data or {}).get("pid")):
+                return "busy", (f"ERROR: Node({node.resourceId}) status:running {node.label} is running, "
+                                f"please check the status.")
+        verb = "try to execute again" if status == "running" else "execute begin"
+        return None, f"INFO: Node({node.resourceId}) status:{status or 'pending'} {node.label} {verb}..."
+
+    def _account(self, node: Node, result: NodeResult | None, error: BaseException | None) -> None:
+        status = result.status if result else "failed"
+        warn = result.warn_count if result else 0
+        label = f"Node({node.resourceId}) {node.label}"
+        if status == "succeed":
+            self.state.add("suc", warn)
+            self.rt.console.line(f"INFO: {label} execute succeed.")
+        elif status == "ignored":
+            self.state.add("ignore", warn)
+            self.rt.console.line(f"WARN: {label} execute failed, ignore.")
+        elif status == "paused":
+            self.state.add("pause", warn)
+            self.rt.console.line(f"WARN: {label} execute paused.")
+        elif status == "aborted":
+            self.state.add("abort", warn)
+            self.rt.console.line(f"ERROR: {label} execute aborted.")
+        else:
+            self.state.add("fail", warn)
+            reason = f": {error}" if error else (f": {result.message}" if result and result.message else "")
+            self.rt.console.line(f"ERROR: {label} execute failed{reason}.")
+
+    def run_nodes(self, nodes: Iterable[Node]) -> None:
+        """Runs nodes with at most ``plan.parallel`` in flight; stops handing out new ones once the
+        job halts or this phase has a failure. Nodes never handed out get no status (§21 item 31:
+        they are not counted as failed)."""
+        slots = threading.Semaphore(self.plan.parallel)
+        pending: list[tuple[Node, NodeFuture]] = []
+        for node in nodes:
+            if self.rt.control.halted or self.state.counts["fail"]:
+                self._unfinished = True
+                break
+            decision, line = self._should_skip(node)
+            if decision is not None:
+                self.rt.console.line(line)
+                self.state.add("skip" if decision == "skip" else "fail")
+                continue
+            while not slots.acquire(timeout=0.2):
+                if self.rt.control.halted:
+                    break
+            else:
+                self.start()
+                self.rt.console.line(line)
+                future = self.submit(self.plan, node)
+                future.add_done_callback(lambda _f, s=slots: s.release())
+                pending.append((node, future))
+                continue
+            self._unfinished = True
+            break
+        for node, future in pending:
+            try:
+                result = future.result()
+                self._account(node, result if isinstance(result, NodeResult) else None, None)
+            except BaseException as exc:  # noqa: BLE001 - counted, never propagated
+                self._account(node, None, exc)
+
+
+def thread_submit(pool: Any, rt: JobRuntime) -> Submit:
+    """A Prefect-free submit (tests, and the fallback when no orchestration is wanted)."""
+    def submit(plan: PhasePlan, node: Node) -> Future:
+        return pool.submit(execute_node, rt, plan, node)
+    return submit

@@ -1,0 +1,172 @@
+"""Which Prefect API a job talks to, decided before Prefect is imported.
+
+Prefect's default for a process without an API ("ephemeral mode") starts a temporary server in
+*every* process: 7-10 s per job on this class of machine, for a job the original finishes in ~1 s.
+So unless ``PREFECT_API_URL`` is configured, autoexec starts one local server on first use under
+``$AUTOEXEC_HOME/prefect`` (SQLite, loopback only, with the event-batching settings that keep
+SQLite from answering 503 under fan-out) and reuses it for every later job: the embedded default.
+``AUTOEXEC_PREFECT_SERVER=ephemeral`` restores Prefect's own per-process behaviour; ``stop`` it with
+``autoexec-server stop``.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+SERVER_ENV = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "200",
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE": "200",
+    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_BATCH_SIZE": "500",
+    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_READ_BATCH_SIZE": "200",
+    "PREFECT_UI_ENABLED": "true",
+}
+
+
+class PrefectServerError(Exception):
+    pass
+
+
+def _healthy(url: str, timeout: float = 1.0) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=timeout) as resp:  # noqa: S310 - loopback
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _configured_api_url() -> str | None:
+    if os.environ.get("PREFECT_API_URL"):
+        return os.environ["PREFECT_API_URL"]
+    profiles = Path(os.environ.get("PREFECT_HOME", Path.home() / ".prefect")) / "profiles.toml"
+    if profiles.exists():
+        text = profiles.read_text(encoding="utf-8", errors="replace")
+        if "PREFECT_API_URL" in text:
+            return "profile"
+    return None
+
+
+def server_dir(home: Path) -> Path:
+    return home / "prefect"
+
+
+def read_state(home: Path) -> dict | None:
+    try:
+        return json.loads((server_dir(home) / "server.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def ensure_api(home: Path, wait: float = 90.0) -> str | None:
+    """Make ``PREFECT_API_URL`` point at a live server; returns the URL (``None`` = ephemeral)."""
+    configured = _configured_api_url()
+    if configured:
+        return configured if configured != "profile" else None
+    if os.environ.get("AUTOEXEC_PREFECT_SERVER", "local") == "ephemeral":
+        return None
+    state = read_state(home)
+    if state and _healthy(state["url"]):
+        os.environ["PREFECT_API_URL"] = state["url"]
+        return state["url"]
+    directory = server_dir(home)
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / "server.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two jobs starting at once must not start two servers
+        state = read_state(home)
+        if state and _healthy(state["url"]):
+            os.environ["PREFECT_API_URL"] = state["url"]
+            return state["url"]
+        url = start_server(home, wait)
+    os.environ["PREFECT_API_URL"] = url
+    return url
+
+
+def start_server(home: Path, wait: float) -> str:
+    directory = server_dir(home)
+    port = int(os.environ.get("AUTOEXEC_PREFECT_PORT") or _free_port())
+    url = f"http://127.0.0.1:{port}/api"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_")}
+    env.update(SERVER_ENV)
+    env["PREFECT_HOME"] = str(directory)
+    log_dir = home / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with open(log_dir / "prefect-server.log", "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=str(directory),
+        )
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if _healthy(url, 0.5):
+            (directory / "server.json").write_text(json.dumps({"pid": proc.pid, "url": url}), encoding="utf-8")
+            return url
+        if proc.poll() is not None:
+            raise PrefectServerError(f"the local Prefect server exited with status {proc.returncode}; "
+                                     f"see {log_dir / 'prefect-server.log'}")
+        time.sleep(0.25)
+    proc.terminate()
+    raise PrefectServerError(f"the local Prefect server did not answer on {url} within {wait:.0f}s; "
+                             f"see {log_dir / 'prefect-server.log'}")
+
+
+def stop_server(home: Path) -> bool:
+    state = read_state(home)
+    if not state:
+        return False
+    try:
+        os.killpg(int(state["pid"]), signal.SIGTERM)
+    except (ProcessLookupError, PermissionError, ValueError):
+        pass
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _healthy(state["url"], 0.3):
+        time.sleep(0.2)
+    try:
+        os.killpg(int(state["pid"]), signal.SIGKILL)
+    except (ProcessLookupError, PermissionError, ValueError):
+        pass
+    (server_dir(home) / "server.json").unlink(missing_ok=True)
+    return True
+
+
+def quiet_client_defaults() -> None:
+    """A CLI job prints its own console log; Prefect's INFO chatter would drown it."""
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``autoexec-server start|stop|status`` for the embedded local Prefect server."""
+    import argparse
+
+    from autoexec.config import autoexec_home
+
+    parser = argparse.ArgumentParser(prog="autoexec-server", description=__doc__.split("\n\n")[0])
+    parser.add_argument("action", choices=["start", "stop", "status"])
+    args = parser.parse_args(argv)
+    home = autoexec_home()
+    if args.action == "start":
+        os.environ.pop("PREFECT_API_URL", None)
+        print(ensure_api(home))
+        return 0
+    if args.action == "stop":
+        print("stopped" if stop_server(home) else "not running")
+        return 0
+    state = read_state(home)
+    alive = bool(state and _healthy(state["url"]))
+    print(f"{'running' if alive else 'not running'}{' at ' + state['url'] if alive and state else ''}")
+    return 0 if alive else 3

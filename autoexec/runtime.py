@@ -1,0 +1,105 @@
+"""Everything one job invocation shares across groups, phases and nodes.
+
+Built once by the job loader and handed down; modules below it never reach back up to the CLI
+or the flow.
+"""
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from autoexec.config import Config
+from autoexec.control import JobControl
+from autoexec.jobdir import JobDir
+from autoexec.logs import ConsoleLog
+from autoexec.models.nodes import Node, NodesHeader
+from autoexec.models.params import Params, Phase
+from autoexec.notify import Notifier, PhaseCounts
+from autoexec.store import Mirror, NodeOutput
+
+
+@dataclass
+class JobRuntime:
+    job_id: str
+    jobdir: JobDir
+    params: Params
+    config: Config
+    control: JobControl
+    notifier: Notifier
+    console: ConsoleLog
+    exec_user: str = "anonymous"
+    force: bool = False
+    runner_id: int = 1
+    base_env: dict[str, str] = field(default_factory=dict)
+    mirror: Mirror | None = None
+    phase_filter: set[str] | None = None
+    group_filter: set[int] | None = None
+    node_filter: set[int] | None = None
+    max_parallel: int = 64
+    no_fire_next: bool = False
+    decrypt: Callable[[str], str] = lambda value: value
+    script_fetcher: Callable[..., Path] | None = None
+    """Production mode: downloads a custom script by scriptId (console); devmode: None."""
+    runner_output: NodeOutput | None = None
+    env_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def redact(self, text: str) -> str:
+        return text
+
+
+@dataclass
+class PhasePlan:
+    """What one phase will do in this invocation: resolved before any node starts."""
+
+    group_no: int
+    phase: Phase
+    index: int
+    nodes_path: Path
+    header: NodesHeader
+    nodes: list[Node]
+    on_runner: bool
+    parallel: int
+
+    @property
+    def name(self) -> str:
+        return self.phase.phaseName
+
+
+@dataclass
+class PhaseState:
+    """Counters and status of one phase while it runs (thread-safe)."""
+
+    plan: PhasePlan
+    counts: dict[str, int] = field(default_factory=lambda: {"suc": 0, "fail": 0, "skip": 0, "ignore": 0,
+                                                             "pause": 0, "abort": 0, "warn": 0})
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    started: bool = False
+    status: str = "pending"
+
+    def add(self, key: str, warn: int = 0) -> None:
+        with self.lock:
+            self.counts[key] += 1
+            self.counts["warn"] += warn
+
+    def snapshot(self) -> PhaseCounts:
+        with self.lock:
+            c = dict(self.counts)
+        return PhaseCounts(suc=c["suc"], fail=c["fail"] + c["abort"], skip=c["skip"], ignore=c["ignore"],
+                           pause=c["pause"], warn=c["warn"])
+
+
+def parallel_count(node_count: int, round_count: int | None, cap: int) -> int:
+    """§8.2 with the fix of §21 item 7: ``roundCount <= 0`` means all nodes at once (bounded by
+    the global cap), not one at a time."""
+    if node_count <= 0:
+        return 1
+    if not round_count or round_count <= 0:
+        return max(1, min(node_count, cap))
+    return max(1, min(math.ceil(node_count / round_count), cap))
+
+
+def runtime_output_dict(rt: JobRuntime) -> dict[str, Any]:
+    return rt.runner_output.data if rt.runner_output else {}
