@@ -87,28 +87,28 @@ class JobDir:
 
     # --- per phase / node ------------------------------------------------------------
     def node_log(self, phase: str, triple: str) -> Path:
-        return self.root / "log" / safe_name(phase) / f"{triple}.txt"
+        return self.root / "log" / safe_name(phase) / f"{safe_name(triple)}.txt"
 
     def node_hislog_dir(self, phase: str, triple: str) -> Path:
-        return self.root / "log" / safe_name(phase) / f"{triple}.hislog"
+        return self.root / "log" / safe_name(phase) / f"{safe_name(triple)}.hislog"
 
     def node_status(self, phase: str, triple: str) -> Path:
-        return self.root / "status" / safe_name(phase) / f"{triple}.json"
+        return self.root / "status" / safe_name(phase) / f"{safe_name(triple)}.json"
 
     def node_output(self, triple: str) -> Path:
-        return self.root / "output" / f"{triple}.json"
+        return self.root / "output" / f"{safe_name(triple)}.json"
 
     def op_output_dir(self, triple: str) -> Path:
-        return self.root / "output-op" / triple
+        return self.root / "output-op" / safe_name(triple)
 
     def op_output(self, triple: str, op_id: str) -> Path:
         return self.op_output_dir(triple) / f"{safe_relpath(op_id)}.json"
 
     def node_input(self, triple: str) -> Path:
-        return self.root / "input" / f"{triple}.json"
+        return self.root / "input" / f"{safe_name(triple)}.json"
 
     def livedata(self, phase: str, triple: str, op_id: str) -> Path:
-        return self.root / "livedata" / safe_name(phase) / triple / f"{safe_relpath(op_id)}.json"
+        return self.root / "livedata" / safe_name(phase) / safe_name(triple) / f"{safe_relpath(op_id)}.json"
 
     def script_dir(self, bundle: str = "") -> Path:
         return self.root / "script" / safe_relpath(bundle) if bundle else self.root / "script"

@@ -145,7 +145,7 @@ def stop_server(home: Path) -> bool:
 
 def quiet_client_defaults() -> None:
     """A CLI job prints its own console log; Prefect's INFO chatter would drown it."""
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
@@ -170,3 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     alive = bool(state and _healthy(state["url"]))
     print(f"{'running' if alive else 'not running'}{' at ' + state['url'] if alive and state else ''}")
     return 0 if alive else 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

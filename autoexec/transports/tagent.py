@@ -129,12 +129,19 @@ class TagentTransport:
         limit = op.timeout or self.timeouts.op
         deadline = time.monotonic() + limit
         rp = _join(op.root, op.workdir)
+        created = False
         try:
-            self._prepare(op, rp, cancel, deadline, limit)
+            self._check(cancel, deadline, limit)
+            self._make_dirs(op, rp)
+            created = True
+            self._upload_all(op, cancel, deadline, limit)
         except _Aborted:
+            if created:
+                self._cleanup(op, failed=True, quick=True)
             return RemoteResult(exit_code=None, error="aborted")
         except TagentError as err:
-            self._cleanup(op, failed=True)
+            if created:
+                self._cleanup(op, failed=True)
             return RemoteResult(exit_code=None, error=f"upload to {op.root} failed: {err}")
         try:
             code = self._execute(op, rp, on_line, cancel, deadline, limit)
@@ -154,17 +161,20 @@ class TagentTransport:
         result.error = result.error or cleanup_error
         return result
 
-    def _prepare(self, op: RemoteOp, rp: str, cancel: threading.Event, deadline: float, limit: float) -> None:
+    def _make_dirs(self, op: RemoteOp, rp: str) -> None:
+        """Create the root, the workdir and every upload's parent: the agent creates at most one
+        directory level itself."""
         windows = self._agent_info().is_windows
         dirs = {op.root, rp}
         for upload in op.uploads:
             target = _join(op.root, upload.remote_rel)
             dirs.add(target if upload.local.is_dir() else target.rsplit("/", 1)[0])
-        self._check(cancel, deadline, limit)
         if windows:
             self._sh(" & ".join(f"if not exist {q} mkdir {q}" for q in map(self._quote_path, sorted(dirs))))
         else:
             self._sh("mkdir -p -- " + " ".join(self._quote_path(d) for d in sorted(dirs)))
+
+    def _upload_all(self, op: RemoteOp, cancel: threading.Event, deadline: float, limit: float) -> None:
         convert = self._client().codec not in ("utf-8",)
         for upload in op.uploads:
             self._check(cancel, deadline, limit)

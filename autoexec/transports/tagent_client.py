@@ -352,7 +352,8 @@ class TagentClient:
             on_connect(conn)
         try:
             env_json = json.dumps(env, separators=(",", ":")) if env else ""
-            self.request(conn, "execmd", cmd, eof_regex, env_json, str(int(timeout)), user=user)
+            args = [cmd, eof_regex, env_json] + ([str(int(timeout))] if timeout else [])
+            self.request(conn, "execmd", *args, user=user)
             return self._stream_exec(conn, on_line, cancel, deadline)
         finally:
             conn.close()

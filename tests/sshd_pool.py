@@ -1,0 +1,226 @@
+"""Throwaway OpenSSH servers on 127.0.0.1 for transport tests and benchmarks.
+
+Real sshd rather than a paramiko test server because the behaviours that matter (MaxStartups
+drops, session processes, ``setsid``, ``/proc`` environments, SFTP) are sshd's. Only needs root and
+``/usr/sbin/sshd``; nothing leaves loopback. Every process started here is a ``Popen`` we own and
+is stopped by that handle, never by name.
+"""
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SSHD = "/usr/sbin/sshd"
+TEST_USER = "autoexec-t"
+TEST_PASSWORD = "autoexec-t-Pw1"
+"""Fixed (not random) so concurrent test sessions on one machine agree on it."""
+TEST_HOME = "/var/lib/autoexec-t"
+POOL_MAX_STARTUPS = "1000:30:1000"
+DEFAULT_MAX_STARTUPS = "10:30:100"
+
+
+def unavailable_reason() -> str | None:
+    """Why real sshd tests cannot run here, or ``None``."""
+    if not os.path.exists(SSHD):
+        return f"{SSHD} is not installed"
+    if os.geteuid() != 0:
+        return "real sshd tests need root (test user creation, privilege separation)"
+    if shutil.which("ssh-keygen") is None:
+        return "ssh-keygen is not installed"
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ensure_user() -> None:
+    try:
+        home = pwd.getpwnam(TEST_USER).pw_dir
+    except KeyError:
+        subprocess.run(["useradd", "-M", "-d", TEST_HOME, "-s", "/bin/bash", TEST_USER],
+                       check=True, capture_output=True)
+        home = TEST_HOME
+    # A missing home makes sshd print "Could not chdir to home directory" into every session.
+    os.makedirs(home, exist_ok=True)
+    shutil.chown(home, TEST_USER, TEST_USER)
+    for attempt in range(10):  # chpasswd fails while another session holds the shadow lock
+        done = subprocess.run(["chpasswd"], input=f"{TEST_USER}:{TEST_PASSWORD}\n", text=True,
+                              capture_output=True)
+        if done.returncode == 0:
+            return
+        time.sleep(0.2 * (attempt + 1))
+    raise RuntimeError(f"chpasswd failed: {done.stderr.strip()}")
+
+
+@dataclass
+class Sshd:
+    port: int
+    process: subprocess.Popen[bytes]
+    config: Path
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def session_pids(self) -> list[int]:
+        """Per-connection sshd processes (and their children) under this listener."""
+        return _descendants(self.pid)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+@dataclass
+class SshdPool:
+    """What tests need to log in: ports of running sshd, the user, a password and a client key."""
+
+    workdir: Path
+    user: str = TEST_USER
+    password: str = field(default=TEST_PASSWORD, repr=False)
+    servers: list[Sshd] = field(default_factory=list)
+    host: str = "127.0.0.1"
+
+    @property
+    def ports(self) -> list[int]:
+        return [s.port for s in self.servers]
+
+    @property
+    def client_key_path(self) -> Path:
+        return self.workdir / "client_ed25519"
+
+    @property
+    def client_key_text(self) -> str:
+        return self.client_key_path.read_text()
+
+    def key_path(self, kind: str) -> Path:
+        """Client private key of type ``ed25519``, ``ecdsa`` or ``rsa`` (all authorized)."""
+        return self.workdir / f"client_{kind}"
+
+    def start_sshd(self, max_startups: str = POOL_MAX_STARTUPS, max_sessions: int = 64) -> Sshd:
+        """Start one more sshd on a free port; it belongs to the pool and stops with it."""
+        for _ in range(5):  # a free port can be taken by someone else before sshd binds it
+            port = _free_port()
+            config = self.workdir / f"sshd_config.{port}"
+            config.write_text(_config_text(self.workdir, port, max_startups, max_sessions))
+            log = self.workdir / f"sshd.{port}.log"
+            with open(log, "ab") as sink:
+                process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=sink,
+                                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            server = Sshd(port, process, config, log)
+            if _wait_for_banner(server):
+                self.servers.append(server)
+                return server
+            server.stop()
+        raise RuntimeError(f"sshd would not start; see {log}")
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+        self.servers.clear()
+
+
+def _config_text(workdir: Path, port: int, max_startups: str, max_sessions: int) -> str:
+    return "\n".join([
+        f"Port {port}",
+        "ListenAddress 127.0.0.1",
+        f"HostKey {workdir / 'hostkey'}",
+        f"PidFile {workdir / f'sshd.{port}.pid'}",
+        f"AuthorizedKeysFile {workdir / 'authorized_keys'}",
+        "StrictModes no",
+        "PubkeyAuthentication yes",
+        "PasswordAuthentication yes",
+        "KbdInteractiveAuthentication no",
+        "UsePAM no",
+        "PermitRootLogin no",
+        "UseDNS no",
+        "PrintMotd no",
+        "PrintLastLog no",
+        f"MaxStartups {max_startups}",
+        f"MaxSessions {max_sessions}",
+        "LoginGraceTime 30",
+        "LogLevel ERROR",
+        "Subsystem sftp internal-sftp",
+        "",
+    ])
+
+
+def _wait_for_banner(server: Sshd, limit: float = 5.0) -> bool:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", server.port), timeout=1) as s:
+                if s.recv(4) == b"SSH-":
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat_line = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        if int(stat_line.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry))
+    return found
+
+
+def _descendants(pid: int) -> list[int]:
+    out: list[int] = []
+    for child in _children(pid):
+        out += [child, *_descendants(child)]
+    return out
+
+
+def start_pool(count: int = 4, max_startups: str = POOL_MAX_STARTUPS, workdir: Path | None = None) -> SshdPool:
+    """Create keys and the test user, then start ``count`` sshd. Caller must ``stop()`` the pool."""
+    reason = unavailable_reason()
+    if reason:
+        raise RuntimeError(reason)
+    os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
+    _ensure_user()
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="autoexec-sshd-"))
+    workdir.chmod(0o755)  # sshd's unprivileged child reads authorized_keys from here
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(workdir / "hostkey")],
+                   check=True)
+    public: list[str] = []
+    for kind, extra in (("ed25519", []), ("ecdsa", ["-b", "256"]), ("rsa", ["-b", "2048", "-m", "PEM"])):
+        path = workdir / f"client_{kind}"
+        subprocess.run(["ssh-keygen", "-q", "-t", kind, *extra, "-N", "", "-f", str(path)], check=True)
+        path.chmod(0o644)  # readable by tests running as another user; throwaway anyway
+        public.append((workdir / f"client_{kind}.pub").read_text().strip())
+    (workdir / "authorized_keys").write_text("\n".join(public) + "\n")
+    (workdir / "authorized_keys").chmod(0o644)
+    pool = SshdPool(workdir=workdir)
+    try:
+        for _ in range(count):
+            pool.start_sshd(max_startups)
+    except BaseException:
+        pool.stop()
+        raise
+    return pool
