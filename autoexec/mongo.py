@@ -8,6 +8,7 @@ that fail return ``None``. One warning is logged when an outage starts and one l
 from __future__ import annotations
 
 import atexit
+import copy
 import json
 import logging
 import threading
@@ -137,13 +138,13 @@ class MongoStore:
     def save_node_output(self, job_id: str | int, node: Any, data: dict[str, Any]) -> None:
         resource_id, host, port = node_identity(node)
         key = {"jobId": str(job_id), "resourceId": resource_id}
-        doc = {**key, "host": host, "port": port, "data": data, "createDate": _now()}
+        doc = {**key, "host": host, "port": port, "data": copy.deepcopy(data), "createDate": _now()}
         self._enqueue((NODE_OUTPUT, key["jobId"], resource_id), _Write(NODE_OUTPUT, "update", key, doc))
 
     def save_node_status(self, job_id: str | int, phase: str, node: Any, data: dict[str, Any]) -> None:
         resource_id, host, port = node_identity(node)
         key = {"jobId": str(job_id), "phase": phase, "resourceId": resource_id}
-        doc = {**key, "host": host, "port": port, "data": data, "createDate": _now()}
+        doc = {**key, "host": host, "port": port, "data": copy.deepcopy(data), "createDate": _now()}
         self._enqueue((NODE_STATUS, key["jobId"], phase, resource_id), _Write(NODE_STATUS, "replace", key, doc))
 
     def delete_job_status(self, job_id: str | int) -> None:
@@ -160,6 +161,7 @@ class MongoStore:
         self._enqueue((AUTOEXEC_ENV, key["jobId"], name), _Write(AUTOEXEC_ENV, "update", key, doc))
 
     def _enqueue(self, key: tuple[Any, ...], write: _Write) -> None:
+        """Callers keep mutating their dicts (hence the deep copies above); the writer sends a snapshot."""
         with self._cond:
             if self._closed:
                 log.warning("MongoDB store is closed; dropped a write to %s", write.collection)
@@ -326,6 +328,11 @@ class MongoStore:
         if self._outage:
             self._outage = False
             log.info("MongoDB reachable again")
+
+    @property
+    def pending_count(self) -> int:
+        """Writes queued and not yet taken by the writer thread."""
+        return len(self._pending)
 
     @property
     def in_outage(self) -> bool:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -212,6 +213,9 @@ def test_queue_is_bounded_last_write_wins(client: mongomock.MongoClient) -> None
     gate = threading.Event()
     store = MongoStore(_Gated(client, gate), "autoexec", max_pending=3)
     store.save_env(1, "first", "x")  # taken by the writer, blocked on the gate
+    deadline = time.monotonic() + 5
+    while store.pending_count and time.monotonic() < deadline:
+        time.sleep(0.001)
     for i in range(10):
         store.save_env(1, "same", str(i))  # one key: never more than one pending
     for name in ("a", "b", "c"):
@@ -241,3 +245,11 @@ def test_created_date_is_utc(store: MongoStore, client: mongomock.MongoClient) -
     created = _docs(client, AUTOEXEC_ENV)[0]["createDate"]
     naive = created.astimezone(timezone.utc).replace(tzinfo=None) if created.tzinfo else created
     assert abs((naive - before).total_seconds()) < 60
+
+
+def test_saved_data_is_a_snapshot(store: MongoStore, client: mongomock.MongoClient) -> None:
+    data: dict[str, Any] = {"op1": {"a": 1}}
+    store.save_node_output(1, NODE, data)
+    data["op2"] = {"b": 2}  # the runner keeps accumulating into the same dict
+    store.flush(5)
+    assert _docs(client, NODE_OUTPUT)[0]["data"] == {"op1": {"a": 1}}

@@ -131,16 +131,26 @@ class Outbox:
 
     # -- waiting -----------------------------------------------------------------------------------------
     def flush(self, timeout: float) -> bool:
-        """Wait until everything this process queued is delivered or dead-lettered."""
+        """Wait until everything queued so far (by any process) is delivered or dead-lettered."""
         deadline = time.monotonic() + timeout
+        target = max(self._my_end, self._complete_end())
         while True:
-            if self._current_ack() >= self._my_end:
+            if self._current_ack() >= target:
                 return True
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
             with self._cond:
                 self._cond.wait(min(remaining, 0.05))
+
+    def _complete_end(self) -> int:
+        """Offset just after the last complete line (a torn tail can never be delivered)."""
+        ack = self._current_ack()
+        size = os.fstat(self._qfd).st_size
+        if size <= ack:
+            return ack
+        data = os.pread(self._qfd, size - ack, ack)
+        return ack + data.rfind(b"\n") + 1
 
     def pending(self) -> int:
         """Entries (from any process) not yet delivered."""

@@ -82,6 +82,9 @@ def _submitter(job_id: str) -> Any:
 @flow(name="autoexec-group", flow_run_name="{job_id}/group-{group_no}", validate_parameters=False)
 def group_flow(job_id: str, group_no: int) -> dict[str, str]:
     rt = _runtimes[job_id]
+    # Prefect re-arms its own SIGTERM bridge for every (sub)flow scope; ours must win inside too,
+    # or SIGTERM would crash the run while tools keep running.
+    rt.control.install_signal_handlers()
     group = next(g for g in rt.params.runFlow if g.groupNo == group_no)
     result = run_group(rt, group, _submitter(job_id))
     _group_results[(job_id, group_no)] = result

@@ -33,7 +33,7 @@ from typing import Any
 from autoexec.ops.references import RefContext, resolve, to_text
 
 __all__ = ["PreparedParams", "prepare_params", "render_argv", "masked_cmdline", "recorded_inputs",
-           "remote_filepath", "hide_textarea_secrets", "ENCRYPTED_PREFIXES"]
+           "remote_filepath", "hide_textarea_secrets", "is_true", "ENCRYPTED_PREFIXES"]
 
 ENCRYPTED_PREFIXES = ("{ENCRYPTED}", "{RC4}", "RC4:")
 SECRET_TYPES = frozenset({"password", "account"})

@@ -44,6 +44,7 @@ import logging
 import os
 import posixpath
 import random
+import re
 import shlex
 import socket
 import stat
@@ -275,27 +276,44 @@ def _q(value: str) -> str:
     return shlex.quote(value)
 
 
-def _command_line(env: dict[str, str], argv: list[str]) -> str:
-    parts = ["env"] + [_q(f"{k}={v}") for k, v in env.items()] + [_q(a) for a in argv]
-    return " ".join(parts)
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+_BOOTSTRAP = 's=$(cat) && eval "$s"'
+"""What the exec request carries. The real script arrives on stdin so environment values (node
+JSON, tokens) never show up in the remote process list; only the final argv does."""
 
 
-def _grouped_command(rundir: str | None, pidfile: str | None, env: dict[str, str], argv: list[str]) -> str:
+def _op_script(rundir: str | None, pidfile: str | None, env: dict[str, str], argv: list[str],
+               remove_root: str | None = None, keep_on_failure: bool = False) -> str:
     """Shell text that runs ``argv`` with ``env`` in its own process group, recording the pgid.
 
-    The final command is deliberately not ``exec``'d: the shell then turns a signal death into
-    the usual ``128+n`` exit status, which paramiko would otherwise report as ``-1``.
+    Variables are exported by the login shell, whose own ``/proc/<pid>/environ`` keeps its
+    initial environment, so ``kill_job`` hits the tool and its children but not that shell. The
+    shell waits rather than ``exec``'ing the tool: it then reports a signal death as the usual
+    ``128+n`` exit status (paramiko would report an exit-signal as ``-1``).
+
+    With ``remove_root`` the script also applies the cleanup rule itself, sparing an op with
+    nothing to fetch a second exec round trip (about a third of a trivial op's cost).
     """
-    command = _command_line(env, argv)
-    prefix = f"mkdir -p {_q(rundir)} && cd {_q(rundir)} && " if rundir else ""
+    bad = [name for name in env if not _ENV_NAME.match(name)]
+    if bad:
+        raise _Failure(f"invalid environment variable name {bad[0]!r}")
+    steps = [f"mkdir -p {_q(rundir)}", f"cd {_q(rundir)}"] if rundir else []
+    steps += [f"export {_q(f'{k}={v}')}" for k, v in env.items()]
+    command = " ".join(_q(a) for a in argv)
     if pidfile is None:
-        return f"{prefix}{command}; exit $?"
+        return " && ".join(steps + [command]) + "; exit $?\n"
     in_new_session = _q('echo $$ > "$0" && "$@"')
-    return (
-        f"{prefix}if kill -0 -$$ 2>/dev/null || ! command -v setsid >/dev/null 2>&1; "
+    grouped = (
+        f"if kill -0 -$$ 2>/dev/null || ! command -v setsid >/dev/null 2>&1; "
         f"then echo $$ > {_q(pidfile)} && {command}; "
-        f"else setsid -w sh -c {in_new_session} {_q(pidfile)} {command}; fi; exit $?"
+        f"else setsid -w sh -c {in_new_session} {_q(pidfile)} {command}; fi"
     )
+    script = " && ".join(steps + [f"{{ {grouped}; }}"]) + "; rc=$?; "
+    if remove_root:
+        cleanup = f"rm -rf {_q(remove_root)}"
+        script += f"if [ $rc -eq 0 ]; then {cleanup}; fi; " if keep_on_failure else f"{cleanup}; "
+    return script + "exit $rc\n"
 
 
 def _kill_group_command(pidfile: str) -> str:
@@ -373,7 +391,8 @@ class SshTransport:
         except _Failure as failure:
             return RemoteResult(failure.exit_code, self._error(str(failure)))
         result = self._run_staged(transport, op, on_line, cancel)
-        if result.ok or not op.keep_dir_on_failure:
+        script_cleaned_up = not op.fetch and result.error is None and result.exit_code is not None
+        if not script_cleaned_up and (result.ok or not op.keep_dir_on_failure):
             cleanup_error = self._remove_root(transport, op.root)
             if cleanup_error and result.ok:
                 return RemoteResult(result.exit_code, self._error(cleanup_error), result.fetched)
@@ -390,7 +409,7 @@ class SshTransport:
         """Run ``argv`` in the login directory without staging a root (what ``sshcmd`` needs)."""
         try:
             transport = self._connection(cancel, on_line)
-            status = self._execute(transport, _grouped_command(None, None, env or {}, argv),
+            status = self._execute(transport, _op_script(None, None, env or {}, argv),
                                    None, on_line, cancel, timeout)
             return RemoteResult(status)
         except _Cancelled:
@@ -553,7 +572,9 @@ class SshTransport:
         try:
             if op.uploads or op.create_empty:
                 self._stage(transport, op, rundir, cancel)
-            status = self._execute(transport, _grouped_command(rundir, pidfile, op.env, op.argv),
+            script = _op_script(rundir, pidfile, op.env, op.argv,
+                                None if op.fetch else op.root, op.keep_dir_on_failure)
+            status = self._execute(transport, script,
                                    pidfile, on_line, cancel, op.timeout)
             fetched: dict[str, Path] = {}
             if status == 0 and op.fetch:
@@ -623,7 +644,7 @@ class SshTransport:
             fetched[rel] = local
         return fetched
 
-    def _execute(self, transport: paramiko.Transport, command: str, pidfile: str | None,
+    def _execute(self, transport: paramiko.Transport, script: str, pidfile: str | None,
                  on_line: LineSink, cancel: threading.Event, op_timeout: float | None) -> int:
         """Run ``command``, streaming merged stdout/stderr; returns the exit status.
 
@@ -636,7 +657,9 @@ class SshTransport:
             channel = transport.open_session(timeout=self.timeouts.connect)
             channel.set_combine_stderr(True)
             channel.settimeout(_POLL)
-            channel.exec_command(command)
+            channel.exec_command(_BOOTSTRAP)
+            channel.sendall(script.encode())
+            channel.shutdown_write()
         except (paramiko.SSHException, OSError, EOFError) as err:
             raise _Failure(f"cannot start command: {_describe(err)}") from None
         start = last_output = time.monotonic()

@@ -1,0 +1,138 @@
+"""Fan-out cost of SshTransport against a plain paramiko baseline, on local throwaway sshd.
+
+Each node = one fresh connection + auth + a trivial command (``true``), as in a phase where every
+node runs one op. The baseline does only connect/auth/exec; SshTransport also creates and removes
+the op root, so the ratio shows what the transport's bookkeeping costs on top of the handshake.
+Each mode runs in its own child process so "peak RSS" belongs to that mode alone.
+
+    python bench/ssh_fanout.py [--nodes 50,200] [--width 16] [--sshd 4] [--auth password|key]
+
+Needs root and /usr/sbin/sshd (it starts its own pool via tests/sshd_pool.py).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+PASSWORD_ENV = "BENCH_SSH_PASSWORD"  # never on a command line
+
+
+def _baseline_node(host: str, port: int, user: str, password: str, key: str | None) -> str | None:
+    import paramiko
+
+    client = paramiko.SSHClient()
+    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+    try:
+        auth = {"key_filename": key} if key else {"password": password}
+        client.connect(host, port, username=user, timeout=30, banner_timeout=30, auth_timeout=30,
+                       look_for_keys=False, allow_agent=False, **auth)
+        _, stdout, _ = client.exec_command("true", timeout=30)
+        status = stdout.channel.recv_exit_status()
+        return None if status == 0 else f"exit {status}"
+    except Exception as err:  # noqa: BLE001 - the bench counts failures, it does not stop on them
+        return f"{type(err).__name__}: {err}"
+    finally:
+        client.close()
+
+
+def _transport_node(host: str, port: int, user: str, password: str, key: str | None) -> str | None:
+    from autoexec.transports.base import Endpoint, RemoteOp, Timeouts
+    from autoexec.transports.ssh import SshTransport
+
+    job = "bench" + uuid.uuid4().hex[:8]
+    transport = SshTransport(Endpoint(host, port, user, "" if key else password, key),
+                             Timeouts(connect=30, read=30, op=60))
+    try:
+        op = RemoteOp(job_id=job, root=f"/tmp/autoexec-{job}-0-0", uploads=[], workdir="", argv=["true"],
+                      env={"AUTOEXEC_JOBID": job})
+        result = transport.run(op, lambda _line: None, threading.Event())
+        return None if result.ok else (result.error or f"exit {result.exit_code}")
+    finally:
+        transport.close()
+
+
+def _child(mode: str, nodes: int, width: int, ports: list[int], user: str, key: str | None) -> None:
+    import paramiko  # imported before timing, as a runner would have it loaded
+
+    del paramiko
+    if mode == "transport":
+        import autoexec.transports.ssh  # noqa: F401
+    password = os.environ.get(PASSWORD_ENV, "")
+    work = _transport_node if mode == "transport" else _baseline_node
+    start = time.perf_counter()
+    with ThreadPoolExecutor(width) as pool:
+        errors = list(pool.map(lambda i: work("127.0.0.1", ports[i % len(ports)], user, password, key),
+                               range(nodes)))
+    wall = time.perf_counter() - start
+    failed = [e for e in errors if e]
+    print(json.dumps({"wall": wall, "errors": len(failed), "first_error": failed[0] if failed else None,
+                      "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+
+
+def _run_child(mode: str, nodes: int, width: int, ports: list[int], user: str, password: str,
+               key: str | None) -> dict[str, object]:
+    argv = [sys.executable, __file__, "--child", mode, "--nodes", str(nodes), "--width", str(width),
+            "--ports", ",".join(map(str, ports)), "--user", user]
+    if key:
+        argv += ["--key", key]
+    env = dict(os.environ, **{PASSWORD_ENV: password})
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--nodes", default="50,200")
+    parser.add_argument("--width", type=int, default=16)
+    parser.add_argument("--sshd", type=int, default=4, help="local sshd instances to spread nodes over")
+    parser.add_argument("--auth", choices=("password", "key"), default="password")
+    parser.add_argument("--child", choices=("baseline", "transport"), help=argparse.SUPPRESS)
+    parser.add_argument("--ports", help=argparse.SUPPRESS)
+    parser.add_argument("--user", help=argparse.SUPPRESS)
+    parser.add_argument("--key", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        _child(args.child, int(args.nodes), args.width, [int(p) for p in args.ports.split(",")],
+               args.user, args.key)
+        return 0
+
+    from tests.sshd_pool import start_pool
+
+    pool = start_pool(args.sshd)
+    try:
+        key = str(pool.key_path("ed25519")) if args.auth == "key" else None
+        print(f"{args.sshd} sshd on 127.0.0.1 {pool.ports}, auth={args.auth}, width={args.width}, "
+              f"cpus={os.cpu_count()}")
+        print(f"{'nodes':>5} {'mode':<10} {'wall s':>7} {'nodes/s':>8} {'ratio':>6} {'peak RSS MB':>11} errors")
+        for nodes in (int(n) for n in args.nodes.split(",")):
+            base = _run_child("baseline", nodes, args.width, pool.ports, pool.user, pool.password, key)
+            mine = _run_child("transport", nodes, args.width, pool.ports, pool.user, pool.password, key)
+            for mode, row in (("paramiko", base), ("transport", mine)):
+                wall = float(row["wall"])  # type: ignore[arg-type]
+                ratio = wall / float(base["wall"])  # type: ignore[arg-type]
+                print(f"{nodes:>5} {mode:<10} {wall:>7.2f} {nodes / wall:>8.1f} {ratio:>6.2f} "
+                      f"{int(row['maxrss_kb']) / 1024:>11.1f} {row['errors']}"  # type: ignore[call-overload]
+                      + (f"  first: {row['first_error']}" if row["errors"] else ""))
+    finally:
+        pool.stop()
+        import shutil
+
+        shutil.rmtree(pool.workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
