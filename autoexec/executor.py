@@ -177,6 +177,7 @@ class NodeRun:
         hint = {"succeed": "FINE:", "ignored": "WARN:"}.get(outcome.final, "ERROR:")
         log.line(f"{hint} Execute operation {op.opName} {where} {outcome.final}.".replace("  ", " "))
         log.line(f"------END--[{op.opId}] {kind} execution complete -- duration: {time.monotonic() - started:.2f} second.")
+        self.ctx.prev_op_status = "pending" if outcome.skipped else outcome.final
         if not outcome.skipped:
             self.status.set_op(op.opId, "succeed" if outcome.final == "succeed" else "failed")
             if outcome.final in ("failed", "aborted"):

@@ -119,9 +119,10 @@ def _run_local(ctx: NodeContext, op: Operation, to_target: bool) -> OpOutcome:
     except OSError as exc:
         return _fail(ctx, f"cannot start {op.opName}: {exc.strerror or exc}")
     token = rt.control.register(proc.kill)
+    on_line, failed_by_log = _output_sink(ctx, op)
     try:
         ctx.status.set_op(op.opId, "running", proc.pid)
-        result = proc.stream(ctx.log.line, timeout=rt.config.max_exec_secs)
+        result = proc.stream(on_line, timeout=rt.config.max_exec_secs)
     finally:
         rt.control.unregister(token)
     if result.error:
@@ -132,6 +133,8 @@ def _run_local(ctx: NodeContext, op: Operation, to_target: bool) -> OpOutcome:
     if result.exit_code != 0:
         return OpOutcome(final="failed", exit_code=result.exit_code,
                          message=f"{op.opName} exited with status {result.exit_code}")
+    if failed_by_log():
+        return OpOutcome(final="failed", exit_code=0, message=f"{op.opName} output matched a fail pattern")
     return _finish(ctx, op, OpOutcome(final="succeed", exit_code=0), read_json(out_path))
 
 
@@ -197,8 +200,9 @@ def _run_remote(ctx: NodeContext, op: Operation) -> OpOutcome:
     ctx.status.set_op(op.opId, "running", None)
     cancel = _cancel_event(ctx)
     token = rt.control.register(cancel.set)
+    on_line, failed_by_log = _output_sink(ctx, op)
     try:
-        result = transport.run(remote_op, ctx.log.line, cancel)
+        result = transport.run(remote_op, on_line, cancel)
     finally:
         rt.control.unregister(token)
     if result.error:
@@ -211,10 +215,29 @@ def _run_remote(ctx: NodeContext, op: Operation) -> OpOutcome:
     if result.exit_code != 0:
         return OpOutcome(final="failed", exit_code=result.exit_code,
                          message=f"{op.opName} exited with status {result.exit_code}")
+    if failed_by_log():
+        return OpOutcome(final="failed", exit_code=0, message=f"{op.opName} output matched a fail pattern")
     data = read_json(fetch_dir / "output.json") if has_output else None
     if isinstance(data, dict):
         data = _collect_filepaths(ctx, op, data, fetch_dir)
     return _finish(ctx, op, OpOutcome(final="succeed", exit_code=0), data)
+
+
+def _output_sink(ctx: NodeContext, op: Operation) -> tuple[Any, Any]:
+    """Tool output goes to the node log; with ``native/failkeys`` installed every line is also
+    checked, and a match fails this op (recorded ``failed``, so a resume re-runs it — §21 item 11)."""
+    matcher = ctx.fail_matcher
+    if matcher is None:
+        return ctx.log.line, lambda: False
+    matcher.start_op(op.opId)
+
+    def on_line(line: str) -> None:
+        ctx.log.line(line)
+        notice = matcher.feed(line)
+        if notice:
+            ctx.log.line(notice)
+
+    return on_line, matcher.finish_op
 
 
 def _cancel_event(ctx: NodeContext) -> Any:

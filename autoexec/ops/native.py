@@ -114,7 +114,7 @@ def _failkeys(ctx: "NodeContext", op: "Operation", options: dict[str, str], args
 
     try:
         matcher = FailKeys(patterns=[a for a in args if a], operator=options.get("operator", "or") or "or",
-                           exclude=options.get("exclude") or None)
+                           exclude=options.get("exclude") or None, fail_ignore=op.fail_ignore)
     except ValueError as exc:
         ctx.log.line(f"ERROR: {exc}")
         return OpOutcome(final="failed", message=str(exc))

@@ -1,9 +1,15 @@
-"""Per node, per op: resolve references, decrypt secrets, render argv, mask what gets logged."""
+"""Per node, per op: resolve references, decrypt secrets, render argv, mask what gets logged.
+
+Glue between the executor and the pure rendering modules (:mod:`autoexec.ops.references`,
+:mod:`autoexec.ops.render`); everything node- or job-specific is gathered here.
+"""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from autoexec.ops.references import RefContext, UnresolvedReference
+from autoexec.ops.render import masked_cmdline, prepare_params, recorded_inputs, render_argv
 
 if TYPE_CHECKING:
     from autoexec.models.params import Operation
@@ -23,16 +29,30 @@ class Prepared:
     arguments: list[str] = field(default_factory=list)
 
 
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+def ref_context(ctx: "NodeContext") -> RefContext:
+    rt = ctx.rt
+    runner = rt.runner_output.data if rt.runner_output is not None else {}
+    return RefContext(opt=rt.params.opt, global_opt=rt.params.globalOpt, node_env=ctx.node_env,
+                      environ=rt.base_env, node_output=ctx.output.data, runner_output=runner)
 
 
 def prepare_arguments(ctx: "NodeContext", op: "Operation", remote: bool) -> Prepared:
-    argv: list[str] = []
-    options = {k: _text(v) for k, v in op.opt.items() if v not in (None, "")}
-    arguments = [_text(a.get("value")) for a in op.arg or []]
-    for key, value in options.items():
-        argv += [f"-{key}" if len(key) == 1 else f"--{key}", value]
-    argv += arguments
-    return Prepared(argv=argv, masked=" ".join(argv), inputs={"options": op.opt, "arguments": op.arg or []},
-                    options=options, arguments=arguments)
+    rt = ctx.rt
+    try:
+        params = prepare_params(op.opt, op.desc, op.arg, ref_context(ctx), decrypt=rt.decrypt,
+                                fetch_file=rt.file_fetcher, get_account=None,
+                                job_dir=str(rt.jobdir.root), op_name=op.opName)
+    except UnresolvedReference as exc:
+        return Prepared(error=str(exc))
+    for warning in params.warnings:
+        ctx.log.line(warning)
+    interpreter = op.interpreter if op.is_script else None
+    return Prepared(
+        argv=render_argv(params, interpreter=interpreter, remote=remote),
+        masked=masked_cmdline(params, "", interpreter=interpreter, remote=remote).strip(),
+        inputs=recorded_inputs(params),
+        file_paths=list(params.file_paths),
+        has_file=params.has_file,
+        options=dict(params.options),
+        arguments=[value for _, value in params.arguments],
+    )

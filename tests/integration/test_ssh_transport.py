@@ -440,3 +440,15 @@ def _queued_run(limiter: HandshakeLimiter, cancel: threading.Event) -> RemoteRes
         return SshTransport(Endpoint("127.0.0.1", 9), FAST).run(_op(_job(), ["true"]), lambda _l: None, cancel)
     finally:
         reset_handshake_limiter(None)
+
+
+def test_ops_the_transport_cannot_run_safely_are_refused(sshd_pool: SshdPool, transports) -> None:
+    transport = transports(_endpoint(sshd_pool))
+    for root in ("/", "/tmp", "relative/dir"):
+        refused = transport.run(_op(_job(), ["true"], root=root), lambda _l: None, threading.Event())
+        assert refused.exit_code is None and refused.error is not None and "refusing remote root" in refused.error
+    assert transport.connections_opened == 0  # refused before touching the host
+    job = _job()
+    bad_env = transport.run(_op(job, ["true"], env={"AUTOEXEC_JOBID": job, "NOT-A-NAME": "x"}),
+                            lambda _l: None, threading.Event())
+    assert bad_env.error is not None and "invalid environment variable name 'NOT-A-NAME'" in bad_env.error
