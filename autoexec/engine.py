@@ -9,7 +9,7 @@ from typing import Callable
 
 from autoexec.groups import GroupResult, run_group
 from autoexec.models.params import Group
-from autoexec.phase import Submit
+from autoexec.phase import Submit, per_node
 from autoexec.runtime import JobRuntime
 
 GroupRunner = Callable[[JobRuntime, Group], GroupResult]
@@ -33,7 +33,7 @@ class JobOutcome:
 
 def local_group_runner(submit: Submit) -> GroupRunner:
     def run(rt: JobRuntime, group: Group) -> GroupResult:
-        return run_group(rt, group, submit)
+        return run_group(rt, group, per_node(submit))
     return run
 
 

@@ -11,7 +11,7 @@ from typing import Callable
 
 from autoexec.models.nodes import RUNNER_NODE, Node, NodesFile, load_nodes
 from autoexec.models.params import Group, Phase
-from autoexec.phase import PhaseRunner, Submit
+from autoexec.phase import Dispatch, PhaseRunner
 from autoexec.runtime import JobRuntime, PhasePlan, parallel_count
 
 
@@ -85,7 +85,7 @@ def spawn_in_context(fn: Callable[[], None]) -> threading.Thread:
     return thread
 
 
-def run_one_shot(rt: JobRuntime, group: Group, submit: Submit, round_count: int | None) -> GroupResult:
+def run_one_shot(rt: JobRuntime, group: Group, dispatch: Dispatch, round_count: int | None) -> GroupResult:
     result = GroupResult(group.groupNo)
     runners: list[PhaseRunner] = []
     threads: list[threading.Thread] = []
@@ -99,12 +99,12 @@ def run_one_shot(rt: JobRuntime, group: Group, submit: Submit, round_count: int 
             why = "is no need to execute in current runner" if plan.on_runner else "has no node for this runner"
             rt.console.line(f"INFO: {'Local phase' if plan.on_runner else 'Phase'}:{phase.phaseName} {why}.")
             continue
-        runner = PhaseRunner(rt, plan, submit)
+        runner = PhaseRunner(rt, plan, dispatch)
         runners.append(runner)
 
         def work(r: PhaseRunner = runner) -> None:
             r.start()
-            r.run_nodes(r.plan.nodes)
+            r.execute(r.plan.nodes)
             result.phases[r.plan.name] = r.finish()
 
         threads.append(spawn_in_context(work))
@@ -137,7 +137,7 @@ def runner_round(exec_round: str | None, rounds: int) -> int:
     return 1
 
 
-def run_gray_scale(rt: JobRuntime, group: Group, submit: Submit, round_count: int | None) -> GroupResult:
+def run_gray_scale(rt: JobRuntime, group: Group, dispatch: Dispatch, round_count: int | None) -> GroupResult:
     result = GroupResult(group.groupNo)
     group_path = rt.jobdir.group_nodes(group.groupNo)
     group_path = group_path if group_path.exists() else rt.jobdir.nodes
@@ -151,7 +151,7 @@ def run_gray_scale(rt: JobRuntime, group: Group, submit: Submit, round_count: in
     for index, phase in phases:
         plan = plan_phase(rt, group, phase, index, round_count, nodes_path=group_path)
         plan.parallel = parallel if not plan.on_runner else 1
-        runners[phase.phaseName] = PhaseRunner(rt, plan, submit)
+        runners[phase.phaseName] = PhaseRunner(rt, plan, dispatch)
     offset = 0
     for round_no, size in enumerate(sizes, 1):
         batch = all_nodes[offset:offset + size]
@@ -165,10 +165,10 @@ def run_gray_scale(rt: JobRuntime, group: Group, submit: Submit, round_count: in
             if runner.plan.on_runner:
                 if runner.plan.nodes and round_no == runner_round(phase.execRound, rounds):
                     runner.start()
-                    runner.run_nodes(runner.plan.nodes)
+                    runner.execute(runner.plan.nodes)
             elif mine:
                 runner.start()
-                runner.run_nodes(mine)
+                runner.execute(mine)
             if runner.state.counts["fail"] or runner.state.counts["abort"]:
                 rt.control.mark_failed()
             if len(runner.plan.header.jobRunnerIds) > 1:
@@ -184,9 +184,9 @@ def run_gray_scale(rt: JobRuntime, group: Group, submit: Submit, round_count: in
     return result
 
 
-def run_group(rt: JobRuntime, group: Group, submit: Submit) -> GroupResult:
+def run_group(rt: JobRuntime, group: Group, dispatch: Dispatch) -> GroupResult:
     round_count = group.roundCount if group.roundCount is not None else rt.params.roundCount
     one_shot = (rt.phase_filter is not None and len(rt.phase_filter) == 1) or not group.gray_scale
     if one_shot:
-        return run_one_shot(rt, group, submit, round_count)
-    return run_gray_scale(rt, group, submit, round_count)
+        return run_one_shot(rt, group, dispatch, round_count)
+    return run_gray_scale(rt, group, dispatch, round_count)

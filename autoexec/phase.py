@@ -1,8 +1,10 @@
 """Dispatching the nodes of one phase, bounded, and aggregating their outcome (§8.2–§8.4, §8.7).
 
-The phase runner does not know about Prefect: it is handed a ``submit`` function that starts one
-(phase, node) unit of work and returns a future. The flow layer passes one that creates a Prefect
-task run; tests can pass a thread pool. That keeps orchestration swappable and the semantics here.
+The phase runner does not know about Prefect. A :data:`Dispatch` decides how a batch of nodes is
+run: per node through a ``submit`` function returning a future (the flow layer's submit creates
+one Prefect task run per node; tests use a thread pool), or — for phases too large for one task
+run per node to pay off — as one unit of orchestration around a plain thread pool. Either way the
+semantics (bounds, skips, halting, counting) live here, once.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ class NodeFuture(Protocol):
 
 
 Submit = Callable[[PhasePlan, Node], NodeFuture]
+Dispatch = Callable[["PhaseRunner", list[Node]], None]
 
 
 def execute_node(rt: JobRuntime, plan: PhasePlan, node: Node) -> NodeResult:
@@ -46,11 +49,14 @@ def _pid_alive(pid: object) -> bool:
 
 
 class PhaseRunner:
-    def __init__(self, rt: JobRuntime, plan: PhasePlan, submit: Submit) -> None:
+    def __init__(self, rt: JobRuntime, plan: PhasePlan, dispatch: Dispatch) -> None:
         self.rt = rt
         self.plan = plan
-        self.submit = submit
+        self.dispatch = dispatch
         self.state = PhaseState(plan)
+
+    def execute(self, nodes: Iterable[Node]) -> None:
+        self.dispatch(self, list(nodes))
 
     # --- status -------------------------------------------------------------------------
     def _push(self, status: str) -> None:
@@ -131,7 +137,7 @@ class PhaseRunner:
             reason = f": {error}" if error else (f": {result.message}" if result and result.message else "")
             self.rt.console.line(f"ERROR: {label} execute failed{reason}.")
 
-    def run_nodes(self, nodes: Iterable[Node]) -> None:
+    def run_nodes(self, nodes: Iterable[Node], submit: Submit) -> None:
         """Runs nodes with at most ``plan.parallel`` in flight; stops handing out new ones once the
         job halts or this phase has a failure. Nodes never handed out get no status (§21 item 31:
         they are not counted as failed)."""
@@ -152,7 +158,7 @@ class PhaseRunner:
             else:
                 self.start()
                 self.rt.console.line(line)
-                future = self.submit(self.plan, node)
+                future = submit(self.plan, node)
                 future.add_done_callback(lambda _f, s=slots: s.release())
                 pending.append((node, future))
                 continue
@@ -164,6 +170,12 @@ class PhaseRunner:
                 self._account(node, result if isinstance(result, NodeResult) else None, None)
             except BaseException as exc:  # noqa: BLE001 - counted, never propagated
                 self._account(node, None, exc)
+
+
+def per_node(submit: Submit) -> Dispatch:
+    def dispatch(runner: PhaseRunner, nodes: list[Node]) -> None:
+        runner.run_nodes(nodes, submit)
+    return dispatch
 
 
 def thread_submit(pool: Any, rt: JobRuntime) -> Submit:

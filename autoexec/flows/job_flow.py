@@ -8,7 +8,10 @@ hooks, never a second source of truth (resume relies on the status files).
 """
 from __future__ import annotations
 
+import itertools
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -23,7 +26,7 @@ from autoexec.groups import GroupResult, run_group
 from autoexec.loader import JobRequest, build_runtime
 from autoexec.models.nodes import Node
 from autoexec.models.params import Group
-from autoexec.phase import execute_node
+from autoexec.phase import Dispatch, PhaseRunner, execute_node, thread_submit
 from autoexec.runtime import JobRuntime, PhasePlan
 
 _runtimes: dict[str, JobRuntime] = {}
@@ -79,6 +82,46 @@ def _submitter(job_id: str) -> Any:
     return submit
 
 
+@task(name="node-batch", task_run_name="{phase}/{label}", cache_policy=NO_CACHE, persist_result=False)
+def batch_task(job_id: str, phase: str, label: str, key: int) -> Any:
+    """A phase too large for one task run per node: its nodes run on a plain thread pool under
+    this one task run (Prefect costs ~5 ms of CPU per task run; see README, Performance)."""
+    runner, nodes = _batches.pop(key)
+    rt = _runtimes[job_id]
+    with ThreadPoolExecutor(max(1, runner.plan.parallel)) as pool:
+        runner.run_nodes(nodes, thread_submit(pool, rt))
+    counts = runner.state.snapshot()
+    summary = {"nodes": len(nodes), "succeed": counts.suc, "failed": counts.fail, "ignored": counts.ignore,
+               "skipped": counts.skip, "paused": counts.pause}
+    if counts.fail:
+        return Failed(message=f"{phase}: {counts.fail} of {len(nodes)} node(s) failed", data=summary)
+    return summary
+
+
+_batches: dict[int, tuple[PhaseRunner, list[Node]]] = {}
+_batch_ids = itertools.count()
+
+
+def task_runs_per_phase_max() -> int:
+    return int(os.environ.get("AUTOEXEC_NODE_TASKS_MAX", "256"))
+
+
+def _dispatcher(job_id: str) -> Dispatch:
+    submit = _submitter(job_id)
+
+    def dispatch(runner: PhaseRunner, nodes: list[Node]) -> None:
+        if len(nodes) <= task_runs_per_phase_max():
+            runner.run_nodes(nodes, submit)
+            return
+        key = next(_batch_ids)
+        _batches[key] = (runner, nodes)
+        label = f"{nodes[0].triple}..+{len(nodes) - 1}"
+        batch_task.submit(job_id, runner.plan.name, label, key).wait()
+        _batches.pop(key, None)
+
+    return dispatch
+
+
 @flow(name="autoexec-group", flow_run_name="{job_id}/group-{group_no}", validate_parameters=False)
 def group_flow(job_id: str, group_no: int) -> dict[str, str]:
     rt = _runtimes[job_id]
@@ -86,7 +129,7 @@ def group_flow(job_id: str, group_no: int) -> dict[str, str]:
     # or SIGTERM would crash the run while tools keep running.
     rt.control.install_signal_handlers()
     group = next(g for g in rt.params.runFlow if g.groupNo == group_no)
-    result = run_group(rt, group, _submitter(job_id))
+    result = run_group(rt, group, _dispatcher(job_id))
     _group_results[(job_id, group_no)] = result
     if result.failed:
         return Failed(message=f"group {group_no}: " + ", ".join(f"{k}={v}" for k, v in result.phases.items()),

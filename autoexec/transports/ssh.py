@@ -34,6 +34,14 @@ Design choices, and why:
   original's kill command does: it also catches daemons a tool detached, and an exact NUL-separated
   match means job 123 never hits job 1234. Needs ``/proc`` (Linux) on the target.
 
+* **Secrets.** The exec request only carries a fixed bootstrap; the script with the exported
+  ``op.env`` values arrives on stdin, so environment values never appear in the remote process
+  list (argv items still do: they are arguments).
+
+* **Cleanup.** An op with nothing to fetch removes its root in the same script run (one exec per
+  op); otherwise, and after timeouts, cancels and kills, a separate ``rm -rf <root>`` follows.
+  ``keep_dir_on_failure`` keeps the root whenever the op did not succeed.
+
 * **Errors.** Every host-side failure becomes ``RemoteResult.error``: one line,
   ``ssh user@host:port: <what>``, never containing the password or key text.
 """
@@ -382,6 +390,12 @@ class SshTransport:
     # ---------------------------------------------------------------- public API
 
     def run(self, op: RemoteOp, on_line: LineSink, cancel: threading.Event) -> RemoteResult:
+        try:
+            return self._run(op, on_line, cancel)
+        except (paramiko.SSHException, OSError, EOFError) as err:  # safety net: never raise for the host
+            return RemoteResult(None, self._error(_describe(err)))
+
+    def _run(self, op: RemoteOp, on_line: LineSink, cancel: threading.Event) -> RemoteResult:
         if not op.root.startswith("/") or posixpath.normpath(op.root) in ("/", "/tmp"):
             return RemoteResult(None, self._error(f"refusing remote root {op.root!r}: not a private absolute dir"))
         try:
@@ -406,16 +420,24 @@ class SshTransport:
         env: dict[str, str] | None = None,
         timeout: float | None = None,
     ) -> RemoteResult:
-        """Run ``argv`` in the login directory without staging a root (what ``sshcmd`` needs)."""
+        """Run ``argv`` in the login directory without staging a root (what ``sshcmd`` needs).
+
+        Only a pgid file is kept in ``/tmp`` so a timeout or cancel can still kill the command."""
+        pidfile = f"/tmp/.autoexec-cmd-{os.getpid()}-{random.getrandbits(48):012x}.pid"
+        transport: paramiko.Transport | None = None
         try:
             transport = self._connection(cancel, on_line)
-            status = self._execute(transport, _op_script(None, None, env or {}, argv),
-                                   None, on_line, cancel, timeout)
-            return RemoteResult(status)
+            script = _op_script(None, pidfile, env or {}, argv, remove_root=pidfile)
+            return RemoteResult(self._execute(transport, script, pidfile, on_line, cancel, timeout))
         except _Cancelled:
-            return RemoteResult(None, "aborted")
+            result = RemoteResult(None, "aborted")
         except _Failure as failure:
-            return RemoteResult(failure.exit_code, self._error(str(failure)))
+            result = RemoteResult(failure.exit_code, self._error(str(failure)))
+        except (paramiko.SSHException, OSError, EOFError) as err:
+            result = RemoteResult(None, self._error(_describe(err)))
+        if transport is not None:
+            self._remove_root(transport, pidfile)
+        return result
 
     def kill_job(self, job_id: str) -> str | None:
         if not job_id:
@@ -427,6 +449,8 @@ class SshTransport:
             status, output = killer._exec_collect(transport, _kill_job_command(job_id), self.timeouts.connect + 10)
         except _Failure as failure:
             return self._error(f"kill job {job_id} failed: {failure}")
+        except (paramiko.SSHException, OSError, EOFError) as err:
+            return self._error(f"kill job {job_id} failed: {_describe(err)}")
         except _Cancelled:  # pragma: no cover - the event above is never set
             return self._error(f"kill job {job_id} cancelled")
         finally:
@@ -646,20 +670,22 @@ class SshTransport:
 
     def _execute(self, transport: paramiko.Transport, script: str, pidfile: str | None,
                  on_line: LineSink, cancel: threading.Event, op_timeout: float | None) -> int:
-        """Run ``command``, streaming merged stdout/stderr; returns the exit status.
+        """Run ``script`` (fed to the bootstrap on stdin), streaming merged stdout/stderr;
+        returns the exit status.
 
         Timeouts and cancel kill the remote process group before giving up, so nothing keeps
         running on the host after the op has been reported as failed.
         """
-        limit = op_timeout if op_timeout is not None else self.timeouts.op
+        limit = op_timeout or self.timeouts.op
         read_limit = self.timeouts.read
         try:
             channel = transport.open_session(timeout=self.timeouts.connect)
             channel.set_combine_stderr(True)
-            channel.settimeout(_POLL)
+            channel.settimeout(self.timeouts.write)
             channel.exec_command(_BOOTSTRAP)
             channel.sendall(script.encode())
             channel.shutdown_write()
+            channel.settimeout(_POLL)
         except (paramiko.SSHException, OSError, EOFError) as err:
             raise _Failure(f"cannot start command: {_describe(err)}") from None
         start = last_output = time.monotonic()

@@ -3,6 +3,7 @@ look at the remote filesystem and ``/proc`` directly."""
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -452,3 +453,19 @@ def test_ops_the_transport_cannot_run_safely_are_refused(sshd_pool: SshdPool, tr
     bad_env = transport.run(_op(job, ["true"], env={"AUTOEXEC_JOBID": job, "NOT-A-NAME": "x"}),
                             lambda _l: None, threading.Event())
     assert bad_env.error is not None and "invalid environment variable name 'NOT-A-NAME'" in bad_env.error
+
+
+def test_run_command_timeout_kills_command_and_leaves_no_pid_file(sshd_pool: SshdPool, transports) -> None:
+    job = _job()
+    transport = transports(_endpoint(sshd_pool))
+    lines: list[str] = []
+    ok = transport.run_command(["sh", "-c", 'pwd; echo "$AUTOEXEC_JOBID"'], lines.append, threading.Event(),
+                               env={"AUTOEXEC_JOBID": job})
+    assert ok == RemoteResult(0) and lines == [pwd.getpwnam(sshd_pool.user).pw_dir, job]  # login directory
+    before = set(os.listdir("/tmp"))
+    timed_out = transport.run_command(["sleep", "30"], lines.append, threading.Event(),
+                                      env={"AUTOEXEC_JOBID": job}, timeout=1)
+    assert timed_out.error is not None and "op timeout of 1s" in timed_out.error
+    assert _wait_until(lambda: not _pids_with_env(f"AUTOEXEC_JOBID={job}"), 2)
+    mine = f".autoexec-cmd-{os.getpid()}-"  # other test sessions may be running commands too
+    assert not [name for name in set(os.listdir("/tmp")) - before if name.startswith(mine)]
