@@ -22,12 +22,21 @@ class Mirror(Protocol):
     def load_node_output(self, job_id: str, resource_id: int) -> dict | None: ...
 
 
-def write_json_atomic(path: Path, data: Any, indent: int | None = None) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+def _open_creating_dirs(path: Path, mode: str) -> Any:
+    """Status and output files are written several times per node: try first, mkdir on demand."""
     try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, ensure_ascii=False, indent=indent)
+        return open(path, mode, encoding="utf-8") if "b" not in mode else open(path, mode)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return open(path, mode, encoding="utf-8") if "b" not in mode else open(path, mode)
+
+
+def write_json_atomic(path: Path, data: Any, indent: int | None = None) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    text = json.dumps(data, ensure_ascii=False, indent=indent)
+    try:
+        with _open_creating_dirs(tmp, "w") as fh:
+            fh.write(text)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -57,8 +66,7 @@ def file_lock(path: Path) -> Iterator[None]:
         lock = _locks.setdefault(key, threading.Lock())
     with lock:
         lock_path = path.with_name(f".{path.name}.lock")
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(lock_path, "a") as fh:
+        with _open_creating_dirs(lock_path, "a") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
                 yield
