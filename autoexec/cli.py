@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.devmode:
         os.environ["AUTOEXEC_DEV_MODE"] = "1"
     try:
+        _encrypt_config()
         if args.cleanstatus:
             from autoexec.admin import clean_status
             return clean_status(args.jobid)
@@ -69,6 +70,15 @@ def main(argv: list[str] | None = None) -> int:
         return run(args)
     except ConfigError as exc:
         return _fail(str(exc))
+
+
+def _encrypt_config() -> None:
+    """Plaintext secrets typed into config.ini are encrypted in place on every start (§3.2)."""
+    path = autoexec_home() / "conf" / "config.ini"
+    if path.exists():
+        from autoexec.secrets import encrypt_config_in_place
+
+        encrypt_config_in_place(path)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -122,6 +132,8 @@ def execute(rt: object, verbose: bool = False) -> int:
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         outcome = run_via_prefect(rt)  # type: ignore[arg-type]
     rt.notifier.flush(30)  # type: ignore[attr-defined]
+    if rt.mirror is not None and hasattr(rt.mirror, "close"):  # type: ignore[attr-defined]
+        rt.mirror.close()  # type: ignore[attr-defined]
     rt.notifier.close()  # type: ignore[attr-defined]
     rt.console.close()  # type: ignore[attr-defined]
     return outcome.exit_code

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from autoexec.groups import GroupResult, run_group
+from autoexec.loader import load_job_env
 from autoexec.models.params import Group
 from autoexec.phase import Submit, per_node
 from autoexec.runtime import JobRuntime
@@ -77,6 +78,7 @@ def run_job(rt: JobRuntime, run_one_group: GroupRunner) -> JobOutcome:
         if rt.group_filter is not None and group.groupNo not in rt.group_filter:
             continue
         last_group = group.groupNo
+        load_job_env(rt)
         result = run_one_group(rt, group)
         outcome.groups[group.groupNo] = result.phases
         ran_any = ran_any or result.ran_any

@@ -185,9 +185,35 @@ def build_runtime(req: JobRequest, cfg: Config | None = None, notifier: Notifier
         runner_id=runner_id, base_env=env, phase_filter=req.phases, group_filter=req.phase_groups,
         node_filter=req.nodes, max_parallel=_max_parallel(), decrypt=decrypt, no_fire_next=req.no_fire_next,
     )
-    rt.runner_output = NodeOutput(jobdir.node_output("local-0-0"), job_id,
-                                  _runner_node(), rt.mirror)
+    rt.mirror = _open_mirror(cfg, console)
+    rt.runner_output = NodeOutput(jobdir.node_output("local-0-0"), job_id, _runner_node(), rt.mirror)
     return rt
+
+
+def _open_mirror(cfg: Config, console: ConsoleLog) -> Any:
+    """MongoDB when ``db.url`` is configured (also in devmode, as the original); never required."""
+    if not cfg.db_url:
+        return None
+    from autoexec.mongo import open_store
+
+    try:
+        return open_store(cfg)
+    except Exception as exc:  # noqa: BLE001 - local files stay authoritative
+        console.line(f"WARN: MongoDB {cfg.db_name} not usable, continuing with local files only: "
+                     f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+        return None
+
+
+def load_job_env(rt: JobRuntime) -> None:
+    """Job-global variables set by ``native/setenv`` scope ``global`` in earlier phases, invocations
+    or on other runners (§11.3) — re-read at each group start."""
+    loader = getattr(rt.mirror, "load_env", None)
+    if loader is None:
+        return
+    env = loader(rt.job_id)
+    if env:
+        with rt.env_lock:
+            rt.base_env.update({k: str(v) for k, v in env.items()})
 
 
 def _runner_node() -> Any:
