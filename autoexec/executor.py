@@ -104,6 +104,7 @@ class NodeRun:
         self.log.line(f"======[{node.resourceId}]{node.label} executed by {launched} ended, "
                       f"duration:{duration:.2f} second ======")
         result.warn_count = self.log.warn_count
+        self.status.close()
         self.log.finish(final)
         result.status = final
         result.duration = duration

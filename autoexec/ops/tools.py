@@ -45,15 +45,22 @@ def script_file_name(op: "Operation") -> str:
     return name if not ext or name.endswith(ext) else name + ext
 
 
+_written: dict[Path, bytes] = {}
+
+
 def write_inline_script(ctx: "NodeContext", op: "Operation") -> Path:
-    """Written once per content (atomically, under a lock) and made executable."""
+    """Written once per content (atomically, under a lock) and made executable. Every node of a
+    phase runs the same script: after the first, this process knows it is in place."""
     directory = ctx.jobdir.script_dir(op.bundle)
-    directory.mkdir(parents=True, exist_ok=True)
     path = directory / script_file_name(op)
     content = (op.scriptContent or "").encode("utf-8")
+    if _written.get(path) == content and path.exists():
+        return path
+    directory.mkdir(parents=True, exist_ok=True)
     with file_lock(path):
         try:
             if path.read_bytes() == content:
+                _written[path] = content
                 return path
         except FileNotFoundError:
             pass
@@ -61,6 +68,7 @@ def write_inline_script(ctx: "NodeContext", op: "Operation") -> Path:
         tmp.write_bytes(content)
         os.chmod(tmp, 0o700)
         os.replace(tmp, path)
+    _written[path] = content
     return path
 
 
