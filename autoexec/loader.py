@@ -186,6 +186,9 @@ def build_runtime(req: JobRequest, cfg: Config | None = None, notifier: Notifier
         node_filter=req.nodes, max_parallel=_max_parallel(), decrypt=decrypt, no_fire_next=req.no_fire_next,
     )
     rt.mirror = _open_mirror(cfg, console)
+    from autoexec.files import FileParams
+
+    rt.file_fetcher = FileParams(cfg.data_dir, jobdir.file_dir)
     rt.runner_output = NodeOutput(jobdir.node_output("local-0-0"), job_id, _runner_node(), rt.mirror)
     return rt
 

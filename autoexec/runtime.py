@@ -43,7 +43,7 @@ class JobRuntime:
     decrypt: Callable[[str], str] = lambda value: value
     script_fetcher: Callable[..., Path] | None = None
     """Production mode: downloads a custom script by scriptId (console); devmode: None."""
-    file_fetcher: Callable[[int], str | None] | None = None
+    file_fetcher: Callable[[int | str], str | None] | None = None
     """Links a console file id into ``<job>/file/`` and returns its name (production mode)."""
     runner_output: NodeOutput | None = None
     env_lock: threading.Lock = field(default_factory=threading.Lock)

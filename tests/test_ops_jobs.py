@@ -178,3 +178,21 @@ def test_mongodb_mirror_holds_status_and_outputs_and_is_the_fallback(keyed: JobF
     assert outcome.status == "succeed"
     assert "had been executed, skip" in rt.jobdir.console_log.read_text()
     assert json.loads(rt.jobdir.node_output("10.1.0.1-22-101").read_text())["use_1"] == {"u": "x"}
+
+
+def test_file_options_link_into_the_job_and_filepath_outputs_are_collected(keyed: JobFiles) -> None:
+    data_file = keyed.tmp / "payload.txt"
+    data_file.write_text("payload-content\n")
+    produced = keyed.tmp / "report.csv"
+    script = (f'echo "file option: $2"\ncat "$2"\nprintf "a,b\\n" > {produced}\n'
+              f'echo "{{\\"report\\": \\"{produced}\\"}}" > "$OUTPUT_PATH"\n')
+    op = script_op("f_1", script, "runner", opt={"data": [str(data_file)]}, desc={"data": "file"},
+                   output={"report": {"type": "filepath"}})
+    rt, outcome = keyed.run("211", _job(_phase("p", [op], "runner")))
+    log = rt.jobdir.node_log("p", "local-0-0").read_text()
+    assert outcome.status == "succeed", log
+    assert "file option: file/payload.txt" in log and "payload-content" in log
+    assert (rt.jobdir.file_dir / "payload.txt").read_text() == "payload-content\n"
+    out = json.loads(rt.jobdir.node_output("local-0-0").read_text())["f_1"]
+    assert out["report"] == "output-op/local-0-0/f_1/report.csv"
+    assert (rt.jobdir.root / out["report"]).read_text() == "a,b\n"

@@ -77,14 +77,15 @@ def test_textarea_dollar_home_survives_while_job_refs_resolve():
 
 
 def test_file_option_ids_fetched_and_comma_joined():
+    """Integer ids come from the console; strings are devmode local paths. Unfetchable ones drop out."""
     fetched = []
 
     def fetch(file_id):
         fetched.append(file_id)
         return {1: "a.txt", 2: "b.sql"}.get(file_id)
 
-    p = prep({"files": [1, "skip", 2, 3]}, {"files": "file"}, fetch_file=fetch)
-    assert fetched == [1, 2, 3]
+    p = prep({"files": [1, "missing/path", True, 2, 3]}, {"files": "file"}, fetch_file=fetch)
+    assert fetched == [1, "missing/path", 2, 3]
     assert p.has_file
     assert p.options["files"] == '["file/a.txt", "file/b.sql"]'
     assert render_argv(p) == ["--files", "file/a.txt,file/b.sql"]

@@ -135,7 +135,32 @@ def _run_local(ctx: NodeContext, op: Operation, to_target: bool) -> OpOutcome:
                          message=f"{op.opName} exited with status {result.exit_code}")
     if failed_by_log():
         return OpOutcome(final="failed", exit_code=0, message=f"{op.opName} output matched a fail pattern")
-    return _finish(ctx, op, OpOutcome(final="succeed", exit_code=0), read_json(out_path))
+    data = read_json(out_path)
+    if isinstance(data, dict):
+        data = _collect_local_filepaths(ctx, op, data)
+    return _finish(ctx, op, OpOutcome(final="succeed", exit_code=0), data)
+
+
+def _collect_local_filepaths(ctx: NodeContext, op: Operation, data: dict[str, Any]) -> dict[str, Any]:
+    """A local tool's ``filepath`` output outside the job dir is copied into
+    ``output-op/<triple>/<opId>/`` so the job keeps it; values become job-relative paths."""
+    import shutil
+
+    root = ctx.jobdir.root.resolve()
+    for key, spec in (op.output or {}).items():
+        value = data.get(key)
+        if not (isinstance(spec, dict) and spec.get("type") == "filepath" and isinstance(value, str) and value):
+            continue
+        source = (ctx.jobdir.root / value).resolve()
+        if not source.is_file():
+            continue
+        if not source.is_relative_to(root):
+            dest = ctx.jobdir.op_output_dir(ctx.triple) / safe_name(op.opId) / source.name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest)
+            source = dest.resolve()
+        data[key] = str(source.relative_to(root))
+    return data
 
 
 def _fetch_script(ctx: NodeContext, op: Operation) -> Path:

@@ -73,7 +73,7 @@ def _decrypt(value: str, decrypt: Callable[[str], str], what: str, warnings: lis
         return value
 
 
-def _file_names(raw: Any, ctx: RefContext, fetch_file: Callable[[int], str | None] | None,
+def _file_names(raw: Any, ctx: RefContext, fetch_file: Callable[[int | str], str | None] | None,
                 what: str, warnings: list[str]) -> list[str]:
     value = raw
     if isinstance(value, str):
@@ -89,8 +89,8 @@ def _file_names(raw: Any, ctx: RefContext, fetch_file: Callable[[int], str | Non
         value = [value]
     names: list[str] = []
     for item in value:
-        if isinstance(item, bool) or not isinstance(item, int):
-            continue  # the console sends integer ids; anything else is not a downloadable file
+        if isinstance(item, bool) or not isinstance(item, (int, str)) or item == "":
+            continue  # the console sends integer file ids; devmode may give local paths
         name = fetch_file(item) if fetch_file is not None else None
         if name:
             names.append(f"file/{name}")
@@ -106,7 +106,7 @@ def _job_relative(path: str, job_dir: str | None) -> str:
 
 
 def _process(key: str, typ: str, raw: Any, ctx: RefContext, out: PreparedParams, *,
-             decrypt: Callable[[str], str], fetch_file: Callable[[int], str | None] | None,
+             decrypt: Callable[[str], str], fetch_file: Callable[[int | str], str | None] | None,
              get_account: Callable[[str, str, str], str] | None, job_dir: str | None,
              what: str, is_arg: bool) -> str:
     if typ == "password":
@@ -135,7 +135,7 @@ def _process(key: str, typ: str, raw: Any, ctx: RefContext, out: PreparedParams,
 def prepare_params(opt: Mapping[str, Any], desc: Mapping[str, str] | None,
                    args: Sequence[Mapping[str, Any]] | Mapping[str, Any] | None, ctx: RefContext, *,
                    decrypt: Callable[[str], str],
-                   fetch_file: Callable[[int], str | None] | None = None,
+                   fetch_file: Callable[[int | str], str | None] | None = None,
                    get_account: Callable[[str, str, str], str] | None = None,
                    job_dir: str | None = None, op_name: str = "") -> PreparedParams:
     """Process an op's ``opt``/``arg`` for one node. Raises ``UnresolvedReference``.
