@@ -67,6 +67,23 @@ def _proc_start_time(pid: int) -> str | None:
 
 
 def run_job(rt: JobRuntime, run_one_group: GroupRunner) -> JobOutcome:
+    from autoexec.jobsock import JobSocket, RoundBarrier
+
+    rt.round_barrier = RoundBarrier()
+    sock = JobSocket(rt, rt.round_barrier)
+    try:
+        sock.start()
+    except OSError as exc:
+        rt.console.line(f"WARN: Job socket not available ({exc}); tools cannot talk to the runner.")
+        sock = None  # type: ignore[assignment]
+    try:
+        return _run_groups(rt, run_one_group)
+    finally:
+        if sock is not None:
+            sock.stop()
+
+
+def _run_groups(rt: JobRuntime, run_one_group: GroupRunner) -> JobOutcome:
     ctl = rt.control
     rt.console.line(f"INFO: JobId:{rt.job_id} start...")
     last_group: int | None = None

@@ -171,8 +171,8 @@ def run_gray_scale(rt: JobRuntime, group: Group, dispatch: Dispatch, round_count
                 runner.execute(mine)
             if runner.state.counts["fail"] or runner.state.counts["abort"]:
                 rt.control.mark_failed()
-            if len(runner.plan.header.jobRunnerIds) > 1:
-                rt.notifier.round_ended(group_no=group.groupNo, phase=phase.phaseName, round_no=round_no)
+            if len(runner.plan.header.jobRunnerIds) > 1 and not rt.control.halted:
+                _cross_runner_barrier(rt, group.groupNo, phase.phaseName, round_no)
         if rt.control.halted:
             break
     for name, runner in runners.items():
@@ -182,6 +182,20 @@ def run_gray_scale(rt: JobRuntime, group: Group, dispatch: Dispatch, round_count
     rt.console.line("-" * 62 + "\n")
     result.ran_any = any(r.state.started for r in runners.values())
     return result
+
+
+def _cross_runner_barrier(rt: JobRuntime, group_no: int, phase: str, round_no: int) -> None:
+    """Other runners work on the same round: tell the console this runner is done and wait for its
+    go-ahead (``informRoundContinue`` on the job socket). devmode has no console to answer, so it
+    does not wait (§21 item 9); the wait is bounded by ``job.maxExecSecs``."""
+    rt.notifier.round_ended(group_no=group_no, phase=phase, round_no=round_no)
+    rt.console.line(f"INFO: Inform server group:{group_no} round:{round_no} ended.")
+    if rt.dev_mode or rt.round_barrier is None:
+        return
+    if not rt.round_barrier.wait(phase, round_no, rt.config.max_exec_secs, lambda: rt.control.stopping):
+        if not rt.control.stopping:
+            rt.console.line(f"ERROR: Job last more than max execute seconds:{rt.config.max_exec_secs:.0f}, exit.")
+            rt.control.mark_failed()
 
 
 def run_group(rt: JobRuntime, group: Group, dispatch: Dispatch) -> GroupResult:

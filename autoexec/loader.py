@@ -183,7 +183,7 @@ def build_runtime(req: JobRequest, cfg: Config | None = None, notifier: Notifier
         job_id=job_id, jobdir=jobdir, params=params, config=cfg, control=control or JobControl(),
         notifier=notifier or NullNotifier(), console=console, exec_user=req.exec_user, force=req.force,
         runner_id=runner_id, base_env=env, phase_filter=req.phases, group_filter=req.phase_groups,
-        node_filter=req.nodes, max_parallel=_max_parallel(), decrypt=decrypt, no_fire_next=req.no_fire_next,
+        node_filter=req.nodes, max_parallel=_max_parallel(), decrypt=decrypt, no_fire_next=req.no_fire_next, dev_mode=req.dev_mode,
     )
     rt.mirror = _open_mirror(cfg, console)
     from autoexec.files import FileParams

@@ -47,6 +47,9 @@ class JobRuntime:
     """Links a console file id into ``<job>/file/`` and returns its name (production mode)."""
     runner_output: NodeOutput | None = None
     env_lock: threading.Lock = field(default_factory=threading.Lock)
+    round_barrier: Any = None
+    """Set by the job socket: multi-runner grayScale rounds wait on it (§8.5)."""
+    dev_mode: bool = False
 
     def redact(self, text: str) -> str:
         return text

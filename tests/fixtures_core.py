@@ -58,8 +58,9 @@ class JobFiles:
     def runtime(self, job_id: str, params: dict[str, Any] | None = None, nodes_text: str | None = None,
                 **req: Any) -> JobRuntime:
         params_path, nodes_path = self.write(params, nodes_text, name=job_id) if params is not None else (None, None)
+        req.setdefault("dev_mode", True)
         request = JobRequest(job_id=job_id, params_file=str(params_path or ""), nodes_file=str(nodes_path or ""),
-                             dev_mode=True, **req)
+                             **req)
         return build_runtime(request)
 
     def run(self, job_id: str, params: dict[str, Any] | None = None, nodes_text: str | None = None,

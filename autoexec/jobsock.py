@@ -1,0 +1,137 @@
+"""The job socket (§13): a Unix datagram socket tools and the runner service talk to while a
+job runs (``$AUTOEXEC_JOB_SOCK`` = ``<job dir>/job<pid>.sock``).
+
+Handled: ``informRoundContinue`` (the console lets a multi-runner grayScale round go on),
+``informNodeWaitInput`` (a tool waits for a human: node status ``waitInput``), ``setEnv`` (job
+variables — broken in the original, §21 item 17), ``queryCollectDB`` (read-only MongoDB query,
+replied to the sender) and ``exit``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+from autoexec.runtime import JobRuntime
+
+
+class RoundBarrier:
+    """grayScale rounds across runners: wait until the console says round N of a phase may go on."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._released: set[tuple[str, int]] = set()
+
+    def release(self, phase: str, round_no: int) -> None:
+        with self._cond:
+            self._released.add((phase, int(round_no)))
+            self._cond.notify_all()
+
+    def wait(self, phase: str, round_no: int, timeout: float, stop: Callable[[], bool]) -> bool:
+        deadline = threading.Event()
+        timer = threading.Timer(timeout, deadline.set)
+        timer.daemon = True
+        timer.start()
+        try:
+            with self._cond:
+                while (phase, round_no) not in self._released:
+                    if deadline.is_set() or stop():
+                        return False
+                    self._cond.wait(0.5)
+                return True
+        finally:
+            timer.cancel()
+
+
+class JobSocket:
+    def __init__(self, rt: JobRuntime, barrier: RoundBarrier) -> None:
+        self.rt = rt
+        self.barrier = barrier
+        self.path = rt.jobdir.root / f"job{os.getpid()}.sock"
+        self.sock: socket.socket | None = None
+        self.thread: threading.Thread | None = None
+        self.waiting_nodes: dict[tuple[str, int], Callable[[dict | None], None]] = {}
+
+    def start(self) -> None:
+        self.path.unlink(missing_ok=True)
+        if len(str(self.path)) > 100:  # AF_UNIX path limit: fall back to /tmp, still exported
+            self.path = Path("/tmp") / f"autoexec-job{os.getpid()}.sock"
+            self.path.unlink(missing_ok=True)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(self.path))
+        self.sock.settimeout(0.5)
+        self.rt.base_env["AUTOEXEC_JOB_SOCK"] = str(self.path)
+        self.thread = threading.Thread(target=self._serve, name="autoexec-jobsock", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        sock, self.sock = self.sock, None
+        if sock is None:
+            return
+        try:  # wake the listener now instead of at its next poll
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as poke:
+                poke.sendto(b"", str(self.path))
+        except OSError:
+            pass
+        if self.thread is not None:
+            self.thread.join(timeout=2)
+        sock.close()
+        self.path.unlink(missing_ok=True)
+
+    def _serve(self) -> None:
+        while self.sock is not None:
+            sock = self.sock
+            if sock is None:
+                return
+            try:
+                data, sender = sock.recvfrom(8192)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if not data:
+                continue
+            try:
+                message = json.loads(data.decode("utf-8"))
+                reply = self.handle(message)
+            except Exception as exc:  # noqa: BLE001 - one bad datagram must not stop the listener
+                self.rt.console.line(f"ERROR: Process event:{data[:200]!r} failed, {exc}")
+                continue
+            if reply is not None and sender and self.sock is not None:
+                try:
+                    self.sock.sendto(json.dumps(reply, default=str).encode("utf-8"), sender)
+                except OSError:
+                    pass
+
+    def handle(self, message: dict[str, Any]) -> dict | None:
+        action = message.get("action")
+        if action == "informRoundContinue":
+            self.barrier.release(str(message.get("phaseName")), int(message.get("roundNo") or 0))
+            return None
+        if action == "setEnv":
+            items = message.get("items") or {}
+            with self.rt.env_lock:
+                self.rt.base_env.update({str(k): str(v) for k, v in items.items()})
+            if not message.get("onlyInProcess") and hasattr(self.rt.mirror, "save_env"):
+                for name, value in items.items():
+                    self.rt.mirror.save_env(self.rt.job_id, str(name), str(value), False)  # type: ignore[union-attr]
+            return None
+        if action == "informNodeWaitInput":
+            key = (str(message.get("phaseName")), int(message.get("resourceId") or 0))
+            callback = self.waiting_nodes.get(key)
+            if callback is not None:
+                callback(None if message.get("clean") else message.get("interact"))
+            return None
+        if action == "queryCollectDB":
+            finder = getattr(self.rt.mirror, "find_documents", None)
+            if finder is None:
+                return {"result": None, "error": "MongoDB is not configured"}
+            query = message.get("queryParams") or {}
+            result = finder(query.get("collection"), query.get("condition") or {}, query.get("projection"), 10)
+            return {"result": result, "error": None if result is not None else "MongoDB query failed"}
+        if action == "exit":
+            return None
+        raise ValueError(f"unknown action {action!r}")

@@ -1,0 +1,64 @@
+"""The job socket: tools setting job variables, and the cross-runner grayScale barrier."""
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from autoexec.engine import local_group_runner, run_job
+from autoexec.phase import thread_submit
+from tests.fixtures_core import JobFiles, nodes_lines, script_op
+
+SEND = ('import json, os, socket\n'
+        's = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n'
+        's.sendto(json.dumps({"action": "setEnv", "items": {"FROM_TOOL": "42"}}).encode(), os.environ["AUTOEXEC_JOB_SOCK"])\n')
+
+
+def test_tool_sets_a_job_variable_seen_by_later_phases(jobs: JobFiles) -> None:
+    params = {"runFlow": [
+        {"groupNo": 0, "phases": [{"phaseName": "a", "phaseType": "runner",
+                                   "operations": [script_op("send_1", SEND, interpreter="python")]}]},
+        {"groupNo": 1, "phases": [{"phaseName": "b", "phaseType": "runner",
+                                   "operations": [script_op("show_1", 'echo "value=$FROM_TOOL"\n')]}]}]}
+    rt, outcome = jobs.run("401", params)
+    assert outcome.status == "succeed"
+    assert "value=42" in rt.jobdir.node_log("b", "local-0-0").read_text()
+    assert not list(rt.jobdir.root.glob("job*.sock")), "the socket is removed at the end"
+
+
+def test_multi_runner_gray_scale_waits_for_the_console_go_ahead(jobs: JobFiles) -> None:
+    header_nodes = nodes_lines(4).splitlines()
+    header = json.loads(header_nodes[0])
+    header["jobRunnerIds"] = [1, 2]
+    nodes = "\n".join([json.dumps(header), *header_nodes[1:]]) + "\n"
+    trace = jobs.tmp / "trace"
+    params = {"runFlow": [{"groupNo": 0, "execStrategy": "grayScale", "roundCount": 2, "phases": [
+        {"phaseName": "p", "phaseType": "runner_target",
+         "operations": [script_op("rec_1", f'echo "$NODE_NAME $(date +%s.%N)" >> {trace}\n', "runner_target")]}]}]}
+    rt = jobs.runtime("402", params, nodes, dev_mode=False)
+    released: list[float] = []
+
+    def console() -> None:
+        """Plays the console: lets each round go on 0.3 s after the runner reported it ended."""
+        done = 0
+        deadline = time.monotonic() + 20
+        while done < 2 and time.monotonic() < deadline:
+            ended = [c for c in rt.notifier.calls if c[0] == "round_ended"]
+            if len(ended) > done:
+                time.sleep(0.3)
+                released.append(time.time())
+                with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+                    s.sendto(json.dumps({"action": "informRoundContinue", "phaseName": "p",
+                                         "roundNo": ended[done][1]["round_no"]}).encode(),
+                             rt.base_env["AUTOEXEC_JOB_SOCK"])
+                done += 1
+            time.sleep(0.02)
+
+    threading.Thread(target=console, daemon=True).start()
+    with ThreadPoolExecutor(4) as pool:
+        outcome = run_job(rt, local_group_runner(thread_submit(pool, rt)))
+    assert outcome.status == "succeed"
+    starts = {line.split()[0]: float(line.split()[1]) for line in trace.read_text().splitlines()}
+    assert max(starts["n1"], starts["n2"]) < released[0] < min(starts["n3"], starts["n4"])
