@@ -7,6 +7,10 @@ Each mode runs in its own child process so "peak RSS" belongs to that mode alone
 
     python bench/ssh_fanout.py [--nodes 50,200] [--width 16] [--sshd 4] [--auth password|key]
 
+A third row per N runs the same work as a whole ``autoexec`` job (one target phase, one trivial
+script op per SSH node: upload, run, clean up, logs/status/outputs, a real Prefect flow run on the
+embedded server), so its wall time includes the CLI's fixed start-up (~1.5 s).
+
 Needs root and /usr/sbin/sshd (it starts its own pool via tests/sshd_pool.py).
 """
 from __future__ import annotations
@@ -93,6 +97,41 @@ def _run_child(mode: str, nodes: int, width: int, ports: list[int], user: str, p
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _run_autoexec(nodes: int, width: int, ports: list[int], user: str, password: str, key: str | None,
+                  home: Path) -> dict[str, object]:
+    import math
+
+    job = f"9{nodes}{uuid.uuid4().int % 10000}"
+    lines = [json.dumps({"jobRunnerIds": [1], "localRunnerId": 1, "totalCount": nodes})]
+    for i in range(nodes):
+        node = {"resourceId": 1000 + i, "runnerId": 1, "host": "127.0.0.1", "port": 22 + i, "nodeName": f"n{i}",
+                "protocol": "ssh", "protocolPort": ports[i % len(ports)], "username": user, "password": password}
+        if key:
+            node["password"], node["privateKey"] = "", Path(key).read_text()
+        lines.append(json.dumps(node))
+    nodes_file = home / f"{job}.jsonl"
+    nodes_file.write_text("\n".join(lines) + "\n")
+    os.chmod(nodes_file, 0o600)
+    params = {"jobId": job, "roundCount": math.ceil(nodes / width), "runFlow": [{"groupNo": 0, "phases": [
+        {"phaseName": "fan", "phaseType": "target", "operations": [
+            {"opId": "t_1", "opName": "t", "opType": "target", "isScript": 1, "interpreter": "sh",
+             "scriptContent": "true\n"}]}]}]}
+    params_file = home / f"{job}.json"
+    params_file.write_text(json.dumps(params))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(AUTOEXEC_HOME=str(home), AUTOEXEC_MAX_PARALLEL=str(width))
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "autoexec.cli", "-d", "-j", job, "-p", str(params_file),
+                           "-n", str(nodes_file)], env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    status_dir = home / "data" / "job" / "/".join(job[i:i + 3] for i in range(0, len(job), 3)) / "status" / "fan"
+    failed = sum(1 for f in status_dir.glob("*.json") if json.loads(f.read_text()).get("status") != "succeed")
+    failed += nodes - len(list(status_dir.glob("*.json")))
+    return {"wall": wall, "errors": failed if done.returncode == 0 or failed else nodes,
+            "first_error": done.stderr.strip().splitlines()[-1] if done.returncode and done.stderr.strip() else None,
+            "maxrss_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--nodes", default="50,200")
@@ -112,6 +151,12 @@ def main(argv: list[str] | None = None) -> int:
     from tests.sshd_pool import start_pool
 
     pool = start_pool(args.sshd)
+    home = pool.workdir / "autoexec-home"
+    home.mkdir()
+    server_env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    server_env["AUTOEXEC_HOME"] = str(home)
+    subprocess.run([sys.executable, "-m", "autoexec.prefect_env", "start"], env=server_env, check=True,
+                   capture_output=True)
     try:
         key = str(pool.key_path("ed25519")) if args.auth == "key" else None
         print(f"{args.sshd} sshd on 127.0.0.1 {pool.ports}, auth={args.auth}, width={args.width}, "
@@ -120,13 +165,15 @@ def main(argv: list[str] | None = None) -> int:
         for nodes in (int(n) for n in args.nodes.split(",")):
             base = _run_child("baseline", nodes, args.width, pool.ports, pool.user, pool.password, key)
             mine = _run_child("transport", nodes, args.width, pool.ports, pool.user, pool.password, key)
-            for mode, row in (("paramiko", base), ("transport", mine)):
+            job = _run_autoexec(nodes, args.width, pool.ports, pool.user, pool.password, key, home)
+            for mode, row in (("paramiko", base), ("transport", mine), ("autoexec", job)):
                 wall = float(row["wall"])  # type: ignore[arg-type]
                 ratio = wall / float(base["wall"])  # type: ignore[arg-type]
                 print(f"{nodes:>5} {mode:<10} {wall:>7.2f} {nodes / wall:>8.1f} {ratio:>6.2f} "
                       f"{int(row['maxrss_kb']) / 1024:>11.1f} {row['errors']}"  # type: ignore[call-overload]
                       + (f"  first: {row['first_error']}" if row["errors"] else ""))
     finally:
+        subprocess.run([sys.executable, "-m", "autoexec.prefect_env", "stop"], env=server_env, capture_output=True)
         pool.stop()
         import shutil
 
