@@ -11,7 +11,6 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-from autoexec.jobdir import safe_relpath
 from autoexec.logs import NodeLog
 from autoexec.models.nodes import Node
 from autoexec.models.params import Operation
@@ -189,6 +188,3 @@ class NodeRun:
                     self.output.update({}, removed=(op.opId,))
         return outcome
 
-
-def op_output_rel(op_id: str) -> str:
-    return safe_relpath(op_id)

@@ -16,7 +16,7 @@ from autoexec.config import Config, load_config
 from autoexec.control import JobControl
 from autoexec.jobdir import JobDir, UnsafeName
 from autoexec.logs import ConsoleLog
-from autoexec.models.nodes import NodesHeader, load_nodes, parse_nodes_lines, write_nodes
+from autoexec.models.nodes import NodesHeader, load_nodes, parse_nodes_lines
 from autoexec.models.params import JobInputError, Params, load_params
 from autoexec.notify import Notifier, NullNotifier
 from autoexec.runtime import JobRuntime

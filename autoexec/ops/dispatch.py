@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -213,8 +212,8 @@ def _run_remote(ctx: NodeContext, op: Operation) -> OpOutcome:
     has_output = op.output is not None
     remote_op = RemoteOp(job_id=rt.job_id, root=root, uploads=uploads, workdir=workdir,
                          argv=argv + prepared.argv, env=env, timeout=rt.config.max_exec_secs,
-                         fetch=["output.json"] + _filepath_outputs(op) if has_output else [],
-                         fetch_dir=fetch_dir, create_empty=["output.json"] if has_output else [],
+                         fetch=["output.json"] if has_output else [],
+                         fetch_more=_filepaths_named_in(op) if has_output else None, fetch_dir=fetch_dir, create_empty=["output.json"] if has_output else [],
                          keep_dir_on_failure=rt.config.reserve_dir_on_failure)
     ctx.log.line(f"INFO: Job directory:{dir_name}")
     ctx.log.line(f"INFO: Execute -> {' '.join(argv)} {prepared.masked}".rstrip())
@@ -245,6 +244,8 @@ def _run_remote(ctx: NodeContext, op: Operation) -> OpOutcome:
     data = read_json(fetch_dir / "output.json") if has_output else None
     if isinstance(data, dict):
         data = _collect_filepaths(ctx, op, data, fetch_dir)
+        if any(data.get(k) is None and k in data for k in _filepath_keys(op)):
+            return _finish(ctx, op, OpOutcome(final="failed", exit_code=0, message="filepath output missing"))
     return _finish(ctx, op, OpOutcome(final="succeed", exit_code=0), data)
 
 
@@ -294,25 +295,41 @@ def _remote_env(ctx: NodeContext) -> dict[str, str]:
     return env
 
 
-def _filepath_outputs(op: Operation) -> list[str]:
-    return []  # filepath values are only known once output.json is back; see _collect_filepaths
+def _filepath_keys(op: Operation) -> list[str]:
+    return [k for k, v in (op.output or {}).items() if isinstance(v, dict) and v.get("type") == "filepath"]
+
+
+def _filepaths_named_in(op: Operation) -> Any:
+    """Second fetch round of a remote op: the files its ``filepath`` outputs point at (§10.9)."""
+    keys = _filepath_keys(op)
+
+    def wanted(fetched: dict[str, Path]) -> list[str]:
+        data = read_json(fetched["output.json"]) if "output.json" in fetched else None
+        if not keys or not isinstance(data, dict):
+            return []
+        return [data[k] for k in keys if isinstance(data.get(k), str) and data[k]]
+    return wanted
 
 
 def _collect_filepaths(ctx: NodeContext, op: Operation, data: dict[str, Any], fetch_dir: Path) -> dict[str, Any]:
-    """Remote ``filepath`` outputs: the file comes back into ``output-op/<triple>/<opId>/``."""
-    declared = op.output or {}
-    wanted = {k: v for k, v in data.items()
-              if isinstance(declared.get(k), dict) and declared[k].get("type") == "filepath" and isinstance(v, str) and v}
-    if not wanted or ctx.transport is None:
-        return data
-    fetch = getattr(ctx.transport, "fetch_files", None)
-    dest = ctx.jobdir.op_output_dir(ctx.triple) / safe_name(op.opId)
-    for key, rel in wanted.items():
-        target = dest / Path(rel).name
-        ok = bool(fetch and fetch(rel, target))
-        data[key] = str(target.relative_to(ctx.jobdir.root)) if ok else None
-        if not ok:
+    """Fetched ``filepath`` outputs move to ``output-op/<triple>/<opId>/<name>``; the value becomes
+    that job-relative path, or null (and the op fails) when the file did not come back."""
+    from autoexec.transports.base import local_fetch_path
+
+    dest_dir = ctx.jobdir.op_output_dir(ctx.triple) / safe_name(op.opId)
+    for key in _filepath_keys(op):
+        rel = data.get(key)
+        if not isinstance(rel, str) or not rel:
+            continue
+        fetched = local_fetch_path(fetch_dir, rel)
+        if fetched.is_file():
+            dest_dir.mkdir(parents=True, exist_ok=True)
+            target = dest_dir / fetched.name
+            fetched.replace(target)
+            data[key] = str(target.relative_to(ctx.jobdir.root))
+        else:
             ctx.log.line(f"ERROR: Download filepath output {key}={rel} failed.")
+            data[key] = None
     return data
 
 
@@ -345,6 +362,3 @@ def _record_inputs(ctx: NodeContext, op: Operation, prepared: Prepared) -> None:
         current[op.opId] = prepared.inputs
         write_json_atomic(path, current, indent=4)
 
-
-def now() -> float:
-    return time.time()

@@ -76,10 +76,24 @@ class RemoteOp:
     """Paths relative to ``<root>/<workdir>`` to bring back after a zero exit (missing ones are skipped)."""
     fetch_dir: Path | None = None
     """Local directory fetched files land in (same relative path)."""
+    fetch_more: Callable[[dict[str, Path]], list[str]] | None = None
+    """Called once after ``fetch`` with what came back; returns more paths (relative to the
+    workdir) to fetch before cleanup — e.g. the ``filepath`` outputs named in ``output.json``."""
     create_empty: list[str] = field(default_factory=list)
     """Files (relative to workdir) created empty before the run, e.g. ``output.json``."""
     keep_dir_on_failure: bool = False
     """``rexec.fail.reservedir``: leave ``root`` on the host when the op failed."""
+
+
+def fetch_plan(op: "RemoteOp", fetched: dict[str, Path]) -> list[str]:
+    """The second round of fetches, asked for once the first came back."""
+    return list(op.fetch_more(dict(fetched))) if op.fetch_more is not None else []
+
+
+def local_fetch_path(fetch_dir: Path, rel: str) -> Path:
+    """Where a fetched remote path lands: always inside ``fetch_dir``, whatever the tool wrote."""
+    parts = [p for p in rel.replace("\\", "/").split("/") if p not in ("", ".", "..")]
+    return fetch_dir.joinpath(*parts) if parts else fetch_dir / "_"
 
 
 @dataclass

@@ -65,6 +65,8 @@ from typing import Iterator
 import paramiko
 
 from autoexec.transports.base import (
+    fetch_plan,
+    local_fetch_path,
     Endpoint,
     LineSink,
     RemoteOp,
@@ -652,20 +654,22 @@ class SshTransport:
         if channel is not None:
             channel.settimeout(self.timeouts.read)
         fetched: dict[str, Path] = {}
-        for rel in op.fetch:
-            remote = posixpath.join(rundir, rel)
-            local = op.fetch_dir / rel
-            try:
-                attrs = sftp.stat(remote)
-            except FileNotFoundError:
-                continue
-            except (paramiko.SSHException, OSError, EOFError) as err:
-                raise _Failure(f"fetch of {rel} failed: {_describe(err)}", exit_code=0) from None
-            try:
-                _download(sftp, remote, local, attrs)
-            except (paramiko.SSHException, OSError, EOFError) as err:
-                raise _Failure(f"fetch of {rel} failed: {_describe(err)}", exit_code=0) from None
-            fetched[rel] = local
+        rounds = [list(op.fetch), None]
+        for wanted in rounds:
+            for rel in wanted if wanted is not None else fetch_plan(op, fetched):
+                remote = posixpath.join(rundir, rel)
+                local = local_fetch_path(op.fetch_dir, rel)
+                try:
+                    attrs = sftp.stat(remote)
+                except FileNotFoundError:
+                    continue
+                except (paramiko.SSHException, OSError, EOFError) as err:
+                    raise _Failure(f"fetch of {rel} failed: {_describe(err)}", exit_code=0) from None
+                try:
+                    _download(sftp, remote, local, attrs)
+                except (paramiko.SSHException, OSError, EOFError) as err:
+                    raise _Failure(f"fetch of {rel} failed: {_describe(err)}", exit_code=0) from None
+                fetched[rel] = local
         return fetched
 
     def _execute(self, transport: paramiko.Transport, script: str, pidfile: str | None,

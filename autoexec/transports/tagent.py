@@ -13,7 +13,8 @@ import threading
 import time
 from pathlib import Path
 
-from autoexec.transports.base import Endpoint, LineSink, RemoteOp, RemoteResult, Timeouts
+from autoexec.transports.base import (Endpoint, LineSink, RemoteOp, RemoteResult, Timeouts, fetch_plan,
+                                      local_fetch_path)
 from autoexec.transports.tagent_client import (
     AgentInfo, TagentCancelled, TagentClient, TagentConnection, TagentError, TagentRemoteError,
     TagentTimeout, one_line,
@@ -224,17 +225,18 @@ class TagentTransport:
             return None
         if op.fetch_dir is None:
             return "fetch requested without a fetch_dir"
-        for rel in op.fetch:
-            local = op.fetch_dir / rel
-            try:
-                self._client().download(_join(rp, rel), local)
-            except TagentRemoteError as err:
-                if str(err).endswith("not exists."):
-                    continue
-                return f"fetch of {rel} failed: {err}"
-            except (TagentError, OSError) as err:
-                return f"fetch of {rel} failed: {err}"
-            fetched[rel] = local
+        for wanted in (list(op.fetch), None):
+            for rel in wanted if wanted is not None else fetch_plan(op, fetched):
+                local = local_fetch_path(op.fetch_dir, rel)
+                try:
+                    self._client().download(_join(rp, rel), local)
+                except TagentRemoteError as err:
+                    if str(err).endswith("not exists."):
+                        continue
+                    return f"fetch of {rel} failed: {err}"
+                except (TagentError, OSError) as err:
+                    return f"fetch of {rel} failed: {err}"
+                fetched[rel] = local
         return None
 
     def _cleanup(self, op: RemoteOp, failed: bool, quick: bool = False) -> str | None:

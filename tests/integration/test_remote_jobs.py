@@ -125,3 +125,20 @@ def _remote_sleepers(job_id: str) -> list[int]:
         if f"AUTOEXEC_JOBID={job_id}".encode() in env:
             found.append(int(proc.name))
     return found
+
+
+@pytest.mark.parametrize("protocol", ["ssh", "tagent"])
+def test_remote_filepath_outputs_come_back_into_the_job_dir(jobs: JobFiles, sshd_pool, tagent_agent, protocol) -> None:  # type: ignore[no-untyped-def]
+    script = 'mkdir -p out\necho "report body" > out/report.txt\necho \'{"report": "out/report.txt", "bad": "../../x"}\' > output.json\n'
+    op = script_op("rep_1", script, "target", output={"report": {"type": "filepath"}, "bad": {"type": "text"}})
+    if protocol == "ssh":
+        node = _ssh_node(51, sshd_pool, sshd_pool.ports[0])
+    else:
+        node = {"resourceId": 51, "runnerId": 1, "host": "127.0.0.1", "port": tagent_agent.port, "protocol": "tagent",
+                "protocolPort": tagent_agent.port, "username": "root", "password": tagent_agent.password}
+    rt, outcome = jobs.run("305", _target_job(op), _nodes([node]))
+    triple = f"127.0.0.1-{node['port']}-51"
+    assert outcome.status == "succeed", rt.jobdir.node_log("remote", triple).read_text()
+    out = json.loads(rt.jobdir.node_output(triple).read_text())["rep_1"]
+    assert out["report"] == f"output-op/{triple}/rep_1/report.txt"
+    assert (rt.jobdir.root / out["report"]).read_text() == "report body\n"
