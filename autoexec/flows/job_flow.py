@@ -23,7 +23,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from autoexec.engine import JobOutcome, remove_pid_file, run_job, write_pid_file
 from autoexec.executor import NodeResult
 from autoexec.groups import GroupResult, run_group
-from autoexec.loader import JobRequest, build_runtime
+from autoexec.loader import JobRequest
 from autoexec.models.nodes import Node
 from autoexec.models.params import Group
 from autoexec.phase import Dispatch, PhaseRunner, execute_node, thread_submit
@@ -190,7 +190,9 @@ def job_flow(job_id: str, exec_user: str = "anonymous", params_file: str = "", n
                          phase_groups=parse_id_list(phase_groups, "phasegroups"),
                          phases={p for p in phases.split(",") if p} or None,
                          nodes=parse_id_list(node_ids, "nodes"))
-        rt = build_runtime(req)
+        from autoexec.production import build_job_runtime
+
+        rt = build_job_runtime(req)
     outcome = run_runtime(rt)
     try:
         get_run_logger().info("job %s %s", rt.job_id, outcome.status)
