@@ -60,22 +60,20 @@ def _wait_gone(pid: int, seconds: float) -> bool:
     return not _alive(pid)
 
 
-def _tell_console(job_id: str, status: str, devmode: bool) -> None:
+def _tell_console(job_id: str, status: str, devmode: bool, pass_through: dict | None) -> None:
     if devmode:
         return
-    try:
-        from autoexec.production import notify_job_status
-    except ImportError:
-        return
-    notify_job_status(job_id, status)
+    from autoexec.production import notify_job_status
+
+    notify_job_status(job_id, status, pass_through or {})
 
 
-def abort_job(job_id: str, devmode: bool = False, grace: float = 15.0) -> int:
+def abort_job(job_id: str, devmode: bool = False, grace: float = 15.0, pass_through: dict | None = None) -> int:
     """0 killed, 1 could not kill, 2 no process (§2.8). Waits only as long as the job needs."""
     print(f"INFO: try to kill job:{job_id}...")
     pid = find_job_process(job_id)
     if pid is None:
-        _tell_console(job_id, "aborted", devmode)
+        _tell_console(job_id, "aborted", devmode, pass_through)
         print(f"INFO: Can not find job {job_id} process.")
         return 2
     print(f"INFO: Try to stop job {job_id} process {pid}...")
@@ -92,13 +90,13 @@ def abort_job(job_id: str, devmode: bool = False, grace: float = 15.0) -> int:
     return 0
 
 
-def pause_job(job_id: str, devmode: bool = False) -> int:
+def pause_job(job_id: str, devmode: bool = False, pass_through: dict | None = None) -> int:
     """0 paused (signalled once; the job stops at its next op boundary and reports itself),
     2 no process (§21 item 19: no endless re-signalling)."""
     print(f"INFO: try to pause job:{job_id}")
     pid = find_job_process(job_id)
     if pid is None:
-        _tell_console(job_id, "paused", devmode)
+        _tell_console(job_id, "paused", devmode, pass_through)
         print(f"INFO: Can not find job {job_id} process.")
         return 2
     print(f"INFO: Try to pause job {job_id} process {pid}...")

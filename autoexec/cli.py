@@ -58,12 +58,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.register:
             from autoexec.admin import register
             return register(args.register)
-        if args.pause:
-            from autoexec.admin import pause_job
-            return pause_job(args.jobid, devmode=args.devmode)
-        if args.abort:
-            from autoexec.admin import abort_job
-            return abort_job(args.jobid, devmode=args.devmode)
+        if args.pause or args.abort:
+            from autoexec.admin import abort_job, pause_job
+
+            pass_through = _pass_through(args)
+            if isinstance(pass_through, str):
+                return _fail(pass_through)
+            if args.pause:
+                return pause_job(args.jobid, devmode=args.devmode, pass_through=pass_through)
+            return abort_job(args.jobid, devmode=args.devmode, pass_through=pass_through)
         if args.purgejobdata not in ("", "0"):
             from autoexec.purge import purge_main
             return purge_main(args.purgejobdata)
@@ -81,21 +84,27 @@ def _encrypt_config() -> None:
         encrypt_config_in_place(path)
 
 
+def _pass_through(args: argparse.Namespace) -> dict | str:
+    """``--passthroughenv``, else ``$PASSTHROUGH_ENV`` (§2.3); a string is the error to report."""
+    source, text = "--passthroughenv", args.passthroughenv or "{}"
+    if text == "{}" and os.environ.get("PASSTHROUGH_ENV"):
+        source, text = "PASSTHROUGH_ENV", os.environ["PASSTHROUGH_ENV"]
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        return f"{source}: invalid JSON: {exc}"
+    if not isinstance(value, dict):
+        return f"{source}: must be a JSON object, got {type(value).__name__}"
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
-    from autoexec.loader import JobRequest, build_runtime, parse_id_list
+    from autoexec.loader import JobRequest, parse_id_list
     from autoexec.models.params import JobInputError
 
-    try:
-        pass_through = json.loads(args.passthroughenv or "{}")
-        if not isinstance(pass_through, dict):
-            raise ValueError("not an object")
-    except ValueError as exc:
-        return _fail(f"--passthroughenv: invalid JSON object: {exc}")
-    if args.passthroughenv in ("", "{}") and os.environ.get("PASSTHROUGH_ENV"):
-        try:
-            pass_through = json.loads(os.environ["PASSTHROUGH_ENV"])
-        except ValueError:
-            return _fail("PASSTHROUGH_ENV: invalid JSON")
+    pass_through = _pass_through(args)
+    if isinstance(pass_through, str):
+        return _fail(pass_through)
     try:
         req = JobRequest(
             job_id=args.jobid, exec_user=args.execuser, params_file=args.paramsfile, nodes_file=args.nodesfile,
@@ -105,11 +114,9 @@ def run(args: argparse.Namespace) -> int:
             phases={p.strip() for p in args.phases.split(",") if p.strip()} or None,
             nodes=parse_id_list(args.nodes, "nodes"), sql_files=args.sqlfiles,
         )
-        notifier = None
-        if not args.devmode:
-            from autoexec.production import production_notifier
-            notifier = production_notifier(req)
-        rt = build_runtime(req, notifier=notifier)
+        from autoexec.production import build_job_runtime
+
+        rt = build_job_runtime(req)
     except JobInputError as exc:
         return _fail(str(exc))
     return execute(rt, verbose=args.verbose)
@@ -131,11 +138,11 @@ def execute(rt: object, verbose: bool = False) -> int:
     # Flow-run heartbeats cost ~1 s per (sub)flow at exit; a CLI run is supervised by its caller.
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         outcome = run_via_prefect(rt)  # type: ignore[arg-type]
-    rt.notifier.flush(30)  # type: ignore[attr-defined]
-    if rt.mirror is not None and hasattr(rt.mirror, "close"):  # type: ignore[attr-defined]
-        rt.mirror.close()  # type: ignore[attr-defined]
-    rt.notifier.close()  # type: ignore[attr-defined]
-    rt.console.close()  # type: ignore[attr-defined]
+    from autoexec.loader import release_runtime
+
+    if not release_runtime(rt):  # type: ignore[arg-type]
+        print(f"autoexec: warning: console callbacks of job {rt.job_id} still queued; "  # type: ignore[attr-defined]
+              f"the next run of this job delivers them", file=sys.stderr)
     return outcome.exit_code
 
 

@@ -25,6 +25,10 @@ class FileParams:
         """Returns the name under ``file/``, or None when the file cannot be had."""
         if item in self._memo:
             return self._memo[item]
+        if self.fetch is not None and isinstance(item, str):
+            if not item.strip().isdigit():
+                return None  # production: only console file ids, never a path on the runner
+            item = int(item)
         if isinstance(item, int):
             if self.fetch is None:
                 return None

@@ -70,6 +70,21 @@ def plan_phase(rt: JobRuntime, group: Group, phase: Phase, index: int, round_cou
                      parallel_count(count, rc, rt.max_parallel))
 
 
+def refresh_nodes(rt: JobRuntime, node_from: str, phase: str, group_no: int) -> bool:
+    """Production: the console decides a phase's (oneShot) or group's (grayScale) nodes just before
+    it runs (§7.2). A download that fails with no earlier copy stops the job with one line."""
+    if rt.nodes_refresh is None:
+        return True
+    try:
+        rt.nodes_refresh(node_from, phase, group_no)
+    except Exception as exc:  # noqa: BLE001 - reported, the job stops as failed
+        what = f"phase {phase}" if node_from == "phase" else f"group {group_no}"
+        rt.console.line(f"ERROR: Download nodes of {what} failed: {exc}")
+        rt.control.mark_failed()
+        return False
+    return True
+
+
 def _selected(rt: JobRuntime, phase: Phase) -> bool:
     return rt.phase_filter is None or phase.phaseName in rt.phase_filter
 
@@ -94,6 +109,9 @@ def run_one_shot(rt: JobRuntime, group: Group, dispatch: Dispatch, round_count: 
             break
         if not _selected(rt, phase):
             continue
+        if not refresh_nodes(rt, "phase", phase.phaseName, group.groupNo):
+            result.phases[phase.phaseName] = "failed"
+            break
         plan = plan_phase(rt, group, phase, index, round_count)
         if not plan.nodes:
             why = "is no need to execute in current runner" if plan.on_runner else "has no node for this runner"
@@ -139,6 +157,9 @@ def runner_round(exec_round: str | None, rounds: int) -> int:
 
 def run_gray_scale(rt: JobRuntime, group: Group, dispatch: Dispatch, round_count: int | None) -> GroupResult:
     result = GroupResult(group.groupNo)
+    if not refresh_nodes(rt, "group", "", group.groupNo):
+        result.phases[f"group-{group.groupNo}"] = "failed"
+        return result
     group_path = rt.jobdir.group_nodes(group.groupNo)
     group_path = group_path if group_path.exists() else rt.jobdir.nodes
     group_file = read_nodes(group_path)

@@ -10,7 +10,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from autoexec.config import Config, load_config
 from autoexec.control import JobControl
@@ -56,7 +56,7 @@ def parse_id_list(text: str, what: str) -> set[int] | None:
         raise JobInputError(f"--{what}: {text!r} must be a comma-separated list of integers") from None
 
 
-def _resolve_input(path_text: str, jobdir: JobDir) -> Path:
+def resolve_input(path_text: str, jobdir: JobDir) -> Path:
     """Relative paths: the current directory first (what a person typing the command means),
     then the job directory (what the original did)."""
     path = Path(path_text).expanduser()
@@ -89,7 +89,7 @@ def prepare_job_dir(req: JobRequest, cfg: Config) -> tuple[JobDir, Params]:
         params = parse_params(req.params_json, "params (inline)")
         params_src: Path | None = None
     elif req.params_file:
-        params_src = _resolve_input(req.params_file, jobdir)
+        params_src = resolve_input(req.params_file, jobdir)
         if not params_src.is_file():
             raise JobInputError(f"{req.params_file}: params file not found")
         params = load_params(params_src)
@@ -111,7 +111,7 @@ def prepare_job_dir(req: JobRequest, cfg: Config) -> tuple[JobDir, Params]:
         parse_nodes_lines(req.nodes_jsonl.splitlines(), "nodes (inline)")
         nodes_text = req.nodes_jsonl
     elif req.nodes_file:
-        nodes_src = _resolve_input(req.nodes_file, jobdir)
+        nodes_src = resolve_input(req.nodes_file, jobdir)
         if not nodes_src.is_file():
             raise JobInputError(f"{req.nodes_file}: nodes file not found")
         load_nodes(nodes_src)
@@ -150,9 +150,14 @@ def _env_text(value: Any) -> str:
 
 
 def build_runtime(req: JobRequest, cfg: Config | None = None, notifier: Notifier | None = None,
-                  control: JobControl | None = None) -> JobRuntime:
+                  control: JobControl | None = None,
+                  complete_config: Callable[[Params, Config], Config] | None = None) -> JobRuntime:
+    """``complete_config`` lets production mode finish the configuration once params are known
+    (their tenant, a MongoDB named by the console) before anything opens it."""
     cfg = cfg or load_config()
     jobdir, params = prepare_job_dir(req, cfg)
+    if complete_config is not None:
+        cfg = complete_config(params, cfg)
     job_id = req.job_id if req.job_id not in ("", "0") else params.job_id
     console = ConsoleLog.open(jobdir.console_log, jobdir.console_hislog_dir, req.first_fire, req.exec_user,
                               reuse=req.reuse_console_log)
@@ -191,6 +196,30 @@ def build_runtime(req: JobRequest, cfg: Config | None = None, notifier: Notifier
     rt.file_fetcher = FileParams(cfg.data_dir, jobdir.file_dir)
     rt.runner_output = NodeOutput(jobdir.node_output("local-0-0"), job_id, _runner_node(), rt.mirror)
     return rt
+
+
+def release_runtime(rt: JobRuntime, flush_secs: float | None = None) -> bool:
+    """Deliver what is queued for the console (bounded), then close what the job opened.
+    ``False`` when callbacks are still pending: they stay in the job's outbox for its next run."""
+    if flush_secs is None:
+        try:
+            flush_secs = float(os.environ.get("AUTOEXEC_OUTBOX_FLUSH_SECS", "") or 60)
+        except ValueError:
+            flush_secs = 60.0
+    delivered = rt.notifier.flush(flush_secs)
+    if not delivered:
+        rt.console.line(f"WARN: console unreachable: callbacks of job {rt.job_id} stay queued in "
+                        f"{rt.jobdir.root / 'outbox'} and are sent by the next run of this job.")
+    if rt.mirror is not None and hasattr(rt.mirror, "close"):
+        rt.mirror.close()
+    rt.notifier.close()
+    for close in rt.closers:
+        try:
+            close()
+        except Exception:  # noqa: BLE001 - closing must not hide the job's outcome
+            pass
+    rt.console.close()
+    return delivered
 
 
 def _open_mirror(cfg: Config, console: ConsoleLog) -> Any:

@@ -1,10 +1,32 @@
-"""Production mode wiring: the console notifier and downloads (issue 6)."""
+"""Production mode: inputs come from the neatlogic console and every state change goes back to it
+(console-api.md §4). devmode and production share everything below the job loader; this module
+only adds the console: downloads before the job starts, fetchers the op path calls on demand,
+and the outbox-backed notifier.
+"""
 from __future__ import annotations
 
-from autoexec.config import Config
-from autoexec.loader import JobRequest, build_runtime
-from autoexec.models.params import JobInputError
+import json
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from autoexec.config import Config, load_config
+from autoexec.console.client import ConsoleClient
+from autoexec.console.errors import ConsoleError
+from autoexec.console.notifier import ConsoleNotifier
+from autoexec.console.scripts import ScriptStore
+from autoexec.jobdir import JobDir, UnsafeName
+from autoexec.loader import JobRequest, build_runtime, resolve_input
+from autoexec.models.nodes import Node
+from autoexec.models.params import JobInputError, Operation, Params
 from autoexec.runtime import JobRuntime
+
+CONSOLE_BLOCK_ENV = "AUTOEXEC_CONSOLE_BLOCK"
+"""Name of an ``autoexec-console-credentials`` Prefect block to use when config.ini has no console."""
+
+T = TypeVar("T")
 
 
 def build_job_runtime(req: JobRequest, cfg: Config | None = None) -> JobRuntime:
@@ -12,9 +34,220 @@ def build_job_runtime(req: JobRequest, cfg: Config | None = None) -> JobRuntime:
     production downloads inputs from the console and reports back through its outbox."""
     if req.dev_mode:
         return build_runtime(req, cfg)
-    raise JobInputError("production mode (talking to the neatlogic console) is not available yet; "
-                        "run with --devmode and --paramsfile/--nodesfile")
+    cfg = cfg or load_config()
+    tenant = str(req.pass_through_env.get("tenant") or os.environ.get("tenant") or os.environ.get("TENANT")
+                 or cfg.tenant or "none")
+    client = console_client(cfg, tenant)
+    try:
+        _download_inputs(client, req, cfg)
+        rt = build_runtime(req, cfg, complete_config=lambda params, c: _complete_config(client, params, c))
+    except ConsoleError as exc:
+        client.close()
+        raise JobInputError(f"console {client.base_url}: {exc}") from None
+    except JobInputError:
+        client.close()
+        raise
+    _attach_console(rt, client, req)
+    return rt
 
 
-def notify_job_status(job_id: str, status: str) -> None:
-    """``--abort``/``--pause`` helpers with no running job: tell the console directly."""
+# --- the console itself -----------------------------------------------------------------------
+def console_client(cfg: Config, tenant: str = "none") -> ConsoleClient:
+    """config.ini (or its ``AUTOEXEC_SERVER_*`` overrides) first, else a Prefect block, else a one-line
+    explanation of what is missing."""
+    if cfg.server_baseurl:
+        missing = [key for key, value in (("server.username", cfg.server_username),
+                                          ("server.password", cfg.server_password)) if not value]
+        if missing:
+            raise JobInputError(f"{cfg.path}: {' and '.join(missing)} not set: production mode signs every "
+                                f"console call with them (or run with --devmode)")
+        verify = cfg.raw.get("server.verifytls", "0").strip().lower() in ("1", "true", "yes")
+        return ConsoleClient.from_config(cfg, tenant=tenant, verify_tls=verify,
+                                         connect_timeout=_env_float("AUTOEXEC_CONSOLE_CONNECT_TIMEOUT", 10),
+                                         read_timeout=_env_float("AUTOEXEC_CONSOLE_READ_TIMEOUT", 60))
+    block_name = os.environ.get(CONSOLE_BLOCK_ENV, "")
+    if block_name:
+        from autoexec.blocks.console import ConsoleCredentials
+
+        try:
+            block = ConsoleCredentials.load(block_name)
+        except Exception as exc:  # noqa: BLE001 - any load failure is a configuration problem
+            raise JobInputError(f"{CONSOLE_BLOCK_ENV}={block_name}: Prefect block cannot be loaded: "
+                                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        args = block.to_client_args()
+        args["tenant"] = tenant if tenant != "none" else args["tenant"]
+        return ConsoleClient(**args)
+    raise JobInputError(f"{cfg.path}: server.baseurl is not set: production mode needs the neatlogic console "
+                        f"(server.baseurl/username/password, AUTOEXEC_SERVER_* variables or a Prefect block named "
+                        f"in {CONSOLE_BLOCK_ENV}); run with --devmode to use local files only")
+
+
+def _env_float(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, "") or default)
+    except ValueError:
+        raise JobInputError(f"{name} must be a number") from None
+
+
+def with_retries(what: str, fn: Callable[[], T]) -> T:
+    """Downloads happen before anything runs: a console that restarts gets a few seconds, then the
+    job stops with a one-line error and nothing recorded (the previous copy of the file survives)."""
+    attempts = max(1, int(_env_float("AUTOEXEC_CONSOLE_RETRIES", 4)))
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except ConsoleError as exc:
+            if not exc.retryable or attempt == attempts - 1:
+                raise
+            time.sleep(min(8.0, 0.5 * 2 ** attempt))
+    raise AssertionError(what)  # pragma: no cover - the loop always returns or raises
+
+
+# --- inputs ------------------------------------------------------------------------------------------
+def _download_inputs(client: ConsoleClient, req: JobRequest, cfg: Config) -> None:
+    """§2.6: params when first fired or missing, job-level nodes likewise unless the job brings its
+    own (``runNode``, ``--nodesfile``, inline nodes)."""
+    try:
+        jobdir = JobDir.for_job(cfg.data_dir, req.job_id)
+    except UnsafeName as exc:
+        raise JobInputError(f"--jobid: {exc}") from None
+    if req.params_json is None and not req.params_file and (req.first_fire or not jobdir.params.exists()):
+        with_retries("getParams", lambda: client.get_params(req.job_id, jobdir.params))
+    params = _peek_params(req, jobdir)
+    if params.get("runNode") or req.nodes_file or req.nodes_jsonl is not None:
+        return
+    if req.first_fire or not jobdir.nodes.exists():
+        job_id = _effective_job_id(req, params)
+        with_retries("getNodes", lambda: client.get_nodes(
+            job_id, jobdir.nodes, "job", runner_id=_runner_id(req, params),
+            pass_through_env=_pass_through(req, params)))
+
+
+def _peek_params(req: JobRequest, jobdir: JobDir) -> dict[str, Any]:
+    """Just enough of params.json to decide about nodes; full validation is the loader's job."""
+    if req.params_json is not None:
+        return req.params_json
+    path = resolve_input(req.params_file, jobdir) if req.params_file else jobdir.params
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _effective_job_id(req: JobRequest, params: dict[str, Any]) -> str:
+    return req.job_id if req.job_id not in ("", "0") else str(params.get("jobId", "0"))
+
+
+def _pass_through(req: JobRequest, params: dict[str, Any]) -> dict[str, Any]:
+    base = params.get("passThroughEnv") if isinstance(params.get("passThroughEnv"), dict) else {}
+    return {**base, **req.pass_through_env}
+
+
+def _runner_id(req: JobRequest, params: dict[str, Any]) -> int:
+    value = _pass_through(req, params).get("runnerId") or os.environ.get("RUNNER_ID") or 1
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise JobInputError(f"runnerId {value!r} is not an integer") from None
+
+
+def _complete_config(client: ConsoleClient, params: Params, cfg: Config) -> Config:
+    """Once params are known: their tenant wins (console-api §1.2), and a runner without a local
+    MongoDB asks the console for one (§3.3). A console that cannot say is not fatal: local files
+    are authoritative."""
+    if params.tenant:
+        client.tenant = params.tenant
+    if cfg.db_url:
+        return cfg
+    try:
+        conf = with_retries("getMongoDBConf", client.get_mongodb_conf)
+    except (ConsoleError, ValueError):  # ValueError: no usable datasource in the answer
+        return cfg
+    return replace(cfg, db_url=conf.url, db_name=conf.database or cfg.db_name,
+                   db_username=conf.username or "", db_password=conf.passwordPlain or "")
+
+
+# --- what the op path asks the console for, on demand ---------------------------------------------
+def _attach_console(rt: JobRuntime, client: ConsoleClient, req: JobRequest) -> None:
+    from autoexec.files import FileParams
+    from autoexec.ops.tools import script_file_name
+
+    local_nodes = bool(rt.params.runNode) or bool(req.nodes_file) or req.nodes_jsonl is not None
+    pass_through = {**rt.params.passThroughEnv, **req.pass_through_env}
+    rt.notifier = ConsoleNotifier.open(client, rt.jobdir.root, job_id=rt.job_id, runner_id=rt.runner_id,
+                                       pass_through_env=pass_through, on_fail_node=rt.control.mark_failed)
+    rt.closers.append(client.close)
+    scripts = ScriptStore(client, rt.job_id)
+    stored: dict[str, list[Path]] = {}
+
+    def fetch_script(_rt: JobRuntime, op: Operation) -> Path:
+        if op.scriptId in (None, ""):
+            raise JobInputError(f"operation {op.opId}: custom script without scriptId or scriptContent")
+        try:
+            got = with_retries("fetchScript", lambda: scripts.get(
+                str(op.scriptId), op.opId, rt.jobdir.script_dir(op.bundle), script_file_name(op)))
+        except ConsoleError as exc:
+            raise OSError(f"fetch script {op.scriptId} of {op.opId} failed: {exc}") from None
+        stored[op.opId] = got.libs
+        return got.path
+
+    rt.script_fetcher = fetch_script
+    rt.script_libs = lambda op: stored.get(op.opId, [])
+
+    def fetch_file(file_id: int, cache_dir: Path) -> tuple[Path, str]:
+        got = with_retries("fetchFile", lambda: client.fetch_file(file_id, cache_dir))
+        return Path(got.path), got.name
+
+    rt.file_fetcher = FileParams(rt.config.data_dir, rt.jobdir.file_dir, fetch=fetch_file)
+
+    def account(node: Node, username: str, account_id: str, protocol: str) -> str:
+        answer = with_retries("getAccount", lambda: client.get_account(
+            rt.job_id, node.resourceId, node.host, node.protocolPort, username, account_id, protocol))
+        password = answer.get("password") if isinstance(answer, dict) else answer
+        return str(password or "")
+
+    rt.account_lookup = account
+    if not local_nodes:
+        rt.nodes_refresh = _nodes_refresher(rt, client, pass_through)
+
+
+def _nodes_refresher(rt: JobRuntime, client: ConsoleClient, pass_through: dict[str, Any]) -> Callable[[str, str, int], None]:
+    def refresh(node_from: str, phase: str, group_no: int) -> None:
+        dest = rt.jobdir.phase_nodes(phase) if node_from == "phase" else rt.jobdir.group_nodes(group_no)
+        try:
+            with_retries("getNodes", lambda: client.get_nodes(
+                rt.job_id, dest, node_from, phase=phase, group_no=group_no if node_from == "group" else None,
+                runner_id=rt.runner_id, pass_through_env=pass_through))
+        except ConsoleError as exc:
+            if not dest.exists():
+                raise
+            rt.console.line(f"WARN: nodes of {node_from} {phase or group_no} not refreshed ({exc}); "
+                            f"using the copy from {time.ctime(dest.stat().st_mtime)}.")
+    return refresh
+
+
+# --- helpers for the non-run modes --------------------------------------------------------------
+def notify_job_status(job_id: str, status: str, pass_through: dict[str, Any] | None = None) -> None:
+    """``--abort``/``--pause`` found no running job: tell the console directly, through the job's
+    outbox so that nothing is lost if the console is down right now."""
+    cfg = load_config()
+    try:
+        jobdir = JobDir.for_job(cfg.data_dir, job_id)
+        client = console_client(cfg)
+    except (UnsafeName, JobInputError) as exc:
+        print(f"WARN: console not told job {job_id} is {status}: {exc}")
+        return
+    params = _peek_params(JobRequest(job_id=job_id), jobdir) if jobdir.params.exists() else {}
+    if params.get("tenant"):
+        client.tenant = str(params["tenant"])
+    pass_through = {**(params.get("passThroughEnv") or {}), **(pass_through or {})}
+    notifier = ConsoleNotifier.open(client, jobdir.root, job_id=_effective_job_id(JobRequest(job_id=job_id), params),
+                                    runner_id=_runner_id(JobRequest(pass_through_env=pass_through), {}),
+                                    pass_through_env=pass_through)
+    notifier.job_status(status=status)
+    if not notifier.flush(_env_float("AUTOEXEC_OUTBOX_FLUSH_SECS", 30)):
+        print(f"WARN: console {client.base_url} not reachable; job {job_id} {status} stays queued in "
+              f"{jobdir.root / 'outbox'} for the next run of this job.")
+    notifier.close()
+    client.close()

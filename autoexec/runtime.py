@@ -45,11 +45,19 @@ class JobRuntime:
     """Production mode: downloads a custom script by scriptId (console); devmode: None."""
     file_fetcher: Callable[[int | str], str | None] | None = None
     """Links a console file id into ``<job>/file/`` and returns its name (production mode)."""
+    script_libs: Callable[[Any], list[Path]] | None = None
+    """Production mode: the library files a fetched custom script uses (shipped to remote hosts)."""
+    account_lookup: Callable[[Node, str, str, str], str] | None = None
+    """Production mode: ``(node, username, accountId, protocol) -> password`` (console getAccount)."""
+    nodes_refresh: Callable[[str, str, int], None] | None = None
+    """Production mode: ``(nodeFrom, phase, groupNo)`` re-downloads a phase/group nodes file (§7.2)."""
     runner_output: NodeOutput | None = None
     env_lock: threading.Lock = field(default_factory=threading.Lock)
     round_barrier: Any = None
     """Set by the job socket: multi-runner grayScale rounds wait on it (§8.5)."""
     dev_mode: bool = False
+    closers: list[Callable[[], None]] = field(default_factory=list)
+    """Released after the job's last callback was flushed (console session, …)."""
 
     def redact(self, text: str) -> str:
         return text

@@ -70,10 +70,10 @@ def test_console_down_then_back_delivers_each_once_in_order(
 def test_server_errors_then_ok(tmp_path: Path, console_client: ConsoleClient, fake_console: FakeConsole,
                                outboxes: list[Outbox], mode: str, code: int) -> None:
     fake_console.set_mode(mode, code=code)
-    ob = make(outboxes, tmp_path, console_client, max_server_errors=1000).start()
+    ob = make(outboxes, tmp_path, console_client, max_server_errors=2).start()  # the time window keeps it
     for i in range(5):
         ob.put("updateJobStatus", {"i": i})
-    assert fake_console.wait_for(lambda: len(fake_console.attempts) >= 3)
+    assert fake_console.wait_for(lambda: len(fake_console.attempts) >= 4)
     fake_console.set_mode("up")
     assert ob.flush(5)
     assert delivered(fake_console) == list(range(5))
@@ -83,7 +83,7 @@ def test_poison_500_is_dead_lettered_after_bounded_retries(
         tmp_path: Path, console_client: ConsoleClient, fake_console: FakeConsole,
         outboxes: list[Outbox]) -> None:
     fake_console.responses["updateGlobalParam"] = lambda body: (500, {"Status": "ERROR", "Message": "boom"})
-    ob = make(outboxes, tmp_path, console_client, max_server_errors=3).start()
+    ob = make(outboxes, tmp_path, console_client, max_server_errors=3, server_error_window=0).start()
     ob.put("updateGlobalParam", {"key": "k"})
     ob.put("updateJobStatus", {"i": 1})
     assert ob.flush(5)

@@ -54,12 +54,16 @@ DeadHandler = Callable[[OutboxEntry, str], None]
 
 class Outbox:
     def __init__(self, job_dir: Path, client: Deliverer, *, base_delay: float = 0.5,
-                 max_delay: float = 30.0, max_server_errors: int = 8, poll_interval: float = 0.5) -> None:
+                 max_delay: float = 30.0, max_server_errors: int = 8, server_error_window: float = 600.0,
+                 poll_interval: float = 0.5) -> None:
         self.dir = Path(job_dir) / "outbox"
         self.dir.mkdir(parents=True, exist_ok=True)
         self._client = client
         self._base, self._cap = base_delay, max_delay
         self._max_server_errors = max_server_errors
+        # A console answering 500 to everything for minutes (restart, DB down) must not cost
+        # callbacks: an entry is only given up after this many seconds *and* max_server_errors tries.
+        self._server_error_window = server_error_window
         self._poll = poll_interval
         self._queue = self.dir / "queue.jsonl"
         self._cursor_path = self.dir / "acked"
@@ -245,11 +249,13 @@ class Outbox:
 
     def _deliver(self, entry: OutboxEntry) -> bool:
         attempt, server_errors = 0, 0
+        first_error: float | None = None
         while not self._stop.is_set():
             try:
                 envelope = self._client.call(entry.api, entry.payload, check=True)
             except ConsoleError as exc:
-                if not self._should_retry(exc, server_errors):
+                first_error = first_error if first_error is not None else time.monotonic()
+                if not self._should_retry(exc, server_errors, time.monotonic() - first_error):
                     self._dead_letter(entry, exc.message, exc.status_code)
                     return True
                 if isinstance(exc, ConsoleHTTPError) and exc.status_code not in _TRANSIENT_CODES:
@@ -276,12 +282,13 @@ class Outbox:
             return True
         return False
 
-    def _should_retry(self, exc: ConsoleError, server_errors: int) -> bool:
+    def _should_retry(self, exc: ConsoleError, server_errors: int, failing_for: float) -> bool:
         if isinstance(exc, ConsoleUnavailable):
             return True
         if isinstance(exc, ConsoleHTTPError) and exc.retryable:
             # a 500/520 may be this payload's fault: bounded, so one poison entry cannot block the queue
-            return exc.status_code in _TRANSIENT_CODES or server_errors + 1 < self._max_server_errors
+            return (exc.status_code in _TRANSIENT_CODES or server_errors + 1 < self._max_server_errors
+                    or failing_for < self._server_error_window)
         return False
 
     def _dead_letter(self, entry: OutboxEntry, message: str, status_code: int | None) -> None:

@@ -189,6 +189,9 @@ def _run_remote(ctx: NodeContext, op: Operation) -> OpOutcome:
             workdir = op.bundle
             rel = f"{workdir}/{script.name}" if workdir else script.name
             uploads.append(Upload(script, rel, 0o700))
+            if not op.scriptContent and rt.script_libs is not None:
+                for lib in rt.script_libs(op):
+                    uploads.append(Upload(lib, f"{workdir}/{lib.name}" if workdir else lib.name, 0o700))
             argv = script_argv(op.interpreter, Path(script.name), remote=True)
         else:
             tool = locate_tool(rt.config.plugin_dirs, "remote", op.opName)

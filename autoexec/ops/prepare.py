@@ -38,9 +38,12 @@ def ref_context(ctx: "NodeContext") -> RefContext:
 
 def prepare_arguments(ctx: "NodeContext", op: "Operation", remote: bool) -> Prepared:
     rt = ctx.rt
+    lookup = rt.account_lookup
+    get_account = (lambda user, account_id, protocol: lookup(ctx.node, user, account_id, protocol)) \
+        if lookup is not None else None
     try:
         params = prepare_params(op.opt, op.desc, op.arg, ref_context(ctx), decrypt=rt.decrypt,
-                                fetch_file=rt.file_fetcher, get_account=None,
+                                fetch_file=rt.file_fetcher, get_account=get_account,
                                 job_dir=str(rt.jobdir.root), op_name=op.opName)
     except UnresolvedReference as exc:
         return Prepared(error=str(exc))
