@@ -158,6 +158,7 @@ def build_runtime(req: JobRequest, cfg: Config | None = None, notifier: Notifier
     jobdir, params = prepare_job_dir(req, cfg)
     if complete_config is not None:
         cfg = complete_config(params, cfg)
+    cfg = _mongodb_from_block(cfg)
     job_id = req.job_id if req.job_id not in ("", "0") else params.job_id
     console = ConsoleLog.open(jobdir.console_log, jobdir.console_hislog_dir, req.first_fire, req.exec_user,
                               reuse=req.reuse_console_log)
@@ -220,6 +221,25 @@ def release_runtime(rt: JobRuntime, flush_secs: float | None = None) -> bool:
             pass
     rt.console.close()
     return delivered
+
+
+def _mongodb_from_block(cfg: Config) -> Config:
+    """``AUTOEXEC_MONGODB_BLOCK`` names a Prefect block to use when config.ini has no ``db.url``."""
+    from autoexec.blocks.lookup import MONGODB_BLOCK_ENV
+
+    name = os.environ.get(MONGODB_BLOCK_ENV)
+    if cfg.db_url or not name:
+        return cfg
+    from dataclasses import replace
+
+    from autoexec.blocks.lookup import BlockUnavailable, mongodb_connection
+
+    try:
+        values = mongodb_connection(name).to_config_values()
+    except BlockUnavailable as exc:
+        raise JobInputError(f"{MONGODB_BLOCK_ENV}: {exc}") from None
+    return replace(cfg, db_url=values["db.url"], db_name=values["db.name"], db_username=values["db.username"],
+                   db_password=values["db.password"], db_max_pool_size=int(values["db.maxPoolSize"]))
 
 
 def _open_mirror(cfg: Config, console: ConsoleLog) -> Any:

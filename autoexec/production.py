@@ -67,13 +67,12 @@ def console_client(cfg: Config, tenant: str = "none") -> ConsoleClient:
                                          read_timeout=_env_float("AUTOEXEC_CONSOLE_READ_TIMEOUT", 60))
     block_name = os.environ.get(CONSOLE_BLOCK_ENV, "")
     if block_name:
-        from autoexec.blocks.console import ConsoleCredentials
+        from autoexec.blocks.lookup import BlockUnavailable, console_credentials
 
         try:
-            block = ConsoleCredentials.load(block_name)
-        except Exception as exc:  # noqa: BLE001 - any load failure is a configuration problem
-            raise JobInputError(f"{CONSOLE_BLOCK_ENV}={block_name}: Prefect block cannot be loaded: "
-                                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+            block = console_credentials(block_name)
+        except BlockUnavailable as exc:
+            raise JobInputError(f"{CONSOLE_BLOCK_ENV}: {exc}") from None
         args = block.to_client_args()
         args["tenant"] = tenant if tenant != "none" else args["tenant"]
         return ConsoleClient(**args)

@@ -175,8 +175,10 @@ def _run_remote(ctx: NodeContext, op: Operation) -> OpOutcome:
     if node.protocol not in ("ssh", "tagent"):
         return _fail(ctx, f"node {node.host} protocol {node.protocol!r} cannot run target operation {op.opId} "
                           f"(needs ssh or tagent)")
-    if node.protocol == "ssh" and not ctx.password and not (node.model_extra or {}).get("privateKey"):
-        return _fail(ctx, f"Can not find password for {node.username}@{node.host}:{node.protocolPort}")
+    if ctx.credentials_error:
+        return _fail(ctx, ctx.credentials_error)
+    if node.protocol == "ssh" and not ctx.password and not ctx.private_key:
+        return _fail(ctx, f"Can not find password for {ctx.username}@{node.host}:{node.protocolPort}")
     dir_name = f"autoexec-{safe_name(rt.job_id)}-{node.resourceId}-{ctx.plan.index}"
     root = f"$TMPDIR/{dir_name}" if node.protocol == "tagent" else f"/tmp/{dir_name}"
     uploads: list[Upload] = []

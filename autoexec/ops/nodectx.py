@@ -33,6 +33,31 @@ class NodeContext:
         self.prev_op_status = "pending"
         self.fail_matcher: Any = None
         self.password = rt.decrypt(node.password) if node.password else ""
+        self.username = node.username
+        self.private_key: str | None = getattr(node, "privateKey", None) or (node.model_extra or {}).get("privateKey")
+        self.credentials_error: str | None = None
+        if not self.password and not self.private_key:
+            self._credentials_from_block()
+
+    def _credentials_from_block(self) -> None:
+        """Nodes the console sends without a secret may name a Prefect credentials block (field
+        ``credentialsBlock``), or the job may set a default one."""
+        from autoexec.blocks.lookup import NODE_CREDENTIALS_BLOCK_ENV
+
+        name = (self.node.model_extra or {}).get("credentialsBlock") or \
+            self.rt.base_env.get(NODE_CREDENTIALS_BLOCK_ENV)
+        if not name:
+            return
+        from autoexec.blocks.lookup import BlockUnavailable, node_credentials
+
+        try:
+            args = node_credentials(str(name)).to_endpoint_args()
+        except BlockUnavailable as exc:
+            self.credentials_error = str(exc)
+            return
+        self.username = args["username"] or self.username
+        self.password = args["password"] or ""
+        self.private_key = args["private_key"]
 
     # --- variables -----------------------------------------------------------------------
     @property
@@ -70,9 +95,8 @@ class NodeContext:
         if self.transport is None:
             cfg = self.rt.config
             endpoint = Endpoint(host=self.node.host, port=int(self.node.protocolPort or 0),
-                                username=self.node.username, password=self.password,
-                                private_key=getattr(self.node, "privateKey", None) or
-                                (self.node.model_extra or {}).get("privateKey"))
+                                username=self.username, password=self.password,
+                                private_key=self.private_key)
             timeouts = Timeouts(connect=cfg.connect_timeout, read=cfg.read_timeout,
                                 write=cfg.write_timeout, op=cfg.max_exec_secs)
             protocol = self.node.protocol

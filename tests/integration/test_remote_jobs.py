@@ -142,3 +142,26 @@ def test_remote_filepath_outputs_come_back_into_the_job_dir(jobs: JobFiles, sshd
     out = json.loads(rt.jobdir.node_output(triple).read_text())["rep_1"]
     assert out["report"] == f"output-op/{triple}/rep_1/report.txt"
     assert (rt.jobdir.root / out["report"]).read_text() == "report body\n"
+
+
+def test_node_without_a_password_logs_in_through_a_credentials_block(jobs: JobFiles, sshd_pool,  # type: ignore[no-untyped-def]
+                                                                     prefect_home: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from autoexec.blocks import NodeCredentials
+
+    url = json.loads((prefect_home / "prefect" / "server.json").read_text())["url"]
+    block = f"pool-login-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("PREFECT_API_URL", url)  # what the CLI does before a job starts
+    with temporary_settings(updates={PREFECT_API_URL: url}):
+        NodeCredentials(username=sshd_pool.user, password=sshd_pool.password).save(block, overwrite=True)
+        via_block = dict(_ssh_node(41, sshd_pool, sshd_pool.ports[0]), password="", username="x",
+                         credentialsBlock=block)
+        unknown = dict(_ssh_node(42, sshd_pool, sshd_pool.ports[1]), password="", credentialsBlock="no-such-block")
+        rt, outcome = jobs.run("305", _target_job(script_op("w_1", "id -un\n", "target")), _nodes([via_block, unknown]))
+    ok = rt.jobdir.node_log("remote", f"127.0.0.1-{sshd_pool.ports[0]}-41").read_text()
+    bad = rt.jobdir.node_log("remote", f"127.0.0.1-{sshd_pool.ports[1]}-42").read_text()
+    assert sshd_pool.user in ok and "Node execute complete, status:succeed" in ok, ok
+    assert "no-such-block" in bad and "status:failed" in bad
+    assert sshd_pool.password not in ok + bad
