@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import math
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -88,6 +89,8 @@ def refresh_nodes(rt: JobRuntime, node_from: str, phase: str, group_no: int) -> 
 def _selected(rt: JobRuntime, phase: Phase) -> bool:
     return rt.phase_filter is None or phase.phaseName in rt.phase_filter
 
+
+ROUND_RESEND_SECS = 10.0
 
 Spawn = Callable[[Callable[[], None]], threading.Thread]
 
@@ -213,10 +216,18 @@ def _cross_runner_barrier(rt: JobRuntime, group_no: int, phase: str, round_no: i
     rt.console.line(f"INFO: Inform server group:{group_no} round:{round_no} ended.")
     if rt.dev_mode or rt.round_barrier is None:
         return
-    if not rt.round_barrier.wait(phase, round_no, rt.config.max_exec_secs, lambda: rt.control.stopping):
-        if not rt.control.stopping:
+    deadline = time.monotonic() + rt.config.max_exec_secs
+    while not rt.control.stopping:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
             rt.console.line(f"ERROR: Job last more than max execute seconds:{rt.config.max_exec_secs:.0f}, exit.")
             rt.control.mark_failed()
+            return
+        if rt.round_barrier.wait(phase, round_no, min(ROUND_RESEND_SECS, remaining), lambda: rt.control.stopping):
+            return
+        # as the original: the console may have missed that this runner is done (restart, other
+        # runners late); tell it again until the go-ahead comes
+        rt.notifier.round_ended(group_no=group_no, phase=phase, round_no=round_no)
 
 
 def run_group(rt: JobRuntime, group: Group, dispatch: Dispatch) -> GroupResult:

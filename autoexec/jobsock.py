@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,19 +32,14 @@ class RoundBarrier:
             self._cond.notify_all()
 
     def wait(self, phase: str, round_no: int, timeout: float, stop: Callable[[], bool]) -> bool:
-        deadline = threading.Event()
-        timer = threading.Timer(timeout, deadline.set)
-        timer.daemon = True
-        timer.start()
-        try:
-            with self._cond:
-                while (phase, round_no) not in self._released:
-                    if deadline.is_set() or stop():
-                        return False
-                    self._cond.wait(0.5)
-                return True
-        finally:
-            timer.cancel()
+        end = time.monotonic() + timeout
+        with self._cond:
+            while (phase, round_no) not in self._released:
+                remaining = end - time.monotonic()
+                if remaining <= 0 or stop():
+                    return False
+                self._cond.wait(min(0.5, remaining))
+            return True
 
 
 class JobSocket:

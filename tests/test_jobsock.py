@@ -62,3 +62,30 @@ def test_multi_runner_gray_scale_waits_for_the_console_go_ahead(jobs: JobFiles) 
     assert outcome.status == "succeed"
     starts = {line.split()[0]: float(line.split()[1]) for line in trace.read_text().splitlines()}
     assert max(starts["n1"], starts["n2"]) < released[0] < min(starts["n3"], starts["n4"])
+
+
+def test_round_end_is_told_again_until_the_go_ahead(jobs: JobFiles, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import autoexec.groups as groups
+
+    monkeypatch.setattr(groups, "ROUND_RESEND_SECS", 0.2)
+    lines = nodes_lines(2).splitlines()
+    header = dict(json.loads(lines[0]), jobRunnerIds=[1, 2])
+    params = {"runFlow": [{"groupNo": 0, "execStrategy": "grayScale", "roundCount": 1, "phases": [
+        {"phaseName": "p", "phaseType": "runner_target", "operations": [script_op("e_1", "true\n", "runner_target")]}]}]}
+    rt = jobs.runtime("403", params, "\n".join([json.dumps(header), *lines[1:]]) + "\n", dev_mode=False)
+
+    def release_late() -> None:
+        deadline = time.monotonic() + 10
+        while not [c for c in rt.notifier.calls if c[0] == "round_ended"] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.7)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.sendto(json.dumps({"action": "informRoundContinue", "phaseName": "p", "roundNo": 1}).encode(),
+                     rt.base_env["AUTOEXEC_JOB_SOCK"])
+
+    threading.Thread(target=release_late, daemon=True).start()
+    with ThreadPoolExecutor(4) as pool:
+        outcome = run_job(rt, local_group_runner(thread_submit(pool, rt)))
+    assert outcome.status == "succeed"
+    told = [c for c in rt.notifier.calls if c[0] == "round_ended"]
+    assert 3 <= len(told) <= 6 and all(c[1]["round_no"] == 1 for c in told)
