@@ -222,3 +222,13 @@ def test_devmode_sends_nothing(jobs: Any, console: FakeConsole) -> None:
                            nodes_lines(1))
     assert outcome.status == "succeed"
     assert console.attempts == []
+
+
+def test_register_from_the_command_line_exits_0_and_cleans_up(jobs: Any, console: FakeConsole,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--register", "tenant-x"]) == 0
+    registered = console.callbacks("registerTool")
+    assert registered and all(r.tenant == "tenant-x" for r in registered)
+    assert {r.body["opType"] for r in registered} <= {"runner", "runner_target", "target"}
+    [clean] = console.callbacks("cleanNativeTools")
+    assert clean.body["importTime"] == registered[0].body["importTime"]
