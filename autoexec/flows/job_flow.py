@@ -9,6 +9,7 @@ hooks, never a second source of truth (resume relies on the status files).
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +23,8 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from autoexec.engine import JobOutcome, remove_pid_file, run_job, write_pid_file
 from autoexec.executor import NodeResult
+from autoexec.flows.prefect_control import RunWatcher, suspend_current_run
+from autoexec.flows.run_logs import forward_node_log
 from autoexec.groups import GroupResult, run_group
 from autoexec.loader import JobRequest
 from autoexec.models.nodes import Node
@@ -39,13 +42,19 @@ def register_runtime(rt: JobRuntime) -> None:
     _runtimes[rt.job_id] = rt
 
 
-@task(name="node", task_run_name="{phase}/{node}", cache_policy=NO_CACHE, persist_result=False)
+# retries=0 on purpose: a node re-run belongs to the job (status files decide what re-runs), so
+# PREFECT_TASKS/FLOWS_DEFAULT_RETRIES in a deployment's env may only retry the whole job flow.
+@task(name="node", task_run_name="{phase}/{node}", cache_policy=NO_CACHE, persist_result=False, retries=0)
 def node_task(job_id: str, phase: str, node: str) -> Any:
     rt = _runtimes[job_id]
     plan, node_obj = _units[(job_id, phase, node)]
     result = execute_node(rt, plan, node_obj)
     with _lock:
         _results[(job_id, phase, node)] = result
+    try:
+        forward_node_log(get_run_logger(), f"{phase}/{node}", rt.jobdir.node_log(phase, node), result.status)
+    except Exception:  # noqa: BLE001 - the UI copy of a log must never fail a node
+        pass
     if result.status in ("failed", "aborted"):
         return Failed(message=f"{phase}/{node} {result.status}: {result.message}"[:500], data=result.summary())
     return result.summary()
@@ -82,7 +91,8 @@ def _submitter(job_id: str) -> Any:
     return submit
 
 
-@task(name="node-batch", task_run_name="{phase}/{label}", cache_policy=NO_CACHE, persist_result=False)
+@task(name="node-batch", task_run_name="{phase}/{label}", cache_policy=NO_CACHE, persist_result=False,
+      retries=0)
 def batch_task(job_id: str, phase: str, label: str, key: int) -> Any:
     """A phase too large for one task run per node: its nodes run on a plain thread pool under
     this one task run (Prefect costs ~5 ms of CPU per task run; see README, Performance)."""
@@ -122,7 +132,7 @@ def _dispatcher(job_id: str) -> Dispatch:
     return dispatch
 
 
-@flow(name="autoexec-group", flow_run_name="{job_id}/group-{group_no}", validate_parameters=False)
+@flow(name="autoexec-group", flow_run_name="{job_id}/group-{group_no}", validate_parameters=False, retries=0)
 def group_flow(job_id: str, group_no: int) -> dict[str, str]:
     rt = _runtimes[job_id]
     # Prefect re-arms its own SIGTERM bridge for every (sub)flow scope; ours must win inside too,
@@ -141,35 +151,66 @@ _group_results: dict[tuple[str, int], GroupResult] = {}
 
 
 def _prefect_group_runner(rt: JobRuntime, group: Group) -> GroupResult:
+    watcher = _watchers.get(rt.job_id)
+    if watcher is not None:
+        watcher.check_now()
+        if rt.control.stopping:
+            return GroupResult(group.groupNo, {})
     sub = group_flow.with_options(task_runner=ThreadPoolTaskRunner(max_workers=rt.max_parallel))
     sub(rt.job_id, group.groupNo, return_state=True)
     return _group_results.pop((rt.job_id, group.groupNo), GroupResult(group.groupNo, {"?": "failed"}))
 
 
+_watchers: dict[str, RunWatcher] = {}
+
+
+def _current_flow_run() -> Any:
+    try:
+        return getattr(get_run_context(), "flow_run", None)
+    except Exception:  # noqa: BLE001 - outside a flow run (tests)
+        return None
+
+
 def run_runtime(rt: JobRuntime) -> JobOutcome:
     """The body shared by the CLI and deployment entry points, inside a running flow."""
     register_runtime(rt)
-    flow_run_id = None
-    try:
-        ctx = get_run_context()
-        flow_run_id = str(ctx.flow_run.id) if getattr(ctx, "flow_run", None) else None
-    except Exception:  # noqa: BLE001 - outside a flow run (tests)
-        pass
+    flow_run = _current_flow_run()
+    flow_run_id = str(flow_run.id) if flow_run is not None else None
     write_pid_file(rt, flow_run_id)
     rt.control.install_signal_handlers()
+    watcher = _start_watcher(rt, flow_run_id)
     try:
         return run_job(rt, _prefect_group_runner)
     finally:
+        if watcher is not None:
+            _watchers.pop(rt.job_id, None)
+            watcher.stop()
         remove_pid_file(rt)
         _runtimes.pop(rt.job_id, None)
 
 
+def _start_watcher(rt: JobRuntime, flow_run_id: str | None) -> RunWatcher | None:
+    """Cancel/Pause from the Prefect UI or API, for CLI and deployment runs alike."""
+    if flow_run_id is None or os.environ.get("AUTOEXEC_PREFECT_WATCH", "1") == "0":
+        return None
+    try:
+        watcher = RunWatcher(rt.control, flow_run_id, say=rt.console.line,
+                             interval=float(os.environ.get("AUTOEXEC_PREFECT_WATCH_SECONDS", "1")))
+    except Exception as exc:  # noqa: BLE001 - no API client: signals and --abort still work
+        rt.console.line(f"WARN: Cannot watch the Prefect flow run for cancel/pause: {exc}")
+        return None
+    _watchers[rt.job_id] = watcher
+    return watcher.start()
+
+
 def outcome_state(outcome: JobOutcome) -> Any:
+    """Failed/Cancelled carry the summary as text: under a worker the engine turns a failed state's
+    data into an exception, and a dict there fails with a TypeError instead of FailedRun."""
     summary = outcome.summary()
     if outcome.status == "failed":
-        return Failed(message="job failed", data=summary)
+        return Failed(message="job failed", data=json.dumps(summary))
     if outcome.status == "aborted":
-        return Cancelled(message="job aborted", data=summary)
+        return Cancelled(message="job aborted", data=json.dumps(summary))
     return Completed(message=f"job {outcome.status}", data=summary)
 
 
@@ -181,8 +222,13 @@ def job_flow(job_id: str, exec_user: str = "anonymous", params_file: str = "", n
              node_ids: str = "") -> Any:
     """Entry point for deployments and API-triggered runs: same semantics as the CLI."""
     rt = _runtimes.get(job_id)
+    flow_run = _current_flow_run()
+    built_here = rt is None
     if rt is None:
         from autoexec.loader import parse_id_list
+
+        if flow_run is not None and flow_run.run_count > 1:
+            first_fire = False  # a resume or retry continues this generation's console log
 
         req = JobRequest(job_id=job_id, exec_user=exec_user, params_file=params_file, nodes_file=nodes_file,
                          params_json=params, nodes_jsonl=nodes, force=force, first_fire=first_fire,
@@ -199,6 +245,14 @@ def job_flow(job_id: str, exec_user: str = "anonymous", params_file: str = "", n
     except Exception:  # noqa: BLE001
         pass
     _outcomes[rt.job_id] = outcome
+    if built_here:  # the CLI releases its own runtime after the flow returns
+        from autoexec.loader import release_runtime
+
+        release_runtime(rt)
+    if outcome.status == "paused" and flow_run is not None and flow_run.deployment_id is not None:
+        # A deployment run stops as Suspended: "Resume" reschedules it on a worker, which runs this
+        # flow again from the top, and the status files skip what already succeeded.
+        suspend_current_run(str(flow_run.id))
     return outcome_state(outcome)
 
 

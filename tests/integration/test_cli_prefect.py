@@ -60,6 +60,13 @@ def test_demo_job_is_one_flow_run_with_group_subflows_and_node_tasks(prefect_hom
     console = (_job_dir(prefect_home, job) / "log/console.txt").read_text()
     assert "INFO: Node(1001) status:succeed 10.9.0.11:22 had been executed, skip." in console
 
+    def node_log_in_prefect() -> bool:  # a quiet CLI run still copies node logs into the run logs
+        logs = requests.post(f"{_api(prefect_home)}/logs/filter", timeout=10,
+                             json={"logs": {"flow_run_id": {"any_": [group1]}}, "limit": 200}).json()
+        return any(m["message"].startswith("node deploy/10.9.0.11-22-1001 succeed") for m in logs)
+
+    _wait_for(node_log_in_prefect, timeout=30)
+
 
 def test_failing_job_exits_1_and_the_flow_run_is_failed(prefect_home: Path) -> None:
     proc = _autoexec(prefect_home, "-d", "-j", "7002", "-p", str(EXAMPLES / "fail/params.json"),

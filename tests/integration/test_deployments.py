@@ -1,0 +1,229 @@
+"""The ``autoexec-job`` deployment as an operator uses it: ``prefect deploy`` from prefect.yaml, a
+process worker, runs triggered over REST, Cancel/Pause/Resume from the API, and the same
+controls on a CLI-started run (no worker: the job's own watcher must act)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import requests
+
+from tests.fixtures_core import EXAMPLES, REPO, cli_env, nodes_lines, script_op
+from tests.integration.test_cli_prefect import _alive, _autoexec, _job_dir, _wait_for
+
+pytestmark = pytest.mark.integration
+
+POOL = "autoexec"
+
+
+def _url(home: Path) -> str:
+    return json.loads((home / "prefect" / "server.json").read_text())["url"]
+
+
+def _prefect_env(home: Path, tmp: Path) -> dict[str, str]:
+    env = cli_env(home)
+    env.update({"PREFECT_API_URL": _url(home), "PREFECT_HOME": str(tmp / "prefect-client"),
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PWD": str(REPO),
+                # the default 10 s polling would dominate every test
+                "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_RUNNER_POLL_FREQUENCY": "1"})
+    return env
+
+
+def _stop_worker(proc: subprocess.Popen[bytes]) -> None:
+    """prefect-lab §5: the first signal only asks the worker to stop; the second one does."""
+    for sig in (signal.SIGTERM, signal.SIGTERM):
+        if proc.poll() is not None:
+            return
+        proc.send_signal(sig)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def deployment(prefect_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Deploys prefect.yaml and runs one process worker on its pool; yields the deployment id."""
+    tmp = tmp_path_factory.mktemp("worker")
+    env = _prefect_env(prefect_home, tmp)
+    api = _url(prefect_home)
+    if requests.get(f"{api}/work_pools/{POOL}", timeout=10).status_code == 404:
+        subprocess.run([sys.executable, "-m", "prefect", "work-pool", "create", POOL, "--type", "process"],
+                       env=env, check=True, capture_output=True, timeout=60)
+    deploy = subprocess.run([sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert deploy.returncode == 0, deploy.stdout + deploy.stderr
+    dep = requests.get(f"{api}/deployments/name/autoexec-job/job", timeout=10).json()
+    log = open(tmp / "worker.log", "wb")
+    worker = subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL], cwd=tmp, env=env,
+                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield dep["id"]
+    finally:
+        _stop_worker(worker)
+        log.close()
+
+
+def _trigger(home: Path, dep_id: str, **parameters: Any) -> str:
+    resp = requests.post(f"{_url(home)}/deployments/{dep_id}/create_flow_run", json={"parameters": parameters},
+                         timeout=10)
+    assert resp.status_code == 201, resp.text
+    return str(resp.json()["id"])
+
+
+def _run(home: Path, run_id: str) -> dict[str, Any]:
+    return requests.get(f"{_url(home)}/flow_runs/{run_id}", timeout=10).json()
+
+
+def _wait_state(home: Path, run_id: str, state_type: str, timeout: float = 60, name: str | None = None) -> dict:
+    final = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+    deadline = time.monotonic() + timeout
+    while True:
+        run = _run(home, run_id)
+        if run["state_type"] == state_type and (name is None or run["state_name"] == name):
+            return run
+        assert run["state_type"] not in final - {state_type}, run["state"]
+        assert time.monotonic() < deadline, f"still {run['state_type']}/{run['state_name']}"
+        time.sleep(0.2)
+
+
+def _set_state(home: Path, run_id: str, state_type: str) -> None:
+    resp = requests.post(f"{_url(home)}/flow_runs/{run_id}/set_state", timeout=10,
+                         json={"state": {"type": state_type, "message": f"operator {state_type.lower()}"}})
+    assert resp.json()["status"] == "ACCEPT", resp.text
+
+
+def _inline_job(marks: Path, first_script: str) -> dict[str, Any]:
+    ops = [script_op("first_1", f"touch {marks}/first.$NODE_NAME\n{first_script}", "runner_target"),
+           script_op("second_1", f"touch {marks}/second.$NODE_NAME\n", "runner_target")]
+    return {"params": {"runFlow": [{"groupNo": 0, "phases": [
+        {"phaseName": "p", "phaseType": "runner_target", "operations": ops}]}]}, "nodes": nodes_lines(2)}
+
+
+def _statuses(home: Path, job: str) -> set[str]:
+    return {json.loads(p.read_text())["status"] for p in (_job_dir(home, job) / "status/p").glob("*.json")}
+
+
+def test_triggered_run_executes_the_job_like_the_cli(prefect_home: Path, deployment: str) -> None:
+    job = "7101"
+    run_id = _trigger(prefect_home, deployment, job_id=job, first_fire=True,
+                      params_file=str(EXAMPLES / "demo/params.json"), nodes_file=str(EXAMPLES / "demo/nodes.jsonl"))
+    run = _wait_state(prefect_home, run_id, "COMPLETED")
+    assert run["name"] == f"job-{job}"
+    jobdir = _job_dir(prefect_home, job)
+    assert json.loads((jobdir / "status/deploy/10.9.0.11-22-1001.json").read_text())["status"] == "succeed"
+    assert f"INFO: Job {job} finished, status:succeed." in (jobdir / "log/console.txt").read_text()
+
+    def node_log_forwarded() -> bool:
+        logs = requests.post(f"{_url(prefect_home)}/logs/filter", timeout=10,
+                             json={"logs": {"level": {"ge_": 20}}, "limit": 200, "sort": "TIMESTAMP_DESC"}).json()
+        return any(m["message"].startswith("node deploy/10.9.0.11-22-1001 succeed") for m in logs)
+
+    _wait_for(node_log_forwarded, timeout=20)
+
+
+def test_cancel_from_the_api_kills_the_tools_within_5s(prefect_home: Path, deployment: str, tmp_path: Path) -> None:
+    job = "7102"
+    inputs = _inline_job(tmp_path, f"sleep 60 & echo $! > {tmp_path}/pid.$NODE_NAME\nwait\n")
+    run_id = _trigger(prefect_home, deployment, job_id=job, **inputs)
+    _wait_for(lambda: len(list(tmp_path.glob("pid.*"))) == 2, timeout=60)
+    _wait_for(lambda: all(p.read_text().strip() for p in tmp_path.glob("pid.*")), timeout=5)
+    children = [int(p.read_text()) for p in tmp_path.glob("pid.*")]
+    _set_state(prefect_home, run_id, "CANCELLING")
+    started = time.monotonic()
+    _wait_for(lambda: not any(_alive(pid) for pid in children), timeout=5)
+    assert time.monotonic() - started < 5
+    _wait_state(prefect_home, run_id, "CANCELLED", timeout=30)
+    assert _statuses(prefect_home, job) == {"aborted"}
+    assert "INFO: Job killed." in (_job_dir(prefect_home, job) / "log/console.txt").read_text()
+
+
+@pytest.mark.parametrize("how", ["api", "pause-helper"])
+def test_pause_suspends_the_run_and_resume_finishes_the_job(prefect_home: Path, deployment: str, tmp_path: Path,
+                                                            how: str) -> None:
+    job = "7103" if how == "api" else "7104"
+    run_id = _trigger(prefect_home, deployment, job_id=job, **_inline_job(tmp_path, "sleep 2\n"))
+    _wait_for(lambda: len(list(tmp_path.glob("first.*"))) == 2, timeout=60)
+    if how == "api":
+        _set_state(prefect_home, run_id, "PAUSED")
+    else:
+        helper = _autoexec(prefect_home, "--jobid", job, "--pause", "--devmode")
+        assert helper.returncode == 0, helper.stdout + helper.stderr
+    run = _wait_state(prefect_home, run_id, "PAUSED", name="Suspended", timeout=30)
+    assert run["state"]["state_details"]["pause_reschedule"] is True
+    assert _statuses(prefect_home, job) == {"paused"}
+    assert not list(tmp_path.glob("second.*"))
+
+    resp = requests.post(f"{_url(prefect_home)}/flow_runs/{run_id}/resume", json={}, timeout=10)
+    assert resp.json()["status"] == "ACCEPT", resp.text
+    _wait_state(prefect_home, run_id, "COMPLETED", timeout=60)
+    assert len(list(tmp_path.glob("second.*"))) == 2
+    assert _statuses(prefect_home, job) == {"succeed"}
+    console = (_job_dir(prefect_home, job) / "log/console.txt").read_text()
+    assert console.count(f"INFO: JobId:{job} start...") == 2
+
+
+def _cli_job(home: Path, tmp: Path, job: str, inputs: dict[str, Any]) -> subprocess.Popen[str]:
+    params = tmp / "params.json"
+    params.write_text(json.dumps(inputs["params"]))
+    nodes = tmp / "nodes.jsonl"
+    nodes.write_text(inputs["nodes"])
+    return subprocess.Popen([sys.executable, "-m", "autoexec.cli", "-d", "-j", job, "-p", str(params), "-n", str(nodes)],
+                            env=cli_env(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _cli_run_id(home: Path, job: str) -> str:
+    body = {"flow_runs": {"name": {"any_": [f"job-{job}"]}}, "limit": 1}
+    runs = requests.post(f"{_url(home)}/flow_runs/filter", json=body, timeout=10).json()
+    return str(runs[0]["id"]) if runs else ""
+
+
+def test_cli_run_is_cancelled_from_the_api(prefect_home: Path, tmp_path: Path) -> None:
+    """No worker behind a CLI run: only the job's watcher can see the Cancel."""
+    job = "7105"
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    proc = _cli_job(prefect_home, tmp_path, job, _inline_job(marks, f"sleep 60 & echo $! > {marks}/pid.$NODE_NAME\nwait\n"))
+    _wait_for(lambda: len(list(marks.glob("pid.*"))) == 2, timeout=60)
+    _wait_for(lambda: all(p.read_text().strip() for p in marks.glob("pid.*")), timeout=5)
+    children = [int(p.read_text()) for p in marks.glob("pid.*")]
+    _set_state(prefect_home, _cli_run_id(prefect_home, job), "CANCELLING")
+    started = time.monotonic()
+    _wait_for(lambda: not any(_alive(pid) for pid in children), timeout=5)
+    assert time.monotonic() - started < 5
+    assert proc.wait(30) == 1
+    assert _statuses(prefect_home, job) == {"aborted"}
+    assert _run(prefect_home, _cli_run_id(prefect_home, job))["state_type"] == "CANCELLED"
+
+
+def test_cli_run_is_paused_from_the_api_and_refire_finishes(prefect_home: Path, tmp_path: Path) -> None:
+    job = "7106"
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    proc = _cli_job(prefect_home, tmp_path, job, _inline_job(marks, "sleep 2\n"))
+    _wait_for(lambda: len(list(marks.glob("first.*"))) == 2, timeout=60)
+    _set_state(prefect_home, _cli_run_id(prefect_home, job), "PAUSED")
+    assert proc.wait(30) == 0
+    assert _statuses(prefect_home, job) == {"paused"}
+    assert not list(marks.glob("second.*"))
+    assert _autoexec(prefect_home, "-d", "-j", job).returncode == 0
+    assert len(list(marks.glob("second.*"))) == 2
+
+
+def test_blocks_register_from_the_package(prefect_home: Path, tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "prefect", "block", "register", "-m", "autoexec.blocks"], cwd=REPO,
+                          env=_prefect_env(prefect_home, tmp_path), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    types = requests.post(f"{_url(prefect_home)}/block_types/filter", json={}, timeout=10).json()
+    assert {"autoexec-console-credentials", "autoexec-mongodb-connection",
+            "autoexec-node-credentials"} <= {t["slug"] for t in types}
