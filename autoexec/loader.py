@@ -225,11 +225,10 @@ def release_runtime(rt: JobRuntime, flush_secs: float | None = None) -> bool:
 
 def _mongodb_from_block(cfg: Config) -> Config:
     """``AUTOEXEC_MONGODB_BLOCK`` names a Prefect block to use when config.ini has no ``db.url``."""
-    from autoexec.blocks.lookup import MONGODB_BLOCK_ENV
-
-    name = os.environ.get(MONGODB_BLOCK_ENV)
+    name = os.environ.get("AUTOEXEC_MONGODB_BLOCK")  # importing autoexec.blocks imports Prefect
     if cfg.db_url or not name:
         return cfg
+    from autoexec.blocks.lookup import MONGODB_BLOCK_ENV
     from dataclasses import replace
 
     from autoexec.blocks.lookup import BlockUnavailable, mongodb_connection

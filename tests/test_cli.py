@@ -122,3 +122,16 @@ def test_cli_subprocess_reports_usage_error_without_starting_prefect(jobs: JobFi
     assert "missing.json: params file not found" in proc.stderr
     assert time.monotonic() - started < 5
     assert not (jobs.home / "prefect").exists()
+
+
+def test_loading_a_job_does_not_import_prefect(jobs: JobFiles) -> None:
+    """Prefect reads its logging settings at import: the CLI must set them (quiet) before that."""
+    import subprocess
+    import sys
+
+    params, nodes = jobs.write({"runFlow": []}, "")
+    code = ("import sys; from autoexec.loader import JobRequest; from autoexec.production import build_job_runtime; "
+            f"build_job_runtime(JobRequest(job_id='9', params_file={str(params)!r}, nodes_file={str(nodes)!r}, "
+            "dev_mode=True)); print([m for m in sys.modules if m == 'prefect' or m.startswith('prefect.')])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"

@@ -42,10 +42,8 @@ class NodeContext:
     def _credentials_from_block(self) -> None:
         """Nodes the console sends without a secret may name a Prefect credentials block (field
         ``credentialsBlock``), or the job may set a default one."""
-        from autoexec.blocks.lookup import NODE_CREDENTIALS_BLOCK_ENV
-
         name = (self.node.model_extra or {}).get("credentialsBlock") or \
-            self.rt.base_env.get(NODE_CREDENTIALS_BLOCK_ENV)
+            self.rt.base_env.get("AUTOEXEC_NODE_CREDENTIALS_BLOCK")  # autoexec.blocks imports Prefect
         if not name:
             return
         from autoexec.blocks.lookup import BlockUnavailable, node_credentials
