@@ -232,3 +232,19 @@ def test_register_from_the_command_line_exits_0_and_cleans_up(jobs: Any, console
     assert {r.body["opType"] for r in registered} <= {"runner", "runner_target", "target"}
     [clean] = console.callbacks("cleanNativeTools")
     assert clean.body["importTime"] == registered[0].body["importTime"]
+
+
+def test_exported_env_and_global_params_reach_the_console(jobs: Any, console: FakeConsole) -> None:
+    ops = [{"opId": "setenv_1", "opName": "native/setenv", "opType": "native",
+            "opt": {"name": "BUILD_ID", "value": "b-77", "scope": "global"}, "desc": {}},
+           {"opId": "gp_1", "opName": "native/updategparam", "opType": "native",
+            "opt": {"name": "lastBuild", "value": "b-77"}, "desc": {}}]
+    params = {"jobId": 510, "runNode": [json.loads(line) for line in nodes_lines(1).splitlines()[1:]],
+              "runFlow": [one_phase_group(0, "env", ops)]}
+    console.params["510"] = params
+    rt, outcome, delivered = run("510", first_fire=True)
+    assert outcome.status == "succeed" and delivered, rt.jobdir.console_log.read_text()
+    [env] = console.callbacks("exportJobEnv")
+    assert (env.body["envName"], env.body["envValue"], env.body["passThroughEnv"]) == ("BUILD_ID", "b-77", PASS)
+    [gp] = console.callbacks("updateGlobalParam")
+    assert (gp.body["key"], gp.body["defaultValue"]) == ("lastBuild", "b-77")
