@@ -248,3 +248,18 @@ def test_exported_env_and_global_params_reach_the_console(jobs: Any, console: Fa
     assert (env.body["envName"], env.body["envValue"], env.body["passThroughEnv"]) == ("BUILD_ID", "b-77", PASS)
     [gp] = console.callbacks("updateGlobalParam")
     assert (gp.body["key"], gp.body["defaultValue"]) == ("lastBuild", "b-77")
+
+
+def test_gray_scale_group_downloads_its_nodes_once_per_group(jobs: Any, console: FakeConsole) -> None:
+    params = {"jobId": 511, "runFlow": [{"groupNo": 0, "execStrategy": "grayScale", "roundCount": 2, "phases": [
+        {"phaseName": "g", "phaseType": "runner_target", "operations": [per_node("g_1", "echo $NODE_HOST")]}]}]}
+    console.params["511"] = params
+    console.set_nodes("511", nodes_lines(1))
+    console.set_nodes("511", nodes_lines(4), node_from="group", group_no=0)
+    rt, outcome, _ = run("511", first_fire=True)
+    assert outcome.status == "succeed", rt.jobdir.console_log.read_text()
+    froms = [(r.query["nodeFrom"], r.query.get("groupNo")) for r in console.log if r.api == "getNodes"]
+    assert froms == [("job", None), ("group", "0")]
+    assert rt.jobdir.group_nodes(0).exists()
+    done = [r.body["resourceId"] for r in console.callbacks("updateNodeStatus") if r.body["status"] == "succeed"]
+    assert sorted(done) == [101, 102, 103, 104]  # the group's nodes, not the job-level file's one
