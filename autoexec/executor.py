@@ -71,6 +71,23 @@ class NodeRun:
         if status in ("failed", "aborted"):
             self.rt.control.mark_failed()
 
+    def wait_input(self, interact: dict | None) -> None:
+        """``informNodeWaitInput`` from the node's tool (§13): ``waitInput`` with the question the
+        console shows, or back to ``running`` (``interact`` None) once answered."""
+        status = "waitInput" if interact is not None else "running"
+        if self.status.set_interact(status, interact):
+            if self.log:
+                self.log.line(f"INFO: Change node status to {status}.")
+            self.rt.notifier.node_status(group_no=self.plan.group_no, phase=self.plan.name, node=self.ref,
+                                         status=status, fail_ignore=False,
+                                         warn_count=int(self.status.data.get("warnCount") or 0))
+        counts = self.rt.phase_counts.get(self.plan.name)
+        from autoexec.notify import PhaseCounts
+
+        # §21 item 28: the original pushed phase ``waitInput`` on the answer too; the phase runs again
+        self.rt.notifier.phase_status(group_no=self.plan.group_no, phase=self.plan.name, status=status,
+                                      counts=counts() if counts else PhaseCounts())
+
     # --- main sequence -------------------------------------------------------------------
     def execute(self) -> NodeResult:
         rt, node = self.rt, self.node
@@ -81,6 +98,8 @@ class NodeRun:
         launched = f"{node.protocol}://{node.username}@{node.host}:{node.protocolPort}"
         self.log.line(f"======[{node.resourceId}]{node.label} Launched by {launched}======")
         final = "failed"
+        key = (self.plan.name, node.resourceId)
+        rt.running_nodes[key] = self
         try:
             self.set_status("running")
             self.ctx = NodeContext(rt, self.plan, node, self.status, self.output, self.log)
@@ -93,6 +112,7 @@ class NodeRun:
             final = "failed"
             result.message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         finally:
+            rt.running_nodes.pop(key, None)
             if self.ctx is not None:
                 self.ctx.close()
         ignored = final == "ignored"

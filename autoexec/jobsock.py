@@ -49,7 +49,6 @@ class JobSocket:
         self.path = rt.jobdir.root / f"job{os.getpid()}.sock"
         self.sock: socket.socket | None = None
         self.thread: threading.Thread | None = None
-        self.waiting_nodes: dict[tuple[str, int], Callable[[dict | None], None]] = {}
 
     def start(self) -> None:
         self.path.unlink(missing_ok=True)
@@ -117,9 +116,17 @@ class JobSocket:
             return None
         if action == "informNodeWaitInput":
             key = (str(message.get("phaseName")), int(message.get("resourceId") or 0))
-            callback = self.waiting_nodes.get(key)
-            if callback is not None:
-                callback(None if message.get("clean") else message.get("interact"))
+            run = self.rt.running_nodes.get(key)
+            if run is None:
+                raise ValueError(f"no running node {key[1]} in phase {key[0]}")
+            if message.get("clean"):
+                interact = None
+            else:
+                raw = message.get("interact")
+                interact = raw if isinstance(raw, dict) else {"message": raw}
+            run.wait_input(interact)
+            self.rt.console.line(f"INFO: Update runner node status to {'running' if message.get('clean') else 'waitInput'} "
+                                 f"succeed.")
             return None
         if action == "queryCollectDB":
             finder = getattr(self.rt.mirror, "find_documents", None)

@@ -67,6 +67,7 @@ class PhaseRunner:
     def start(self) -> None:
         if not self.state.started:
             self.state.started = True
+            self.rt.phase_counts[self.plan.name] = self.state.snapshot
             self.rt.console.line(f"INFO: Begin to execute phase:{self.plan.name} operations...")
             self._push("running")
 

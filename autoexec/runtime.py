@@ -56,6 +56,10 @@ class JobRuntime:
     round_barrier: Any = None
     """Set by the job socket: multi-runner grayScale rounds wait on it (§8.5)."""
     dev_mode: bool = False
+    running_nodes: dict[tuple[str, int], Any] = field(default_factory=dict)
+    """(phase, resourceId) -> the NodeRun executing it: the job socket routes tool events there."""
+    phase_counts: dict[str, Callable[[], PhaseCounts]] = field(default_factory=dict)
+    """phase -> its live counters, for phase pushes triggered from outside the phase runner."""
     closers: list[Callable[[], None]] = field(default_factory=list)
     """Released after the job's last callback was flushed (console session, …)."""
 

@@ -137,6 +137,15 @@ class NodeStatus:
         self._save()
         return True
 
+    def set_interact(self, status: str, interact: dict | None) -> bool:
+        """A tool waits for a human (``waitInput`` with the question) or got its answer (``running``)."""
+        changed = self.data.get("status") != status
+        self.data["status"] = status
+        self.data["interact"] = interact
+        self.data.setdefault("warnCount", 0)
+        self._save()
+        return changed
+
     def set_op(self, op_id: str, status: str, op_pid: int | None = None) -> None:
         self.data[op_id] = status
         self.data["currenOp"] = op_id

@@ -89,3 +89,28 @@ def test_round_end_is_told_again_until_the_go_ahead(jobs: JobFiles, monkeypatch)
     assert outcome.status == "succeed"
     told = [c for c in rt.notifier.calls if c[0] == "round_ended"]
     assert 3 <= len(told) <= 6 and all(c[1]["round_no"] == 1 for c in told)
+
+
+WAIT_TOOL = ('import json, os, socket, time\n'
+             's = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n'
+             'def send(**kw):\n'
+             '    s.sendto(json.dumps(dict(action="informNodeWaitInput", phaseName="ask", resourceId=101, **kw)).encode(),\n'
+             '             os.environ["AUTOEXEC_JOB_SOCK"])\n'
+             'send(interact={"title": "go on?", "opType": "button", "options": ["yes", "no"]})\n'
+             'time.sleep(0.5)\n'
+             'print(open(os.environ["JOB_PATH"] + "/status/ask/10.1.0.1-22-101.json").read(), flush=True)\n'
+             'send(clean=1)\n'
+             'time.sleep(0.3)\n')
+
+
+def test_tool_waiting_for_input_sets_wait_input_and_back(jobs: JobFiles) -> None:
+    params = {"runFlow": [{"groupNo": 0, "phases": [{"phaseName": "ask", "phaseType": "runner_target", "operations": [
+        script_op("ask_1", WAIT_TOOL, "runner_target", interpreter="python")]}]}]}
+    rt, outcome = jobs.run("404", params, nodes_lines(1))
+    log = rt.jobdir.node_log("ask", "10.1.0.1-22-101").read_text()
+    assert outcome.status == "succeed", log
+    assert '"status": "waitInput"' in log and '"title": "go on?"' in log
+    statuses = [(c[0], c[1]["status"]) for c in rt.notifier.calls if c[0] in ("node_status", "phase_status")]
+    assert statuses == [("phase_status", "running"), ("node_status", "running"), ("node_status", "waitInput"),
+                        ("phase_status", "waitInput"), ("node_status", "running"), ("phase_status", "running"),
+                        ("node_status", "succeed"), ("phase_status", "succeed")]
