@@ -49,6 +49,10 @@ class JobSocket:
         self.path = rt.jobdir.root / f"job{os.getpid()}.sock"
         self.sock: socket.socket | None = None
         self.thread: threading.Thread | None = None
+        from autoexec.globallock import GlobalLocks
+
+        self.locks = GlobalLocks(rt.global_lock_call, rt.job_id, rt.runner_id, rt.console.line,
+                                 lambda: rt.control.stopping)
 
     def start(self) -> None:
         self.path.unlink(missing_ok=True)
@@ -63,6 +67,7 @@ class JobSocket:
         self.thread.start()
 
     def stop(self) -> None:
+        self.locks.stop()
         sock, self.sock = self.sock, None
         if sock is None:
             return
@@ -91,6 +96,9 @@ class JobSocket:
                 continue
             try:
                 message = json.loads(data.decode("utf-8"))
+                if message.get("action") == "globalLock":
+                    threading.Thread(target=self._lock_and_reply, args=(message, sender), daemon=True).start()
+                    continue
                 reply = self.handle(message)
             except Exception as exc:  # noqa: BLE001 - one bad datagram must not stop the listener
                 self.rt.console.line(f"ERROR: Process event:{data[:200]!r} failed, {exc}")
@@ -100,6 +108,16 @@ class JobSocket:
                     self.sock.sendto(json.dumps(reply, default=str).encode("utf-8"), sender)
                 except OSError:
                     pass
+
+    def _lock_and_reply(self, message: dict[str, Any], sender: Any) -> None:
+        """A lock may wait for minutes: answered from its own thread, the listener goes on."""
+        reply = self.locks.request(message.get("lockParams") or {})
+        sock = self.sock
+        if sender and sock is not None:
+            try:
+                sock.sendto(json.dumps(reply, default=str).encode("utf-8"), sender)
+            except OSError:
+                pass
 
     def handle(self, message: dict[str, Any]) -> dict | None:
         action = message.get("action")
@@ -135,6 +153,10 @@ class JobSocket:
             query = message.get("queryParams") or {}
             result = finder(query.get("collection"), query.get("condition") or {}, query.get("projection"), 10)
             return {"result": result, "error": None if result is not None else "MongoDB query failed"}
+        if action == "globalLockNotify":
+            self.locks.notify(message.get("lockId"))
+            return None
         if action == "exit":
+            self.locks.stop()
             return None
         raise ValueError(f"unknown action {action!r}")

@@ -208,6 +208,7 @@ def _attach_console(rt: JobRuntime, client: ConsoleClient, req: JobRequest) -> N
         return str(password or "")
 
     rt.account_lookup = account
+    rt.global_lock_call = lambda params: with_retries("globalLock", lambda: client.global_lock(params))
     if not local_nodes:
         rt.nodes_refresh = _nodes_refresher(rt, client, pass_through)
 

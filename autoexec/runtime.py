@@ -56,6 +56,8 @@ class JobRuntime:
     round_barrier: Any = None
     """Set by the job socket: multi-runner grayScale rounds wait on it (§8.5)."""
     dev_mode: bool = False
+    global_lock_call: Callable[[dict[str, Any]], Any] | None = None
+    """Production mode: the console's global lock API (§14); devmode tools are told it is absent."""
     running_nodes: dict[tuple[str, int], Any] = field(default_factory=dict)
     """(phase, resourceId) -> the NodeRun executing it: the job socket routes tool events there."""
     phase_counts: dict[str, Callable[[], PhaseCounts]] = field(default_factory=dict)

@@ -263,3 +263,25 @@ def test_gray_scale_group_downloads_its_nodes_once_per_group(jobs: Any, console:
     assert rt.jobdir.group_nodes(0).exists()
     done = [r.body["resourceId"] for r in console.callbacks("updateNodeStatus") if r.body["status"] == "succeed"]
     assert sorted(done) == [101, 102, 103, 104]  # the group's nodes, not the job-level file's one
+
+
+LOCK_TOOL = ('import json, os, socket, tempfile\n'
+             'me = os.path.join(tempfile.mkdtemp(), "tool.sock")\n'
+             's = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(me); s.settimeout(10)\n'
+             'params = {"pid": os.getpid(), "lockOwner": "1/2", "lockTarget": "workspace", "lockMode": "write",\n'
+             '          "action": "lock"}\n'
+             's.sendto(json.dumps({"action": "globalLock", "lockParams": params}).encode(), os.environ["AUTOEXEC_JOB_SOCK"])\n'
+             'reply = json.loads(s.recv(8192))\n'
+             'print("lock reply", reply)\n'
+             'raise SystemExit(0 if reply.get("lockId") == 5 else 3)\n')
+
+
+def test_tool_takes_a_global_lock_released_at_job_end(jobs: Any, console: FakeConsole) -> None:
+    console.responses["globalLock"] = lambda body: {"lockId": 5, "wait": 0} if body.get("action") == "lock" else {}
+    params = {"jobId": 512, "runNode": [json.loads(line) for line in nodes_lines(1).splitlines()[1:]],
+              "runFlow": [one_phase_group(0, "build", [script_op("lock_1", LOCK_TOOL, interpreter="python")])]}
+    console.params["512"] = params
+    rt, outcome, _ = run("512", first_fire=True)
+    assert outcome.status == "succeed", rt.jobdir.node_log("build", "local-0-0").read_text()
+    calls = [(r.body.get("action"), r.body.get("jobId"), r.body.get("lockId")) for r in console.callbacks("globalLock")]
+    assert calls == [("lock", "512", None), ("unlock", None, 5)]
