@@ -151,7 +151,8 @@ def _env_text(value: Any) -> str:
 
 def build_runtime(req: JobRequest, cfg: Config | None = None, notifier: Notifier | None = None,
                   control: JobControl | None = None,
-                  complete_config: Callable[[Params, Config], Config] | None = None) -> JobRuntime:
+                  complete_config: Callable[[Params, Config], Config] | None = None,
+                  deploy_lookup: Any = None) -> JobRuntime:
     """``complete_config`` lets production mode finish the configuration once params are known
     (their tenant, a MongoDB named by the console) before anything opens it."""
     cfg = cfg or load_config()
@@ -185,6 +186,12 @@ def build_runtime(req: JobRequest, cfg: Config | None = None, notifier: Notifier
         env[key] = decrypt(text) if text.startswith("{RC4}") else text  # §21 item 16: plaintext
     for key, value in params.environment.items():
         env[key] = _env_text(value)
+    from autoexec.deployvars import DeployVarsError, deploy_env
+
+    try:
+        env.update(deploy_env(env, cfg.data_dir, cfg.home, deploy_lookup, console.line))
+    except DeployVarsError as exc:
+        raise JobInputError(str(exc)) from None
     rt = JobRuntime(
         job_id=job_id, jobdir=jobdir, params=params, config=cfg, control=control or JobControl(),
         notifier=notifier or NullNotifier(), console=console, exec_user=req.exec_user, force=req.force,

@@ -40,7 +40,8 @@ def build_job_runtime(req: JobRequest, cfg: Config | None = None) -> JobRuntime:
     client = console_client(cfg, tenant)
     try:
         _download_inputs(client, req, cfg)
-        rt = build_runtime(req, cfg, complete_config=lambda params, c: _complete_config(client, params, c))
+        rt = build_runtime(req, cfg, complete_config=lambda params, c: _complete_config(client, params, c),
+                           deploy_lookup=_DeployLookup(client))
     except ConsoleError as exc:
         client.close()
         raise JobInputError(f"console {client.base_url}: {exc}") from None
@@ -166,6 +167,21 @@ def _complete_config(client: ConsoleClient, params: Params, cfg: Config) -> Conf
         return cfg
     return replace(cfg, db_url=conf.url, db_name=conf.database or cfg.db_name,
                    db_username=conf.username or "", db_password=conf.passwordPlain or "")
+
+
+class _DeployLookup:
+    """Deploy ids and runner group of a release job (§6.4), from the console."""
+
+    def __init__(self, client: ConsoleClient) -> None:
+        self.client = client
+
+    def ids(self, sys_name: str, module_name: str, env_name: str | None) -> dict[str, Any]:
+        found = with_retries("getDeployIdPath", lambda: self.client.get_deploy_id_path(sys_name, module_name, env_name))
+        return found if isinstance(found, dict) else {}
+
+    def runner_group(self, sys_id: str, module_id: str, env_id: str | None) -> Any:
+        return with_retries("getDeployRunnerGroup",
+                            lambda: self.client.get_deploy_runner_group(sys_id, module_id, env_id))
 
 
 # --- what the op path asks the console for, on demand ---------------------------------------------

@@ -285,3 +285,18 @@ def test_tool_takes_a_global_lock_released_at_job_end(jobs: Any, console: FakeCo
     assert outcome.status == "succeed", rt.jobdir.node_log("build", "local-0-0").read_text()
     calls = [(r.body.get("action"), r.body.get("jobId"), r.body.get("lockId")) for r in console.callbacks("globalLock")]
     assert calls == [("lock", "512", None), ("unlock", None, 5)]
+
+
+def test_release_job_gets_deploy_ids_from_the_console(jobs: Any, console: FakeConsole, ae_home: Path) -> None:
+    console.responses["getDeployIdPath"] = {"sysId": 11, "moduleId": 22, "envId": 33}
+    console.responses["getDeployRunnerGroup"] = {"1": "runner-a"}
+    params = {"jobId": 513, "environment": {"DEPLOY_PATH": "shop/api/prod", "VERSION": "1.2"},
+              "runNode": [json.loads(line) for line in nodes_lines(1).splitlines()[1:]],
+              "runFlow": [one_phase_group(0, "show", [script_op("show_1", 'echo "dist=$APP_DIST ids=$ID_PATH"')])]}
+    console.params["513"] = params
+    rt, outcome, _ = run("513", first_fire=True)
+    log = rt.jobdir.node_log("show", "local-0-0").read_text()
+    assert outcome.status == "succeed", log
+    assert f"dist={ae_home}/data/verdata/11/22/artifact/1.2/env/33/app ids=11/22/33" in log
+    [ask] = console.callbacks("getDeployIdPath")
+    assert (ask.body["sysName"], ask.body["moduleName"], ask.body["envName"]) == ("shop", "api", "prod")
