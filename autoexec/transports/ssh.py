@@ -64,6 +64,16 @@ from typing import Iterator
 
 import paramiko
 
+from autoexec.transports.ssh_inline import (
+    END_OF_SCRIPT,
+    InlinePlan,
+    InlineReader,
+    fetch_function,
+    needs_b64,
+    new_nonce,
+    plan_inline,
+    staging_script,
+)
 from autoexec.transports.base import (
     fetch_plan,
     local_fetch_path,
@@ -291,10 +301,14 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _BOOTSTRAP = 's=$(cat) && eval "$s"'
 """What the exec request carries. The real script arrives on stdin so environment values (node
 JSON, tokens) never show up in the remote process list; only the final argv does."""
+_BOOTSTRAP_UNTIL_END = f"s=$(sed '/^{END_OF_SCRIPT}$/q') && eval \"$s\""
+"""Same, for a script that later reads the second fetch round from the channel's stdin: ``sed``
+stops at the end line, before anything else has been sent."""
 
 
 def _op_script(rundir: str | None, pidfile: str | None, env: dict[str, str], argv: list[str],
-               remove_root: str | None = None, keep_on_failure: bool = False) -> str:
+               remove_root: str | None = None, keep_on_failure: bool = False, make_rundir: bool = True,
+               stdin_null: bool = False, tail: str = "") -> str:
     """Shell text that runs ``argv`` with ``env`` in its own process group, recording the pgid.
 
     Variables are exported by the login shell, whose own ``/proc/<pid>/environ`` keeps its
@@ -304,11 +318,13 @@ def _op_script(rundir: str | None, pidfile: str | None, env: dict[str, str], arg
 
     With ``remove_root`` the script also applies the cleanup rule itself, sparing an op with
     nothing to fetch a second exec round trip (about a third of a trivial op's cost).
+    ``tail`` is shell text run after the command (``$rc`` holds its status) and before the exit;
+    ``stdin_null`` gives the command ``/dev/null`` as stdin (the channel's stdin stays ours).
     """
     bad = [name for name in env if not _ENV_NAME.match(name)]
     if bad:
         raise _Failure(f"invalid environment variable name {bad[0]!r}")
-    steps = [f"mkdir -p {_q(rundir)}", f"cd {_q(rundir)}"] if rundir else []
+    steps = ([f"mkdir -p {_q(rundir)}"] if make_rundir else []) + [f"cd {_q(rundir)}"] if rundir else []
     steps += [f"export {_q(f'{k}={v}')}" for k, v in env.items()]
     command = " ".join(_q(a) for a in argv)
     if pidfile is None:
@@ -319,11 +335,11 @@ def _op_script(rundir: str | None, pidfile: str | None, env: dict[str, str], arg
         f"then echo $$ > {_q(pidfile)} && {command}; "
         f"else setsid -w sh -c {in_new_session} {_q(pidfile)} {command}; fi"
     )
-    script = " && ".join(steps + [f"{{ {grouped}; }}"]) + "; rc=$?; "
+    script = " && ".join(steps + [f"{{ {grouped}; }}" + (" </dev/null" if stdin_null else "")]) + "; rc=$?; "
     if remove_root:
         cleanup = f"rm -rf {_q(remove_root)}"
         script += f"if [ $rc -eq 0 ]; then {cleanup}; fi; " if keep_on_failure else f"{cleanup}; "
-    return script + "exit $rc\n"
+    return script + tail + "exit $rc\n"
 
 
 def _kill_group_command(pidfile: str) -> str:
@@ -373,6 +389,8 @@ class SshTransport:
         self._lock = threading.RLock()
         self._transport: paramiko.Transport | None = None
         self._sftp: paramiko.SFTPClient | None = None
+        self._inline_ok = True
+        """False once the host showed it has no base64 tool: later ops of this node use SFTP."""
         self.connections_opened = 0
         """How many handshakes this instance made (reuse is visible to tests and benches)."""
 
@@ -406,8 +424,7 @@ class SshTransport:
             return RemoteResult(None, "aborted")
         except _Failure as failure:
             return RemoteResult(failure.exit_code, self._error(str(failure)))
-        result = self._run_staged(transport, op, on_line, cancel)
-        script_cleaned_up = not op.fetch and result.error is None and result.exit_code is not None
+        result, script_cleaned_up = self._run_staged(transport, op, on_line, cancel)
         if not script_cleaned_up and (result.ok or not op.keep_dir_on_failure):
             cleanup_error = self._remove_root(transport, op.root)
             if cleanup_error and result.ok:
@@ -592,9 +609,84 @@ class SshTransport:
     # ---------------------------------------------------------------- one op
 
     def _run_staged(self, transport: paramiko.Transport, op: RemoteOp, on_line: LineSink,
-                    cancel: threading.Event) -> RemoteResult:
+                    cancel: threading.Event) -> tuple[RemoteResult, bool]:
+        """The op's result, and whether the script already applied the cleanup rule to the root."""
         rundir = posixpath.join(op.root, op.workdir) if op.workdir else op.root
         pidfile = posixpath.join(op.root, _PIDFILE)
+        plan = None
+        if self._inline_ok and (op.fetch_dir is not None or not op.fetch):
+            try:
+                plan = plan_inline(op, rundir)
+            except OSError:
+                plan = None  # the SFTP path reports unreadable files with its usual message
+        if plan is not None:
+            try:
+                inline = self._run_inline(transport, op, plan, rundir, pidfile, on_line, cancel)
+            except _Cancelled:
+                return RemoteResult(None, "aborted"), False
+            except _Failure as failure:
+                return RemoteResult(failure.exit_code, self._error(str(failure))), False
+            if inline is not None:
+                return inline
+        result = self._run_sftp_staged(transport, op, rundir, pidfile, on_line, cancel)
+        return result, not op.fetch and result.error is None and result.exit_code is not None
+
+    def _run_inline(self, transport: paramiko.Transport, op: RemoteOp, plan: InlinePlan, rundir: str,
+                    pidfile: str, on_line: LineSink, cancel: threading.Event) -> tuple[RemoteResult, bool] | None:
+        """Stage, run, fetch and clean up in one exec channel (see ``ssh_inline``); ``None``
+        when the host cannot, and the op must go the SFTP way."""
+        nonce = new_nonce()
+        round2 = bool(op.fetch) and op.fetch_more is not None
+        script = staging_script(plan, nonce, needs_b64(plan, op))
+        tail = 'printf \'%s:R:%s\\n\' "$N" "$rc"; '
+        if op.fetch:
+            script += fetch_function()
+            emits = "; ".join(f"ax_e {_q(posixpath.join(rundir, rel))} {i}" for i, rel in enumerate(op.fetch))
+            tail += f"if [ $rc -eq 0 ]; then {emits}; "
+            if round2:
+                tail += ('printf \'%s:W\\n\' "$N"; while IFS= read -r ax_l; do '
+                         f'[ "$ax_l" = \'{END_OF_SCRIPT}\' ] && break; eval "$ax_l"; done; ')
+            tail += "fi; "
+        keep = (["[ $ax_k -eq 0 ]"] if op.fetch else []) + (["[ $rc -eq 0 ]"] if op.keep_dir_on_failure else [])
+        cleanup = f"rm -rf {_q(op.root)}"
+        tail += f"if {' && '.join(keep)}; then {cleanup}; fi; " if keep else f"{cleanup}; "
+        script += _op_script(rundir, pidfile, op.env, op.argv, make_rundir=False, stdin_null=round2, tail=tail)
+        if round2:
+            script += END_OF_SCRIPT + "\n"
+
+        def more(reader: InlineReader) -> None:
+            lines = []
+            for rel in fetch_plan(op, dict(reader.fetched)):
+                if "\n" in rel or "\0" in rel or "\r" in rel:
+                    reader.sftp_needed.append(rel)
+                    lines.append("ax_k=1")
+                    continue
+                reader.names.append(rel)
+                lines.append(f"ax_e {_q(posixpath.join(rundir, rel))} {len(reader.names) - 1}")
+            reader.send(("".join(line + "\n" for line in lines) + END_OF_SCRIPT + "\n").encode())
+
+        reader = InlineReader(nonce, on_line, op, rundir, more if round2 else None)
+        status = self._execute(transport, script, pidfile, on_line, cancel, op.timeout, reader=reader,
+                               bootstrap=_BOOTSTRAP_UNTIL_END if round2 else _BOOTSTRAP)
+        if reader.fallback is not None:
+            if reader.fallback == "tools":
+                self._inline_ok = False
+            return None
+        if status != 0 or not reader.finished:
+            return RemoteResult(status), reader.finished
+        if reader.error is not None:
+            return RemoteResult(0, self._error(reader.error)), False
+        fetched = dict(reader.fetched)
+        if reader.sftp_needed:
+            try:
+                fetched.update(self._fetch(transport, op, rundir, reader.sftp_needed))
+            except _Failure as failure:
+                return RemoteResult(failure.exit_code, self._error(str(failure)), fetched), False
+            return RemoteResult(0, None, fetched), False
+        return RemoteResult(0, None, fetched), True
+
+    def _run_sftp_staged(self, transport: paramiko.Transport, op: RemoteOp, rundir: str, pidfile: str,
+                         on_line: LineSink, cancel: threading.Event) -> RemoteResult:
         try:
             if op.uploads or op.create_empty:
                 self._stage(transport, op, rundir, cancel)
@@ -646,7 +738,8 @@ class SshTransport:
         except (paramiko.SSHException, OSError, EOFError) as err:
             raise _Failure(f"upload to {op.root} failed at {current}: {_describe(err)}") from None
 
-    def _fetch(self, transport: paramiko.Transport, op: RemoteOp, rundir: str) -> dict[str, Path]:
+    def _fetch(self, transport: paramiko.Transport, op: RemoteOp, rundir: str,
+               only: list[str] | None = None) -> dict[str, Path]:
         if op.fetch_dir is None:
             raise _Failure("op asks to fetch files but has no fetch_dir")
         sftp = self._sftp_client(transport)
@@ -654,7 +747,7 @@ class SshTransport:
         if channel is not None:
             channel.settimeout(self.timeouts.read)
         fetched: dict[str, Path] = {}
-        rounds = [list(op.fetch), None]
+        rounds: list[list[str] | None] = [list(op.fetch), None] if only is None else [only]
         for wanted in rounds:
             for rel in wanted if wanted is not None else fetch_plan(op, fetched):
                 remote = posixpath.join(rundir, rel)
@@ -673,7 +766,8 @@ class SshTransport:
         return fetched
 
     def _execute(self, transport: paramiko.Transport, script: str, pidfile: str | None,
-                 on_line: LineSink, cancel: threading.Event, op_timeout: float | None) -> int:
+                 on_line: LineSink, cancel: threading.Event, op_timeout: float | None,
+                 reader: InlineReader | None = None, bootstrap: str = _BOOTSTRAP) -> int:
         """Run ``script`` (fed to the bootstrap on stdin), streaming merged stdout/stderr;
         returns the exit status.
 
@@ -686,12 +780,22 @@ class SshTransport:
             channel = transport.open_session(timeout=self.timeouts.connect)
             channel.set_combine_stderr(True)
             channel.settimeout(self.timeouts.write)
-            channel.exec_command(_BOOTSTRAP)
+            channel.exec_command(bootstrap)
             channel.sendall(script.encode())
-            channel.shutdown_write()
+            if bootstrap == _BOOTSTRAP:
+                channel.shutdown_write()
             channel.settimeout(_POLL)
         except (paramiko.SSHException, OSError, EOFError) as err:
             raise _Failure(f"cannot start command: {_describe(err)}") from None
+        if reader is not None:
+            def send(data: bytes) -> None:
+                channel.settimeout(self.timeouts.write)
+                try:
+                    channel.sendall(data)
+                    channel.shutdown_write()
+                finally:
+                    channel.settimeout(_POLL)
+            reader.send = send
         start = last_output = time.monotonic()
         buffer = bytearray()
 
@@ -721,8 +825,13 @@ class SshTransport:
                 if not data:
                     break
                 last_output = time.monotonic()
+                if reader is not None:
+                    reader.feed(data)
+                    continue
                 buffer.extend(data)
                 _split_lines(buffer, on_line)
+            if reader is not None:
+                reader.close()
             if buffer:
                 on_line(bytes(buffer).decode("utf-8", errors="replace").rstrip("\r"))
                 buffer.clear()
