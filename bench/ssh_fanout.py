@@ -3,6 +3,7 @@
 Each node = one fresh connection + auth + a trivial command (``true``), as in a phase where every
 node runs one op. The baseline does only connect/auth/exec; SshTransport also creates and removes
 the op root, so the ratio shows what the transport's bookkeeping costs on top of the handshake.
+The "staged" row also ships what a script op ships (the remote lib dir and a one-line script).
 Each mode runs in its own child process so "peak RSS" belongs to that mode alone.
 
     python bench/ssh_fanout.py [--nodes 50,200] [--width 16] [--sshd 4] [--auth password|key]
@@ -52,15 +53,23 @@ def _baseline_node(host: str, port: int, user: str, password: str, key: str | No
         client.close()
 
 
-def _transport_node(host: str, port: int, user: str, password: str, key: str | None) -> str | None:
-    from autoexec.transports.base import Endpoint, RemoteOp, Timeouts
+_SCRIPT = Path(os.environ.get("TMPDIR", "/tmp")) / f"ssh-fanout-{os.getpid()}.sh"
+
+
+def _transport_node(host: str, port: int, user: str, password: str, key: str | None,
+                    staged: bool = False) -> str | None:
+    from autoexec.transports.base import Endpoint, RemoteOp, Timeouts, Upload
     from autoexec.transports.ssh import SshTransport
 
     job = "bench" + uuid.uuid4().hex[:8]
     transport = SshTransport(Endpoint(host, port, user, "" if key else password, key),
                              Timeouts(connect=30, read=30, op=60))
     try:
-        op = RemoteOp(job_id=job, root=f"/tmp/autoexec-{job}-0-0", uploads=[], workdir="", argv=["true"],
+        uploads, argv = [], ["true"]
+        if staged:  # what a script op ships: the remote lib dir and the script itself
+            uploads = [Upload(REPO / "autoexec" / "plugins" / "remote" / "lib", "lib"), Upload(_SCRIPT, "t.sh", 0o700)]
+            argv = ["sh", "t.sh"]
+        op = RemoteOp(job_id=job, root=f"/tmp/autoexec-{job}-0-0", uploads=uploads, workdir="", argv=argv,
                       env={"AUTOEXEC_JOBID": job})
         result = transport.run(op, lambda _line: None, threading.Event())
         return None if result.ok else (result.error or f"exit {result.exit_code}")
@@ -72,15 +81,18 @@ def _child(mode: str, nodes: int, width: int, ports: list[int], user: str, key: 
     import paramiko  # imported before timing, as a runner would have it loaded
 
     del paramiko
-    if mode == "transport":
+    if mode in ("transport", "staged"):
         import autoexec.transports.ssh  # noqa: F401
     password = os.environ.get(PASSWORD_ENV, "")
-    work = _transport_node if mode == "transport" else _baseline_node
+    work = {"transport": _transport_node, "baseline": _baseline_node,
+            "staged": lambda *a: _transport_node(*a, staged=True)}[mode]
+    _SCRIPT.write_text("true\n")
     start = time.perf_counter()
     with ThreadPoolExecutor(width) as pool:
         errors = list(pool.map(lambda i: work("127.0.0.1", ports[i % len(ports)], user, password, key),
                                range(nodes)))
     wall = time.perf_counter() - start
+    _SCRIPT.unlink()
     failed = [e for e in errors if e]
     print(json.dumps({"wall": wall, "errors": len(failed), "first_error": failed[0] if failed else None,
                       "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
@@ -138,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--sshd", type=int, default=4, help="local sshd instances to spread nodes over")
     parser.add_argument("--auth", choices=("password", "key"), default="password")
-    parser.add_argument("--child", choices=("baseline", "transport"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=("baseline", "transport", "staged"), help=argparse.SUPPRESS)
     parser.add_argument("--ports", help=argparse.SUPPRESS)
     parser.add_argument("--user", help=argparse.SUPPRESS)
     parser.add_argument("--key", help=argparse.SUPPRESS)
@@ -165,8 +177,9 @@ def main(argv: list[str] | None = None) -> int:
         for nodes in (int(n) for n in args.nodes.split(",")):
             base = _run_child("baseline", nodes, args.width, pool.ports, pool.user, pool.password, key)
             mine = _run_child("transport", nodes, args.width, pool.ports, pool.user, pool.password, key)
+            staged = _run_child("staged", nodes, args.width, pool.ports, pool.user, pool.password, key)
             job = _run_autoexec(nodes, args.width, pool.ports, pool.user, pool.password, key, home)
-            for mode, row in (("paramiko", base), ("transport", mine), ("autoexec", job)):
+            for mode, row in (("paramiko", base), ("transport", mine), ("staged", staged), ("autoexec", job)):
                 wall = float(row["wall"])  # type: ignore[arg-type]
                 ratio = wall / float(base["wall"])  # type: ignore[arg-type]
                 print(f"{nodes:>5} {mode:<10} {wall:>7.2f} {nodes / wall:>8.1f} {ratio:>6.2f} "

@@ -38,9 +38,18 @@ Design choices, and why:
   ``op.env`` values arrives on stdin, so environment values never appear in the remote process
   list (argv items still do: they are arguments).
 
-* **Cleanup.** An op with nothing to fetch removes its root in the same script run (one exec per
-  op); otherwise, and after timeouts, cancels and kills, a separate ``rm -rf <root>`` follows.
-  ``keep_dir_on_failure`` keeps the root whenever the op did not succeed.
+* **Staging in the one exec channel.** When an op's uploads are small (``ssh_inline.INLINE_LIMIT``,
+  512 KiB) they travel inside that stdin script (text as ``printf`` arguments, binary as base64
+  here-documents), and the fetched files come back on stdout, base64 between lines carrying a
+  per-op random marker that the reader strips out of the log stream; a second fetch round
+  (``fetch_more``) is asked for over the same channel's stdin. One channel per op, no SFTP: on a
+  fan-out the SFTP subsystem and its dozen round trips per node cost more than the op. Hosts
+  without ``base64``/``openssl`` (remembered per connection), a failing inline step, big uploads
+  and fetched directories fall back to SFTP, with its error messages.
+
+* **Cleanup.** The op's own script removes its root at its end (one exec per op) unless something
+  must still be fetched over SFTP; otherwise, and after timeouts, cancels and kills, a separate
+  ``rm -rf <root>`` follows. ``keep_dir_on_failure`` keeps the root whenever the op did not succeed.
 
 * **Errors.** Every host-side failure becomes ``RemoteResult.error``: one line,
   ``ssh user@host:port: <what>``, never containing the password or key text.
@@ -301,9 +310,12 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _BOOTSTRAP = 's=$(cat) && eval "$s"'
 """What the exec request carries. The real script arrives on stdin so environment values (node
 JSON, tokens) never show up in the remote process list; only the final argv does."""
-_BOOTSTRAP_UNTIL_END = f"s=$(sed '/^{END_OF_SCRIPT}$/q') && eval \"$s\""
-"""Same, for a script that later reads the second fetch round from the channel's stdin: ``sed``
-stops at the end line, before anything else has been sent."""
+
+
+def _bootstrap_until(end: str) -> str:
+    """Like ``_BOOTSTRAP``, for a script that later reads the second fetch round from the
+    channel's stdin: ``sed`` stops at the line ``end``, before anything else has been sent."""
+    return f"s=$(sed '/^{end}$/q') && eval \"$s\""
 
 
 def _op_script(rundir: str | None, pidfile: str | None, env: dict[str, str], argv: list[str],
@@ -636,6 +648,7 @@ class SshTransport:
         """Stage, run, fetch and clean up in one exec channel (see ``ssh_inline``); ``None``
         when the host cannot, and the op must go the SFTP way."""
         nonce = new_nonce()
+        end = END_OF_SCRIPT + new_nonce()  # not the output nonce: this one shows in the process list
         round2 = bool(op.fetch) and op.fetch_more is not None
         script = staging_script(plan, nonce, needs_b64(plan, op))
         tail = 'printf \'%s:R:%s\\n\' "$N" "$rc"; '
@@ -645,29 +658,34 @@ class SshTransport:
             tail += f"if [ $rc -eq 0 ]; then {emits}; "
             if round2:
                 tail += ('printf \'%s:W\\n\' "$N"; while IFS= read -r ax_l; do '
-                         f'[ "$ax_l" = \'{END_OF_SCRIPT}\' ] && break; eval "$ax_l"; done; ')
+                         f'[ "$ax_l" = \'{end}\' ] && break; eval "$ax_l"; done; ')
             tail += "fi; "
         keep = (["[ $ax_k -eq 0 ]"] if op.fetch else []) + (["[ $rc -eq 0 ]"] if op.keep_dir_on_failure else [])
         cleanup = f"rm -rf {_q(op.root)}"
         tail += f"if {' && '.join(keep)}; then {cleanup}; fi; " if keep else f"{cleanup}; "
         script += _op_script(rundir, pidfile, op.env, op.argv, make_rundir=False, stdin_null=round2, tail=tail)
         if round2:
-            script += END_OF_SCRIPT + "\n"
+            script += end + "\n"
 
         def more(reader: InlineReader) -> None:
             lines = []
-            for rel in fetch_plan(op, dict(reader.fetched)):
+            try:
+                wanted = fetch_plan(op, dict(reader.fetched))
+            except BaseException:
+                reader.send((end + "\n").encode())  # let the host finish before giving up
+                raise
+            for rel in wanted:
                 if "\n" in rel or "\0" in rel or "\r" in rel:
                     reader.sftp_needed.append(rel)
                     lines.append("ax_k=1")
                     continue
                 reader.names.append(rel)
                 lines.append(f"ax_e {_q(posixpath.join(rundir, rel))} {len(reader.names) - 1}")
-            reader.send(("".join(line + "\n" for line in lines) + END_OF_SCRIPT + "\n").encode())
+            reader.send(("".join(line + "\n" for line in lines) + end + "\n").encode())
 
         reader = InlineReader(nonce, on_line, op, rundir, more if round2 else None)
         status = self._execute(transport, script, pidfile, on_line, cancel, op.timeout, reader=reader,
-                               bootstrap=_BOOTSTRAP_UNTIL_END if round2 else _BOOTSTRAP)
+                               bootstrap=_bootstrap_until(end) if round2 else _BOOTSTRAP)
         if reader.fallback is not None:
             if reader.fallback == "tools":
                 self._inline_ok = False

@@ -469,3 +469,208 @@ def test_run_command_timeout_kills_command_and_leaves_no_pid_file(sshd_pool: Ssh
     assert _wait_until(lambda: not _pids_with_env(f"AUTOEXEC_JOBID={job}"), 2)
     mine = f".autoexec-cmd-{os.getpid()}-"  # other test sessions may be running commands too
     assert not [name for name in set(os.listdir("/tmp")) - before if name.startswith(mine)]
+
+
+# ------------------------------------------------------------------------------------ inline staging
+# Small uploads and the fetched files travel inside the one exec channel (transports/ssh_inline.py);
+# SFTP remains the fallback. These pin the protocol's edge cases.
+
+
+def _spy_sftp(transport: SshTransport, monkeypatch) -> list[str]:
+    """Records every use of SFTP by ``transport``."""
+    used: list[str] = []
+    original = transport._sftp_client
+
+    def spy(t):  # type: ignore[no-untyped-def]
+        used.append("sftp")
+        return original(t)
+
+    monkeypatch.setattr(transport, "_sftp_client", spy)
+    return used
+
+
+def test_inline_staging_markers_in_tool_output_do_not_confuse_the_reader(sshd_pool: SshdPool, transports,
+                                                                        tmp_path: Path, monkeypatch) -> None:
+    binary = tmp_path / "blob.bin"
+    binary.write_bytes(bytes(range(256)) * 3 + b"\0\xff\xfe")
+    text = tmp_path / "quote's \"$x\" `y`.txt"
+    text.write_text("it's $HOME `id` \\n\nno newline at end")
+    job = _job()
+    tool = (
+        # lines that look like markers, with a nonce the tool cannot know
+        "echo 'AXM0123456789abcdef0123456789abcdef:R:0'; echo 'AXM0123456789abcdef0123456789abcdef:F:0'; "
+        "echo ':X:tools'; cat 'quote'\\''s \"$x\" `y`.txt'; echo; cmp blob.bin blob.copy && echo same; "
+        "cp blob.bin out.bin; printf '{\"a\": 1}' > output.json; printf 'partial'"
+    )
+    op = _op(job, ["sh", "-c", f"cp blob.bin blob.copy; {tool}"], workdir="w",
+             uploads=[Upload(binary, "w/blob.bin"), Upload(binary, "w/blob.copy"), Upload(text, f"w/{text.name}")],
+             create_empty=["output.json"], fetch=["output.json", "out.bin"], fetch_dir=tmp_path / "got")
+    transport = transports(_endpoint(sshd_pool))
+    used = _spy_sftp(transport, monkeypatch)
+    lines: list[str] = []
+    result = transport.run(op, lines.append, threading.Event())
+    assert result.ok, (result, lines)
+    assert lines == ["AXM0123456789abcdef0123456789abcdef:R:0", "AXM0123456789abcdef0123456789abcdef:F:0",
+                     ":X:tools", "it's $HOME `id` \\n", "no newline at end", "same", "partial"]
+    assert result.fetched["output.json"].read_text() == '{"a": 1}'
+    assert result.fetched["out.bin"].read_bytes() == binary.read_bytes()
+    assert used == [] and not os.path.exists(op.root)
+
+
+def test_inline_fetch_second_round_brings_filepath_outputs_and_directories(sshd_pool: SshdPool, transports,
+                                                                          tmp_path: Path, monkeypatch) -> None:
+    import json
+
+    def more(fetched: dict[str, Path]) -> list[str]:
+        data = json.loads(fetched["output.json"].read_text())
+        return [data["report"], data["tree"], data["odd"], "missing.txt"]
+
+    op = _op(_job(), ["sh", "-c", "echo r > report.txt; mkdir -p tree/sub; echo leaf > tree/sub/leaf; "
+                                  "printf 'x' > 'odd\nname'; echo working; "
+                                  "printf '%s\\n' '{\"report\": \"report.txt\", \"tree\": \"tree\", "
+                                  "\"odd\": \"odd\\nname\"}' > output.json"],
+             fetch=["output.json"], fetch_more=more, fetch_dir=tmp_path / "got", create_empty=["output.json"])
+    transport = transports(_endpoint(sshd_pool))
+    used = _spy_sftp(transport, monkeypatch)
+    lines: list[str] = []
+    result = transport.run(op, lines.append, threading.Event())
+    assert result.ok, (result, lines)
+    assert lines == ["working"]
+    assert result.fetched["report.txt"].read_text() == "r\n"
+    assert (tmp_path / "got" / "tree" / "sub" / "leaf").read_text() == "leaf\n"  # a directory: via SFTP
+    assert result.fetched["odd\nname"].read_text() == "x"  # a newline in the name: via SFTP
+    assert "missing.txt" not in result.fetched
+    assert used and not os.path.exists(op.root)
+
+
+def test_inline_fetch_without_directories_needs_no_sftp(sshd_pool: SshdPool, transports, tmp_path: Path,
+                                                        monkeypatch) -> None:
+    op = _op(_job(), ["sh", "-c", "echo '{\"f\": \"f.txt\"}' > output.json; echo hi > f.txt"],
+             fetch=["output.json"], fetch_more=lambda got: ["f.txt"], fetch_dir=tmp_path / "got")
+    transport = transports(_endpoint(sshd_pool))
+    used = _spy_sftp(transport, monkeypatch)
+    result = transport.run(op, lambda _l: None, threading.Event())
+    assert result.ok and result.fetched["f.txt"].read_text() == "hi\n"
+    assert used == [] and not os.path.exists(op.root)
+
+
+@pytest.mark.parametrize("reserve", [True, False])
+def test_inline_failed_op_with_fetch_keeps_root_only_when_reserved(sshd_pool: SshdPool, transports, tmp_path: Path,
+                                                                   job_roots: list[str], reserve: bool) -> None:
+    script = tmp_path / "t.sh"
+    script.write_text("echo partial > result.txt; exit 3\n")
+    op = _op(_job(), ["sh", "t.sh"], workdir="b", uploads=[Upload(script, "b/t.sh", 0o700)],
+             fetch=["output.json"], fetch_more=lambda got: [], fetch_dir=tmp_path / "got",
+             create_empty=["output.json"], keep_dir_on_failure=reserve)
+    job_roots.append(op.root)
+    result = transports(_endpoint(sshd_pool)).run(op, lambda _l: None, threading.Event())
+    assert result.exit_code == 3 and not result.ok and result.fetched == {}
+    assert os.path.exists(f"{op.root}/b/result.txt") is reserve
+
+
+def test_host_without_base64_falls_back_to_sftp(sshd_pool: SshdPool, transports, tmp_path: Path,
+                                                monkeypatch) -> None:
+    from autoexec.transports import ssh_inline
+
+    monkeypatch.setattr(ssh_inline, "B64_TOOLS", ("autoexec-no-such-base64", "autoexec-no-such-openssl base64"))
+    binary = tmp_path / "b.bin"
+    binary.write_bytes(b"\0\1\2")
+    transport = transports(_endpoint(sshd_pool))
+    used = _spy_sftp(transport, monkeypatch)
+    for _ in range(2):
+        lines: list[str] = []
+        op = _op(_job(), ["sh", "-c", "echo ran; od -An -tx1 b.bin | tr -d ' '; echo '{}' > output.json"],
+                 uploads=[Upload(binary, "b.bin")], fetch=["output.json"], fetch_dir=tmp_path / "got",
+                 create_empty=["output.json"])
+        result = transport.run(op, lines.append, threading.Event())
+        assert result.ok, (result, lines)
+        assert lines == ["ran", "000102"]  # the command ran once, after the fallback
+        assert result.fetched["output.json"].read_text() == "{}\n"
+        assert not os.path.exists(op.root)
+    assert transport._inline_ok is False and used  # remembered for the node's later ops
+
+
+def test_text_only_uploads_need_no_base64_tool(sshd_pool: SshdPool, transports, tmp_path: Path, monkeypatch) -> None:
+    from autoexec.transports import ssh_inline
+
+    monkeypatch.setattr(ssh_inline, "B64_TOOLS", ("autoexec-no-such-base64",))
+    script = tmp_path / "t.sh"
+    script.write_text("echo text only\n")
+    transport = transports(_endpoint(sshd_pool))
+    used = _spy_sftp(transport, monkeypatch)
+    lines: list[str] = []
+    result = transport.run(_op(_job(), ["sh", "t.sh"], uploads=[Upload(script, "t.sh", 0o700)]),
+                           lines.append, threading.Event())
+    assert result.ok and lines == ["text only"] and used == []
+
+
+def test_large_uploads_and_failed_inline_staging_go_through_sftp(sshd_pool: SshdPool, transports, tmp_path: Path,
+                                                                 job_roots: list[str], monkeypatch) -> None:
+    from autoexec.transports import ssh_inline
+
+    big = tmp_path / "big.txt"
+    big.write_text("y" * 5000)
+    monkeypatch.setattr(ssh_inline, "INLINE_LIMIT", 4096)
+    transport = transports(_endpoint(sshd_pool))
+    used = _spy_sftp(transport, monkeypatch)
+    lines: list[str] = []
+    result = transport.run(_op(_job(), ["wc", "-c", "big.txt"], uploads=[Upload(big, "big.txt")]),
+                           lines.append, threading.Event())
+    assert result.ok and lines == ["5000 big.txt"] and used == ["sftp"]
+    # the root exists as a file: the inline script gives up, SFTP reports the usual error
+    op = _op(_job(), ["true"], uploads=[Upload(tmp_path / "big.txt", "x.txt")])
+    monkeypatch.setattr(ssh_inline, "INLINE_LIMIT", 512 * 1024)
+    Path(op.root).write_text("in the way")
+    job_roots.append(op.root)
+    result = transport.run(op, lambda _l: None, threading.Event())
+    assert result.error is not None and f"upload to {op.root} failed" in result.error
+    assert transport._inline_ok is True
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_inline_staging_sets_exact_modes_whatever_the_umask(tmp_path: Path, umask: int) -> None:
+    import subprocess
+    import stat as stat_mod
+
+    from autoexec.transports import ssh_inline
+
+    src = tmp_path / "src"
+    (src / "lib" / "sub").mkdir(parents=True)
+    (src / "lib" / "a.py").write_text("a\n")
+    (src / "lib" / "a.py").chmod(0o644)
+    (src / "lib" / "sub" / "b.bin").write_bytes(b"\0b")
+    (src / "lib" / "sub" / "b.bin").chmod(0o600)
+    (src / "lib" / "sub").chmod(0o750)
+    (src / "lib").chmod(0o755)
+    (src / "t.sh").write_text("true\n")
+    root = str(tmp_path / "remote" / "root")
+    op = RemoteOp(job_id="j", root=root, uploads=[Upload(src / "lib", "lib"), Upload(src / "t.sh", "w/t.sh", 0o700)],
+                  workdir="w", argv=["true"], env={}, create_empty=["out/output.json"])
+    plan = ssh_inline.plan_inline(op, f"{root}/w")
+    assert plan is not None
+    script = ssh_inline.staging_script(plan, "AXMtest", ssh_inline.needs_b64(plan, op))
+    done = subprocess.run(["sh", "-c", f"umask {umask:o}; " + 'eval "$(cat)"'], input=script.encode(),
+                          capture_output=True, timeout=30)
+    assert done.returncode == 0 and done.stdout == b"", done
+
+    def mode(rel: str) -> int:
+        return stat_mod.S_IMODE(os.stat(f"{root}/{rel}").st_mode)
+
+    assert (mode("lib"), mode("lib/a.py"), mode("lib/sub"), mode("lib/sub/b.bin"), mode("w/t.sh")) == (
+        0o755, 0o644, 0o750, 0o600, 0o700)
+    assert Path(f"{root}/lib/sub/b.bin").read_bytes() == b"\0b"
+    assert Path(f"{root}/w/out/output.json").read_bytes() == b""
+
+
+def test_inline_second_round_callback_error_does_not_leave_the_host_waiting(sshd_pool: SshdPool, transports,
+                                                                             tmp_path: Path) -> None:
+    def more(_fetched: dict[str, Path]) -> list[str]:
+        raise RuntimeError("bad output.json")
+
+    op = _op(_job(), ["sh", "-c", "echo '{}' > output.json"], fetch=["output.json"], fetch_more=more,
+             fetch_dir=tmp_path / "got")
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match="bad output.json"):
+        transports(_endpoint(sshd_pool)).run(op, lambda _l: None, threading.Event())
+    assert time.monotonic() - start < 5
+    assert _wait_until(lambda: not os.path.exists(op.root), 3)  # the script went on to its cleanup
