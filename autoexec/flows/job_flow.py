@@ -215,12 +215,14 @@ def outcome_state(outcome: JobOutcome) -> Any:
 
 
 @flow(name="autoexec-job", flow_run_name="job-{job_id}", validate_parameters=False)
-def job_flow(job_id: str, exec_user: str = "anonymous", params_file: str = "", nodes_file: str = "",
+def job_flow(job_id: str | int, exec_user: str = "anonymous", params_file: str = "", nodes_file: str = "",
              params: dict | None = None, nodes: str | None = None, force: bool = False,
              first_fire: bool = False, dev_mode: bool = True, no_fire_next: bool = False,
-             pass_through_env: dict | None = None, phase_groups: str = "", phases: str = "",
-             node_ids: str = "") -> Any:
-    """Entry point for deployments and API-triggered runs: same semantics as the CLI."""
+             pass_through_env: dict | None = None, phase_groups: str | int = "", phases: str = "",
+             node_ids: str | int = "") -> Any:
+    """Entry point for deployments and API-triggered runs: same semantics as the CLI. Ids may come
+    as numbers (``prefect deployment run -p job_id=9001`` sends an integer)."""
+    job_id, phase_groups, node_ids = str(job_id), str(phase_groups), str(node_ids)
     rt = _runtimes.get(job_id)
     flow_run = _current_flow_run()
     built_here = rt is None
