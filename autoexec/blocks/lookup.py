@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 if TYPE_CHECKING:
     from autoexec.blocks.console import ConsoleCredentials
@@ -47,34 +47,30 @@ def _api() -> Iterator[None]:
         yield
 
 
+def _load(cls: Any, name: str) -> Any:
+    try:
+        with _api():
+            return cls.load(name)
+    except Exception as exc:  # noqa: BLE001 - unknown name, API down, schema mismatch
+        raise BlockUnavailable(f"{cls.get_block_type_slug()} block {name!r}: {_first_line(exc)}") from None
+
+
 @functools.lru_cache(maxsize=64)
 def node_credentials(name: str) -> NodeCredentials:
     from autoexec.blocks.credentials import NodeCredentials
 
-    try:
-        with _api():
-            return NodeCredentials.load(name)
-    except Exception as exc:  # noqa: BLE001 - unknown name, API down, schema mismatch
-        raise BlockUnavailable(f"autoexec-node-credentials block {name!r}: {_first_line(exc)}") from None
+    return _load(NodeCredentials, name)
 
 
 @functools.lru_cache(maxsize=8)
 def mongodb_connection(name: str) -> MongoDBConnection:
     from autoexec.blocks.mongodb import MongoDBConnection
 
-    try:
-        with _api():
-            return MongoDBConnection.load(name)
-    except Exception as exc:  # noqa: BLE001
-        raise BlockUnavailable(f"autoexec-mongodb-connection block {name!r}: {_first_line(exc)}") from None
+    return _load(MongoDBConnection, name)
 
 
 def console_credentials(name: str) -> ConsoleCredentials:
     """Not cached: a rotated token must reach the next job of a long-lived worker process."""
     from autoexec.blocks.console import ConsoleCredentials
 
-    try:
-        with _api():
-            return ConsoleCredentials.load(name)
-    except Exception as exc:  # noqa: BLE001
-        raise BlockUnavailable(f"autoexec-console-credentials block {name!r}: {_first_line(exc)}") from None
+    return _load(ConsoleCredentials, name)
