@@ -236,3 +236,24 @@ def test_blocks_register_from_the_package(prefect_home: Path, tmp_path: Path) ->
     types = requests.post(f"{_url(prefect_home)}/block_types/filter", json={}, timeout=10).json()
     assert {"autoexec-console-credentials", "autoexec-mongodb-connection",
             "autoexec-node-credentials"} <= {t["slug"] for t in types}
+
+
+def test_blocks_load_inside_a_deployment_run(prefect_home: Path, deployment: str, tmp_path: Path) -> None:
+    """A node sent without a password names a credentials block; the tool on the runner gets it."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from autoexec.blocks import NodeCredentials
+
+    with temporary_settings(updates={PREFECT_API_URL: _url(prefect_home)}):
+        NodeCredentials(username="deployer", password="bl0ck-s3cret").save("deploy-login", overwrite=True)
+    node = json.loads(nodes_lines(1).splitlines()[1])
+    node.update(password="", credentialsBlock="deploy-login")
+    header = nodes_lines(1).splitlines()[0]
+    check = '[ "$AUTOEXEC_NODE_PASSWORD" = "bl0ck-s3cret" ] && echo "login from block ok" || exit 3\n'
+    params = {"runFlow": [{"groupNo": 0, "phases": [{"phaseName": "p", "phaseType": "runner_target",
+                                                     "operations": [script_op("c_1", check, "runner_target")]}]}]}
+    job = "7108"
+    run_id = _trigger(prefect_home, deployment, job_id=job, params=params, nodes=f"{header}\n{json.dumps(node)}\n")
+    _wait_state(prefect_home, run_id, "COMPLETED")
+    log = next((_job_dir(prefect_home, job) / "log/p").glob("*.txt")).read_text()
+    assert "login from block ok" in log and "bl0ck-s3cret" not in log
