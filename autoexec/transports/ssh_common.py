@@ -1,0 +1,46 @@
+"""What the ``ssh_*`` modules behind :class:`~autoexec.transports.ssh.SshTransport` share: the two
+internal exceptions every step raises, the poll interval, and one-line error phrasing."""
+from __future__ import annotations
+
+import logging
+import shlex
+import socket
+import threading
+
+log = logging.getLogger("autoexec.transports.ssh")
+"""One logger for the whole SSH transport, named as before it was split into modules, so logging
+configuration that targets ``autoexec.transports.ssh`` keeps working."""
+
+POLL = 0.1
+"""How often blocking waits look at ``cancel`` and deadlines; bounds abort latency."""
+
+
+class Failure(Exception):
+    """A host-side failure, already phrased as the one line the node log will show."""
+
+    def __init__(self, message: str, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class Cancelled(Exception):
+    pass
+
+
+def describe(err: BaseException) -> str:
+    """A one-line description of a socket/paramiko error without stack noise."""
+    if isinstance(err, socket.timeout):
+        return "timed out"
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    text = " ".join(str(err).split())
+    return text or type(err).__name__
+
+
+def quote(value: str) -> str:
+    return shlex.quote(value)
+
+
+def sleep_cancellable(seconds: float, cancel: threading.Event) -> None:
+    if cancel.wait(seconds):
+        raise Cancelled()

@@ -1,0 +1,331 @@
+"""Opening an authenticated paramiko connection for :class:`~autoexec.transports.ssh.SshTransport`.
+
+Design choices, and why:
+
+* **Host keys.** ``host_key_policy`` is one of
+
+  - ``"auto-add"`` (default): accept whatever key the host presents, as the original runner does
+    (it uses paramiko's AutoAddPolicy and never persists keys). Jobs that work against the
+    original must keep working after a host is reinstalled, so a changed key is not an error.
+    Keys are *not* written anywhere: hundreds of node threads and several job processes appending
+    to one file would need cross-process locking, and recording keys that are never checked buys
+    no security.
+  - ``"reject"``: strict. The key must match an entry in ``$AUTOEXEC_SSH_KNOWN_HOSTS`` (default
+    ``$AUTOEXEC_HOME/known_hosts``) or ``~/.ssh/known_hosts`` (OpenSSH format, e.g. filled with
+    ``ssh-keyscan``); otherwise the op fails before any password is sent.
+  - ``"warn"``: like ``auto-add``, but an unknown or changed key puts a ``WARN:`` line into the
+    node log, so operators can see what strict mode would refuse before switching to it.
+
+* **Concurrency of handshakes.** A stock sshd (``MaxStartups 10:30:100``) starts dropping
+  unauthenticated connections at 10 in flight; a phase fanning out to many nodes that share one
+  sshd (jump hosts, containers, test pools) would see random "Error reading SSH protocol banner"
+  failures. A module-level limiter bounds handshakes in flight per ``host:port`` (default 8) and
+  overall (default 32, since handshakes are CPU-bound on the runner too). Configure with
+  ``AUTOEXEC_SSH_MAX_HANDSHAKES="PER_DEST[,TOTAL]"``. A connection that is dropped before the
+  banner, or reset during the handshake, is retried a few times with short jittered backoff.
+  Waiting for a limiter slot is local queueing and does not count against the connect timeout.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import os
+import random
+import socket
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+import paramiko
+
+from autoexec.transports.base import Endpoint, LineSink
+from autoexec.transports.ssh_common import POLL, Cancelled, Failure, describe, log, sleep_cancellable
+
+__all__ = [
+    "DEFAULT_PER_DESTINATION",
+    "DEFAULT_TOTAL",
+    "HOST_KEY_POLICIES",
+    "HandshakeLimiter",
+    "handshake_limiter",
+    "known_hosts_files",
+    "load_private_key",
+    "open_connection",
+    "reset_handshake_limiter",
+]
+
+# paramiko's transport thread logs a full traceback for every connection an sshd drops; those
+# are handled (retried or reported) here, so keep them out of the runner's stderr.
+if logging.getLogger("paramiko").level == logging.NOTSET:
+    logging.getLogger("paramiko").setLevel(logging.CRITICAL)
+
+HOST_KEY_POLICIES = ("auto-add", "reject", "warn")
+DEFAULT_PER_DESTINATION = 8
+DEFAULT_TOTAL = 32
+_HANDSHAKE_ATTEMPTS = 4
+
+
+# --------------------------------------------------------------------------- handshake limiter
+
+
+class HandshakeLimiter:
+    """Caps unauthenticated connections in flight, per destination and in total.
+
+    Destination slots are taken before the global one so a thread queued behind a busy host
+    never holds a global slot that a thread for an idle host could use.
+    """
+
+    def __init__(self, per_destination: int = DEFAULT_PER_DESTINATION, total: int = DEFAULT_TOTAL) -> None:
+        self.per_destination = max(1, per_destination)
+        self.total = max(1, total)
+        self._global = threading.BoundedSemaphore(self.total)
+        self._lock = threading.Lock()
+        self._per_dest: dict[tuple[str, int], threading.BoundedSemaphore] = {}
+        self._in_flight: dict[tuple[str, int], int] = {}
+        self._peak: dict[tuple[str, int], int] = {}
+
+    def peak(self, host: str, port: int) -> int:
+        """Highest number of handshakes seen in flight to one destination (for tests and benches)."""
+        with self._lock:
+            return self._peak.get((host, port), 0)
+
+    @contextmanager
+    def slot(self, host: str, port: int, cancel: threading.Event | None = None) -> Iterator[None]:
+        key = (host, port)
+        with self._lock:
+            dest = self._per_dest.setdefault(key, threading.BoundedSemaphore(self.per_destination))
+        _acquire(dest, cancel)
+        try:
+            _acquire(self._global, cancel)
+            try:
+                with self._lock:
+                    now = self._in_flight.get(key, 0) + 1
+                    self._in_flight[key] = now
+                    self._peak[key] = max(now, self._peak.get(key, 0))
+                try:
+                    yield
+                finally:
+                    with self._lock:
+                        self._in_flight[key] -= 1
+            finally:
+                self._global.release()
+        finally:
+            dest.release()
+
+
+def _acquire(sem: threading.BoundedSemaphore, cancel: threading.Event | None) -> None:
+    while not sem.acquire(timeout=POLL):
+        if cancel is not None and cancel.is_set():
+            raise Cancelled()
+
+
+_limiter: HandshakeLimiter | None = None
+_limiter_lock = threading.Lock()
+
+
+def _limits_from_env() -> tuple[int, int]:
+    raw = os.environ.get("AUTOEXEC_SSH_MAX_HANDSHAKES", "").strip()
+    if not raw:
+        return DEFAULT_PER_DESTINATION, DEFAULT_TOTAL
+    try:
+        parts = [int(p) for p in raw.split(",")]
+    except ValueError:
+        log.warning("ignoring AUTOEXEC_SSH_MAX_HANDSHAKES=%r: expected PER_DEST[,TOTAL]", raw)
+        return DEFAULT_PER_DESTINATION, DEFAULT_TOTAL
+    per_dest = parts[0]
+    total = parts[1] if len(parts) > 1 else max(DEFAULT_TOTAL, per_dest)
+    return per_dest, total
+
+
+def handshake_limiter() -> HandshakeLimiter:
+    """The process-wide limiter, built from the environment on first use."""
+    global _limiter
+    with _limiter_lock:
+        if _limiter is None:
+            _limiter = HandshakeLimiter(*_limits_from_env())
+        return _limiter
+
+
+def reset_handshake_limiter(limiter: HandshakeLimiter | None = None) -> None:
+    """Replace the process-wide limiter (``None``: rebuild from the environment on next use)."""
+    global _limiter
+    with _limiter_lock:
+        _limiter = limiter
+
+
+# --------------------------------------------------------------------------- keys
+
+
+_KEY_CLASSES: tuple[type[paramiko.PKey], ...] = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
+
+
+def load_private_key(spec: str) -> paramiko.PKey:
+    """Load a key given as PEM/OpenSSH text or as a file path, whatever its type.
+
+    Raises ``ValueError`` with a message that never includes the key material.
+    """
+    text: str
+    if "-----BEGIN" in spec:
+        text = spec
+    else:
+        try:
+            text = Path(spec).expanduser().read_text()
+        except OSError as err:
+            raise ValueError(f"cannot read private key file {spec}: {err.strerror or err}") from None
+    for cls in _KEY_CLASSES:
+        try:
+            return cls.from_private_key(io.StringIO(text))
+        except (paramiko.SSHException, ValueError, TypeError, IndexError):
+            continue
+    raise ValueError("private key is not an unencrypted ed25519, ecdsa or rsa key")
+
+
+def known_hosts_files() -> list[Path]:
+    """Files consulted by the ``reject`` and ``warn`` policies, in order."""
+    explicit = os.environ.get("AUTOEXEC_SSH_KNOWN_HOSTS")
+    if explicit:
+        first = Path(explicit).expanduser()
+    else:
+        from autoexec.config import autoexec_home
+
+        first = autoexec_home() / "known_hosts"
+    return [first, Path("~/.ssh/known_hosts").expanduser()]
+
+
+def _known_host_verdict(host: str, port: int, key: paramiko.PKey) -> str | None:
+    """``None`` when the key is recorded for this host, else why not (one phrase)."""
+    keys = paramiko.HostKeys()
+    for path in known_hosts_files():
+        try:
+            keys.load(str(path))
+        except OSError:
+            continue
+    name = host if port == 22 else f"[{host}]:{port}"
+    recorded = keys.lookup(name)
+    if recorded is None or len(recorded) == 0:
+        return f"host key {key.get_name()} {key.get_fingerprint().hex()} is not in known_hosts"
+    if recorded.get(key.get_name()) == key:
+        return None
+    return f"host key {key.get_name()} {key.get_fingerprint().hex()} does not match known_hosts"
+
+
+# --------------------------------------------------------------------------- connect and authenticate
+
+
+class _Dropped(Exception):
+    """The server closed or reset the connection during the handshake (worth a retry)."""
+
+
+def open_connection(endpoint: Endpoint, limit: float, host_key_policy: str, cancel: threading.Event,
+                    on_line: LineSink, error: Callable[[str], str]) -> paramiko.Transport:
+    """Connect, negotiate, check the host key and authenticate, retrying dropped handshakes.
+
+    ``limit`` is the connect timeout; ``error`` phrases a message as the node log shows it (used
+    for the ``warn`` policy's line). The caller holds a limiter slot.
+    """
+    for attempt in range(_HANDSHAKE_ATTEMPTS):
+        try:
+            return _handshake(endpoint, limit, host_key_policy, cancel, on_line, error)
+        except _Dropped as dropped:
+            if attempt == _HANDSHAKE_ATTEMPTS - 1:
+                raise Failure(f"connection dropped during handshake ({dropped}); "
+                              f"sshd MaxStartups too low?") from None
+            sleep_cancellable(random.uniform(0.1, 0.3) * (2**attempt), cancel)
+    raise AssertionError("unreachable")
+
+
+def _handshake(endpoint: Endpoint, limit: float, host_key_policy: str, cancel: threading.Event,
+               on_line: LineSink, error: Callable[[str], str]) -> paramiko.Transport:
+    deadline = time.monotonic() + limit
+    try:
+        sock = socket.create_connection((endpoint.host, endpoint.port), timeout=limit)
+    except socket.timeout:
+        raise Failure(f"connect timed out after {limit:g}s") from None
+    except ConnectionRefusedError:
+        raise Failure("connection refused") from None
+    except socket.gaierror as err:
+        raise Failure(f"cannot resolve host: {err.strerror or err}") from None
+    except OSError as err:
+        raise Failure(f"cannot connect: {describe(err)}") from None
+    transport = paramiko.Transport(sock)
+    try:
+        transport.banner_timeout = limit
+        transport.handshake_timeout = limit
+        transport.auth_timeout = limit
+        _negotiate(transport, limit, deadline, cancel)
+        _check_host_key(transport, endpoint, host_key_policy, on_line, error)
+        _authenticate(transport, endpoint, deadline)
+        transport.set_keepalive(30)
+        return transport
+    except BaseException:
+        transport.close()
+        raise
+
+
+def _negotiate(transport: paramiko.Transport, limit: float, deadline: float, cancel: threading.Event) -> None:
+    done = threading.Event()
+    started = time.monotonic()
+    transport.start_client(event=done)
+    while not done.wait(POLL):
+        if cancel.is_set():
+            raise Cancelled()
+        if time.monotonic() >= deadline:
+            raise Failure(f"no SSH banner/key exchange within {limit:g}s")
+    if transport.is_active():
+        return
+    err = transport.get_exception()
+    cause = err.__context__ if err is not None else None
+    elapsed = time.monotonic() - started
+    if isinstance(cause, (EOFError, ConnectionResetError, BrokenPipeError)) or (
+        isinstance(err, (EOFError, ConnectionResetError)) and elapsed < limit
+    ):
+        raise _Dropped(describe(err))
+    if isinstance(cause, socket.timeout) or elapsed >= limit * 0.95:
+        raise Failure(f"no SSH banner within {limit:g}s")
+    raise Failure(f"SSH negotiation failed: {describe(err) if err else 'connection closed'}")
+
+
+def _check_host_key(transport: paramiko.Transport, endpoint: Endpoint, host_key_policy: str,
+                    on_line: LineSink, error: Callable[[str], str]) -> None:
+    if host_key_policy == "auto-add":
+        return
+    key = transport.get_remote_server_key()
+    verdict = _known_host_verdict(endpoint.host, endpoint.port, key)
+    if verdict is None:
+        return
+    if host_key_policy == "reject":
+        raise Failure(verdict)
+    on_line(f"WARN: {error(verdict)}; accepted (host_key_policy=warn)")
+
+
+def _authenticate(transport: paramiko.Transport, endpoint: Endpoint, deadline: float) -> None:
+    transport.auth_timeout = max(1.0, deadline - time.monotonic())
+    tried_key = False
+    if endpoint.private_key:
+        try:
+            pkey = load_private_key(endpoint.private_key)
+        except ValueError as err:
+            raise Failure(str(err)) from None
+        tried_key = True
+        try:
+            transport.auth_publickey(endpoint.username, pkey)
+            return
+        except paramiko.AuthenticationException:
+            if not endpoint.password:
+                raise Failure("authentication failed (public key)") from None
+        except (paramiko.SSHException, OSError, EOFError) as err:
+            raise Failure(f"authentication failed: {describe(err)}") from None
+    if not endpoint.password:
+        raise Failure("no password or private key to authenticate with")
+    try:
+        transport.auth_password(endpoint.username, endpoint.password)
+    except paramiko.BadAuthenticationType as err:
+        raise Failure(f"authentication failed: server allows only {','.join(err.allowed_types)}") from None
+    except paramiko.AuthenticationException as err:
+        if "timeout" in str(err).lower():
+            raise Failure("authentication timed out") from None
+        raise Failure("authentication failed (public key and password)" if tried_key
+                      else "authentication failed") from None
+    except (paramiko.SSHException, OSError, EOFError) as err:
+        raise Failure(f"authentication failed: {describe(err)}") from None

@@ -1,0 +1,305 @@
+"""Running commands on a connected host for :class:`~autoexec.transports.ssh.SshTransport`: the
+shell text of an op, the exec channel that streams its output, and the kill commands.
+
+Design choices, and why:
+
+* **Remote process identity.** The command runs through the login shell (Bourne-compatible
+  shells only) in its own process group: OpenSSH already makes every session a new session
+  leader, and ``setsid`` is used when it did not. The group id is written to
+  ``<root>/.autoexec.pid`` so an op's own timeout or cancel can ``kill -9`` the whole group over
+  the existing connection. ``kill_job`` instead scans ``/proc/*/environ`` for the exact entry
+  ``AUTOEXEC_JOBID=<id>`` (GNU ``grep -z``, with a ``tr`` fallback) on a new connection, as the
+  original's kill command does: it also catches daemons a tool detached, and an exact NUL-separated
+  match means job 123 never hits job 1234. Needs ``/proc`` (Linux) on the target.
+
+* **Secrets.** The exec request only carries a fixed bootstrap; the script with the exported
+  ``op.env`` values arrives on stdin, so environment values never appear in the remote process
+  list (argv items still do: they are arguments).
+"""
+from __future__ import annotations
+
+import posixpath
+import re
+import socket
+import threading
+import time
+from typing import Callable
+
+import paramiko
+
+from autoexec.transports.base import LineSink, RemoteOp, Timeouts, fetch_plan
+from autoexec.transports.ssh_common import POLL, Cancelled, Failure, describe, quote
+from autoexec.transports.ssh_inline import InlinePlan, InlineReader, fetch_function, needs_b64, staging_script
+
+__all__ = [
+    "BOOTSTRAP",
+    "PIDFILE",
+    "bootstrap_until",
+    "exec_collect",
+    "execute",
+    "fetch_more_sender",
+    "inline_script",
+    "kill_group_command",
+    "kill_job_command",
+    "op_script",
+]
+
+PIDFILE = ".autoexec.pid"
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+BOOTSTRAP = 's=$(cat) && eval "$s"'
+"""What the exec request carries. The real script arrives on stdin so environment values (node
+JSON, tokens) never show up in the remote process list; only the final argv does."""
+
+
+def bootstrap_until(end: str) -> str:
+    """Like ``BOOTSTRAP``, for a script that later reads the second fetch round from the
+    channel's stdin: ``sed`` stops at the line ``end``, before anything else has been sent."""
+    return f"s=$(sed '/^{end}$/q') && eval \"$s\""
+
+
+# --------------------------------------------------------------------------- shell text
+
+
+def op_script(rundir: str | None, pidfile: str | None, env: dict[str, str], argv: list[str],
+              remove_root: str | None = None, keep_on_failure: bool = False, make_rundir: bool = True,
+              stdin_null: bool = False, tail: str = "") -> str:
+    """Shell text that runs ``argv`` with ``env`` in its own process group, recording the pgid.
+
+    Variables are exported by the login shell, whose own ``/proc/<pid>/environ`` keeps its
+    initial environment, so ``kill_job`` hits the tool and its children but not that shell. The
+    shell waits rather than ``exec``'ing the tool: it then reports a signal death as the usual
+    ``128+n`` exit status (paramiko would report an exit-signal as ``-1``).
+
+    With ``remove_root`` the script also applies the cleanup rule itself, sparing an op with
+    nothing to fetch a second exec round trip (about a third of a trivial op's cost).
+    ``tail`` is shell text run after the command (``$rc`` holds its status) and before the exit;
+    ``stdin_null`` gives the command ``/dev/null`` as stdin (the channel's stdin stays ours).
+    """
+    bad = [name for name in env if not _ENV_NAME.match(name)]
+    if bad:
+        raise Failure(f"invalid environment variable name {bad[0]!r}")
+    steps = ([f"mkdir -p {quote(rundir)}"] if make_rundir else []) + [f"cd {quote(rundir)}"] if rundir else []
+    steps += [f"export {quote(f'{k}={v}')}" for k, v in env.items()]
+    command = " ".join(quote(a) for a in argv)
+    if pidfile is None:
+        return " && ".join(steps + [command]) + "; exit $?\n"
+    in_new_session = quote('echo $$ > "$0" && "$@"')
+    grouped = (
+        f"if kill -0 -$$ 2>/dev/null || ! command -v setsid >/dev/null 2>&1; "
+        f"then echo $$ > {quote(pidfile)} && {command}; "
+        f"else setsid -w sh -c {in_new_session} {quote(pidfile)} {command}; fi"
+    )
+    script = " && ".join(steps + [f"{{ {grouped}; }}" + (" </dev/null" if stdin_null else "")]) + "; rc=$?; "
+    if remove_root:
+        cleanup = f"rm -rf {quote(remove_root)}"
+        script += f"if [ $rc -eq 0 ]; then {cleanup}; fi; " if keep_on_failure else f"{cleanup}; "
+    return script + tail + "exit $rc\n"
+
+
+def inline_script(op: RemoteOp, plan: InlinePlan, rundir: str, pidfile: str, nonce: str, end: str,
+                  round2: bool) -> str:
+    """The whole single-channel script of an op (see ``ssh_inline``): stage, run, report the exit
+    status and emit the fetched files after ``nonce`` markers, optionally wait for the second
+    fetch round (ended by the line ``end``), then apply the cleanup rule."""
+    script = staging_script(plan, nonce, needs_b64(plan, op))
+    tail = 'printf \'%s:R:%s\\n\' "$N" "$rc"; '
+    if op.fetch:
+        script += fetch_function()
+        emits = "; ".join(f"ax_e {quote(posixpath.join(rundir, rel))} {i}" for i, rel in enumerate(op.fetch))
+        tail += f"if [ $rc -eq 0 ]; then {emits}; "
+        if round2:
+            tail += ('printf \'%s:W\\n\' "$N"; while IFS= read -r ax_l; do '
+                     f'[ "$ax_l" = \'{end}\' ] && break; eval "$ax_l"; done; ')
+        tail += "fi; "
+    keep = (["[ $ax_k -eq 0 ]"] if op.fetch else []) + (["[ $rc -eq 0 ]"] if op.keep_dir_on_failure else [])
+    cleanup = f"rm -rf {quote(op.root)}"
+    tail += f"if {' && '.join(keep)}; then {cleanup}; fi; " if keep else f"{cleanup}; "
+    script += op_script(rundir, pidfile, op.env, op.argv, make_rundir=False, stdin_null=round2, tail=tail)
+    if round2:
+        script += end + "\n"
+    return script
+
+
+def fetch_more_sender(op: RemoteOp, rundir: str, end: str) -> Callable[[InlineReader], None]:
+    """What the reader calls once the first fetch round is in: it sends the second round's
+    ``ax_e`` lines (names the host cannot take in a line go to SFTP instead) and ``end``."""
+
+    def more(reader: InlineReader) -> None:
+        lines = []
+        try:
+            wanted = fetch_plan(op, dict(reader.fetched))
+        except BaseException:
+            reader.send((end + "\n").encode())  # let the host finish before giving up
+            raise
+        for rel in wanted:
+            if "\n" in rel or "\0" in rel or "\r" in rel:
+                reader.sftp_needed.append(rel)
+                lines.append("ax_k=1")
+                continue
+            reader.names.append(rel)
+            lines.append(f"ax_e {quote(posixpath.join(rundir, rel))} {len(reader.names) - 1}")
+        reader.send(("".join(line + "\n" for line in lines) + end + "\n").encode())
+
+    return more
+
+
+def kill_group_command(pidfile: str) -> str:
+    """Kill the process group recorded in ``pidfile``, waiting briefly for the file to appear
+    (a cancel can race with the command's start)."""
+    f = quote(pidfile)
+    return (
+        f"i=0; while [ ! -s {f} ] && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done; "
+        f"p=$(cat {f} 2>/dev/null); [ -n \"$p\" ] && kill -9 -$p 2>/dev/null; true"
+    )
+
+
+def kill_job_command(job_id: str) -> str:
+    """Kill every process whose environment holds exactly ``AUTOEXEC_JOBID=<job_id>``.
+
+    Entries in ``/proc/<pid>/environ`` are NUL-separated; matching whole entries (``grep -zx``)
+    is what keeps job 123 from matching job 1234. Repeats a few times to catch children forked
+    between the scan and the kill. Prints the pids still alive, if any.
+    """
+    pat = quote(f"AUTOEXEC_JOBID={job_id}")
+    scan = (
+        "scan() { if grep -zqxF -e x /dev/null 2>/dev/null; [ $? -le 1 ]; then "
+        f"grep -lsxzF -e {pat} /proc/[0-9]*/environ 2>/dev/null; "
+        "else for f in /proc/[0-9]*/environ; do "
+        f"tr '\\000' '\\n' 2>/dev/null < \"$f\" | grep -qxF -e {pat} && echo \"$f\"; done 2>/dev/null; fi "
+        "| sed -n 's#^/proc/\\([0-9][0-9]*\\)/environ$#\\1#p' | grep -vx \"$$\"; }; "
+    )
+    return (
+        scan
+        + "n=0; while [ $n -lt 5 ]; do pids=$(scan); [ -z \"$pids\" ] && break; "
+        + "kill -9 $pids 2>/dev/null; n=$((n+1)); sleep 0.1; done; pids=$(scan); echo $pids"
+    )
+
+
+# --------------------------------------------------------------------------- exec channels
+
+
+def _split_lines(buffer: bytearray, on_line: LineSink) -> None:
+    while True:
+        cut = buffer.find(b"\n")
+        if cut < 0:
+            return
+        raw = bytes(buffer[:cut])
+        del buffer[: cut + 1]
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        on_line(raw.decode("utf-8", errors="replace"))
+
+
+def execute(transport: paramiko.Transport, script: str, on_line: LineSink, cancel: threading.Event,
+            timeouts: Timeouts, op_timeout: float | None, kill_group: Callable[[], None],
+            reader: InlineReader | None = None, bootstrap: str = BOOTSTRAP) -> int:
+    """Run ``script`` (fed to the bootstrap on stdin), streaming merged stdout/stderr;
+    returns the exit status.
+
+    Timeouts and cancel call ``kill_group`` (kill the remote process group) before giving up, so
+    nothing keeps running on the host after the op has been reported as failed.
+    """
+    limit = op_timeout or timeouts.op
+    read_limit = timeouts.read
+    try:
+        channel = transport.open_session(timeout=timeouts.connect)
+        channel.set_combine_stderr(True)
+        channel.settimeout(timeouts.write)
+        channel.exec_command(bootstrap)
+        channel.sendall(script.encode())
+        if bootstrap == BOOTSTRAP:
+            channel.shutdown_write()
+        channel.settimeout(POLL)
+    except (paramiko.SSHException, OSError, EOFError) as err:
+        raise Failure(f"cannot start command: {describe(err)}") from None
+    if reader is not None:
+        def send(data: bytes) -> None:
+            channel.settimeout(timeouts.write)
+            try:
+                channel.sendall(data)
+                channel.shutdown_write()
+            finally:
+                channel.settimeout(POLL)
+        reader.send = send
+    start = last_output = time.monotonic()
+    buffer = bytearray()
+
+    def give_up(reason: str | None) -> None:
+        kill_group()
+        channel.close()
+        if reason is None:
+            raise Cancelled()
+        raise Failure(reason)
+
+    def check_limits() -> None:
+        now = time.monotonic()
+        if cancel.is_set():
+            give_up(None)
+        if now - start >= limit:
+            give_up(f"command exceeded the op timeout of {limit:g}s and was killed")
+        if now - last_output >= read_limit:
+            give_up(f"no output for {read_limit:g}s (read timeout); command killed")
+
+    try:
+        while True:
+            check_limits()
+            try:
+                data = channel.recv(65536)
+            except socket.timeout:
+                continue
+            if not data:
+                break
+            last_output = time.monotonic()
+            if reader is not None:
+                reader.feed(data)
+                continue
+            buffer.extend(data)
+            _split_lines(buffer, on_line)
+        if reader is not None:
+            reader.close()
+        if buffer:
+            on_line(bytes(buffer).decode("utf-8", errors="replace").rstrip("\r"))
+            buffer.clear()
+        while not channel.status_event.wait(POLL):
+            check_limits()
+    except (paramiko.SSHException, OSError, EOFError) as err:
+        channel.close()
+        raise Failure(f"connection failed while the command was running: {describe(err)}") from None
+    status = channel.exit_status
+    channel.close()
+    if status == -1:
+        if not transport.is_active():
+            raise Failure("connection lost while the command was running")
+        raise Failure("command ended without an exit status (killed by a signal?)")
+    return status
+
+
+def exec_collect(transport: paramiko.Transport, command: str, timeout: float) -> tuple[int, str]:
+    """Run a short housekeeping command and return (status, output)."""
+    deadline = time.monotonic() + timeout
+    try:
+        channel = transport.open_session(timeout=timeout)
+        channel.set_combine_stderr(True)
+        channel.settimeout(POLL)
+        channel.exec_command(command)
+        chunks: list[bytes] = []
+        while True:
+            if time.monotonic() >= deadline:
+                channel.close()
+                raise Failure(f"housekeeping command timed out after {timeout:g}s")
+            try:
+                data = channel.recv(65536)
+            except socket.timeout:
+                continue
+            if not data:
+                break
+            chunks.append(data)
+        if not channel.status_event.wait(max(0.0, deadline - time.monotonic())):
+            raise Failure(f"housekeeping command timed out after {timeout:g}s")
+        status = channel.exit_status
+        channel.close()
+        return status, b"".join(chunks).decode("utf-8", errors="replace")
+    except (paramiko.SSHException, OSError, EOFError) as err:
+        raise Failure(f"housekeeping command failed: {describe(err)}") from None
