@@ -398,11 +398,15 @@ class TagentTestAgent:
         sock.shutdown(socket.SHUT_WR)
 
     def _reload(self, sock: socket.socket, args: list[bytes]) -> None:
-        self._write_chunk(sock, b"Status:200")
-        sock.shutdown(socket.SHUT_WR)
-        self.reload_count += 1
-        if self.pending_credential is not None:  # a restarted listener reads the new credential
+        # The answer is encrypted with this session's (old) key, but the new credential takes
+        # effect before it is sent: a client reconnecting right after "Status:200" must already be
+        # challenged with the new one, as with a restarted real agent.
+        answer = self._crypt(b"Status:200")
+        if self.pending_credential is not None:
             self.password, self.pending_credential = self.pending_credential, None
+        self.reload_count += 1
+        sock.sendall(struct.pack(">H", len(answer)) + answer)
+        sock.shutdown(socket.SHUT_WR)
 
     def _updatecred(self, sock: socket.socket, args: list[bytes]) -> None:
         new = args[0].decode(self.charset).strip()

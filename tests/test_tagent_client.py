@@ -14,8 +14,9 @@ from autoexec.rc4 import rc4
 from autoexec.transports.base import TransportError
 from autoexec.transports.tagent_client import (
     End, TagentAuthError, TagentClient, TagentConnection, TagentError, TagentProtocolError,
-    _LineAssembler, answer_challenge, codec_for, parse_exit_trailer, split_challenge,
+    answer_challenge, codec_for, parse_exit_trailer, split_challenge,
 )
+from autoexec.transports.tagent_stream import LineAssembler as _LineAssembler
 from tests.tagent_agent import TagentTestAgent
 
 KEY = "Verify-Pass-123"
