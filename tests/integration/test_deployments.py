@@ -74,15 +74,25 @@ def deployment(prefect_home: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         log.close()
 
 
+def _api(method: str, url: str, body: Any = None) -> requests.Response:
+    """The embedded SQLite server answers 503 when its database is busy (prefect-lab §2): a caller
+    retries, as the console would."""
+    deadline = time.monotonic() + 20
+    while True:
+        resp = requests.request(method, url, json=body, timeout=10)
+        if resp.status_code < 500 or time.monotonic() > deadline:
+            return resp
+        time.sleep(0.3)
+
+
 def _trigger(home: Path, dep_id: str, **parameters: Any) -> str:
-    resp = requests.post(f"{_url(home)}/deployments/{dep_id}/create_flow_run", json={"parameters": parameters},
-                         timeout=10)
+    resp = _api("POST", f"{_url(home)}/deployments/{dep_id}/create_flow_run", {"parameters": parameters})
     assert resp.status_code == 201, resp.text
     return str(resp.json()["id"])
 
 
 def _run(home: Path, run_id: str) -> dict[str, Any]:
-    return requests.get(f"{_url(home)}/flow_runs/{run_id}", timeout=10).json()
+    return _api("GET", f"{_url(home)}/flow_runs/{run_id}").json()
 
 
 def _wait_state(home: Path, run_id: str, state_type: str, timeout: float = 60, name: str | None = None) -> dict:
@@ -98,8 +108,8 @@ def _wait_state(home: Path, run_id: str, state_type: str, timeout: float = 60, n
 
 
 def _set_state(home: Path, run_id: str, state_type: str) -> None:
-    resp = requests.post(f"{_url(home)}/flow_runs/{run_id}/set_state", timeout=10,
-                         json={"state": {"type": state_type, "message": f"operator {state_type.lower()}"}})
+    resp = _api("POST", f"{_url(home)}/flow_runs/{run_id}/set_state",
+                {"state": {"type": state_type, "message": f"operator {state_type.lower()}"}})
     assert resp.json()["status"] == "ACCEPT", resp.text
 
 
@@ -125,8 +135,8 @@ def test_triggered_run_executes_the_job_like_the_cli(prefect_home: Path, deploym
     assert f"INFO: Job {job} finished, status:succeed." in (jobdir / "log/console.txt").read_text()
 
     def node_log_forwarded() -> bool:
-        logs = requests.post(f"{_url(prefect_home)}/logs/filter", timeout=10,
-                             json={"logs": {"level": {"ge_": 20}}, "limit": 200, "sort": "TIMESTAMP_DESC"}).json()
+        logs = _api("POST", f"{_url(prefect_home)}/logs/filter",
+                    {"logs": {"level": {"ge_": 20}}, "limit": 200, "sort": "TIMESTAMP_DESC"}).json()
         return any(m["message"].startswith("node deploy/10.9.0.11-22-1001 succeed") for m in logs)
 
     _wait_for(node_log_forwarded, timeout=20)
@@ -167,7 +177,7 @@ def test_pause_suspends_the_run_and_resume_finishes_the_job(prefect_home: Path, 
     answers: list[str] = []
 
     def resumed() -> bool:  # the embedded SQLite server may answer 500 under load: an operator retries
-        resp = requests.post(f"{_url(prefect_home)}/flow_runs/{run_id}/resume", json={}, timeout=10)
+        resp = _api("POST", f"{_url(prefect_home)}/flow_runs/{run_id}/resume", {})
         answers.append(f"{resp.status_code} {resp.text[:300]}")
         return resp.status_code < 300 and resp.json().get("status") == "ACCEPT"
 
@@ -193,7 +203,7 @@ def _cli_job(home: Path, tmp: Path, job: str, inputs: dict[str, Any]) -> subproc
 
 def _cli_run_id(home: Path, job: str) -> str:
     body = {"flow_runs": {"name": {"any_": [f"job-{job}"]}}, "limit": 1}
-    runs = requests.post(f"{_url(home)}/flow_runs/filter", json=body, timeout=10).json()
+    runs = _api("POST", f"{_url(home)}/flow_runs/filter", body).json()
     return str(runs[0]["id"]) if runs else ""
 
 
