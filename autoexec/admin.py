@@ -60,21 +60,23 @@ def _wait_gone(pid: int, seconds: float) -> bool:
     return not _alive(pid)
 
 
-def _tell_console(job_id: str, status: str, devmode: bool, pass_through: dict | None) -> None:
-    if devmode:
-        return
-    from autoexec.production import notify_job_status
+def _job_process(job_id: str, status: str, devmode: bool, pass_through: dict | None) -> int | None:
+    """The job's pid; with no process, the console is told the job is ``status`` (not in devmode)."""
+    pid = find_job_process(job_id)
+    if pid is None:
+        if not devmode:
+            from autoexec.production import notify_job_status
 
-    notify_job_status(job_id, status, pass_through or {})
+            notify_job_status(job_id, status, pass_through or {})
+        print(f"INFO: Can not find job {job_id} process.")
+    return pid
 
 
 def abort_job(job_id: str, devmode: bool = False, grace: float = 15.0, pass_through: dict | None = None) -> int:
     """0 killed, 1 could not kill, 2 no process (§2.8). Waits only as long as the job needs."""
     print(f"INFO: try to kill job:{job_id}...")
-    pid = find_job_process(job_id)
+    pid = _job_process(job_id, "aborted", devmode, pass_through)
     if pid is None:
-        _tell_console(job_id, "aborted", devmode, pass_through)
-        print(f"INFO: Can not find job {job_id} process.")
         return 2
     print(f"INFO: Try to stop job {job_id} process {pid}...")
     os.kill(pid, signal.SIGTERM)
@@ -94,10 +96,8 @@ def pause_job(job_id: str, devmode: bool = False, pass_through: dict | None = No
     """0 paused (signalled once; the job stops at its next op boundary and reports itself),
     2 no process (§21 item 19: no endless re-signalling)."""
     print(f"INFO: try to pause job:{job_id}")
-    pid = find_job_process(job_id)
+    pid = _job_process(job_id, "paused", devmode, pass_through)
     if pid is None:
-        _tell_console(job_id, "paused", devmode, pass_through)
-        print(f"INFO: Can not find job {job_id} process.")
         return 2
     print(f"INFO: Try to pause job {job_id} process {pid}...")
     os.kill(pid, signal.SIGUSR1)

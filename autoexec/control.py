@@ -22,8 +22,6 @@ class JobControl:
         self._cancellers: dict[int, Canceller] = {}
         self._ids = itertools.count()
         self._lock = threading.Lock()
-        self.on_abort: list[Callable[[], None]] = []
-        self.on_pause: list[Callable[[], None]] = []
 
     # --- state -------------------------------------------------------------------------
     @property
@@ -73,8 +71,6 @@ class JobControl:
         threads = [threading.Thread(target=_quietly, args=(c,), daemon=True) for c in cancellers]
         for t in threads:
             t.start()
-        for hook in self.on_abort:
-            _quietly(hook)
         for t in threads:
             t.join(timeout=10)
 
@@ -82,8 +78,6 @@ class JobControl:
         if self.pause_event.is_set() or self.abort_event.is_set():
             return
         self.pause_event.set()
-        for hook in self.on_pause:
-            _quietly(hook)
 
     # --- signals -------------------------------------------------------------------------
     def install_signal_handlers(self) -> None:

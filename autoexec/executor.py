@@ -14,7 +14,7 @@ from typing import Any
 from autoexec.logs import NodeLog
 from autoexec.models.nodes import Node
 from autoexec.models.params import Operation
-from autoexec.notify import NodeRef
+from autoexec.notify import NodeRef, PhaseCounts
 from autoexec.ops.dispatch import OpOutcome, run_operation
 from autoexec.ops.nodectx import NodeContext
 from autoexec.runtime import JobRuntime, PhasePlan
@@ -64,26 +64,24 @@ class NodeRun:
             status = "aborted"
         warn = self.log.warn_count if self.log else self.status.data.get("warnCount", 0)
         if self.status.set_status(status, warn):
-            if self.log:
-                self.log.line(f"INFO: Change node status to {status}.")
-            self.rt.notifier.node_status(group_no=self.plan.group_no, phase=self.plan.name, node=self.ref,
-                                         status=status, fail_ignore=fail_ignore, warn_count=warn)
+            self._announce(status, fail_ignore, warn)
         if status in ("failed", "aborted"):
             self.rt.control.mark_failed()
+
+    def _announce(self, status: str, fail_ignore: bool, warn: int) -> None:
+        """A changed node status: one line in the node log, one callback."""
+        if self.log:
+            self.log.line(f"INFO: Change node status to {status}.")
+        self.rt.notifier.node_status(group_no=self.plan.group_no, phase=self.plan.name, node=self.ref,
+                                     status=status, fail_ignore=fail_ignore, warn_count=warn)
 
     def wait_input(self, interact: dict | None) -> None:
         """``informNodeWaitInput`` from the node's tool (§13): ``waitInput`` with the question the
         console shows, or back to ``running`` (``interact`` None) once answered."""
         status = "waitInput" if interact is not None else "running"
         if self.status.set_interact(status, interact):
-            if self.log:
-                self.log.line(f"INFO: Change node status to {status}.")
-            self.rt.notifier.node_status(group_no=self.plan.group_no, phase=self.plan.name, node=self.ref,
-                                         status=status, fail_ignore=False,
-                                         warn_count=int(self.status.data.get("warnCount") or 0))
+            self._announce(status, False, int(self.status.data.get("warnCount") or 0))
         counts = self.rt.phase_counts.get(self.plan.name)
-        from autoexec.notify import PhaseCounts
-
         # §21 item 28: the original pushed phase ``waitInput`` on the answer too; the phase runs again
         self.rt.notifier.phase_status(group_no=self.plan.group_no, phase=self.plan.name, status=status,
                                       counts=counts() if counts else PhaseCounts())

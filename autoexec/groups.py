@@ -8,9 +8,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
-from autoexec.models.nodes import RUNNER_NODE, Node, NodesFile, load_nodes
+from autoexec.models.nodes import RUNNER_NODE, Node, NodesFile, NodesHeader, load_nodes
 from autoexec.models.params import Group, Phase
 from autoexec.phase import Dispatch, PhaseRunner
 from autoexec.runtime import JobRuntime, PhasePlan, parallel_count
@@ -42,8 +42,6 @@ _nodes_cache: dict[tuple[str, float], NodesFile] = {}
 
 def read_nodes(path: Path) -> NodesFile:
     if not path.exists():
-        from autoexec.models.nodes import NodesHeader
-
         return NodesFile(header=NodesHeader(totalCount=0), nodes=[])
     key = (str(path), path.stat().st_mtime)
     if key not in _nodes_cache:
@@ -51,8 +49,9 @@ def read_nodes(path: Path) -> NodesFile:
     return _nodes_cache[key]
 
 
-def my_nodes(rt: JobRuntime, nodes_file: NodesFile) -> list[Node]:
-    return [n for n in nodes_file.nodes
+def my_nodes(rt: JobRuntime, nodes: Iterable[Node]) -> list[Node]:
+    """The nodes this runner runs (its runnerId, within ``--nodes``)."""
+    return [n for n in nodes
             if n.runnerId == rt.runner_id and (rt.node_filter is None or n.resourceId in rt.node_filter)]
 
 
@@ -64,7 +63,7 @@ def plan_phase(rt: JobRuntime, group: Group, phase: Phase, index: int, round_cou
         local = nodes_file.header.localRunnerId == rt.runner_id
         nodes = [RUNNER_NODE] if local else []
         return PhasePlan(group.groupNo, phase, index, path, nodes_file.header, nodes, True, 1)
-    nodes = my_nodes(rt, nodes_file)
+    nodes = my_nodes(rt, nodes_file.nodes)
     count = len(rt.node_filter) if rt.node_filter else (nodes_file.header.totalCount or len(nodes))
     rc = phase.roundCount if phase.roundCount is not None else round_count
     return PhasePlan(group.groupNo, phase, index, path, nodes_file.header, nodes, False,
@@ -163,8 +162,7 @@ def run_gray_scale(rt: JobRuntime, group: Group, dispatch: Dispatch, round_count
     if not refresh_nodes(rt, "group", "", group.groupNo):
         result.phases[f"group-{group.groupNo}"] = "failed"
         return result
-    group_path = rt.jobdir.group_nodes(group.groupNo)
-    group_path = group_path if group_path.exists() else rt.jobdir.nodes
+    group_path = nodes_file_for(rt, group.groupNo, None)
     group_file = read_nodes(group_path)
     all_nodes = group_file.nodes
     sizes = round_sizes(len(all_nodes), round_count)
@@ -180,7 +178,7 @@ def run_gray_scale(rt: JobRuntime, group: Group, dispatch: Dispatch, round_count
     for round_no, size in enumerate(sizes, 1):
         batch = all_nodes[offset:offset + size]
         offset += size
-        mine = [n for n in batch if n.runnerId == rt.runner_id and (rt.node_filter is None or n.resourceId in rt.node_filter)]
+        mine = my_nodes(rt, batch)
         rt.console.line(f"INFO: Group:{group.groupNo} round:{round_no}/{rounds} with {len(mine)} node(s).")
         for _, phase in phases:
             if rt.control.halted:

@@ -103,21 +103,20 @@ class JobSocket:
             except Exception as exc:  # noqa: BLE001 - one bad datagram must not stop the listener
                 self.rt.console.line(f"ERROR: Process event:{data[:200]!r} failed, {exc}")
                 continue
-            if reply is not None and sender and self.sock is not None:
-                try:
-                    self.sock.sendto(json.dumps(reply, default=str).encode("utf-8"), sender)
-                except OSError:
-                    pass
+            if reply is not None:
+                self._reply(reply, sender)
 
-    def _lock_and_reply(self, message: dict[str, Any], sender: Any) -> None:
-        """A lock may wait for minutes: answered from its own thread, the listener goes on."""
-        reply = self.locks.request(message.get("lockParams") or {})
+    def _reply(self, reply: dict[str, Any], sender: Any) -> None:
         sock = self.sock
         if sender and sock is not None:
             try:
                 sock.sendto(json.dumps(reply, default=str).encode("utf-8"), sender)
             except OSError:
                 pass
+
+    def _lock_and_reply(self, message: dict[str, Any], sender: Any) -> None:
+        """A lock may wait for minutes: answered from its own thread, the listener goes on."""
+        self._reply(self.locks.request(message.get("lockParams") or {}), sender)
 
     def handle(self, message: dict[str, Any]) -> dict | None:
         action = message.get("action")
@@ -143,7 +142,7 @@ class JobSocket:
                 raw = message.get("interact")
                 interact = raw if isinstance(raw, dict) else {"message": raw}
             run.wait_input(interact)
-            self.rt.console.line(f"INFO: Update runner node status to {'running' if message.get('clean') else 'waitInput'} "
+            self.rt.console.line(f"INFO: Update runner node status to {'running' if interact is None else 'waitInput'} "
                                  f"succeed.")
             return None
         if action == "queryCollectDB":

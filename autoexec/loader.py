@@ -16,7 +16,7 @@ from autoexec.config import Config, load_config
 from autoexec.control import JobControl
 from autoexec.jobdir import JobDir, UnsafeName
 from autoexec.logs import ConsoleLog
-from autoexec.models.nodes import NodesHeader, load_nodes, parse_nodes_lines
+from autoexec.models.nodes import RUNNER_NODE, NodesHeader, load_nodes, parse_nodes_lines
 from autoexec.models.params import JobInputError, Params, load_params
 from autoexec.notify import Notifier, NullNotifier
 from autoexec.runtime import JobRuntime
@@ -102,8 +102,8 @@ def prepare_job_dir(req: JobRequest, cfg: Config) -> tuple[JobDir, Params]:
     nodes_text: str | None = None
     nodes_src: Path | None = None
     if params.runNode:
-        header = NodesHeader(totalCount=len(params.runNode), localRunnerId=_runner_id(req, params),
-                             jobRunnerIds=[_runner_id(req, params)])
+        runner_id = _runner_id(req, params)
+        header = NodesHeader(totalCount=len(params.runNode), localRunnerId=runner_id, jobRunnerIds=[runner_id])
         lines = [json.dumps(header.model_dump())] + [json.dumps(n, ensure_ascii=False) for n in params.runNode]
         parse_nodes_lines(lines, "params runNode")
         nodes_text = "\n".join(lines) + "\n"
@@ -202,7 +202,7 @@ def build_runtime(req: JobRequest, cfg: Config | None = None, notifier: Notifier
     from autoexec.files import FileParams
 
     rt.file_fetcher = FileParams(cfg.data_dir, jobdir.file_dir)
-    rt.runner_output = NodeOutput(jobdir.node_output("local-0-0"), job_id, _runner_node(), rt.mirror)
+    rt.runner_output = NodeOutput(jobdir.node_output("local-0-0"), job_id, RUNNER_NODE, rt.mirror)
     return rt
 
 
@@ -235,10 +235,9 @@ def _mongodb_from_block(cfg: Config) -> Config:
     name = os.environ.get("AUTOEXEC_MONGODB_BLOCK")  # importing autoexec.blocks imports Prefect
     if cfg.db_url or not name:
         return cfg
-    from autoexec.blocks.lookup import MONGODB_BLOCK_ENV
     from dataclasses import replace
 
-    from autoexec.blocks.lookup import BlockUnavailable, mongodb_connection
+    from autoexec.blocks.lookup import MONGODB_BLOCK_ENV, BlockUnavailable, mongodb_connection
 
     try:
         values = mongodb_connection(name).to_config_values()
@@ -272,12 +271,6 @@ def load_job_env(rt: JobRuntime) -> None:
     if env:
         with rt.env_lock:
             rt.base_env.update({k: str(v) for k, v in env.items()})
-
-
-def _runner_node() -> Any:
-    from autoexec.models.nodes import RUNNER_NODE
-
-    return RUNNER_NODE
 
 
 def _max_parallel() -> int:

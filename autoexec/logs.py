@@ -86,17 +86,16 @@ class ConsoleLog(StampedWriter):
     def open(cls, path: Path, hislog_dir: Path, first_fire: bool, exec_user: str,
              reuse: bool = False) -> "ConsoleLog":
         echo = sys.stdout if (sys.stdout.isatty() or os.environ.get("AUTOEXEC_ECHO") == "1") else None
+        if first_fire and not reuse:
+            path.unlink(missing_ok=True)  # a fresh inode, so the previous generation's history link keeps its text
+        log = cls(path, append=True, echo=echo)
         if first_fire:
-            if path.exists() and not reuse:
-                path.unlink()  # a fresh inode, so the previous generation's history link keeps its text
-            log = cls(path, append=True, echo=echo)
             hislog_dir.mkdir(parents=True, exist_ok=True)
             try:
                 os.link(path, _hislog_name(hislog_dir, exec_user))
             except OSError:
                 pass
-            return log
-        return cls(path, append=True, echo=echo)
+        return log
 
 
 class NodeLog(StampedWriter):
@@ -104,9 +103,7 @@ class NodeLog(StampedWriter):
     name carries the node's final status once it ends (``running`` while in flight)."""
 
     def __init__(self, path: Path, hislog_dir: Path, exec_user: str) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists():
-            path.unlink()
+        path.unlink(missing_ok=True)  # a fresh inode: the previous run's history link keeps its text
         super().__init__(path, append=False)
         self.exec_user = exec_user
         hislog_dir.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ The engine only ever talks to a :class:`Notifier`; devmode uses :class:`NullNoti
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,6 @@ class NullNotifier:
     """devmode: nothing leaves the machine. Records calls so tests and the console log can see them."""
 
     calls: list[tuple[str, dict]] = field(default_factory=list)
-    on_fail_node: Callable[[], None] | None = None
 
     def _rec(self, name: str, **kw: object) -> None:
         self.calls.append((name, kw))

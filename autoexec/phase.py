@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable, Protocol
 from autoexec.executor import NodeResult, NodeRun
 from autoexec.models.nodes import Node
 from autoexec.runtime import JobRuntime, PhasePlan, PhaseState
+from autoexec.store import read_json
 
 
 class NodeFuture(Protocol):
@@ -54,6 +55,8 @@ class PhaseRunner:
         self.plan = plan
         self.dispatch = dispatch
         self.state = PhaseState(plan)
+        self._unfinished = False
+        """Some nodes were never handed out (the job halted, or this phase failed)."""
 
     def execute(self, nodes: Iterable[Node]) -> None:
         self.dispatch(self, list(nodes))
@@ -91,8 +94,6 @@ class PhaseRunner:
         self._push(status)
         return status
 
-    _unfinished = False
-
     def summary(self) -> None:
         c = self.state.counts
         self.rt.console.line(f"INFO: Execute phase:{self.plan.name} finish, suceessCount:{c['suc']}, "
@@ -102,8 +103,6 @@ class PhaseRunner:
     # --- dispatch -----------------------------------------------------------------------
     def _should_skip(self, node: Node) -> tuple[str | None, str]:
         """(``skip`` | ``busy`` | None, console line) from the node's recorded status (§8.4, §9.3)."""
-        from autoexec.store import read_json
-
         data = read_json(self.rt.jobdir.node_status(self.plan.name, node.triple))
         if data is None and self.rt.mirror is not None:
             data = self.rt.mirror.load_node_status(self.rt.job_id, self.plan.name, node.resourceId)
@@ -117,26 +116,17 @@ class PhaseRunner:
         verb = "try to execute again" if status == "running" else "execute begin"
         return None, f"INFO: Node({node.resourceId}) status:{status or 'pending'} {node.label} {verb}..."
 
+    # node status -> (counter, console line level, console line end)
+    _OUTCOMES = {"succeed": ("suc", "INFO", "execute succeed."), "ignored": ("ignore", "WARN", "execute failed, ignore."),
+                 "paused": ("pause", "WARN", "execute paused."), "aborted": ("abort", "ERROR", "execute aborted.")}
+
     def _account(self, node: Node, result: NodeResult | None, error: BaseException | None) -> None:
         status = result.status if result else "failed"
-        warn = result.warn_count if result else 0
-        label = f"Node({node.resourceId}) {node.label}"
-        if status == "succeed":
-            self.state.add("suc", warn)
-            self.rt.console.line(f"INFO: {label} execute succeed.")
-        elif status == "ignored":
-            self.state.add("ignore", warn)
-            self.rt.console.line(f"WARN: {label} execute failed, ignore.")
-        elif status == "paused":
-            self.state.add("pause", warn)
-            self.rt.console.line(f"WARN: {label} execute paused.")
-        elif status == "aborted":
-            self.state.add("abort", warn)
-            self.rt.console.line(f"ERROR: {label} execute aborted.")
-        else:
-            self.state.add("fail", warn)
-            reason = f": {error}" if error else (f": {result.message}" if result and result.message else "")
-            self.rt.console.line(f"ERROR: {label} execute failed{reason}.")
+        key, level, text = self._OUTCOMES.get(status) or ("fail", "ERROR", "execute failed{}.")
+        self.state.add(key, result.warn_count if result else 0)
+        if key == "fail":
+            text = text.format(f": {error}" if error else (f": {result.message}" if result and result.message else ""))
+        self.rt.console.line(f"{level}: Node({node.resourceId}) {node.label} {text}")
 
     def run_nodes(self, nodes: Iterable[Node], submit: Submit) -> None:
         """Runs nodes with at most ``plan.parallel`` in flight; stops handing out new ones once the

@@ -65,9 +65,6 @@ class JobRuntime:
     closers: list[Callable[[], None]] = field(default_factory=list)
     """Released after the job's last callback was flushed (console session, …)."""
 
-    def redact(self, text: str) -> str:
-        return text
-
 
 @dataclass
 class PhasePlan:
@@ -118,7 +115,3 @@ def parallel_count(node_count: int, round_count: int | None, cap: int) -> int:
     if not round_count or round_count <= 0:
         return max(1, min(node_count, cap))
     return max(1, min(math.ceil(node_count / round_count), cap))
-
-
-def runtime_output_dict(rt: JobRuntime) -> dict[str, Any]:
-    return rt.runner_output.data if rt.runner_output else {}

@@ -25,10 +25,10 @@ class Mirror(Protocol):
 def _open_creating_dirs(path: Path, mode: str) -> Any:
     """Status and output files are written several times per node: try first, mkdir on demand."""
     try:
-        return open(path, mode, encoding="utf-8") if "b" not in mode else open(path, mode)
+        return open(path, mode, encoding="utf-8")
     except FileNotFoundError:
         path.parent.mkdir(parents=True, exist_ok=True)
-        return open(path, mode, encoding="utf-8") if "b" not in mode else open(path, mode)
+        return open(path, mode, encoding="utf-8")
 
 
 def write_json_atomic(path: Path, data: Any, indent: int | None = None) -> None:
@@ -47,9 +47,7 @@ def read_json(path: Path) -> Any | None:
     try:
         with open(path, encoding="utf-8") as fh:
             return json.load(fh)
-    except FileNotFoundError:
-        return None
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
         return None
 
 

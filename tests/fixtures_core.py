@@ -67,10 +67,15 @@ class JobFiles:
             **req: Any) -> tuple[JobRuntime, JobOutcome]:
         """Runs a job through the real engine with a plain thread pool instead of Prefect."""
         rt = self.runtime(job_id, params, nodes_text, **req)
-        with ThreadPoolExecutor(rt.max_parallel) as pool:
-            outcome = run_job(rt, local_group_runner(thread_submit(pool, rt)))
+        outcome = run_runtime(rt)
         rt.console.close()
         return rt, outcome
+
+
+def run_runtime(rt: JobRuntime, workers: int | None = None) -> JobOutcome:
+    """Runs a built runtime through the real engine with a plain thread pool instead of Prefect."""
+    with ThreadPoolExecutor(workers or rt.max_parallel) as pool:
+        return run_job(rt, local_group_runner(thread_submit(pool, rt)))
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-from tests.fixtures_core import EXAMPLES, JobFiles, nodes_lines, script_op
+from tests.fixtures_core import EXAMPLES, JobFiles, nodes_lines, run_runtime, script_op
 
 
 def _read(path: Path) -> dict:
@@ -132,11 +132,6 @@ def test_abort_kills_the_whole_process_group_and_marks_nodes_aborted(jobs: JobFi
     params = {"runFlow": [{"groupNo": 0, "phases": [{"phaseName": "p", "phaseType": "runner_target",
                                                       "operations": [script_op("s_1", script, "runner_target")]}]}]}
     rt = jobs.runtime("71", params, nodes_lines(2))
-    from concurrent.futures import ThreadPoolExecutor
-
-    from autoexec.engine import local_group_runner, run_job
-    from autoexec.phase import thread_submit
-
     def abort_when_started() -> None:
         deadline = time.monotonic() + 20
         while len(list(pids.glob("*.child"))) < 2 and time.monotonic() < deadline:
@@ -145,8 +140,7 @@ def test_abort_kills_the_whole_process_group_and_marks_nodes_aborted(jobs: JobFi
 
     threading.Thread(target=abort_when_started, daemon=True).start()
     started = time.monotonic()
-    with ThreadPoolExecutor(4) as pool:
-        outcome = run_job(rt, local_group_runner(thread_submit(pool, rt)))
+    outcome = run_runtime(rt, 4)
     assert time.monotonic() - started < 15
     assert outcome.status == "aborted" and outcome.exit_code == 1
     for pid_file in pids.iterdir():
@@ -171,19 +165,13 @@ def test_pause_stops_at_the_next_op_boundary_and_resume_continues(jobs: JobFiles
         script_op("wait_1", f'touch {gate}.$NODE_NAME\nsleep 0.5\n', "runner_target"),
         script_op("after_1", f'echo "$NODE_NAME" >> {done}\n', "runner_target")]}]}]}
     rt = jobs.runtime("81", params, nodes_lines(2))
-    from concurrent.futures import ThreadPoolExecutor
-
-    from autoexec.engine import local_group_runner, run_job
-    from autoexec.phase import thread_submit
-
     def pause_when_started() -> None:
         while len(list(jobs.tmp.glob("gate.*"))) < 2:
             time.sleep(0.02)
         rt.control.pause()
 
     threading.Thread(target=pause_when_started, daemon=True).start()
-    with ThreadPoolExecutor(4) as pool:
-        outcome = run_job(rt, local_group_runner(thread_submit(pool, rt)))
+    outcome = run_runtime(rt, 4)
     assert outcome.status == "paused" and outcome.exit_code == 0
     assert not done.exists()
     status = _read(rt.jobdir.node_status("p", "10.1.0.1-22-101"))

@@ -5,11 +5,8 @@ import json
 import socket
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
-from autoexec.engine import local_group_runner, run_job
-from autoexec.phase import thread_submit
-from tests.fixtures_core import JobFiles, nodes_lines, script_op
+from tests.fixtures_core import JobFiles, nodes_lines, run_runtime, script_op
 
 SEND = ('import json, os, socket\n'
         's = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n'
@@ -57,8 +54,7 @@ def test_multi_runner_gray_scale_waits_for_the_console_go_ahead(jobs: JobFiles) 
             time.sleep(0.02)
 
     threading.Thread(target=console, daemon=True).start()
-    with ThreadPoolExecutor(4) as pool:
-        outcome = run_job(rt, local_group_runner(thread_submit(pool, rt)))
+    outcome = run_runtime(rt, 4)
     assert outcome.status == "succeed"
     starts = {line.split()[0]: float(line.split()[1]) for line in trace.read_text().splitlines()}
     assert max(starts["n1"], starts["n2"]) < released[0] < min(starts["n3"], starts["n4"])
@@ -84,8 +80,7 @@ def test_round_end_is_told_again_until_the_go_ahead(jobs: JobFiles, monkeypatch)
                      rt.base_env["AUTOEXEC_JOB_SOCK"])
 
     threading.Thread(target=release_late, daemon=True).start()
-    with ThreadPoolExecutor(4) as pool:
-        outcome = run_job(rt, local_group_runner(thread_submit(pool, rt)))
+    outcome = run_runtime(rt, 4)
     assert outcome.status == "succeed"
     told = [c for c in rt.notifier.calls if c[0] == "round_ended"]
     assert 3 <= len(told) <= 6 and all(c[1]["round_no"] == 1 for c in told)
