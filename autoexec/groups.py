@@ -37,16 +37,23 @@ def nodes_file_for(rt: JobRuntime, group_no: int, phase: str | None) -> Path:
     return jd.nodes
 
 
-_nodes_cache: dict[tuple[str, float], NodesFile] = {}
+_nodes_cache: dict[str, tuple[float, NodesFile]] = {}
+_NODES_CACHE_MAX = 64  # a deployment worker runs job after job in one process
 
 
 def read_nodes(path: Path) -> NodesFile:
+    """Parsed once per file version: every phase of a group reads the same nodes file."""
     if not path.exists():
         return NodesFile(header=NodesHeader(totalCount=0), nodes=[])
-    key = (str(path), path.stat().st_mtime)
-    if key not in _nodes_cache:
-        _nodes_cache[key] = load_nodes(path)
-    return _nodes_cache[key]
+    mtime = path.stat().st_mtime
+    cached = _nodes_cache.get(str(path))
+    if cached is not None and cached[0] == mtime:
+        return cached[1]
+    if len(_nodes_cache) >= _NODES_CACHE_MAX:
+        _nodes_cache.clear()
+    parsed = load_nodes(path)
+    _nodes_cache[str(path)] = (mtime, parsed)
+    return parsed
 
 
 def my_nodes(rt: JobRuntime, nodes: Iterable[Node]) -> list[Node]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures_core import JobFiles, script_op
+from tests.fixtures_core import JobFiles, run_runtime, script_op
 
 pytestmark = pytest.mark.integration
 
@@ -87,10 +87,6 @@ def test_abort_kills_the_remote_process(jobs: JobFiles, sshd_pool) -> None:  # t
     marker = Path(f"/tmp/ae-remote-started-{uuid.uuid4().hex}")  # the ssh test user cannot write to tmp_path
     op = script_op("long_1", f"touch {marker}\nsleep 300\n", "target")
     rt = jobs.runtime("304", _target_job(op), _nodes([_ssh_node(41, sshd_pool, sshd_pool.ports[0])]))
-    from concurrent.futures import ThreadPoolExecutor
-
-    from autoexec.engine import local_group_runner, run_job
-    from autoexec.phase import thread_submit
 
     def abort_when_started() -> None:
         deadline = time.monotonic() + 20
@@ -100,8 +96,7 @@ def test_abort_kills_the_remote_process(jobs: JobFiles, sshd_pool) -> None:  # t
 
     threading.Thread(target=abort_when_started, daemon=True).start()
     started = time.monotonic()
-    with ThreadPoolExecutor(4) as pool:
-        outcome = run_job(rt, local_group_runner(thread_submit(pool, rt)))
+    outcome = run_runtime(rt, 4)
     assert marker.exists(), "the remote op never started"
     marker.unlink()
     assert outcome.status == "aborted" and time.monotonic() - started < 25
