@@ -115,13 +115,18 @@ def _download_inputs(client: ConsoleClient, req: JobRequest, cfg: Config) -> Non
     if req.params_json is None and not req.params_file and (req.first_fire or not jobdir.params.exists()):
         with_retries("getParams", lambda: client.get_params(req.job_id, jobdir.params))
     params = _peek_params(req, jobdir)
-    if params.get("runNode") or req.nodes_file or req.nodes_jsonl is not None:
+    if _brings_own_nodes(req, params.get("runNode")):
         return
     if req.first_fire or not jobdir.nodes.exists():
         job_id = _effective_job_id(req, params)
         with_retries("getNodes", lambda: client.get_nodes(
             job_id, jobdir.nodes, "job", runner_id=_runner_id(req, params),
             pass_through_env=_pass_through(req, params)))
+
+
+def _brings_own_nodes(req: JobRequest, run_node: Any) -> bool:
+    """``runNode``, ``--nodesfile`` or inline nodes: no job-level nodes download, no refreshes."""
+    return bool(run_node) or bool(req.nodes_file) or req.nodes_jsonl is not None
 
 
 def _peek_params(req: JobRequest, jobdir: JobDir) -> dict[str, Any]:
@@ -189,7 +194,6 @@ def _attach_console(rt: JobRuntime, client: ConsoleClient, req: JobRequest) -> N
     from autoexec.files import FileParams
     from autoexec.ops.tools import script_file_name
 
-    local_nodes = bool(rt.params.runNode) or bool(req.nodes_file) or req.nodes_jsonl is not None
     pass_through = {**rt.params.passThroughEnv, **req.pass_through_env}
     rt.notifier = ConsoleNotifier.open(client, rt.jobdir.root, job_id=rt.job_id, runner_id=rt.runner_id,
                                        pass_through_env=pass_through, on_fail_node=rt.control.mark_failed)
@@ -225,7 +229,7 @@ def _attach_console(rt: JobRuntime, client: ConsoleClient, req: JobRequest) -> N
 
     rt.account_lookup = account
     rt.global_lock_call = lambda params: with_retries("globalLock", lambda: client.global_lock(params))
-    if not local_nodes:
+    if not _brings_own_nodes(req, rt.params.runNode):
         rt.nodes_refresh = _nodes_refresher(rt, client, pass_through)
 
 
@@ -255,13 +259,12 @@ def notify_job_status(job_id: str, status: str, pass_through: dict[str, Any] | N
     except (UnsafeName, JobInputError) as exc:
         print(f"WARN: console not told job {job_id} is {status}: {exc}")
         return
-    params = _peek_params(JobRequest(job_id=job_id), jobdir) if jobdir.params.exists() else {}
+    req = JobRequest(job_id=job_id, pass_through_env=dict(pass_through or {}))
+    params = _peek_params(req, jobdir) if jobdir.params.exists() else {}
     if params.get("tenant"):
         client.tenant = str(params["tenant"])
-    pass_through = {**(params.get("passThroughEnv") or {}), **(pass_through or {})}
-    notifier = ConsoleNotifier.open(client, jobdir.root, job_id=_effective_job_id(JobRequest(job_id=job_id), params),
-                                    runner_id=_runner_id(JobRequest(pass_through_env=pass_through), {}),
-                                    pass_through_env=pass_through)
+    notifier = ConsoleNotifier.open(client, jobdir.root, job_id=_effective_job_id(req, params),
+                                    runner_id=_runner_id(req, params), pass_through_env=_pass_through(req, params))
     notifier.job_status(status=status)
     if not notifier.flush(_env_float("AUTOEXEC_OUTBOX_FLUSH_SECS", 30)):
         print(f"WARN: console {client.base_url} not reachable; job {job_id} {status} stays queued in "

@@ -8,9 +8,10 @@ import pytest
 
 from autoexec.config import Config
 from autoexec.console.client import ConsoleClient
-from autoexec.console.downloads import nodes_file_name, script_file_name
+from autoexec.console.downloads import script_file_name
 from autoexec.console.errors import (ConsoleAuthError, ConsoleDownloadError, ConsoleHTTPError,
                                      ConsoleStatusError, ConsoleUnavailable)
+from autoexec.jobdir import JobDir
 from tests.fake_console import TOKEN, USER, FakeConsole, Script
 
 NODES = '{"jobRunnerIds":[1],"localRunnerId":1,"totalCount":1}\n{"host":"10.0.0.1","resourceId":7}\n'
@@ -78,7 +79,7 @@ def test_5xx_is_http_error_with_console_message(fake_console: FakeConsole,
 def test_get_nodes_download_then_204_keeps_copy(console_client: ConsoleClient, fake_console: FakeConsole,
                                                 tmp_path: Path) -> None:
     fake_console.set_nodes("7", NODES, node_from="phase", phase="deploy", modified=1000.0)
-    dest = tmp_path / nodes_file_name("phase", "deploy")
+    dest = JobDir(tmp_path).phase_nodes("deploy")
     assert dest.name == "nodes-ph-deploy.json"
     assert console_client.get_nodes("7", dest, node_from="phase", phase="deploy", runner_id=2,
                                     pass_through_env={"runnerId": 2}) is True
@@ -95,7 +96,7 @@ def test_get_nodes_download_then_204_keeps_copy(console_client: ConsoleClient, f
 def test_group_nodes_send_group_no(console_client: ConsoleClient, fake_console: FakeConsole,
                                    tmp_path: Path) -> None:
     fake_console.set_nodes("7", NODES, node_from="group", group_no=3)
-    dest = tmp_path / nodes_file_name("group", group_no=3)
+    dest = JobDir(tmp_path).group_nodes(3)
     assert console_client.get_nodes("7", dest, node_from="group", group_no=3)
     assert fake_console.log[-1].query["groupNo"] == "3" and dest.name == "nodes-gp-3.json"
 

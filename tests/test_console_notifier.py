@@ -9,6 +9,7 @@ import pytest
 
 from autoexec.console.client import ConsoleClient
 from autoexec.console.notifier import ConsoleNotifier
+from autoexec.jobdir import JobDir
 from autoexec.notify import NodeRef, PhaseCounts
 from tests.fake_console import FakeConsole
 
@@ -81,16 +82,20 @@ def test_has_fail_node_answer_calls_back(tmp_path: Path, console_client: Console
         n.close()
 
 
+@pytest.mark.parametrize("phase, file_name", [("deploy", "nodes-ph-deploy.json"),
+                                              ("ci/deploy", "nodes-ph-ci_deploy.json")])
 def test_dead_lettered_phase_status_forces_nodes_redownload(tmp_path: Path, console_client: ConsoleClient,
-                                                            fake_console: FakeConsole) -> None:
+                                                            fake_console: FakeConsole, phase: str,
+                                                            file_name: str) -> None:
     fake_console.responses["updatePhaseStatus"] = lambda body: (200, {"Status": "ERROR", "Message": "no"})
     (tmp_path / "nodes.json").write_text("{}")
-    phase_file = tmp_path / "nodes-ph-deploy.json"
+    phase_file = tmp_path / file_name
+    assert phase_file == JobDir(tmp_path).phase_nodes(phase)  # where the nodes refresher downloads it
     phase_file.write_text("{}")
     n = ConsoleNotifier.open(console_client, tmp_path, job_id="1", base_delay=0.02, max_delay=0.1,
                              poll_interval=0.05)
     try:
-        n.phase_status(group_no=0, phase="deploy", status="running", counts=PhaseCounts())
+        n.phase_status(group_no=0, phase=phase, status="running", counts=PhaseCounts())
         assert n.flush(5)
     finally:
         n.close()

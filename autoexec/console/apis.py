@@ -51,12 +51,6 @@ PATHS: dict[str, str] = {
     "refireJob": f"{_REST}/autoexec/job/refire",
 }
 
-# Callbacks that only report state; safe to queue in the outbox and to repeat.
-CALLBACKS = frozenset({
-    "updateNodeStatus", "updatePhaseStatus", "fireNextGroup", "fireNextPhase", "informRoundEnded",
-    "updateJobStatus", "exportJobEnv", "updateGlobalParam",
-})
-
 
 def path_of(api: str) -> str:
     try:

@@ -52,15 +52,6 @@ def mtime_or_zero(path: Path) -> float:
         return 0
 
 
-def nodes_file_name(node_from: str = "job", phase: str = "", group_no: int | None = None) -> str:
-    """``nodes.json`` / ``nodes-ph-<phase>.json`` / ``nodes-gp-<groupNo>.json`` (§5.2)."""
-    if node_from == "phase":
-        return f"nodes-ph-{_safe_file_name(phase)}.json"
-    if node_from == "group":
-        return f"nodes-gp-{int(group_no or 0)}.json"
-    return "nodes.json"
-
-
 def script_file_name(name: str, interpreter: str, is_lib: bool) -> str:
     """Script name plus the interpreter's extension unless already present (semantics §10.3)."""
     ext = ".pm" if is_lib and interpreter == "perl" else _EXT.get(interpreter, "")
@@ -98,6 +89,14 @@ def _stream_to(resp: requests.Response, dest: Path, mode: int, label: str) -> No
         resp.close()
 
 
+def _not_modified(resp: requests.Response, dest: Path, api: str, missing: str) -> None:
+    """A non-200 2xx (204: not modified) keeps the local copy; without one it is an error."""
+    resp.close()
+    if not dest.exists():
+        raise ConsoleDownloadError(f"{api}: console answered {resp.status_code} {missing}", api=api,
+                                   status_code=resp.status_code)
+
+
 @contextlib.contextmanager
 def _flocked(lock_path: Path) -> Iterator[None]:
     lock_path.parent.mkdir(parents=True, exist_ok=True)
@@ -129,11 +128,7 @@ def get_nodes(client: ConsoleClient, job_id: str, dest: Path, *, node_from: str,
     query["lastModified"] = mtime_or_zero(dest)
     resp = client.request("GET", path_of("getNodes"), query=query, stream=True, api="getNodes")
     if resp.status_code != 200:
-        resp.close()
-        if not dest.exists():
-            raise ConsoleDownloadError(f"getNodes: console answered {resp.status_code} (not modified) "
-                                       f"but there is no local {dest.name}", api="getNodes",
-                                       status_code=resp.status_code)
+        _not_modified(resp, dest, "getNodes", f"(not modified) but there is no local {dest.name}")
         return False
     _stream_to(resp, dest, 0o600, "getNodes")
     return True
@@ -157,11 +152,7 @@ def fetch_file(client: ConsoleClient, file_id: str, cache_dir: Path) -> FetchedF
         resp = client.request("GET", path_of("fetchFile"), query=query, stream=True, api="fetchFile")
         name = _file_name_of(resp, file_id)
         if resp.status_code != 200:
-            resp.close()
-            if not dest.exists():
-                raise ConsoleDownloadError(f"fetchFile: console answered {resp.status_code} for file "
-                                           f"{file_id} but it is not cached", api="fetchFile",
-                                           status_code=resp.status_code)
+            _not_modified(resp, dest, "fetchFile", f"for file {file_id} but it is not cached")
             return FetchedFile(file_id=file_id, name=name, path=str(dest), downloaded=False)
         _stream_to(resp, dest, 0o644, "fetchFile")
     return FetchedFile(file_id=file_id, name=name, path=str(dest), downloaded=True)

@@ -77,14 +77,6 @@ class FireNextGroup(Payload):
     pass_through_env: dict[str, Any]
 
 
-class FireNextPhase(Payload):
-    job_id: str
-    runner_id: int
-    last_phase: str
-    time: float
-    pass_through_env: dict[str, Any]
-
-
 class RoundEnded(Payload):
     job_id: str
     runner_id: int

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from autoexec.console import models as m
-from autoexec.console.downloads import nodes_file_name
 from autoexec.console.models import Envelope
 from autoexec.console.outbox import Deliverer, Outbox, OutboxEntry
+from autoexec.jobdir import JobDir
 from autoexec.notify import NodeRef, PhaseCounts
 
 log = logging.getLogger("autoexec.console.notifier")
@@ -31,7 +31,7 @@ class ConsoleNotifier:
         self.job_id = str(job_id)
         self.runner_id = int(runner_id)
         self.pass_through_env = dict(pass_through_env or {})
-        self.job_dir = Path(job_dir) if job_dir is not None else None
+        self.job_dir = JobDir(Path(job_dir)) if job_dir is not None else None
         self.on_fail_node = on_fail_node
         self._clock = clock
         # Handlers go in before the sender starts: entries left by an earlier process are
@@ -124,11 +124,10 @@ class ConsoleNotifier:
         """
         if entry.api != "updatePhaseStatus" or self.job_dir is None:
             return
+        # the same paths the nodes refresher downloads to (production._nodes_refresher)
         phase = str(entry.payload.get("phase", ""))
-        group_no = entry.payload.get("groupNo")
-        for name in (nodes_file_name("phase", phase), nodes_file_name("group", group_no=group_no),
-                     nodes_file_name("job")):
-            path = self.job_dir / name
+        group_no = int(entry.payload.get("groupNo") or 0)
+        for path in (self.job_dir.phase_nodes(phase), self.job_dir.group_nodes(group_no), self.job_dir.nodes):
             if path.exists():
                 os.utime(path, (0, 0))
                 return
