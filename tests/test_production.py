@@ -3,20 +3,18 @@ console's order, nothing lost while the console is down or the runner dies (issu
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
 from autoexec.cli import main
-from autoexec.engine import JobOutcome, local_group_runner, run_job
+from autoexec.engine import JobOutcome
 from autoexec.loader import JobRequest, release_runtime
-from autoexec.phase import thread_submit
 from autoexec.production import build_job_runtime
 from autoexec.runtime import JobRuntime
 from tests.fake_console import TOKEN, USER, FakeConsole, Script
-from tests.fixtures_core import nodes_lines, script_op
+from tests.fixtures_core import nodes_lines, run_runtime, script_op
 
 PASS = {"runnerId": 1, "callerJob": "c-9"}
 
@@ -38,8 +36,7 @@ def console(ae_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeCons
 
 def run(job_id: str, flush: float = 10, **req: Any) -> tuple[JobRuntime, JobOutcome, bool]:
     rt = build_job_runtime(JobRequest(job_id=job_id, dev_mode=False, pass_through_env=dict(PASS), **req))
-    with ThreadPoolExecutor(rt.max_parallel) as pool:
-        outcome = run_job(rt, local_group_runner(thread_submit(pool, rt)))
+    outcome = run_runtime(rt)
     delivered = release_runtime(rt, flush)
     return rt, outcome, delivered
 
@@ -144,8 +141,7 @@ def test_console_down_mid_job_loses_nothing(jobs: Any, console: FakeConsole) -> 
     console.params["503"] = params
     rt = build_job_runtime(JobRequest(job_id="503", dev_mode=False, first_fire=True, pass_through_env=dict(PASS)))
     console.set_mode("down")  # inputs are in; from now on every callback fails to connect
-    with ThreadPoolExecutor(8) as pool:
-        outcome = run_job(rt, local_group_runner(thread_submit(pool, rt)))
+    outcome = run_runtime(rt, 8)
     assert outcome.status == "succeed"  # the job never waited for the console
     assert rt.notifier.flush(0.2) is False
     console.set_mode("up")
@@ -163,8 +159,7 @@ def test_callbacks_left_by_a_dead_runner_are_sent_by_the_next_run(jobs: Any, con
     console.params["504"] = params
     rt = build_job_runtime(JobRequest(job_id="504", dev_mode=False, first_fire=True, pass_through_env=dict(PASS)))
     console.set_mode("5xx", code=503)
-    with ThreadPoolExecutor(4) as pool:
-        run_job(rt, local_group_runner(thread_submit(pool, rt)))
+    run_runtime(rt, 4)
     rt.notifier.close()  # the process "dies": nothing flushed
     assert sequence(console) == []
     console.set_mode("up")
