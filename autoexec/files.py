@@ -32,9 +32,8 @@ class FileParams:
         if isinstance(item, int):
             if self.fetch is None:
                 return None
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
-            with file_lock(self.cache_dir / str(item)):
-                source, name = self.fetch(item, self.cache_dir)
+            # the fetcher (console downloads.fetch_file) locks the cache entry itself
+            source, name = self.fetch(item, self.cache_dir)
         else:
             source = Path(item).expanduser().resolve()
             if not source.is_file():
