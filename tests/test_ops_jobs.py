@@ -27,8 +27,7 @@ def _phase(name: str, ops: list[dict], phase_type: str = "runner_target") -> dic
 
 
 def _job(*phases: dict, **top: object) -> dict:
-    return {"runFlow": [{"groupNo": 0, "phases": [p]} for p in phases] if False else
-            [{"groupNo": i, "phases": [p]} for i, p in enumerate(phases)], **top}
+    return {"runFlow": [{"groupNo": i, "phases": [p]} for i, p in enumerate(phases)], **top}
 
 
 def test_every_option_type_reaches_the_tool_as_argv(keyed: JobFiles) -> None:

@@ -62,17 +62,21 @@ class Node(BaseModel):
         return data
 
     @property
+    def port_text(self) -> str:
+        """The service port as tools see it (``NODE_PORT``): empty when the node has none."""
+        return "" if self.port is None else str(self.port)
+
+    @property
     def triple(self) -> str:
-        return node_triple(self.host, "" if self.port is None else self.port, self.resourceId)
+        return node_triple(self.host, self.port, self.resourceId)
 
     @property
     def label(self) -> str:
-        return f"{self.host}:{'' if self.port is None else self.port}"
+        return f"{self.host}:{self.port_text}"
 
     def public_dict(self) -> dict[str, Any]:
         """The node as tools see it in ``AUTOEXEC_NODE``: everything but the password (§21 item 27)."""
-        data = self.model_dump(by_alias=True, exclude={"password"})
-        return data
+        return self.model_dump(by_alias=True, exclude={"password"})
 
 
 RUNNER_NODE = Node(resourceId=0, runnerId=0, host="local", port=0, protocol="local",
@@ -125,12 +129,3 @@ def load_nodes(path: Path) -> NodesFile:
         raise JobInputError(f"{path}: cannot read: {exc.strerror}") from None
     return parse_nodes_lines(text.splitlines(), str(path))
 
-
-def write_nodes(path: Path, header: NodesHeader, nodes: list[dict[str, Any]]) -> None:
-    """Write a proper nodes file (header line first) — the fix of §21 item 5 for ``runNode``."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        fh.write(json.dumps(header.model_dump(), ensure_ascii=False) + "\n")
-        for node in nodes:
-            fh.write(json.dumps(node, ensure_ascii=False) + "\n")
-    tmp.replace(path)

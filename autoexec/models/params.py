@@ -50,14 +50,9 @@ class Operation(_Model):
             raise ValueError(f"unknown opType {value!r} (expected one of {', '.join(sorted(OP_TYPE_ALIASES))})")
         return value
 
-    @field_validator("desc", mode="before")
+    @field_validator("opt", "desc", mode="before")
     @classmethod
-    def _desc_none(cls, value: Any) -> Any:
-        return value or {}
-
-    @field_validator("opt", mode="before")
-    @classmethod
-    def _opt_none(cls, value: Any) -> Any:
+    def _none_is_empty(cls, value: Any) -> Any:
         return value or {}
 
     @property
@@ -141,7 +136,8 @@ class Params(_Model):
         return str(self.jobId)
 
 
-def _location(loc: tuple[Any, ...]) -> str:
+def field_path(loc: tuple[Any, ...]) -> str:
+    """A pydantic error location as ``runFlow[0].phases[1].phaseName``."""
     out = ""
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
@@ -153,7 +149,7 @@ def parse_params(data: Any, source: str) -> Params:
         params = Params.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
-        raise JobInputError(f"{source}: field {_location(err['loc'])}: {err['msg']}") from None
+        raise JobInputError(f"{source}: field {field_path(err['loc'])}: {err['msg']}") from None
     seen: set[str] = set()
     for gi, group in enumerate(params.runFlow):
         for pi, phase in enumerate(group.phases):

@@ -14,16 +14,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from autoexec.models.params import field_path
+from autoexec.ops.tools import ToolNotFound
+
 OP_TYPES = ("runner", "runner_target", "target", "native", "sqlfile")
 KIND_OF_OP_TYPE = {"runner": "local", "runner_target": "local", "native": "local", "sqlfile": "local", "target": "remote"}
 
 
 class DescriptorError(ValueError):
     """One line: ``<file>: <field>: <problem>``."""
-
-
-class ToolNotFound(LookupError):
-    pass
 
 
 def _flag(value: Any) -> bool:
@@ -140,13 +139,6 @@ class ToolDescriptor(_Loose):
         return data
 
 
-def _loc(loc: tuple[int | str, ...]) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "(top level)"
-
-
 def parse_descriptor(data: Any, source: str = "<descriptor>") -> ToolDescriptor:
     if not isinstance(data, dict):
         raise DescriptorError(f"{source}: (top level): expected a JSON object, got {type(data).__name__}")
@@ -156,7 +148,7 @@ def parse_descriptor(data: Any, source: str = "<descriptor>") -> ToolDescriptor:
         first = exc.errors()[0]
         msg = first["msg"].removeprefix("Value error, ")
         more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise DescriptorError(f"{source}: {_loc(first['loc'])}: {msg}{more}") from None
+        raise DescriptorError(f"{source}: {field_path(first['loc']) or '(top level)'}: {msg}{more}") from None
 
 
 def load_descriptor(path: Path | str) -> ToolDescriptor:

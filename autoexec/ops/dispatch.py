@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autoexec.config import BUNDLED_PLUGINS
 from autoexec.jobdir import safe_name
 from autoexec.models.params import Operation
 from autoexec.ops.nodectx import NodeContext
@@ -58,12 +60,14 @@ def _fail(ctx: NodeContext, message: str, code: int | None = None) -> OpOutcome:
 
 
 # --- local --------------------------------------------------------------------------------
+_BUNDLED_LOCAL_LIB = str(BUNDLED_PLUGINS / "local" / "lib")
+
+
 def _local_env(ctx: NodeContext, op: Operation, plugin_dir: Path, to_target: bool) -> dict[str, str]:
     rt, jd, triple = ctx.rt, ctx.jobdir, ctx.triple
     env = dict(rt.base_env)
     home_lib = str(rt.config.home / "plugins" / "local" / "lib")
-    bundled_lib = str(Path(__file__).resolve().parent.parent / "plugins" / "local" / "lib")
-    libs = [str(plugin_dir), str(plugin_dir / "lib"), home_lib, bundled_lib]
+    libs = [str(plugin_dir), str(plugin_dir / "lib"), home_lib, _BUNDLED_LOCAL_LIB]
     out_path = jd.op_output(triple, op.opId)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     env.update({
@@ -74,7 +78,7 @@ def _local_env(ctx: NodeContext, op: Operation, plugin_dir: Path, to_target: boo
         "OPERATION_ID": op.opId,
         "LIVEDATA_PATH": str(jd.livedata(ctx.plan.name, triple, op.opId)),
         "NODE_OUTPUT_PATH": str(jd.node_output(triple)),
-        "PATH": os.pathsep.join([str(plugin_dir / "lib"), home_lib, bundled_lib, env.get("PATH", os.defpath)]),
+        "PATH": os.pathsep.join([str(plugin_dir / "lib"), home_lib, _BUNDLED_LOCAL_LIB, env.get("PATH", os.defpath)]),
         "PYTHONPATH": os.pathsep.join(libs + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])),
         "PERL5LIB": os.pathsep.join(libs + ([env["PERL5LIB"]] if env.get("PERL5LIB") else [])),
         "AUTOEXEC_PHASE_NAME": ctx.plan.name,
@@ -82,8 +86,7 @@ def _local_env(ctx: NodeContext, op: Operation, plugin_dir: Path, to_target: boo
         "AUTOEXEC_NODES_PATH": str(ctx.plan.nodes_path),
     })
     if to_target:
-        port = "" if ctx.node.port is None else str(ctx.node.port)
-        env.update({"NODE_HOST": ctx.node.host, "NODE_PORT": port, "NODE_NAME": ctx.node.nodeName or ""})
+        env.update({"NODE_HOST": ctx.node.host, "NODE_PORT": ctx.node.port_text, "NODE_NAME": ctx.node.nodeName or ""})
         if ctx.password:
             # runner_target tools log in to the target themselves; the password travels in the
             # environment (readable only by this uid), never on a command line or in AUTOEXEC_NODE.
@@ -129,11 +132,9 @@ def _run_local(ctx: NodeContext, op: Operation, to_target: bool) -> OpOutcome:
             ctx.log.line(f"INFO: Worker killed, pid:{result.pid}.")
             return OpOutcome(final="aborted", message="aborted")
         return _fail(ctx, f"{op.opName} {result.error}")
-    if result.exit_code != 0:
-        return OpOutcome(final="failed", exit_code=result.exit_code,
-                         message=f"{op.opName} exited with status {result.exit_code}")
-    if failed_by_log():
-        return OpOutcome(final="failed", exit_code=0, message=f"{op.opName} output matched a fail pattern")
+    failure = _tool_failure(op, result.exit_code, failed_by_log)
+    if failure is not None:
+        return failure
     data = read_json(out_path)
     if isinstance(data, dict):
         data = _collect_local_filepaths(ctx, op, data)
@@ -146,9 +147,9 @@ def _collect_local_filepaths(ctx: NodeContext, op: Operation, data: dict[str, An
     import shutil
 
     root = ctx.jobdir.root.resolve()
-    for key, spec in (op.output or {}).items():
+    for key in _filepath_keys(op):
         value = data.get(key)
-        if not (isinstance(spec, dict) and spec.get("type") == "filepath" and isinstance(value, str) and value):
+        if not isinstance(value, str) or not value:
             continue
         source = (ctx.jobdir.root / value).resolve()
         if not source.is_file():
@@ -182,22 +183,20 @@ def _run_remote(ctx: NodeContext, op: Operation) -> OpOutcome:
     dir_name = f"autoexec-{safe_name(rt.job_id)}-{node.resourceId}-{ctx.plan.index}"
     root = f"$TMPDIR/{dir_name}" if node.protocol == "tagent" else f"/tmp/{dir_name}"
     uploads: list[Upload] = []
+    workdir = op.bundle
     try:
         remote_lib = _remote_lib(rt.config.plugin_dirs)
         if remote_lib:
             uploads.append(Upload(remote_lib, "lib"))
         if op.is_script:
             script = write_inline_script(ctx, op) if op.scriptContent else _fetch_script(ctx, op)
-            workdir = op.bundle
-            rel = f"{workdir}/{script.name}" if workdir else script.name
-            uploads.append(Upload(script, rel, 0o700))
+            uploads.append(Upload(script, posixpath.join(workdir, script.name), 0o700))
             if not op.scriptContent and rt.script_libs is not None:
                 for lib in rt.script_libs(op):
-                    uploads.append(Upload(lib, f"{workdir}/{lib.name}" if workdir else lib.name, 0o700))
+                    uploads.append(Upload(lib, posixpath.join(workdir, lib.name), 0o700))
             argv = script_argv(op.interpreter, Path(script.name), remote=True)
         else:
             tool = locate_tool(rt.config.plugin_dirs, "remote", op.opName)
-            workdir = op.bundle
             uploads.append(Upload(tool.parent, workdir))
             argv = script_argv(op.interpreter, Path(tool.name), remote=True)
     except (ToolNotFound, OSError) as exc:
@@ -207,11 +206,11 @@ def _run_remote(ctx: NodeContext, op: Operation) -> OpOutcome:
         return _fail(ctx, prepared.error)
     _record_inputs(ctx, op, prepared)
     if prepared.has_file and rt.jobdir.file_dir.is_dir():
-        uploads.append(Upload(rt.jobdir.file_dir, f"{workdir}/file" if workdir else "file"))
+        uploads.append(Upload(rt.jobdir.file_dir, posixpath.join(workdir, "file")))
     for rel in prepared.file_paths:
         local = rt.jobdir.root / rel
         if local.is_file():
-            uploads.append(Upload(local, f"{workdir}/file/{local.name}" if workdir else f"file/{local.name}"))
+            uploads.append(Upload(local, posixpath.join(workdir, "file", local.name)))
     env = _remote_env(ctx)
     fetch_dir = rt.jobdir.op_output_dir(ctx.triple) / ".fetch" / safe_name(op.opId)
     has_output = op.output is not None
@@ -241,17 +240,24 @@ def _run_remote(ctx: NodeContext, op: Operation) -> OpOutcome:
                          f"{'failed: ' + kill_error if kill_error else 'success'}.")
             return OpOutcome(final="aborted", message="aborted")
         return _fail(ctx, result.error, result.exit_code)
-    if result.exit_code != 0:
-        return OpOutcome(final="failed", exit_code=result.exit_code,
-                         message=f"{op.opName} exited with status {result.exit_code}")
-    if failed_by_log():
-        return OpOutcome(final="failed", exit_code=0, message=f"{op.opName} output matched a fail pattern")
+    failure = _tool_failure(op, result.exit_code, failed_by_log)
+    if failure is not None:
+        return failure
     data = read_json(fetch_dir / "output.json") if has_output else None
     if isinstance(data, dict):
         data = _collect_filepaths(ctx, op, data, fetch_dir)
         if any(data.get(k) is None and k in data for k in _filepath_keys(op)):
             return _finish(ctx, op, OpOutcome(final="failed", exit_code=0, message="filepath output missing"))
     return _finish(ctx, op, OpOutcome(final="succeed", exit_code=0), data)
+
+
+def _tool_failure(op: Operation, exit_code: int | None, failed_by_log: Any) -> OpOutcome | None:
+    """A tool that ran to its end failed on a non-zero status, or on a fail pattern in its output."""
+    if exit_code != 0:
+        return OpOutcome(final="failed", exit_code=exit_code, message=f"{op.opName} exited with status {exit_code}")
+    if failed_by_log():
+        return OpOutcome(final="failed", exit_code=0, message=f"{op.opName} output matched a fail pattern")
+    return None
 
 
 def _output_sink(ctx: NodeContext, op: Operation) -> tuple[Any, Any]:
@@ -290,7 +296,7 @@ def _remote_lib(plugin_dirs: list[Path]) -> Path | None:
 
 def _remote_env(ctx: NodeContext) -> dict[str, str]:
     node = ctx.node
-    env = {"HISTSIZE": "0", "NODE_HOST": node.host, "NODE_PORT": "" if node.port is None else str(node.port),
+    env = {"HISTSIZE": "0", "NODE_HOST": node.host, "NODE_PORT": node.port_text,
            "NODE_NAME": node.nodeName or "", "AUTOEXEC_JOBID": ctx.rt.job_id,
            "AUTOEXEC_NODE": json.dumps(node.public_dict(), ensure_ascii=False)}
     node_env = ctx.node_env

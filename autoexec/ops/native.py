@@ -5,11 +5,11 @@ from __future__ import annotations
 import subprocess
 from typing import TYPE_CHECKING, Callable
 
+from autoexec.ops.dispatch import OpOutcome, _fail
 from autoexec.ops.prepare import prepare_arguments
 
 if TYPE_CHECKING:
     from autoexec.models.params import Operation
-    from autoexec.ops.dispatch import OpOutcome
     from autoexec.ops.nodectx import NodeContext
 
 NATIVE_IN_PROCESS = {"echo", "export", "setenv", "updategparam", "failkeys", "failjob", "extractprestepstatus"}
@@ -19,27 +19,20 @@ def _truthy(value: str | None) -> bool:
     return str(value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def run_native(ctx: "NodeContext", op: "Operation") -> "OpOutcome":
-    from autoexec.ops.dispatch import OpOutcome
-
+def run_native(ctx: "NodeContext", op: "Operation") -> OpOutcome:
     prepared = prepare_arguments(ctx, op, remote=False)
     if prepared.error:
-        ctx.log.line(f"ERROR: {prepared.error}")
-        return OpOutcome(final="failed", message=prepared.error)
+        return _fail(ctx, prepared.error)
     handler: Callable[..., OpOutcome] = _HANDLERS[op.sub_name]
     return handler(ctx, op, prepared.options, prepared.arguments)
 
 
-def _echo(ctx: "NodeContext", op: "Operation", options: dict[str, str], args: list[str]) -> "OpOutcome":
-    from autoexec.ops.dispatch import OpOutcome
-
+def _echo(ctx: "NodeContext", op: "Operation", options: dict[str, str], args: list[str]) -> OpOutcome:
     ctx.log.line("".join(args) if args else options.get("text", ""))
     return OpOutcome(final="succeed", exit_code=0)
 
 
-def _failjob(ctx: "NodeContext", op: "Operation", options: dict[str, str], args: list[str]) -> "OpOutcome":
-    from autoexec.ops.dispatch import OpOutcome
-
+def _failjob(ctx: "NodeContext", op: "Operation", options: dict[str, str], args: list[str]) -> OpOutcome:
     message = "".join(args) or options.get("message", "") or "failed by native/failjob"
     ctx.log.line(f"ERROR: {message}")
     return OpOutcome(final="failed", exit_code=1, message=message)
@@ -59,14 +52,11 @@ def _set_env(ctx: "NodeContext", name: str, value: str, scope: str, hidden: bool
         ctx.output.update(changes)
 
 
-def _setenv(ctx: "NodeContext", op: "Operation", options: dict[str, str], args: list[str]) -> "OpOutcome":
-    from autoexec.ops.dispatch import OpOutcome
-
+def _setenv(ctx: "NodeContext", op: "Operation", options: dict[str, str], args: list[str]) -> OpOutcome:
     name, value = options.get("name", ""), options.get("value", "")
     scope = options.get("scope", "node") or "node"
     if not name:
-        ctx.log.line("ERROR: native/setenv needs option name")
-        return OpOutcome(final="failed", message="native/setenv needs option name")
+        return _fail(ctx, "native/setenv needs option name")
     if "$(" in value:
         # Command substitution, as the original: the job author already runs arbitrary tools,
         # so this is evaluated by /bin/sh in the job dir, bounded in time.
@@ -83,9 +73,7 @@ def _setenv(ctx: "NodeContext", op: "Operation", options: dict[str, str], args: 
     return OpOutcome(final="succeed", exit_code=0)
 
 
-def _export(ctx: "NodeContext", op: "Operation", options: dict[str, str], args: list[str]) -> "OpOutcome":
-    from autoexec.ops.dispatch import OpOutcome
-
+def _export(ctx: "NodeContext", op: "Operation", options: dict[str, str], args: list[str]) -> OpOutcome:
     for name in args:
         value = ctx.lookup_variable(name)
         if value is None:
@@ -96,36 +84,29 @@ def _export(ctx: "NodeContext", op: "Operation", options: dict[str, str], args: 
     return OpOutcome(final="succeed", exit_code=0)
 
 
-def _updategparam(ctx: "NodeContext", op: "Operation", options: dict[str, str], args: list[str]) -> "OpOutcome":
-    from autoexec.ops.dispatch import OpOutcome
-
+def _updategparam(ctx: "NodeContext", op: "Operation", options: dict[str, str], args: list[str]) -> OpOutcome:
     key = options.get("name") or options.get("key") or ""
     if not key:
-        ctx.log.line("ERROR: native/updategparam needs option name")
-        return OpOutcome(final="failed", message="native/updategparam needs option name")
+        return _fail(ctx, "native/updategparam needs option name")
     ctx.rt.notifier.update_global_param(key=key, value=options.get("value", ""))
     ctx.log.line(f"INFO: Update global param {key}.")
     return OpOutcome(final="succeed", exit_code=0)
 
 
-def _failkeys(ctx: "NodeContext", op: "Operation", options: dict[str, str], args: list[str]) -> "OpOutcome":
-    from autoexec.ops.dispatch import OpOutcome
+def _failkeys(ctx: "NodeContext", op: "Operation", options: dict[str, str], args: list[str]) -> OpOutcome:
     from autoexec.ops.failkeys import FailKeys
 
     try:
         matcher = FailKeys(patterns=[a for a in args if a], operator=options.get("operator", "or") or "or",
                            exclude=options.get("exclude") or None, fail_ignore=op.fail_ignore)
     except ValueError as exc:
-        ctx.log.line(f"ERROR: {exc}")
-        return OpOutcome(final="failed", message=str(exc))
+        return _fail(ctx, str(exc))
     ctx.fail_matcher = matcher
     ctx.log.line(f"INFO: Fail patterns installed: {len(matcher.patterns)} ({matcher.operator}).")
     return OpOutcome(final="succeed", exit_code=0)
 
 
-def _extractprestepstatus(ctx: "NodeContext", op: "Operation", options: dict[str, str], args: list[str]) -> "OpOutcome":
-    from autoexec.ops.dispatch import OpOutcome
-
+def _extractprestepstatus(ctx: "NodeContext", op: "Operation", options: dict[str, str], args: list[str]) -> OpOutcome:
     name = options.get("envname") or options.get("name") or ""
     if not name:
         ctx.log.line("ERROR: native/extractprestepstatus needs option envname")

@@ -63,7 +63,7 @@ class NodeContext:
         """§9.1: persisted ``output.nodeEnv`` plus the node's identity variables."""
         node = self.node
         env = dict(self.output.data.get("nodeEnv") or {})
-        port = "" if node.port is None else str(node.port)
+        port = node.port_text
         env.update({
             "RESOURCE_ID": node.resourceId, "NODE_NAME": node.nodeName or "", "NODE_HOST": node.host,
             "NODE_PORT": port, "NODE_PROTOCOL_PORT": node.protocolPort,

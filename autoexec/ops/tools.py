@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from autoexec.ops.nodectx import NodeContext
 
 
-class ToolNotFound(Exception):
+class ToolNotFound(LookupError):
     pass
 
 
