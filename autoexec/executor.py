@@ -158,11 +158,11 @@ class NodeRun:
 
     def _eval_if(self, op: Operation) -> list[Operation] | None:
         assert self.ctx is not None and self.log is not None
-        from autoexec.ops.conditions import evaluate_condition
+        from autoexec.ops.condition import ConditionError, evaluate
 
         try:
-            value = evaluate_condition(op.condition or "", self.ctx.lookup_variable)
-        except ValueError as exc:
+            value = evaluate(op.condition or "", self.ctx.lookup_variable)
+        except ConditionError as exc:
             self.log.line(f"ERROR: {exc}")
             return None
         self.log.line(f"INFO: IF condition [ {op.condition} ] = {value}")

@@ -21,16 +21,13 @@ import requests
 from autoexec.console.apis import path_of
 from autoexec.console.errors import ConsoleDownloadError, ConsoleStatusError, ConsoleUnavailable
 from autoexec.console.models import FetchedFile, GetParams, ScriptDownload
+from autoexec.ops.tools import EXTENSIONS
 
 if TYPE_CHECKING:
     from autoexec.console.client import ConsoleClient
 
 CHUNK = 64 * 1024
 _SAFE_ID = re.compile(r"[0-9A-Za-z_.-]+")
-
-_EXT = {"package": ".tar", "perl": ".pl", "python": ".py", "ruby": ".rb", "cmd": ".bat",
-        "powershell": ".ps1", "vbscript": ".vbs", "bash": ".sh", "ksh": ".sh", "csh": ".sh",
-        "sh": ".sh", "javascript": ".js"}
 
 
 def _safe_id(value: str, what: str) -> str:
@@ -54,7 +51,7 @@ def mtime_or_zero(path: Path) -> float:
 
 def script_file_name(name: str, interpreter: str, is_lib: bool) -> str:
     """Script name plus the interpreter's extension unless already present (semantics §10.3)."""
-    ext = ".pm" if is_lib and interpreter == "perl" else _EXT.get(interpreter, "")
+    ext = ".pm" if is_lib and interpreter == "perl" else EXTENSIONS.get(interpreter, "")
     name = _safe_file_name(name)
     return name if not ext or name.endswith(ext) else name + ext
 
