@@ -178,6 +178,7 @@ def test_cancel_aborts_promptly_and_kills_the_command(tagent_agent: TagentTestAg
         if lines:
             break
         time.sleep(0.05)
+    assert lines == ["started"], "the command must be running before the cancel, or the kill check proves nothing"
     started = time.monotonic()
     cancel.set()
     worker.join(5)
