@@ -237,7 +237,7 @@ class SshTransport:
         round2 = bool(op.fetch) and op.fetch_more is not None
         script = inline_script(op, plan, rundir, pidfile, nonce, end, round2)
         more = fetch_more_sender(op, rundir, end) if round2 else None
-        reader = InlineReader(nonce, on_line, op, rundir, more)
+        reader = InlineReader(nonce, on_line, op, more)
         status = self._execute(transport, script, pidfile, on_line, cancel, op.timeout, reader=reader,
                                bootstrap=bootstrap_until(end) if round2 else BOOTSTRAP)
         if reader.fallback is not None:
@@ -295,17 +295,15 @@ class SshTransport:
 
     # ---------------------------------------------------------------- exec
 
-    def _execute(self, transport: paramiko.Transport, script: str, pidfile: str | None,
+    def _execute(self, transport: paramiko.Transport, script: str, pidfile: str,
                  on_line: LineSink, cancel: threading.Event, op_timeout: float | None,
                  reader: InlineReader | None = None, bootstrap: str = BOOTSTRAP) -> int:
         """``ssh_exec.execute``, killing the process group in ``pidfile`` when giving up."""
         return execute(transport, script, on_line, cancel, self.timeouts, op_timeout,
                        lambda: self._kill_group(transport, pidfile), reader, bootstrap)
 
-    def _kill_group(self, transport: paramiko.Transport, pidfile: str | None) -> None:
+    def _kill_group(self, transport: paramiko.Transport, pidfile: str) -> None:
         """Best effort: over this connection if it still works, else over a new one."""
-        if pidfile is None:
-            return
         command = kill_group_command(pidfile)
         if transport.is_active():
             try:

@@ -1,11 +1,13 @@
 """What the ``ssh_*`` modules behind :class:`~autoexec.transports.ssh.SshTransport` share: the two
-internal exceptions every step raises, the poll interval, and one-line error phrasing."""
+internal exceptions every step raises, the poll interval, one-line error phrasing, shell quoting
+and cutting the channel's byte stream into lines."""
 from __future__ import annotations
 
 import logging
 import shlex
 import socket
 import threading
+from typing import Iterator
 
 log = logging.getLogger("autoexec.transports.ssh")
 """One logger for the whole SSH transport, named as before it was split into modules, so logging
@@ -35,6 +37,15 @@ def describe(err: BaseException) -> str:
         return err.strerror
     text = " ".join(str(err).split())
     return text or type(err).__name__
+
+
+def pop_lines(buffer: bytearray) -> Iterator[bytes]:
+    """Take each complete line out of ``buffer`` (newline and one trailing ``\r`` removed);
+    an unfinished last line stays in it."""
+    while (cut := buffer.find(b"\n")) >= 0:
+        raw = bytes(buffer[:cut])
+        del buffer[: cut + 1]
+        yield raw[:-1] if raw.endswith(b"\r") else raw
 
 
 def quote(value: str) -> str:

@@ -28,7 +28,7 @@ from typing import Callable
 import paramiko
 
 from autoexec.transports.base import LineSink, RemoteOp, Timeouts, fetch_plan
-from autoexec.transports.ssh_common import POLL, Cancelled, Failure, describe, quote
+from autoexec.transports.ssh_common import POLL, Cancelled, Failure, describe, pop_lines, quote
 from autoexec.transports.ssh_inline import InlinePlan, InlineReader, fetch_function, needs_b64, staging_script
 
 __all__ = [
@@ -62,7 +62,7 @@ def bootstrap_until(end: str) -> str:
 # --------------------------------------------------------------------------- shell text
 
 
-def op_script(rundir: str | None, pidfile: str | None, env: dict[str, str], argv: list[str],
+def op_script(rundir: str | None, pidfile: str, env: dict[str, str], argv: list[str],
               remove_root: str | None = None, keep_on_failure: bool = False, make_rundir: bool = True,
               stdin_null: bool = False, tail: str = "") -> str:
     """Shell text that runs ``argv`` with ``env`` in its own process group, recording the pgid.
@@ -83,8 +83,6 @@ def op_script(rundir: str | None, pidfile: str | None, env: dict[str, str], argv
     steps = ([f"mkdir -p {quote(rundir)}"] if make_rundir else []) + [f"cd {quote(rundir)}"] if rundir else []
     steps += [f"export {quote(f'{k}={v}')}" for k, v in env.items()]
     command = " ".join(quote(a) for a in argv)
-    if pidfile is None:
-        return " && ".join(steps + [command]) + "; exit $?\n"
     in_new_session = quote('echo $$ > "$0" && "$@"')
     grouped = (
         f"if kill -0 -$$ 2>/dev/null || ! command -v setsid >/dev/null 2>&1; "
@@ -180,18 +178,6 @@ def kill_job_command(job_id: str) -> str:
 # --------------------------------------------------------------------------- exec channels
 
 
-def _split_lines(buffer: bytearray, on_line: LineSink) -> None:
-    while True:
-        cut = buffer.find(b"\n")
-        if cut < 0:
-            return
-        raw = bytes(buffer[:cut])
-        del buffer[: cut + 1]
-        if raw.endswith(b"\r"):
-            raw = raw[:-1]
-        on_line(raw.decode("utf-8", errors="replace"))
-
-
 def execute(transport: paramiko.Transport, script: str, on_line: LineSink, cancel: threading.Event,
             timeouts: Timeouts, op_timeout: float | None, kill_group: Callable[[], None],
             reader: InlineReader | None = None, bootstrap: str = BOOTSTRAP) -> int:
@@ -256,7 +242,8 @@ def execute(transport: paramiko.Transport, script: str, on_line: LineSink, cance
                 reader.feed(data)
                 continue
             buffer.extend(data)
-            _split_lines(buffer, on_line)
+            for raw in pop_lines(buffer):
+                on_line(raw.decode("utf-8", errors="replace"))
         if reader is not None:
             reader.close()
         if buffer:

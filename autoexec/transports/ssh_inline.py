@@ -17,7 +17,6 @@ import binascii
 import os
 import posixpath
 import secrets
-import shlex
 import stat
 import threading
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Callable, IO
 
 from autoexec.transports.base import LineSink, RemoteOp, local_fetch_path
+from autoexec.transports.ssh_common import pop_lines, quote
 
 INLINE_LIMIT = 512 * 1024
 """Largest total size of an op's uploads that travels inside the script (bytes)."""
@@ -32,10 +32,6 @@ INLINE_MAX_FILES = 256
 B64_TOOLS = ("base64", "openssl base64")
 """Tried in order on the target; a test may replace them to simulate a host without any."""
 END_OF_SCRIPT = "#AXEND"
-
-
-def _q(value: str) -> str:
-    return shlex.quote(value)
 
 
 @dataclass
@@ -47,9 +43,9 @@ class InlinePlan:
     empty: list[str] = field(default_factory=list)
 
 
-def plan_inline(op: RemoteOp, rundir: str, limit: int | None = None) -> InlinePlan | None:
+def plan_inline(op: RemoteOp, rundir: str) -> InlinePlan | None:
     """What to create on the target, or ``None`` when the uploads are too big to inline."""
-    limit = INLINE_LIMIT if limit is None else limit
+    limit = INLINE_LIMIT
     plan = InlinePlan()
     total = 0
 
@@ -150,18 +146,18 @@ def staging_script(plan: InlinePlan, nonce: str, with_b64: bool) -> str:
             f"then ax_b() {{ {tool} \"$@\"; }}; "
             for i, tool in enumerate(B64_TOOLS))
         out.append(choose + "else ax_x tools; fi")
-    out.append("mkdir -p " + " ".join(_q(d) for d in plan.dirs) + " 2>/dev/null || ax_x stage")
+    out.append("mkdir -p " + " ".join(quote(d) for d in plan.dirs) + " 2>/dev/null || ax_x stage")
     for remote, data, _mode in plan.files:
         text = _as_text(data)
         if text is not None:
-            out.append(f"printf '%s' {_q(text)} 2>/dev/null >{_q(remote)} || ax_x stage")
+            out.append(f"printf '%s' {quote(text)} 2>/dev/null >{quote(remote)} || ax_x stage")
         else:
             end = f"AXB{nonce}"
             encoded = binascii.b2a_base64(data, newline=False).decode()
             body = "\n".join(encoded[i:i + 64] for i in range(0, len(encoded), 64))
-            out.append(f"ax_b -d 2>/dev/null >{_q(remote)} <<'{end}' || ax_x stage\n{body}\n{end}")
+            out.append(f"ax_b -d 2>/dev/null >{quote(remote)} <<'{end}' || ax_x stage\n{body}\n{end}")
     for target in plan.empty:
-        out.append(f"printf '' 2>/dev/null >{_q(target)} || ax_x stage")
+        out.append(f"printf '' 2>/dev/null >{quote(target)} || ax_x stage")
     # Modes are set exactly, as the SFTP path does; with the usual umask 022 most of them already
     # are, and skipping those chmods spares a process each on the host.
     items = [(remote, mode, 0o666) for remote, _data, mode in plan.files]
@@ -179,7 +175,7 @@ def _chmods(items: list[tuple[str, int, int]]) -> str:
     by_mode: dict[int, list[str]] = {}
     for path, mode, _created in items:
         by_mode.setdefault(mode, []).append(path)
-    return " && ".join(f"chmod {mode:o} " + " ".join(_q(p) for p in paths) + " 2>/dev/null"
+    return " && ".join(f"chmod {mode:o} " + " ".join(quote(p) for p in paths) + " 2>/dev/null"
                        for mode, paths in by_mode.items()) + (" || ax_x stage" if by_mode else "")
 
 
@@ -200,12 +196,11 @@ class InlineError(Exception):
 class InlineReader:
     """Splits the channel's byte stream into tool lines (to ``on_line``) and marker records."""
 
-    def __init__(self, nonce: str, on_line: LineSink, op: RemoteOp, rundir: str,
+    def __init__(self, nonce: str, on_line: LineSink, op: RemoteOp,
                  more: Callable[["InlineReader"], None] | None = None) -> None:
         self.marker = f"{nonce}:".encode()
         self.on_line = on_line
         self.op = op
-        self.rundir = rundir
         self.more = more
         self.buffer = bytearray()
         self.finished = False
@@ -223,14 +218,7 @@ class InlineReader:
 
     def feed(self, data: bytes) -> None:
         self.buffer.extend(data)
-        while True:
-            cut = self.buffer.find(b"\n")
-            if cut < 0:
-                return
-            raw = bytes(self.buffer[:cut])
-            del self.buffer[: cut + 1]
-            if raw.endswith(b"\r"):
-                raw = raw[:-1]
+        for raw in pop_lines(self.buffer):
             self._line(raw)
 
     def close(self) -> None:

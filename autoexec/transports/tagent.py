@@ -249,10 +249,8 @@ class TagentTransport:
             windows = self._agent_info().is_windows
             q = self._quote_path(root)
             cmd = f"if exist {q} rd /s /q {q}" if windows else f"rm -rf -- {q}"
-            if quick:
-                self._sh(cmd, read_timeout=KILL_TIMEOUT, connect_timeout=KILL_TIMEOUT)
-            else:
-                self._sh(cmd)
+            bound = KILL_TIMEOUT if quick else None
+            self._sh(cmd, read_timeout=bound, connect_timeout=bound)
         except TagentError as err:
             return f"cleanup of {op.root} failed: {err}"
         return None

@@ -168,12 +168,12 @@ class TagentConnection:
             raise TagentConnectError(f"connection to {self.where} lost while sending: {err}") from None
 
     # -- framing -------------------------------------------------------------------------
-    def send(self, payload: bytes, encrypt: bool | None = None) -> None:
+    def send(self, payload: bytes) -> None:
         if len(payload) > MAX_FRAME:
             raise TagentProtocolError(f"message of {len(payload)} bytes exceeds the {MAX_FRAME}-byte frame limit")
         if not payload:
             raise ValueError("use send_end() for the end marker")
-        if self.secure if encrypt is None else encrypt:
+        if self.secure:
             payload = rc4(self._key, payload)
         self._send_all(struct.pack(">H", len(payload)) + payload)
 
