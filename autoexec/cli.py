@@ -123,6 +123,34 @@ def run(args: argparse.Namespace) -> int:
 
 
 def execute(rt: object, verbose: bool = False) -> int:
+    """Runs the job; its Prefect record comes from a sidecar (``autoexec.recording``) unless
+    ``AUTOEXEC_PREFECT_MODE=inline`` asks for the in-process flow run of ``autoexec.flows.job_flow``."""
+    mode = os.environ.get("AUTOEXEC_PREFECT_MODE", "sidecar")
+    if mode not in ("sidecar", "inline"):
+        return _fail(f"AUTOEXEC_PREFECT_MODE must be sidecar or inline, not {mode!r}")
+    if mode == "inline":
+        code = _execute_inline(rt, verbose)
+        if code is not None:
+            return code
+        outcome = _run_inline(rt)
+    else:
+        from autoexec.recording import Recorder
+
+        recorder = Recorder(rt, autoexec_home(), verbose=verbose)  # type: ignore[arg-type]
+        outcome = recorder.run()
+    from autoexec.loader import release_runtime
+
+    if not release_runtime(rt):  # type: ignore[arg-type]
+        print(f"autoexec: warning: console callbacks of job {rt.job_id} still queued; "  # type: ignore[attr-defined]
+              f"the next run of this job delivers them", file=sys.stderr)
+    if mode == "sidecar" and os.environ.get("AUTOEXEC_PREFECT_WAIT"):
+        if not recorder.wait(float(os.environ["AUTOEXEC_PREFECT_WAIT"])):
+            print(f"autoexec: warning: the Prefect record of job {rt.job_id} is still being written",  # type: ignore[attr-defined]
+                  file=sys.stderr)
+    return outcome.exit_code
+
+
+def _execute_inline(rt: object, verbose: bool) -> int | None:
     from autoexec.prefect_env import PrefectServerError, ensure_api, quiet_client_defaults
 
     if not verbose:
@@ -131,19 +159,17 @@ def execute(rt: object, verbose: bool = False) -> int:
         ensure_api(autoexec_home())
     except PrefectServerError as exc:
         return _fail(str(exc), 1)
+    return None
+
+
+def _run_inline(rt: object) -> object:
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     from autoexec.flows.job_flow import run_via_prefect
 
     # Flow-run heartbeats cost ~1 s per (sub)flow at exit; a CLI run is supervised by its caller.
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-        outcome = run_via_prefect(rt)  # type: ignore[arg-type]
-    from autoexec.loader import release_runtime
-
-    if not release_runtime(rt):  # type: ignore[arg-type]
-        print(f"autoexec: warning: console callbacks of job {rt.job_id} still queued; "  # type: ignore[attr-defined]
-              f"the next run of this job delivers them", file=sys.stderr)
-    return outcome.exit_code
+        return run_via_prefect(rt)  # type: ignore[arg-type]
 
 
 def entry() -> None:

@@ -1,4 +1,5 @@
-"""``--purgejobdata DAYS`` (§15): remove old job dirs and old history logs.
+"""``--purgejobdata DAYS`` (§15): remove old job dirs, old history logs and old Prefect spools
+(those a recorder could not replay, kept for a replay by hand).
 
 A job's age is the mtime of its params.json. Job dirs nest (job ``123`` contains job ``123456``),
 so a job dir is removed only down to its own files: nested younger jobs survive (§21 item 21).
@@ -64,6 +65,20 @@ def purge(data_dir: Path, days: float, now: float | None = None) -> list[Path]:
     return removed
 
 
+def purge_spools(spool_dir: Path, days: float, now: float | None = None) -> list[Path]:
+    threshold = (now or time.time()) - days * 86400
+    removed = []
+    for spool in spool_dir.glob("*.jsonl") if spool_dir.is_dir() else []:
+        try:
+            if spool.stat().st_mtime < threshold:
+                spool.unlink()
+                removed.append(spool)
+                print(f"INFO: Remove unrecorded Prefect spool:{spool}")
+        except OSError:
+            pass
+    return removed
+
+
 def purge_main(days_text: str) -> int:
     try:
         days = float(days_text)
@@ -71,4 +86,8 @@ def purge_main(days_text: str) -> int:
         print(f"autoexec: error: --purgejobdata: {days_text!r} is not a number of days")
         return 2
     purge(load_config(decrypt=False).data_dir, days)
+    from autoexec.config import autoexec_home
+    from autoexec.recording import spool_dir
+
+    purge_spools(spool_dir(autoexec_home()), days)
     return 0

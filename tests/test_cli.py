@@ -114,6 +114,18 @@ def test_purge_removes_old_jobs_but_not_nested_younger_ones(jobs: JobFiles) -> N
     assert not old_hislog.exists()
 
 
+def test_purge_removes_old_unrecorded_spools_only(jobs: JobFiles) -> None:
+    spools = jobs.home / "prefect" / "spool"
+    spools.mkdir(parents=True)
+    old, young = spools / "1-2-3.jsonl", spools / "4-5-6.jsonl"
+    old.write_text("{}\n")
+    young.write_text("{}\n")
+    past = time.time() - 5 * 86400
+    os.utime(old, (past, past))
+    assert main(["--purgejobdata", "3"]) == 0
+    assert not old.exists() and young.exists()
+
+
 def test_cli_subprocess_reports_usage_error_without_starting_prefect(jobs: JobFiles) -> None:
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "autoexec.cli", "-d", "-j", "1", "-p", str(jobs.tmp / "missing.json")],
@@ -135,3 +147,24 @@ def test_loading_a_job_does_not_import_prefect(jobs: JobFiles) -> None:
             "dev_mode=True)); print([m for m in sys.modules if m == 'prefect' or m.startswith('prefect.')])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_cli_job_runs_without_prefect_and_says_when_its_record_failed(jobs: JobFiles) -> None:
+    """The job process never imports Prefect; a recorder that cannot reach the API leaves one WARN
+    line in the console log and keeps the spool for a replay."""
+    params, nodes = jobs.write({"runFlow": [{"groupNo": 0, "phases": [{"phaseName": "p", "phaseType": "runner_target",
+                                "operations": [script_op("ok_1", "true", "runner_target")]}]}]}, nodes_lines(1))
+    env = dict(cli_env(jobs.home), PREFECT_API_URL="http://127.0.0.1:9/api")  # nothing listens on port 9
+    code = ("import sys; from autoexec.cli import main; "
+            f"rc = main(['-d', '-j', '31', '-p', {str(params)!r}, '-n', {str(nodes)!r}]); "
+            "print(rc, sorted(m for m in sys.modules if m == 'prefect'))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.stdout.split("\n")[0] == "0 []", out.stdout + out.stderr
+    console = jobs.home / "data/job/31/log/console.txt"
+    deadline = time.monotonic() + 60
+    while "WARN: Prefect record" not in console.read_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    line = next(ln for ln in console.read_text().splitlines() if "WARN: Prefect record" in ln)
+    assert "Failed to reach API" in line and "python -m autoexec.flows.recorder" in line
+    spool = Path(line.rsplit(" ", 1)[1])
+    assert spool.is_file() and '"e":"job_end"' in spool.read_text()

@@ -30,6 +30,7 @@ from autoexec.loader import JobRequest
 from autoexec.models.nodes import Node
 from autoexec.models.params import Group
 from autoexec.phase import Dispatch, PhaseRunner, execute_node, thread_submit
+from autoexec.recording import node_tasks_max
 from autoexec.runtime import JobRuntime, PhasePlan
 
 _runtimes: dict[str, JobRuntime] = {}
@@ -112,15 +113,11 @@ _batches: dict[int, tuple[PhaseRunner, list[Node]]] = {}
 _batch_ids = itertools.count()
 
 
-def task_runs_per_phase_max() -> int:
-    return int(os.environ.get("AUTOEXEC_NODE_TASKS_MAX", "256"))
-
-
 def _dispatcher(job_id: str) -> Dispatch:
     submit = _submitter(job_id)
 
     def dispatch(runner: PhaseRunner, nodes: list[Node]) -> None:
-        if len(nodes) <= task_runs_per_phase_max():
+        if len(nodes) <= node_tasks_max():
             runner.run_nodes(nodes, submit)
             return
         key = next(_batch_ids)

@@ -40,9 +40,10 @@ def test_demo_job_is_one_flow_run_with_group_subflows_and_node_tasks(prefect_hom
     proc = _autoexec(prefect_home, "--devmode", "--jobid", job, "--firstfire",
                      "--paramsfile", str(EXAMPLES / "demo/params.json"), "--nodesfile", str(EXAMPLES / "demo/nodes.jsonl"))
     assert proc.returncode == 0, proc.stderr
+    # the record is written by the job's detached recorder process, a moment after the job ended
+    assert _final_state(prefect_home, f"job-{job}") == "COMPLETED"
     runs = _flow_runs(prefect_home, f"%{job}%")
     by_name = {r["name"]: r for r in runs}
-    assert by_name[f"job-{job}"]["state_type"] == "COMPLETED"
     for g in (0, 1, 2):
         assert by_name[f"{job}/group-{g}"]["state_type"] == "COMPLETED"
         assert by_name[f"{job}/group-{g}"]["parent_task_run_id"]
@@ -69,10 +70,13 @@ def test_demo_job_is_one_flow_run_with_group_subflows_and_node_tasks(prefect_hom
 
 
 def test_failing_job_exits_1_and_the_flow_run_is_failed(prefect_home: Path) -> None:
-    proc = _autoexec(prefect_home, "-d", "-j", "7002", "-p", str(EXAMPLES / "fail/params.json"),
-                     "-n", str(EXAMPLES / "fail/nodes.jsonl"))
+    env = dict(cli_env(prefect_home), AUTOEXEC_PREFECT_WAIT="60")  # exit only once the record is complete
+    proc = subprocess.run([sys.executable, "-m", "autoexec.cli", "-d", "-j", "7002", "-p", str(EXAMPLES / "fail/params.json"),
+                           "-n", str(EXAMPLES / "fail/nodes.jsonl")], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     assert _flow_runs(prefect_home, "job-7002")[0]["state_type"] == "FAILED"
+    groups = {r["name"]: r["state_type"] for r in _flow_runs(prefect_home, "7002/group-%")}
+    assert groups == {"7002/group-0": "FAILED"}  # the failure stops the job before group 1
 
 
 def _start_sleeper(home: Path, tmp: Path, job: str, ops: list[dict]) -> tuple[subprocess.Popen[str], Path]:
@@ -91,6 +95,17 @@ def _wait_for(predicate, timeout: float = 60) -> None:  # type: ignore[no-untype
     while not predicate():
         assert time.monotonic() < deadline, "timed out waiting"
         time.sleep(0.1)
+
+
+FINAL = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
+
+
+def _final_state(home: Path, name: str, timeout: float = 60) -> str:
+    def final() -> bool:
+        runs = _flow_runs(home, name)
+        return bool(runs) and runs[0]["state_type"] in FINAL
+    _wait_for(final, timeout)
+    return _flow_runs(home, name)[0]["state_type"]
 
 
 def _alive(pid: int) -> bool:
@@ -121,7 +136,7 @@ def test_abort_stops_children_within_seconds(prefect_home: Path, tmp_path: Path,
     assert time.monotonic() - started < 10
     status = json.loads((_job_dir(prefect_home, job) / "status/p/10.1.0.1-22-101.json").read_text())
     assert status["status"] == "aborted"
-    assert _flow_runs(prefect_home, f"job-{job}")[0]["state_type"] == "CANCELLED"
+    assert _final_state(prefect_home, f"job-{job}") == "CANCELLED"
 
 
 def test_pause_helper_stops_at_op_boundary_and_rerun_finishes(prefect_home: Path, tmp_path: Path) -> None:
@@ -142,3 +157,18 @@ def test_pause_helper_stops_at_op_boundary_and_rerun_finishes(prefect_home: Path
     rerun = _autoexec(prefect_home, "-d", "-j", job)
     assert rerun.returncode == 0
     assert len(list(marks.glob("second.*"))) == 2
+
+
+def test_killed_job_process_leaves_a_crashed_record_not_a_running_one(prefect_home: Path, tmp_path: Path) -> None:
+    job = "7006"
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    proc, _ = _start_sleeper(prefect_home, tmp_path, job, [script_op("s_1", f"touch {marks}/$NODE_NAME\nsleep 60\n",
+                                                                    "runner_target")])
+    _wait_for(lambda: len(list(marks.iterdir())) == 2)
+    _wait_for(lambda: bool(_flow_runs(prefect_home, f"job-{job}")), timeout=30)
+    proc.kill()  # SIGKILL: no job_end ever reaches the spool
+    proc.wait(10)
+    assert _final_state(prefect_home, f"job-{job}") == "CRASHED"
+    assert _final_state(prefect_home, f"{job}/group-0") == "FAILED"
+    assert not list((prefect_home / "prefect" / "spool").glob(f"{job}-*"))

@@ -216,21 +216,23 @@ def test_cli_run_is_cancelled_from_the_api(prefect_home: Path, tmp_path: Path) -
     _wait_for(lambda: len(list(marks.glob("pid.*"))) == 2, timeout=60)
     _wait_for(lambda: all(p.read_text().strip() for p in marks.glob("pid.*")), timeout=5)
     children = [int(p.read_text()) for p in marks.glob("pid.*")]
+    _wait_for(lambda: _cli_run_id(prefect_home, job), timeout=30)  # the recorder creates it a moment later
     _set_state(prefect_home, _cli_run_id(prefect_home, job), "CANCELLING")
     started = time.monotonic()
     _wait_for(lambda: not any(_alive(pid) for pid in children), timeout=5)
     assert time.monotonic() - started < 5
     assert proc.wait(30) == 1
     assert _statuses(prefect_home, job) == {"aborted"}
-    assert _run(prefect_home, _cli_run_id(prefect_home, job))["state_type"] == "CANCELLED"
+    _wait_for(lambda: _run(prefect_home, _cli_run_id(prefect_home, job))["state_type"] == "CANCELLED", timeout=30)
 
 
 def test_cli_run_is_paused_from_the_api_and_refire_finishes(prefect_home: Path, tmp_path: Path) -> None:
     job = "7106"
     marks = tmp_path / "marks"
     marks.mkdir()
-    proc = _cli_job(prefect_home, tmp_path, job, _inline_job(marks, "sleep 2\n"))
+    proc = _cli_job(prefect_home, tmp_path, job, _inline_job(marks, "sleep 4\n"))
     _wait_for(lambda: len(list(marks.glob("first.*"))) == 2, timeout=60)
+    _wait_for(lambda: _cli_run_id(prefect_home, job), timeout=30)
     _set_state(prefect_home, _cli_run_id(prefect_home, job), "PAUSED")
     assert proc.wait(30) == 0
     assert _statuses(prefect_home, job) == {"paused"}
