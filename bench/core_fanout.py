@@ -19,6 +19,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measure import run_cli, wait_recorded  # noqa: E402
+
 SCRIPT = 'echo "hello from $NODE_HOST"\n'
 
 
@@ -63,28 +66,11 @@ def run_autoexec(home: Path, params: Path, nodes: Path, job: str, width: int, wa
     env.update(AUTOEXEC_HOME=str(home), AUTOEXEC_MAX_PARALLEL=str(width))
     if wait:
         env["AUTOEXEC_PREFECT_WAIT"] = "600"
-    with tempfile.TemporaryFile() as err:
-        started = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "autoexec.cli", "-d", "-j", job, "-p", str(params), "-n", str(nodes)],
-                                env=env, stdout=subprocess.DEVNULL, stderr=err)
-        # wait4: this child's own peak RSS (RUSAGE_CHILDREN would keep the maximum of all earlier runs)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        if proc.returncode != 0:
-            err.seek(0)
-            raise SystemExit(f"autoexec failed ({proc.returncode}): {err.read()[-2000:].decode(errors='replace')}")
-    return wall, usage.ru_maxrss / 1024
-
-
-def wait_recorded(home: Path, started: float, timeout: float = 300) -> float:
-    """Seconds from ``started`` until the detached recorder removed the job's spool, i.e. the flow
-    run is complete in Prefect; later runs must not compete with it for the CPU."""
-    spool = home / "prefect" / "spool"
-    deadline = time.perf_counter() + timeout
-    while any(spool.glob("*.jsonl")) and time.perf_counter() < deadline:
-        time.sleep(0.02)
-    return time.perf_counter() - started
+    wall, code, err, rss = run_cli([sys.executable, "-m", "autoexec.cli", "-d", "-j", job, "-p", str(params),
+                                    "-n", str(nodes)], env)
+    if code != 0:
+        raise SystemExit(f"autoexec failed ({code}): {err}")
+    return wall, rss
 
 
 def main() -> None:

@@ -25,6 +25,16 @@ def _console_warn(console: str | None, text: str) -> None:
         os.close(fd)
 
 
+def _lower_priority() -> None:
+    """The record may lag; the job and its targets must not. On a 2-core runner, Prefect's import
+    and ~5 ms per task run would otherwise take CPU from the tools and from SSH handshakes. Done
+    after ``ensure_api`` so that an embedded server started from here keeps normal priority."""
+    try:
+        os.nice(int(os.environ.get("AUTOEXEC_RECORDER_NICE", "10")))
+    except (OSError, ValueError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
@@ -51,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
                                f"replay it with: python -m autoexec.flows.recorder {spool}")
         print(f"job {job.get('jobId')}: {exc}", file=sys.stderr)
         return 1
+    _lower_priority()
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     from autoexec.flows.mirror import record
