@@ -6,6 +6,7 @@ op runs (runner child process, SSH, Tagent, inside the runner for native ops) is
 """
 from __future__ import annotations
 
+import os
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -49,11 +50,12 @@ class NodeRun:
         self.node = node
         self.triple = node.triple
         self.is_runner = node.resourceId == 0
-        self.status = NodeStatus(rt.jobdir.node_status(plan.name, self.triple), rt.job_id, plan.name, node, rt.mirror)
+        self.paths = rt.jobdir.node_paths(plan.name, self.triple)
+        self.status = NodeStatus(self.paths.status, rt.job_id, plan.name, node, rt.mirror)
         if self.is_runner and rt.runner_output is not None:
             self.output = rt.runner_output
         else:
-            self.output = NodeOutput(rt.jobdir.node_output(self.triple), rt.job_id, node, rt.mirror)
+            self.output = NodeOutput(self.paths.output, rt.job_id, node, rt.mirror)
         self.log: NodeLog | None = None
         self.ref = NodeRef(node.resourceId, node.host, "" if node.port is None else node.port)
         self.ctx: NodeContext | None = None
@@ -91,16 +93,18 @@ class NodeRun:
         rt, node = self.rt, self.node
         started = time.monotonic()
         result = NodeResult(node=self.triple, status="failed")
-        self.log = NodeLog(rt.jobdir.node_log(self.plan.name, self.triple),
-                           rt.jobdir.node_hislog_dir(self.plan.name, self.triple), rt.exec_user)
+        self.log = NodeLog(self.paths.log, self.paths.hislog_dir, rt.exec_user)
         launched = f"{node.protocol}://{node.username}@{node.host}:{node.protocolPort}"
         self.log.line(f"======[{node.resourceId}]{node.label} Launched by {launched}======")
         final = "failed"
         key = (self.plan.name, node.resourceId)
         rt.running_nodes[key] = self
+        # The node's own lines between the waits go out together: up to an op's start (flushed
+        # before the op runs), from an op's end to the next op's start or the node's end.
+        self.log.hold()
         try:
             self.set_status("running")
-            self.ctx = NodeContext(rt, self.plan, node, self.status, self.output, self.log)
+            self.ctx = NodeContext(rt, self.plan, node, self.status, self.output, self.log, self.paths)
             final, last = self._run_ops(self.plan.phase.operations)
             result.exit_code = last.exit_code if last else None
             result.message = last.message if last and final != "succeed" else ""
@@ -112,7 +116,10 @@ class NodeRun:
         finally:
             rt.running_nodes.pop(key, None)
             if self.ctx is not None:
+                if self.ctx.transport is not None:
+                    self.log.flush()  # closing a connection may take a while
                 self.ctx.close()
+        self.log.hold()
         ignored = final == "ignored"
         self.set_status(final, fail_ignore=ignored)
         final = self.status.status
@@ -172,14 +179,14 @@ class NodeRun:
         assert self.ctx is not None and self.log is not None
         rt, log = self.rt, self.log
         if self.status.op_status(op.opId) == "succeed" and not rt.force:
-            previous = read_json(rt.jobdir.op_output(self.triple, op.opId))
+            previous = read_json(self.paths.op_output(op.opId))
             if isinstance(previous, dict):
                 self.output.update({op.opId: previous})
             log.line(f"INFO: Operation {op.opId} has been executed in status:succeed, skip.")
             return OpOutcome(final="succeed", skipped=True)
         kind = op.kind
-        log.line(f"------START--[{op.opId}] {kind} execution start...")
-        log.line(f"------{op.help or ''}---")
+        log.lines((f"------START--[{op.opId}] {kind} execution start...", f"------{op.help or ''}---"))
+        log.flush()  # what the node logged so far is visible before the op runs
         started = time.monotonic()
         try:
             outcome = run_operation(self.ctx, op)
@@ -193,15 +200,18 @@ class NodeRun:
             outcome.final = "aborted"
         where = {"local": "on runner", "remote": "on remote OS", "localremote": "on runner to target"}.get(kind, "")
         hint = {"succeed": "FINE:", "ignored": "WARN:"}.get(outcome.final, "ERROR:")
-        log.line(f"{hint} Execute operation {op.opName} {where} {outcome.final}.".replace("  ", " "))
-        log.line(f"------END--[{op.opId}] {kind} execution complete -- duration: {time.monotonic() - started:.2f} second.")
+        log.hold()  # with what follows up to the next op's start or the node's end
+        log.lines((f"{hint} Execute operation {op.opName} {where} {outcome.final}.".replace("  ", " "),
+                   f"------END--[{op.opId}] {kind} execution complete -- duration: {time.monotonic() - started:.2f} second."))
         self.ctx.prev_op_status = "pending" if outcome.skipped else outcome.final
         if not outcome.skipped:
             self.status.set_op(op.opId, "succeed" if outcome.final == "succeed" else "failed")
             if outcome.final in ("failed", "aborted"):
                 rt.control.mark_failed()
-                path = rt.jobdir.op_output(self.triple, op.opId)
-                path.unlink(missing_ok=True)
+                try:
+                    os.unlink(self.paths.op_output(op.opId))
+                except FileNotFoundError:
+                    pass
                 if op.opId in self.output.data:
                     self.output.update({}, removed=(op.opId,))
         return outcome

@@ -46,6 +46,27 @@ def node_triple(host: str, port: object, resource_id: int) -> str:
 
 
 @dataclass(frozen=True)
+class NodePaths:
+    """The files of one node in one phase as plain strings, built once per node run: the same
+    names as the :class:`JobDir` methods (``str()`` of them), without building a dozen ``Path``
+    objects per node on the hot path."""
+
+    log: str
+    hislog_dir: str
+    status: str
+    output: str
+    input: str
+    op_output_dir: str
+    livedata_dir: str
+
+    def op_output(self, op_id: str) -> str:
+        return f"{self.op_output_dir}/{safe_relpath(op_id)}.json"
+
+    def livedata(self, op_id: str) -> str:
+        return f"{self.livedata_dir}/{safe_relpath(op_id)}.json"
+
+
+@dataclass(frozen=True)
 class JobDir:
     root: Path
 
@@ -109,6 +130,17 @@ class JobDir:
 
     def livedata(self, phase: str, triple: str, op_id: str) -> Path:
         return self.root / "livedata" / safe_name(phase) / safe_name(triple) / f"{safe_relpath(op_id)}.json"
+
+    def node_paths(self, phase: str, triple: str) -> NodePaths:
+        root, ph, tr = str(self.root), safe_name(phase), safe_name(triple)
+        return NodePaths(log=f"{root}/log/{ph}/{tr}.txt", hislog_dir=f"{root}/log/{ph}/{tr}.hislog",
+                         status=f"{root}/status/{ph}/{tr}.json", output=f"{root}/output/{tr}.json",
+                         input=f"{root}/input/{tr}.json", op_output_dir=f"{root}/output-op/{tr}",
+                         livedata_dir=f"{root}/livedata/{ph}/{tr}")
+
+    def node_status_path(self, phase: str, triple: str) -> str:
+        """``str(node_status(phase, triple))``, for the dispatcher's per-node status check."""
+        return f"{self.root}/status/{safe_name(phase)}/{safe_name(triple)}.json"
 
     def script_dir(self, bundle: str = "") -> Path:
         return self.root / "script" / safe_relpath(bundle) if bundle else self.root / "script"

@@ -2,6 +2,14 @@
 
 Both are external interfaces: the neatlogic runner service tails them while they grow, so every
 complete line is written (and reaches the OS) at once, prefixed with ``HH:MM:SS ``.
+
+Cost matters here: a node writes a dozen lines of its own plus its tool's output, and each
+``write`` is a syscall during which another node thread may take the GIL. So the writers use a
+raw descriptor (no Python file object), reuse the stamp within a second, and write lines that
+come together as one ``write``: the lines of one read of tool output, :meth:`StampedWriter.lines`,
+and — the one exception to "at once" — lines the caller emits in a quick sequence between
+:meth:`StampedWriter.hold` and :meth:`StampedWriter.flush` (the node's own lines around an op,
+never across a wait for a tool; each still stamped when emitted). The bytes are the same.
 """
 from __future__ import annotations
 
@@ -12,33 +20,88 @@ import time
 from pathlib import Path
 from typing import Callable, TextIO
 
+from autoexec.store import open_fd_creating_dirs, write_all
+
 LineHook = Callable[[str], None]
+
+_last_stamp: tuple[int, str] = (-1, "")
 
 
 def _stamp() -> str:
-    return time.strftime("%H:%M:%S ")
+    """``time.strftime("%H:%M:%S ")``, formatted once per second: one ``time()`` call per line
+    instead of a ``localtime`` + ``strftime``. One tuple, rebound atomically, so threads never
+    pair a second with another second's text."""
+    global _last_stamp
+    now = int(time.time())
+    last = _last_stamp
+    if last[0] == now:
+        return last[1]
+    text = time.strftime("%H:%M:%S ", time.localtime(now))
+    _last_stamp = (now, text)
+    return text
 
 
-def _hislog_name(directory: Path, middle: str) -> Path:
-    """``<YYYYmmdd-HHMMSS>.<middle>.txt``; a second run in the same second gets ``-1``, ``-2``…
-    (the original crashed on the collision)."""
-    base = time.strftime("%Y%m%d-%H%M%S")
-    candidate = directory / f"{base}.{middle}.txt"
-    n = 1
-    while candidate.exists():
-        candidate = directory / f"{base}-{n}.{middle}.txt"
-        n += 1
-    return candidate
+_last_now: tuple[int, str] = (-1, "")
+
+
+def _now_text() -> str:
+    """``time.strftime("%Y%m%d-%H%M%S")``, formatted once per second (see :func:`_stamp`)."""
+    global _last_now
+    now = int(time.time())
+    last = _last_now
+    if last[0] == now:
+        return last[1]
+    text = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    _last_now = (now, text)
+    return text
+
+
+def link_history(path: str | os.PathLike[str], directory: str | os.PathLike[str], middle: str,
+                 new_directory: bool = False) -> str | None:
+    """Hard-links ``path`` as ``<directory>/<YYYYmmdd-HHMMSS>.<middle>.txt``; a second run in the
+    same second gets ``-1``, ``-2``… (the original crashed on the collision). ``link`` itself
+    probes the name (``EEXIST``) and ``directory`` is created when the link says it is missing
+    (first, when the caller expects it to be new), so the usual case is one or two syscalls
+    instead of ``mkdir`` + ``stat`` + ``stat`` + ``link``. Returns the link's path, ``None`` if it
+    cannot be made; a ``directory`` that cannot be created raises, as ``mkdir`` does."""
+    base = _now_text()
+    folder = os.fspath(directory)
+    made = False
+    if new_directory:
+        try:
+            os.mkdir(folder)
+            made = True
+        except OSError:
+            pass  # exists (or its parent is missing): the link below tells
+    n = 0
+    while True:
+        candidate = os.path.join(folder, f"{base}.{middle}.txt" if n == 0 else f"{base}-{n}.{middle}.txt")
+        try:
+            os.link(path, candidate)
+            return candidate
+        except FileExistsError:
+            n += 1
+        except (FileNotFoundError, NotADirectoryError):
+            if made:
+                return None
+            os.makedirs(folder, exist_ok=True)
+            made = True
+        except OSError:
+            return None
 
 
 class StampedWriter:
     """Thread-safe; holds back an unterminated tail until its newline or :meth:`close`."""
 
-    def __init__(self, path: Path, append: bool = True, echo: TextIO | None = None) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: str | os.PathLike[str], append: bool = True, echo: TextIO | None = None,
+                 fd: int | None = None) -> None:
+        """``fd``: an already open descriptor of ``path`` (see :class:`NodeLog`)."""
         self.path = path
-        self._fh = open(path, "ab" if append else "wb", buffering=0)
+        if fd is None:
+            fd = open_fd_creating_dirs(path, os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC))
+        self._fd = fd
         self._lock = threading.Lock()
+        self._held: list[bytes] | None = None
         self._tail = ""
         self._echo = echo
         self.hooks: list[LineHook] = []
@@ -53,11 +116,49 @@ class StampedWriter:
                 self._emit(lines)
 
     def line(self, text: str) -> None:
-        self.write(text + "\n")
+        if "\n" in text:
+            self.write(text + "\n")
+            return
+        with self._lock:
+            if self._tail:
+                text, self._tail = self._tail + text, ""
+            self._emit((text,))
 
-    def _emit(self, lines: list[str]) -> None:
+    def lines(self, texts: list[str] | tuple[str, ...]) -> None:
+        """Several lines in one ``write`` (same bytes as one :meth:`line` each)."""
+        if texts:
+            self.write("\n".join(texts) + "\n")
+
+    def hold(self) -> None:
+        """Collect the following lines (each stamped when emitted) and write them all with the
+        next :meth:`flush` (or :meth:`close`): for lines emitted in one quick sequence of the
+        caller's, with nothing between them that waits. Warn counting and hooks are not delayed."""
+        with self._lock:
+            if self._held is None:
+                self._held = []
+
+    def flush(self) -> None:
+        """Write what :meth:`hold` collected, in one ``write``; lines go out at once again."""
+        with self._lock:
+            self._flush_held()
+
+    def _flush_held(self) -> None:
+        held, self._held = self._held, None
+        if held:
+            write_all(self._fd, b"".join(held))
+
+    def _emit(self, lines: list[str] | tuple[str, ...]) -> None:
+        if self._fd < 0:
+            raise ValueError("I/O operation on closed file.")
         stamp = _stamp()
-        self._fh.write("".join(f"{stamp}{ln}\n" for ln in lines).encode("utf-8", "replace"))
+        if len(lines) == 1:
+            data = f"{stamp}{lines[0]}\n"
+        else:
+            data = "".join(f"{stamp}{ln}\n" for ln in lines)
+        if self._held is not None:
+            self._held.append(data.encode("utf-8", "replace"))
+        else:
+            write_all(self._fd, data.encode("utf-8", "replace"))
         for ln in lines:
             if ln.startswith(("ERROR:", "WARN:")):
                 self.warn_count += 1
@@ -75,8 +176,10 @@ class StampedWriter:
             if self._tail:
                 self._emit([self._tail])
                 self._tail = ""
-            if not self._fh.closed:
-                self._fh.close()
+            if self._fd >= 0:
+                self._flush_held()
+                fd, self._fd = self._fd, -1
+                os.close(fd)
 
 
 class ConsoleLog(StampedWriter):
@@ -90,34 +193,37 @@ class ConsoleLog(StampedWriter):
             path.unlink(missing_ok=True)  # a fresh inode, so the previous generation's history link keeps its text
         log = cls(path, append=True, echo=echo)
         if first_fire:
-            hislog_dir.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(path, _hislog_name(hislog_dir, exec_user))
-            except OSError:
-                pass
+            link_history(path, hislog_dir, exec_user)
         return log
+
+
+def _create_fresh(path: str | os.PathLike[str]) -> tuple[int, bool]:
+    """A new, empty file with a new inode (the previous run's history link keeps its text), and
+    whether there was none before: ``O_EXCL`` first, so a node's first run costs one ``open``
+    instead of ``unlink`` + ``open``."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    try:
+        return open_fd_creating_dirs(path, flags | os.O_EXCL), True
+    except FileExistsError:
+        os.unlink(path)
+        return os.open(path, flags, 0o666), False
 
 
 class NodeLog(StampedWriter):
     """``log/<phase>/<triple>.txt``, recreated per execution, with a ``.hislog`` hard link whose
     name carries the node's final status once it ends (``running`` while in flight)."""
 
-    def __init__(self, path: Path, hislog_dir: Path, exec_user: str) -> None:
-        path.unlink(missing_ok=True)  # a fresh inode: the previous run's history link keeps its text
-        super().__init__(path, append=False)
+    def __init__(self, path: str | os.PathLike[str], hislog_dir: str | os.PathLike[str], exec_user: str) -> None:
+        fd, first_run = _create_fresh(path)
+        super().__init__(path, append=False, fd=fd)
         self.exec_user = exec_user
-        hislog_dir.mkdir(parents=True, exist_ok=True)
-        self._history = _hislog_name(hislog_dir, f"running.{exec_user}")
-        try:
-            os.link(path, self._history)
-        except OSError:
-            self._history = None  # type: ignore[assignment]
+        self._history = link_history(path, hislog_dir, f"running.{exec_user}", new_directory=first_run)
 
     def finish(self, status: str) -> None:
         self.close()
         if self._history is not None:
-            final = self._history.with_name(self._history.name.replace(".running.", f".{status}.", 1))
+            head, name = os.path.split(self._history)
             try:
-                self._history.rename(final)
+                os.rename(self._history, os.path.join(head, name.replace(".running.", f".{status}.", 1)))
             except OSError:
                 pass

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autoexec.config import BUNDLED_PLUGINS
 from autoexec.jobdir import safe_name
 from autoexec.models.params import Operation
+from autoexec.ops.childenv import template_for
 from autoexec.ops.nodectx import NodeContext
 from autoexec.ops.prepare import Prepared, prepare_arguments
 from autoexec.ops.tools import ToolNotFound, locate_tool, script_argv, write_inline_script
-from autoexec.store import read_json, write_json_atomic
+from autoexec.store import ensure_dir, file_lock, read_json, write_json_atomic
 from autoexec.transports.base import RemoteOp, Upload
 from autoexec.transports.local import LocalProcess
 
@@ -60,40 +60,6 @@ def _fail(ctx: NodeContext, message: str, code: int | None = None) -> OpOutcome:
 
 
 # --- local --------------------------------------------------------------------------------
-_BUNDLED_LOCAL_LIB = str(BUNDLED_PLUGINS / "local" / "lib")
-
-
-def _local_env(ctx: NodeContext, op: Operation, plugin_dir: Path, to_target: bool) -> dict[str, str]:
-    rt, jd, triple = ctx.rt, ctx.jobdir, ctx.triple
-    env = dict(rt.base_env)
-    home_lib = str(rt.config.home / "plugins" / "local" / "lib")
-    libs = [str(plugin_dir), str(plugin_dir / "lib"), home_lib, _BUNDLED_LOCAL_LIB]
-    out_path = jd.op_output(triple, op.opId)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    env.update({
-        "TERM": "dumb",
-        "GROUP_NO": str(ctx.plan.group_no),
-        "OUTPUT_DIR": str(jd.op_output_dir(triple)),
-        "OUTPUT_PATH": str(out_path),
-        "OPERATION_ID": op.opId,
-        "LIVEDATA_PATH": str(jd.livedata(ctx.plan.name, triple, op.opId)),
-        "NODE_OUTPUT_PATH": str(jd.node_output(triple)),
-        "PATH": os.pathsep.join([str(plugin_dir / "lib"), home_lib, _BUNDLED_LOCAL_LIB, env.get("PATH", os.defpath)]),
-        "PYTHONPATH": os.pathsep.join(libs + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])),
-        "PERL5LIB": os.pathsep.join(libs + ([env["PERL5LIB"]] if env.get("PERL5LIB") else [])),
-        "AUTOEXEC_PHASE_NAME": ctx.plan.name,
-        "AUTOEXEC_NODE": json.dumps(ctx.node.public_dict(), ensure_ascii=False),
-        "AUTOEXEC_NODES_PATH": str(ctx.plan.nodes_path),
-    })
-    if to_target:
-        env.update({"NODE_HOST": ctx.node.host, "NODE_PORT": ctx.node.port_text, "NODE_NAME": ctx.node.nodeName or ""})
-        if ctx.password:
-            # runner_target tools log in to the target themselves; the password travels in the
-            # environment (readable only by this uid), never on a command line or in AUTOEXEC_NODE.
-            env["AUTOEXEC_NODE_PASSWORD"] = ctx.password
-    return env
-
-
 def _run_local(ctx: NodeContext, op: Operation, to_target: bool) -> OpOutcome:
     rt = ctx.rt
     try:
@@ -112,19 +78,32 @@ def _run_local(ctx: NodeContext, op: Operation, to_target: bool) -> OpOutcome:
     if to_target and not ctx.password and ctx.node.protocol in ("ssh", "tagent"):
         ctx.log.line(f"WARN: Can not find password for {ctx.node.username}@{ctx.node.host}:{ctx.node.protocolPort}, "
                      f"Please check the account settings of the node.")
+    ctx.log.hold()  # flushed once the child runs, before its first line
     ctx.log.line(f"INFO: Execute -> {op.opName} {prepared.masked}".rstrip())
-    env = _local_env(ctx, op, plugin_dir, to_target)
-    out_path = Path(env["OUTPUT_PATH"])
-    out_path.unlink(missing_ok=True)
+    template = template_for(ctx, plugin_dir, to_target)
+    out_path = ctx.paths.op_output(op.opId)
+    fresh = ensure_dir(os.path.dirname(out_path))
+    env = template.render(ctx, op, out_path)
+    if not fresh:  # a directory just created holds no stale output
+        try:
+            os.unlink(out_path)
+        except FileNotFoundError:
+            pass
     try:
-        proc = LocalProcess(command + prepared.argv, rt.jobdir.root, env)
+        proc = LocalProcess(command + prepared.argv, template.cwd, env, find_program=template.program)
     except OSError as exc:
         return _fail(ctx, f"cannot start {op.opName}: {exc.strerror or exc}")
     token = rt.control.register(proc.kill)
     on_line, failed_by_log = _output_sink(ctx, op)
     try:
-        ctx.status.set_op(op.opId, "running", proc.pid)
-        result = proc.stream(on_line, timeout=rt.config.max_exec_secs)
+        try:
+            ctx.status.set_op(op.opId, "running", proc.pid)
+            ctx.log.flush()
+        except BaseException:
+            proc.abandon()
+            raise
+        result = proc.stream(on_line, timeout=rt.config.max_exec_secs,
+                             on_lines=ctx.log.lines if ctx.fail_matcher is None else None)
     finally:
         rt.control.unregister(token)
     if result.error:
@@ -355,7 +334,7 @@ def _finish(ctx: NodeContext, op: Operation, outcome: OpOutcome, data: Any = Non
     for name, spec in (op.output or {}).items():
         if name not in values:
             values[name] = spec.get("defaultValue") if isinstance(spec, dict) else None
-    write_json_atomic(ctx.jobdir.op_output(ctx.triple, op.opId), values)
+    write_json_atomic(ctx.paths.op_output(op.opId), values)
     ctx.output.update({op.opId: values})
     if ctx.plan.header.totalCount == 1 and ctx.node.resourceId != 0 and ctx.rt.runner_output is not None:
         ctx.rt.runner_output.update({op.opId: values})  # single-node phases feed runner references (§10.5)
@@ -364,9 +343,10 @@ def _finish(ctx: NodeContext, op: Operation, outcome: OpOutcome, data: Any = Non
 
 
 def _record_inputs(ctx: NodeContext, op: Operation, prepared: Prepared) -> None:
-    from autoexec.store import file_lock
-
-    path = ctx.jobdir.node_input(ctx.triple)
+    """``input/<triple>.json`` gathers every op's inputs of the node across phases. A file lock,
+    not only a thread lock: two invocations of one job (``--phases a`` and ``--phases b``) may run
+    the same node at once."""
+    path = ctx.paths.input
     with file_lock(path):
         current = read_json(path)
         current = current if isinstance(current, dict) else {}

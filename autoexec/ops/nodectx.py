@@ -10,7 +10,7 @@ import json
 import os
 from typing import Any
 
-from autoexec.jobdir import JobDir
+from autoexec.jobdir import JobDir, NodePaths
 from autoexec.logs import NodeLog
 from autoexec.models.nodes import Node
 from autoexec.runtime import JobRuntime, PhasePlan
@@ -20,7 +20,7 @@ from autoexec.transports.base import Endpoint, RemoteTransport, Timeouts
 
 class NodeContext:
     def __init__(self, rt: JobRuntime, plan: PhasePlan, node: Node, status: NodeStatus,
-                 output: NodeOutput, log: NodeLog) -> None:
+                 output: NodeOutput, log: NodeLog, paths: NodePaths | None = None) -> None:
         self.rt = rt
         self.plan = plan
         self.node = node
@@ -29,6 +29,8 @@ class NodeContext:
         self.log = log
         self.triple = node.triple
         self.jobdir: JobDir = rt.jobdir
+        self.paths: NodePaths = paths if paths is not None else rt.jobdir.node_paths(plan.name, node.triple)
+        """This node's files in this phase as strings (built once per node run)."""
         self.transport: RemoteTransport | None = None
         self.prev_op_status = "pending"
         self.fail_matcher: Any = None

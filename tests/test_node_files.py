@@ -1,0 +1,238 @@
+"""The per-node files written on the hot path keep their exact names, bytes and semantics now that
+they go through plain descriptors and string paths (autoexec.store, autoexec.logs, autoexec.jobdir)
+and the tool environment comes from a per-job template (autoexec.ops.childenv)."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from autoexec import logs, store
+from autoexec.config import BUNDLED_PLUGINS
+from autoexec.jobdir import JobDir, node_triple
+from autoexec.logs import NodeLog, StampedWriter, link_history
+from autoexec.ops.childenv import template_for
+from tests.fixtures_core import JobFiles, nodes_lines, script_op
+
+
+# --- names ------------------------------------------------------------------------------
+@pytest.mark.parametrize("phase,host,op_id", [("ph", "10.0.0.1", "op_1"), ("a/b", "h\\x", "demo/tool_1"),
+                                              ("..", ".", "../../x"), ("中文", "::1", "a//b")])
+def test_node_paths_are_the_jobdir_names_as_strings(tmp_path: Path, phase: str, host: str, op_id: str) -> None:
+    jd = JobDir.for_job(tmp_path, "12345")
+    triple = node_triple(host, 22, 7)
+    paths = jd.node_paths(phase, triple)
+    assert paths.log == str(jd.node_log(phase, triple))
+    assert paths.hislog_dir == str(jd.node_hislog_dir(phase, triple))
+    assert paths.status == str(jd.node_status(phase, triple)) == jd.node_status_path(phase, triple)
+    assert paths.output == str(jd.node_output(triple))
+    assert paths.input == str(jd.node_input(triple))
+    assert paths.op_output_dir == str(jd.op_output_dir(triple))
+    assert paths.op_output(op_id) == str(jd.op_output(triple, op_id))
+    assert paths.livedata(op_id) == str(jd.livedata(phase, triple, op_id))
+
+
+# --- JSON files -------------------------------------------------------------------------
+DOC = {"b": [1, 2.5, None, True], "a": {"中文": "é", "x": ""}, "op/1": {"options": {}, "arguments": []}}
+
+
+def test_json_text_is_what_json_dumps_gives(tmp_path: Path) -> None:
+    for indent in (None, 4):
+        assert store.dumps(DOC, indent) == json.dumps(DOC, ensure_ascii=False, indent=indent)
+    target = tmp_path / "sub" / "doc.json"
+    store.write_json_atomic(target, DOC, indent=4)
+    assert target.read_bytes() == json.dumps(DOC, ensure_ascii=False, indent=4).encode("utf-8")
+    store.write_json_atomic(str(target), {"x": 1})
+    assert target.read_bytes() == b'{"x": 1}'
+    assert [p.name for p in target.parent.iterdir()] == ["doc.json"]  # no temp file left
+    with pytest.raises(TypeError):
+        store.write_json_atomic(target, {"x": object()})
+    assert [p.name for p in target.parent.iterdir()] == ["doc.json"]
+
+
+def test_read_json_is_none_for_missing_invalid_or_non_utf8(tmp_path: Path) -> None:
+    doc = tmp_path / "d.json"
+    assert store.read_json(doc) is None
+    doc.write_bytes(b"\xef\xbb\xbf{}")  # a BOM: invalid, as with a text-mode read
+    assert store.read_json(doc) is None
+    doc.write_bytes(b'{"a": "\xff"}')
+    assert store.read_json(doc) is None
+    doc.write_bytes(b'{"a": 1}\r\n   ')
+    assert store.read_json(str(doc)) == {"a": 1}
+    doc.write_bytes(json.dumps({"big": "x" * 200000}).encode())
+    assert len(store.read_json(doc)["big"]) == 200000
+
+
+def test_ensure_dir_says_whether_it_created(tmp_path: Path) -> None:
+    assert store.ensure_dir(str(tmp_path / "a" / "b")) is True
+    assert store.ensure_dir(str(tmp_path / "a" / "b")) is False
+    (tmp_path / "f").write_text("")
+    with pytest.raises(FileExistsError):
+        store.ensure_dir(str(tmp_path / "f"))
+
+
+def test_status_pid_follows_a_fork(tmp_path: Path) -> None:
+    child = os.fork()
+    if child == 0:
+        os._exit(0 if store.pid() == os.getpid() else 1)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0 and store.pid() == os.getpid()
+
+
+# --- logs -------------------------------------------------------------------------------
+STAMP = re.compile(r"^\d\d:\d\d:\d\d $")
+
+
+def test_lines_are_stamped_and_held_lines_go_out_together(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    writes: list[bytes] = []
+    real_write = os.write
+    monkeypatch.setattr(store.os, "write", lambda fd, data: writes.append(bytes(data)) or real_write(fd, data))
+    log = StampedWriter(tmp_path / "x" / "log.txt", append=False)
+    log.line("one")
+    log.hold()
+    log.line("WARN: two")
+    log.lines(["three", "ERROR: four"])
+    log.write("fi")
+    assert len(writes) == 1
+    log.flush()
+    assert len(writes) == 2
+    log.write("ve\nsix")
+    log.close()
+    text = (tmp_path / "x" / "log.txt").read_text()
+    lines = text.splitlines()
+    assert [ln[9:] for ln in lines] == ["one", "WARN: two", "three", "ERROR: four", "five", "six"]
+    assert all(STAMP.match(ln[:9]) for ln in lines)
+    assert log.warn_count == 2
+    assert writes[1].count(b"\n") == 3
+    with pytest.raises(ValueError):
+        log.line("closed")
+
+
+def test_close_writes_what_is_held(tmp_path: Path) -> None:
+    log = StampedWriter(tmp_path / "log.txt")
+    log.hold()
+    log.line("held")
+    log.close()
+    assert (tmp_path / "log.txt").read_text().endswith(" held\n")
+
+
+def test_stamp_is_strftime() -> None:
+    for _ in range(3):
+        before = time.strftime("%H:%M:%S ")
+        stamp = logs._stamp()
+        after = time.strftime("%H:%M:%S ")
+        assert stamp in (before, after)
+        time.sleep(0.4)
+
+
+def test_history_links_count_up_within_a_second(tmp_path: Path) -> None:
+    source = tmp_path / "log.txt"
+    source.write_text("x")
+    folder = tmp_path / "log.hislog"
+    names = [os.path.basename(link_history(source, folder, "running.u") or "") for _ in range(3)]
+    base = names[0].split(".")[0]
+    if not all(n.startswith(base) for n in names):  # crossed a second boundary: try once more
+        names = [os.path.basename(link_history(source, folder, "running.u") or "") for _ in range(3)]
+        base = names[0].split(".")[0]
+    assert re.fullmatch(r"\d{8}-\d{6}", base)
+    assert names == [f"{base}.running.u.txt", f"{base}-1.running.u.txt", f"{base}-2.running.u.txt"] or \
+        all(n.startswith(base) for n in names[1:])
+    assert link_history(source, folder, "other", new_directory=True) is not None  # folder exists: fine
+    (tmp_path / "file").write_text("")
+    with pytest.raises(FileExistsError):
+        link_history(source, tmp_path / "file", "x")
+
+
+def test_node_log_rerun_gets_a_fresh_inode_and_history_keeps_the_old_text(tmp_path: Path) -> None:
+    path, history = tmp_path / "log" / "ph" / "n.txt", tmp_path / "log" / "ph" / "n.hislog"
+    first = NodeLog(path, history, "alice")
+    first.line("first run")
+    first.finish("failed")
+    time.sleep(1.05)
+    second = NodeLog(str(path), str(history), "alice")
+    second.line("second run")
+    assert sorted(p.name.split(".", 1)[1] for p in history.iterdir()) == ["failed.alice.txt", "running.alice.txt"]
+    second.finish("succeed")
+    texts = {p.name.split(".", 1)[1]: p.read_text() for p in history.iterdir()}
+    assert texts["failed.alice.txt"].endswith("first run\n") and texts["succeed.alice.txt"].endswith("second run\n")
+    assert path.read_text() == texts["succeed.alice.txt"] and os.stat(path).st_nlink == 2
+
+
+# --- tool environment -------------------------------------------------------------------
+def _reference_env(ctx, op, plugin_dir: Path, to_target: bool) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """The per-node build the template replaced, verbatim."""
+    rt, jd, triple = ctx.rt, ctx.jobdir, ctx.triple
+    env = dict(rt.base_env)
+    home_lib = str(rt.config.home / "plugins" / "local" / "lib")
+    bundled = str(BUNDLED_PLUGINS / "local" / "lib")
+    libs = [str(plugin_dir), str(plugin_dir / "lib"), home_lib, bundled]
+    out_path = jd.op_output(triple, op.opId)
+    env.update({
+        "TERM": "dumb", "GROUP_NO": str(ctx.plan.group_no), "OUTPUT_DIR": str(jd.op_output_dir(triple)),
+        "OUTPUT_PATH": str(out_path), "OPERATION_ID": op.opId,
+        "LIVEDATA_PATH": str(jd.livedata(ctx.plan.name, triple, op.opId)),
+        "NODE_OUTPUT_PATH": str(jd.node_output(triple)),
+        "PATH": os.pathsep.join([str(plugin_dir / "lib"), home_lib, bundled, env.get("PATH", os.defpath)]),
+        "PYTHONPATH": os.pathsep.join(libs + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])),
+        "PERL5LIB": os.pathsep.join(libs + ([env["PERL5LIB"]] if env.get("PERL5LIB") else [])),
+        "AUTOEXEC_PHASE_NAME": ctx.plan.name,
+        "AUTOEXEC_NODE": json.dumps(ctx.node.public_dict(), ensure_ascii=False),
+        "AUTOEXEC_NODES_PATH": str(ctx.plan.nodes_path),
+    })
+    if to_target:
+        env.update({"NODE_HOST": ctx.node.host, "NODE_PORT": ctx.node.port_text, "NODE_NAME": ctx.node.nodeName or ""})
+        if ctx.password:
+            env["AUTOEXEC_NODE_PASSWORD"] = ctx.password
+    return env
+
+
+def _contexts(jobs: JobFiles):  # type: ignore[no-untyped-def]
+    from autoexec.groups import plan_phase
+    from autoexec.ops.nodectx import NodeContext
+    from autoexec.store import NodeOutput, NodeStatus
+
+    params = {"runFlow": [{"groupNo": 2, "phases": [{"phaseName": "p", "phaseType": "runner_target",
+                                                      "operations": [script_op("a/s_1", "echo", "runner_target")]}]}]}
+    text = nodes_lines(2) + json.dumps({"resourceId": 900, "runnerId": 1, "host": "h", "port": None,
+                                        "protocol": "local"}) + "\n"
+    rt = jobs.runtime("61", params, text)
+    rt.base_env.update({"OUTPUT_DIR": "stale", "PERL5LIB": "/perl"})  # keys the update overrides keep their place
+    group = rt.params.runFlow[0]
+    plan = plan_phase(rt, group, group.phases[0], 1, None)
+    for node in plan.nodes:
+        paths = rt.jobdir.node_paths(plan.name, node.triple)
+        log = NodeLog(paths.log, paths.hislog_dir, "u")
+        yield rt, NodeContext(rt, plan, node, NodeStatus(paths.status, rt.job_id, plan.name, node),
+                              NodeOutput(paths.output, rt.job_id, node), log, paths), group.phases[0].operations[0]
+
+
+def test_tool_env_has_the_per_node_entries_in_the_per_node_order(jobs: JobFiles, tmp_path: Path) -> None:
+    plugin_dir = tmp_path / "plugins" / "x"
+    seen = 0
+    for rt, ctx, op in _contexts(jobs):
+        for to_target in (True, False):
+            template = template_for(ctx, plugin_dir, to_target)
+            env = template.render(ctx, op, ctx.paths.op_output(op.opId))
+            assert list(env.items()) == list(_reference_env(ctx, op, plugin_dir, to_target).items())
+            seen += 1
+        ctx.log.close()
+    assert seen == 6
+
+
+def test_tool_env_follows_job_env_changes(jobs: JobFiles, tmp_path: Path) -> None:
+    plugin_dir = tmp_path / "plugins" / "x"
+    rt, ctx, op = next(_contexts(jobs))
+    first = template_for(ctx, plugin_dir, True)
+    assert template_for(ctx, plugin_dir, True) is first
+    with rt.env_lock:
+        rt.base_env["GLOBAL_FROM_SETENV"] = "v1"
+    env = template_for(ctx, plugin_dir, True).render(ctx, op, "out")
+    assert env["GLOBAL_FROM_SETENV"] == "v1"
+    rt.base_env["PATH"] = "/only/here"
+    env = template_for(ctx, plugin_dir, True).render(ctx, op, "out")
+    assert env["PATH"].endswith(":/only/here") and env == _reference_env(ctx, op, plugin_dir, True) | {"OUTPUT_PATH": "out"}
+    ctx.log.close()
