@@ -114,8 +114,10 @@ def run(args: argparse.Namespace) -> int:
             phases={p.strip() for p in args.phases.split(",") if p.strip()} or None,
             nodes=parse_id_list(args.nodes, "nodes"), sql_files=args.sqlfiles,
         )
-        from autoexec.production import build_job_runtime
-
+        if req.dev_mode:  # no console: skip importing its HTTP client (~0.12 s of start-up)
+            from autoexec.loader import build_runtime as build_job_runtime
+        else:
+            from autoexec.production import build_job_runtime
         rt = build_job_runtime(req)
     except JobInputError as exc:
         return _fail(str(exc))

@@ -25,14 +25,33 @@ def _console_warn(console: str | None, text: str) -> None:
         os.close(fd)
 
 
+def lower_priority(niceness: int) -> None:
+    """``os.nice`` alone does nothing against other sessions where the kernel groups scheduling
+    by session (``sched_autogroup``, on by default in Debian/Ubuntu kernels): a process that
+    started its own session is then weighed as a group of its own, one share per group, whatever
+    its nice value. So the group's nice (``/proc/self/autogroup``) is set too: this process
+    leads its session, so the group is its own."""
+    try:
+        os.nice(niceness)
+    except OSError:
+        pass
+    if os.getsid(0) == os.getpid():
+        try:
+            with open("/proc/self/autogroup", "w") as fh:
+                fh.write(str(niceness))
+        except OSError:
+            pass  # no autogroup scheduling here: the plain nice value is what counts
+
+
 def _lower_priority() -> None:
     """The record may lag; the job and its targets must not. On a 2-core runner, Prefect's import
     and ~5 ms per task run would otherwise take CPU from the tools and from SSH handshakes. Done
     after ``ensure_api`` so that an embedded server started from here keeps normal priority."""
     try:
-        os.nice(int(os.environ.get("AUTOEXEC_RECORDER_NICE", "10")))
-    except (OSError, ValueError):
-        pass
+        niceness = int(os.environ.get("AUTOEXEC_RECORDER_NICE", "10"))
+    except ValueError:
+        return
+    lower_priority(niceness)
 
 
 def main(argv: list[str] | None = None) -> int:
