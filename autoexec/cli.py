@@ -175,24 +175,15 @@ def _run_inline(rt: object) -> object:
 
 
 def entry() -> None:
-    """Console-script entry. After a job, Prefect's exit-time shutdown of its background services
-    costs ~0.3 s per process (measured; a 1-node job takes ~1.6 s in all). What matters of it —
-    queued run events and logs — is drained here explicitly, everything of our own is already
-    closed (``release_runtime``), so the process then ends at once."""
+    """Console-script entry. Everything of our own is already closed (``release_runtime``) when
+    :func:`main` returns, so a process that imported Prefect (``AUTOEXEC_PREFECT_MODE=inline``)
+    skips Prefect's slow exit."""
     code = main()
     if "prefect" not in sys.modules:
         sys.exit(code)
-    try:
-        from prefect.events.worker import EventsWorker
-        from prefect.logging.handlers import APILogWorker
+    from autoexec.prefect_env import exit_after_draining
 
-        APILogWorker.drain_all(timeout=10)
-        EventsWorker.drain_all(timeout=10)
-    except Exception:  # noqa: BLE001 - fall back to the normal, slower exit
-        sys.exit(code)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    exit_after_draining(code, timeout=10)
 
 
 if __name__ == "__main__":

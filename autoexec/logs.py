@@ -24,36 +24,27 @@ from autoexec.store import open_fd_creating_dirs, write_all
 
 LineHook = Callable[[str], None]
 
-_last_stamp: tuple[int, str] = (-1, "")
+class _PerSecond:
+    """``time.strftime(fmt)``, formatted once per second: one ``time()`` call per log line instead
+    of a ``localtime`` + ``strftime``. One tuple, rebound atomically, so threads never pair a
+    second with another second's text."""
+
+    def __init__(self, fmt: str) -> None:
+        self.fmt = fmt
+        self._last: tuple[int, str] = (-1, "")
+
+    def __call__(self) -> str:
+        now = int(time.time())
+        last = self._last
+        if last[0] == now:
+            return last[1]
+        text = time.strftime(self.fmt, time.localtime(now))
+        self._last = (now, text)
+        return text
 
 
-def _stamp() -> str:
-    """``time.strftime("%H:%M:%S ")``, formatted once per second: one ``time()`` call per line
-    instead of a ``localtime`` + ``strftime``. One tuple, rebound atomically, so threads never
-    pair a second with another second's text."""
-    global _last_stamp
-    now = int(time.time())
-    last = _last_stamp
-    if last[0] == now:
-        return last[1]
-    text = time.strftime("%H:%M:%S ", time.localtime(now))
-    _last_stamp = (now, text)
-    return text
-
-
-_last_now: tuple[int, str] = (-1, "")
-
-
-def _now_text() -> str:
-    """``time.strftime("%Y%m%d-%H%M%S")``, formatted once per second (see :func:`_stamp`)."""
-    global _last_now
-    now = int(time.time())
-    last = _last_now
-    if last[0] == now:
-        return last[1]
-    text = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
-    _last_now = (now, text)
-    return text
+_stamp = _PerSecond("%H:%M:%S ")
+_now_text = _PerSecond("%Y%m%d-%H%M%S")
 
 
 def link_history(path: str | os.PathLike[str], directory: str | os.PathLike[str], middle: str,

@@ -25,24 +25,6 @@ def _console_warn(console: str | None, text: str) -> None:
         os.close(fd)
 
 
-def lower_priority(niceness: int) -> None:
-    """``os.nice`` alone does nothing against other sessions where the kernel groups scheduling
-    by session (``sched_autogroup``, on by default in Debian/Ubuntu kernels): a process that
-    started its own session is then weighed as a group of its own, one share per group, whatever
-    its nice value. So the group's nice (``/proc/self/autogroup``) is set too: this process
-    leads its session, so the group is its own."""
-    try:
-        os.nice(niceness)
-    except OSError:
-        pass
-    if os.getsid(0) == os.getpid():
-        try:
-            with open("/proc/self/autogroup", "w") as fh:
-                fh.write(str(niceness))
-        except OSError:
-            pass  # no autogroup scheduling here: the plain nice value is what counts
-
-
 def _lower_priority() -> None:
     """The record may lag; the job and its targets must not. On a 2-core runner, Prefect's import
     and ~5 ms per task run would otherwise take CPU from the tools and from SSH handshakes. Done
@@ -51,6 +33,8 @@ def _lower_priority() -> None:
         niceness = int(os.environ.get("AUTOEXEC_RECORDER_NICE", "10"))
     except ValueError:
         return
+    from autoexec.prefect_env import lower_priority
+
     lower_priority(niceness)
 
 
@@ -101,19 +85,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry() -> None:
-    """Drains Prefect's event and log workers, then exits at once (see :func:`autoexec.cli.entry`)."""
-    code = main()
-    try:
-        from prefect.events.worker import EventsWorker
-        from prefect.logging.handlers import APILogWorker
+    """Waits up to 30 s for Prefect's event and log workers, then exits at once."""
+    from autoexec.prefect_env import exit_after_draining
 
-        APILogWorker.drain_all(timeout=30)
-        EventsWorker.drain_all(timeout=30)
-    except Exception:  # noqa: BLE001
-        sys.exit(code)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    exit_after_draining(main(), timeout=30)
 
 
 if __name__ == "__main__":
