@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+from autoexec.block_names import CONSOLE_BLOCK_ENV
 from autoexec.config import Config, load_config
 from autoexec.console.client import ConsoleClient
 from autoexec.console.errors import ConsoleError
@@ -22,9 +23,6 @@ from autoexec.loader import JobRequest, build_runtime, resolve_input
 from autoexec.models.nodes import Node
 from autoexec.models.params import JobInputError, Operation, Params
 from autoexec.runtime import JobRuntime
-
-CONSOLE_BLOCK_ENV = "AUTOEXEC_CONSOLE_BLOCK"
-"""Name of an ``autoexec-console-credentials`` Prefect block to use when config.ini has no console."""
 
 T = TypeVar("T")
 

@@ -16,9 +16,7 @@ if TYPE_CHECKING:
     from autoexec.blocks.credentials import NodeCredentials
     from autoexec.blocks.mongodb import MongoDBConnection
 
-CONSOLE_BLOCK_ENV = "AUTOEXEC_CONSOLE_BLOCK"
-MONGODB_BLOCK_ENV = "AUTOEXEC_MONGODB_BLOCK"
-NODE_CREDENTIALS_BLOCK_ENV = "AUTOEXEC_NODE_CREDENTIALS_BLOCK"
+from autoexec.block_names import CONSOLE_BLOCK_ENV, MONGODB_BLOCK_ENV, NODE_CREDENTIALS_BLOCK_ENV  # noqa: F401
 
 
 class BlockUnavailable(Exception):

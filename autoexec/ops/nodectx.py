@@ -10,6 +10,7 @@ import json
 import os
 from typing import Any
 
+from autoexec.block_names import NODE_CREDENTIALS_BLOCK_ENV
 from autoexec.jobdir import JobDir, NodePaths
 from autoexec.logs import NodeLog
 from autoexec.models.nodes import Node
@@ -45,7 +46,7 @@ class NodeContext:
         """Nodes the console sends without a secret may name a Prefect credentials block (field
         ``credentialsBlock``), or the job may set a default one."""
         name = (self.node.model_extra or {}).get("credentialsBlock") or \
-            self.rt.base_env.get("AUTOEXEC_NODE_CREDENTIALS_BLOCK")  # autoexec.blocks imports Prefect
+            self.rt.base_env.get(NODE_CREDENTIALS_BLOCK_ENV)
         if not name:
             return
         from autoexec.blocks.lookup import BlockUnavailable, node_credentials
