@@ -56,6 +56,11 @@ def parse_id_list(text: str, what: str) -> set[int] | None:
         raise JobInputError(f"--{what}: {text!r} must be a comma-separated list of integers") from None
 
 
+def parse_name_list(text: str | None) -> set[str] | None:
+    """``--phases a, b`` -> ``{"a", "b"}``; ``None`` for no names (run them all)."""
+    return {p.strip() for p in (text or "").split(",") if p.strip()} or None
+
+
 def resolve_input(path_text: str, jobdir: JobDir) -> Path:
     """Relative paths: the current directory first (what a person typing the command means),
     then the job directory (what the original did)."""

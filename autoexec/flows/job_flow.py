@@ -224,7 +224,7 @@ def job_flow(job_id: str | int, exec_user: str = "anonymous", params_file: str =
     flow_run = _current_flow_run()
     built_here = rt is None
     if rt is None:
-        from autoexec.loader import parse_id_list
+        from autoexec.loader import parse_id_list, parse_name_list
 
         if flow_run is not None and flow_run.run_count > 1:
             first_fire = False  # a resume or retry continues this generation's console log
@@ -233,7 +233,7 @@ def job_flow(job_id: str | int, exec_user: str = "anonymous", params_file: str =
                          params_json=params, nodes_jsonl=nodes, force=force, first_fire=first_fire,
                          dev_mode=dev_mode, no_fire_next=no_fire_next, pass_through_env=pass_through_env or {},
                          phase_groups=parse_id_list(phase_groups, "phasegroups"),
-                         phases={p for p in phases.split(",") if p} or None,
+                         phases=parse_name_list(phases),
                          nodes=parse_id_list(node_ids, "nodes"))
         from autoexec.production import build_job_runtime
 
