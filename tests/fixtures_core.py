@@ -22,6 +22,16 @@ REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
 
 
+def process_running(pid: int) -> bool:
+    """Alive and not a zombie: a killed child not yet reaped still answers ``kill(pid, 0)``."""
+    try:
+        os.kill(pid, 0)
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (ProcessLookupError, FileNotFoundError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def script_op(op_id: str, script: str, op_type: str = "runner", interpreter: str = "bash",
               **extra: Any) -> dict[str, Any]:
     op = {"opId": op_id, "opName": op_id.rsplit("_", 1)[0], "opType": op_type, "isScript": 1,

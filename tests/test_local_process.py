@@ -18,6 +18,7 @@ import pytest
 
 from autoexec.transports import deadlines, orphans, spawn
 from autoexec.transports.local import LocalProcess, decode_lines, pump
+from tests.fixtures_core import process_running
 
 PY = sys.executable
 
@@ -165,9 +166,9 @@ def test_kill_stops_the_whole_group(backend: str, tmp_path: Path) -> None:
     assert result.killed and result.error == "aborted" and result.exit_code is None
     grandchild = int(marker.read_text())
     deadline = time.monotonic() + 5
-    while _alive(grandchild) and time.monotonic() < deadline:
+    while process_running(grandchild) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _alive(grandchild)
+    assert not process_running(grandchild)
     proc.kill()  # again: harmless
 
 
@@ -188,15 +189,7 @@ def test_a_sink_that_raises_leaves_no_zombie(backend: str, tmp_path: Path) -> No
     deadline = time.monotonic() + 5
     while proc.returncode is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert proc.returncode is not None and not _alive(proc.pid)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    assert proc.returncode is not None and not process_running(proc.pid)
 
 
 # --- orphans ------------------------------------------------------------------------------
@@ -215,9 +208,9 @@ def test_children_die_with_a_sigkilled_runner(tmp_path: Path) -> None:
     assert runner.returncode == -signal.SIGKILL
     pids = [int(p) for p in marker.read_text().split()]
     deadline = time.monotonic() + 10
-    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+    while any(process_running(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not any(_alive(p) for p in pids)
+    assert not any(process_running(p) for p in pids)
 
 
 def test_a_killed_watcher_is_replaced_and_told_what_runs(tmp_path: Path) -> None:

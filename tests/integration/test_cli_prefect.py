@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.fixtures_core import EXAMPLES, cli_env, nodes_lines, script_op
+from tests.fixtures_core import EXAMPLES, cli_env, nodes_lines, process_running, script_op
 
 pytestmark = pytest.mark.integration
 
@@ -108,14 +108,6 @@ def _final_state(home: Path, name: str, timeout: float = 60) -> str:
     return _flow_runs(home, name)[0]["state_type"]
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-
-
 @pytest.mark.parametrize("how", ["sigterm", "abort-helper"])
 def test_abort_stops_children_within_seconds(prefect_home: Path, tmp_path: Path, how: str) -> None:
     job = "7003" if how == "sigterm" else "7004"
@@ -132,7 +124,7 @@ def test_abort_stops_children_within_seconds(prefect_home: Path, tmp_path: Path,
         assert helper.returncode == 0, helper.stdout + helper.stderr
     assert proc.wait(30) == 1
     children = [int(p.read_text()) for p in pids.iterdir()]
-    _wait_for(lambda: not any(_alive(pid) for pid in children), timeout=5)
+    _wait_for(lambda: not any(process_running(pid) for pid in children), timeout=5)
     assert time.monotonic() - started < 10
     status = json.loads((_job_dir(prefect_home, job) / "status/p/10.1.0.1-22-101.json").read_text())
     assert status["status"] == "aborted"

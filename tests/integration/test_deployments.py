@@ -15,8 +15,8 @@ from typing import Any, Iterator
 import pytest
 import requests
 
-from tests.fixtures_core import EXAMPLES, REPO, cli_env, nodes_lines, script_op
-from tests.integration.test_cli_prefect import _alive, _autoexec, _job_dir, _wait_for
+from tests.fixtures_core import EXAMPLES, REPO, cli_env, nodes_lines, process_running, script_op
+from tests.integration.test_cli_prefect import _autoexec, _job_dir, _wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -151,7 +151,7 @@ def test_cancel_from_the_api_kills_the_tools_within_5s(prefect_home: Path, deplo
     children = [int(p.read_text()) for p in tmp_path.glob("pid.*")]
     _set_state(prefect_home, run_id, "CANCELLING")
     started = time.monotonic()
-    _wait_for(lambda: not any(_alive(pid) for pid in children), timeout=5)
+    _wait_for(lambda: not any(process_running(pid) for pid in children), timeout=5)
     assert time.monotonic() - started < 5
     _wait_state(prefect_home, run_id, "CANCELLED", timeout=30)
     assert _statuses(prefect_home, job) == {"aborted"}
@@ -219,7 +219,7 @@ def test_cli_run_is_cancelled_from_the_api(prefect_home: Path, tmp_path: Path) -
     _wait_for(lambda: _cli_run_id(prefect_home, job), timeout=30)  # the recorder creates it a moment later
     _set_state(prefect_home, _cli_run_id(prefect_home, job), "CANCELLING")
     started = time.monotonic()
-    _wait_for(lambda: not any(_alive(pid) for pid in children), timeout=5)
+    _wait_for(lambda: not any(process_running(pid) for pid in children), timeout=5)
     assert time.monotonic() - started < 5
     assert proc.wait(30) == 1
     assert _statuses(prefect_home, job) == {"aborted"}
