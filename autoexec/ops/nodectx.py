@@ -21,7 +21,7 @@ from autoexec.transports.base import Endpoint, RemoteTransport, Timeouts
 
 class NodeContext:
     def __init__(self, rt: JobRuntime, plan: PhasePlan, node: Node, status: NodeStatus,
-                 output: NodeOutput, log: NodeLog, paths: NodePaths | None = None) -> None:
+                 output: NodeOutput, log: NodeLog, paths: NodePaths) -> None:
         self.rt = rt
         self.plan = plan
         self.node = node
@@ -30,7 +30,7 @@ class NodeContext:
         self.log = log
         self.triple = node.triple
         self.jobdir: JobDir = rt.jobdir
-        self.paths: NodePaths = paths if paths is not None else rt.jobdir.node_paths(plan.name, node.triple)
+        self.paths = paths
         """This node's files in this phase as strings (built once per node run)."""
         self.transport: RemoteTransport | None = None
         self.prev_op_status = "pending"

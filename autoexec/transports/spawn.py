@@ -92,11 +92,6 @@ def _load() -> _Libc | None:
 _LIBC = _load()
 
 
-def backend() -> str:
-    """``posix_spawn`` or ``popen``: which path :func:`spawn` takes in this process."""
-    return "posix_spawn" if _LIBC is not None else "popen"
-
-
 def spawn(argv: Sequence[str], executable: str, cwd: str, env: Mapping[str, str]) -> Spawned:
     """Starts ``executable`` with ``argv`` (``argv[0]`` as given). ``executable`` is a path (see
     :func:`which`). Raises ``OSError`` as ``Popen`` would (missing program or cwd, permissions),
