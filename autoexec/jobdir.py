@@ -47,23 +47,44 @@ def node_triple(host: str, port: object, resource_id: int) -> str:
 
 @dataclass(frozen=True)
 class NodePaths:
-    """The files of one node in one phase as plain strings, built once per node run: the same
-    names as the :class:`JobDir` methods (``str()`` of them), without building a dozen ``Path``
-    objects per node on the hot path."""
+    """The one spelling of a node's file names (§5), as plain strings: a node run builds this once
+    instead of a dozen ``Path`` objects on the hot path; :class:`JobDir`'s per-node methods wrap
+    the same names in ``Path``. ``phase`` and ``triple`` are already :func:`safe_name`-d; the
+    phase-independent names (output, input, output-op) do not use ``phase``."""
 
-    log: str
-    hislog_dir: str
-    status: str
-    output: str
-    input: str
-    op_output_dir: str
-    livedata_dir: str
+    root: str
+    phase: str
+    triple: str
+
+    @property
+    def log(self) -> str:
+        return f"{self.root}/log/{self.phase}/{self.triple}.txt"
+
+    @property
+    def hislog_dir(self) -> str:
+        return f"{self.root}/log/{self.phase}/{self.triple}.hislog"
+
+    @property
+    def status(self) -> str:
+        return f"{self.root}/status/{self.phase}/{self.triple}.json"
+
+    @property
+    def output(self) -> str:
+        return f"{self.root}/output/{self.triple}.json"
+
+    @property
+    def input(self) -> str:
+        return f"{self.root}/input/{self.triple}.json"
+
+    @property
+    def op_output_dir(self) -> str:
+        return f"{self.root}/output-op/{self.triple}"
 
     def op_output(self, op_id: str) -> str:
         return f"{self.op_output_dir}/{safe_relpath(op_id)}.json"
 
     def livedata(self, op_id: str) -> str:
-        return f"{self.livedata_dir}/{safe_relpath(op_id)}.json"
+        return f"{self.root}/livedata/{self.phase}/{self.triple}/{safe_relpath(op_id)}.json"
 
 
 @dataclass(frozen=True)
@@ -107,40 +128,36 @@ class JobDir:
         return self.root / "status"
 
     # --- per phase / node ------------------------------------------------------------
+    def node_paths(self, phase: str, triple: str) -> NodePaths:
+        return NodePaths(str(self.root), safe_name(phase), safe_name(triple))
+
+    def _node_files(self, triple: str) -> NodePaths:
+        """For the names that do not depend on the phase."""
+        return NodePaths(str(self.root), "", safe_name(triple))
+
     def node_log(self, phase: str, triple: str) -> Path:
-        return self.root / "log" / safe_name(phase) / f"{safe_name(triple)}.txt"
+        return Path(self.node_paths(phase, triple).log)
 
     def node_hislog_dir(self, phase: str, triple: str) -> Path:
-        return self.root / "log" / safe_name(phase) / f"{safe_name(triple)}.hislog"
+        return Path(self.node_paths(phase, triple).hislog_dir)
 
     def node_status(self, phase: str, triple: str) -> Path:
-        return self.root / "status" / safe_name(phase) / f"{safe_name(triple)}.json"
+        return Path(self.node_paths(phase, triple).status)
 
     def node_output(self, triple: str) -> Path:
-        return self.root / "output" / f"{safe_name(triple)}.json"
+        return Path(self._node_files(triple).output)
 
     def op_output_dir(self, triple: str) -> Path:
-        return self.root / "output-op" / safe_name(triple)
+        return Path(self._node_files(triple).op_output_dir)
 
     def op_output(self, triple: str, op_id: str) -> Path:
-        return self.op_output_dir(triple) / f"{safe_relpath(op_id)}.json"
+        return Path(self._node_files(triple).op_output(op_id))
 
     def node_input(self, triple: str) -> Path:
-        return self.root / "input" / f"{safe_name(triple)}.json"
+        return Path(self._node_files(triple).input)
 
     def livedata(self, phase: str, triple: str, op_id: str) -> Path:
-        return self.root / "livedata" / safe_name(phase) / safe_name(triple) / f"{safe_relpath(op_id)}.json"
-
-    def node_paths(self, phase: str, triple: str) -> NodePaths:
-        root, ph, tr = str(self.root), safe_name(phase), safe_name(triple)
-        return NodePaths(log=f"{root}/log/{ph}/{tr}.txt", hislog_dir=f"{root}/log/{ph}/{tr}.hislog",
-                         status=f"{root}/status/{ph}/{tr}.json", output=f"{root}/output/{tr}.json",
-                         input=f"{root}/input/{tr}.json", op_output_dir=f"{root}/output-op/{tr}",
-                         livedata_dir=f"{root}/livedata/{ph}/{tr}")
-
-    def node_status_path(self, phase: str, triple: str) -> str:
-        """``str(node_status(phase, triple))``, for the dispatcher's per-node status check."""
-        return f"{self.root}/status/{safe_name(phase)}/{safe_name(triple)}.json"
+        return Path(self.node_paths(phase, triple).livedata(op_id))
 
     def script_dir(self, bundle: str = "") -> Path:
         return self.root / "script" / safe_relpath(bundle) if bundle else self.root / "script"

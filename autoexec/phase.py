@@ -103,7 +103,7 @@ class PhaseRunner:
     # --- dispatch -----------------------------------------------------------------------
     def _should_skip(self, node: Node) -> tuple[str | None, str]:
         """(``skip`` | ``busy`` | None, console line) from the node's recorded status (§8.4, §9.3)."""
-        data = read_json(self.rt.jobdir.node_status_path(self.plan.name, node.triple))
+        data = read_json(self.rt.jobdir.node_paths(self.plan.name, node.triple).status)
         if data is None and self.rt.mirror is not None:
             data = self.rt.mirror.load_node_status(self.rt.job_id, self.plan.name, node.resourceId)
         status = (data or {}).get("status")

@@ -87,7 +87,7 @@ class _RecordedSubmit:
             result = execute_node(self.rt, plan, node)
         finally:
             self.spool.emit("node_end", k=key, status=result.status, summary=result.summary(),
-                            log=str(self.rt.jobdir.node_log(plan.name, node.triple)))
+                            log=self.rt.jobdir.node_paths(plan.name, node.triple).log)
         return result
 
 

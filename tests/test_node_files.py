@@ -20,20 +20,16 @@ from tests.fixtures_core import JobFiles, nodes_lines, script_op
 
 
 # --- names ------------------------------------------------------------------------------
-@pytest.mark.parametrize("phase,host,op_id", [("ph", "10.0.0.1", "op_1"), ("a/b", "h\\x", "demo/tool_1"),
-                                              ("..", ".", "../../x"), ("中文", "::1", "a//b")])
-def test_node_paths_are_the_jobdir_names_as_strings(tmp_path: Path, phase: str, host: str, op_id: str) -> None:
+def test_node_paths_are_the_contract_names(tmp_path: Path) -> None:
     jd = JobDir.for_job(tmp_path, "12345")
-    triple = node_triple(host, 22, 7)
-    paths = jd.node_paths(phase, triple)
-    assert paths.log == str(jd.node_log(phase, triple))
-    assert paths.hislog_dir == str(jd.node_hislog_dir(phase, triple))
-    assert paths.status == str(jd.node_status(phase, triple)) == jd.node_status_path(phase, triple)
-    assert paths.output == str(jd.node_output(triple))
-    assert paths.input == str(jd.node_input(triple))
-    assert paths.op_output_dir == str(jd.op_output_dir(triple))
-    assert paths.op_output(op_id) == str(jd.op_output(triple, op_id))
-    assert paths.livedata(op_id) == str(jd.livedata(phase, triple, op_id))
+    root = f"{tmp_path}/job/123/45"
+    paths = jd.node_paths("a/b", node_triple("10.0.0.1", 22, 7))
+    assert (paths.log, paths.hislog_dir, paths.status) == (f"{root}/log/a_b/10.0.0.1-22-7.txt",
+                                                           f"{root}/log/a_b/10.0.0.1-22-7.hislog",
+                                                           f"{root}/status/a_b/10.0.0.1-22-7.json")
+    assert (paths.output, paths.input) == (f"{root}/output/10.0.0.1-22-7.json", f"{root}/input/10.0.0.1-22-7.json")
+    assert paths.op_output("demo/../tool_1") == f"{root}/output-op/10.0.0.1-22-7/demo/__/tool_1.json"
+    assert paths.livedata("op_1") == f"{root}/livedata/a_b/10.0.0.1-22-7/op_1.json"
 
 
 # --- JSON files -------------------------------------------------------------------------
