@@ -75,48 +75,22 @@ class LocalProcess:
             orphans.watch(self.pid)
         self.killed = False
         self.timed_out = False
-        self.returncode: int | None = None
-        self._wait_lock = threading.Lock()
 
-    # --- reaping (as Popen: one waiter at a time, poll() never blocks) ----------------------
-    def _reaped(self, code: int) -> int:
-        self.returncode = code
-        if self._watched:
-            orphans.release(self.pid)
-        return code
+    # --- reaping ------------------------------------------------------------------------
+    @property
+    def returncode(self) -> int | None:
+        return self._child.returncode
 
     def poll(self) -> int | None:
-        if self.returncode is not None:
-            return self.returncode
-        if self._child.popen is not None:
-            code = self._child.popen.poll()
-            return None if code is None else self._reaped(code)
-        if not self._wait_lock.acquire(False):
-            return None  # the streaming thread is in wait()
-        try:
-            if self.returncode is None:
-                pid, status = os.waitpid(self.pid, os.WNOHANG)
-                if pid == self.pid:
-                    self._reaped(os.waitstatus_to_exitcode(status))
-        except ChildProcessError:
-            self._reaped(0)  # someone else reaped it (SIGCHLD ignored): as Popen
-        finally:
-            self._wait_lock.release()
-        return self.returncode
+        return self._reaped(self._child.poll())
 
     def wait(self) -> int:
-        if self._child.popen is not None:
-            return self.returncode if self.returncode is not None else self._reaped(self._child.popen.wait())
-        with self._wait_lock:
-            while self.returncode is None:
-                try:
-                    pid, status = os.waitpid(self.pid, 0)
-                except ChildProcessError:
-                    self._reaped(0)
-                    break
-                if pid == self.pid:
-                    self._reaped(os.waitstatus_to_exitcode(status))
-        return self.returncode
+        return self._reaped(self._child.wait())  # type: ignore[return-value]
+
+    def _reaped(self, code: int | None) -> int | None:
+        if code is not None and self._watched:
+            orphans.release(self.pid)  # right after the reap; a no-op when already released
+        return code
 
     # --- control ------------------------------------------------------------------------
     def kill(self, grace: float = 2.0) -> None:
@@ -154,7 +128,7 @@ class LocalProcess:
         finally:
             if limit is not None:
                 limit.cancel()
-            self._close_output()
+            self._child.close_output()
         if self.timed_out:
             return LocalResult(None, self.pid, error=f"timed out after {timeout:g}s, process group killed", killed=True)
         if self.killed:
@@ -164,16 +138,9 @@ class LocalProcess:
     def abandon(self) -> None:
         """For a caller that will not :meth:`stream`: stop reading and reap the child whenever
         it ends (on a thread), as ``Popen``'s own cleanup did for an abandoned child."""
-        self._close_output()
+        self._child.close_output()
         if self.returncode is None:
             threading.Thread(target=self.wait, name="autoexec-reap", daemon=True).start()
-
-    def _close_output(self) -> None:
-        fd, self._child.fd = self._child.fd, -1
-        if self._child.popen is not None and self._child.popen.stdout is not None:
-            self._child.popen.stdout.close()
-        elif fd >= 0:
-            os.close(fd)
 
 
 def _per_line(on_line: LineSink) -> LinesSink:

@@ -23,7 +23,8 @@ import os
 import signal
 import subprocess
 import sys
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 _FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
@@ -34,11 +35,53 @@ _SETSID = 0x80
 @dataclass
 class Spawned:
     """A started child: its pid and the read end of its output pipe (close-on-exec, ours to close).
-    ``popen`` is set when the fallback started it: that object then does the waiting."""
+    ``popen`` is set when the fallback started it: that object then does the waiting. Reaping is
+    as ``Popen``'s: one waiter at a time, :meth:`poll` never blocks."""
 
     pid: int
     fd: int
     popen: subprocess.Popen | None = None
+    returncode: int | None = None
+    _wait_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            if self.popen is not None:
+                self.returncode = self.popen.poll()
+            elif self._wait_lock.acquire(False):  # else another thread is in wait()
+                try:
+                    self._reap(os.WNOHANG)
+                finally:
+                    self._wait_lock.release()
+        return self.returncode
+
+    def wait(self) -> int:
+        if self.returncode is None:
+            if self.popen is not None:
+                self.returncode = self.popen.wait()
+            else:
+                with self._wait_lock:
+                    while self.returncode is None:
+                        self._reap(0)
+        return self.returncode  # type: ignore[return-value]
+
+    def _reap(self, flags: int) -> None:
+        if self.returncode is not None:
+            return
+        try:
+            pid, status = os.waitpid(self.pid, flags)
+        except ChildProcessError:
+            self.returncode = 0  # someone else reaped it (SIGCHLD ignored): as Popen
+            return
+        if pid == self.pid:
+            self.returncode = os.waitstatus_to_exitcode(status)
+
+    def close_output(self) -> None:
+        fd, self.fd = self.fd, -1
+        if self.popen is not None and self.popen.stdout is not None:
+            self.popen.stdout.close()
+        elif fd >= 0:
+            os.close(fd)
 
 
 class _Libc:
