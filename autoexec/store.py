@@ -33,22 +33,6 @@ def open_fd_creating_dirs(path: str | os.PathLike[str], flags: int, mode: int = 
         return os.open(path, flags, mode)
 
 
-_pid = os.getpid()
-
-
-def _refresh_pid() -> None:
-    global _pid
-    _pid = os.getpid()
-
-
-os.register_at_fork(after_in_child=_refresh_pid)
-
-
-def pid() -> int:
-    """``os.getpid()`` without a syscall per call (a status file records it on every save)."""
-    return _pid
-
-
 _ENCODERS: dict[int | None, json.JSONEncoder] = {}
 
 
@@ -91,7 +75,7 @@ def _sibling(path: str | os.PathLike[str], prefix: str, suffix: str) -> str:
 
 
 def write_json_atomic(path: str | os.PathLike[str], data: Any, indent: int | None = None) -> None:
-    tmp = _sibling(path, ".", f".{_pid}.{threading.get_ident()}.tmp")
+    tmp = _sibling(path, ".", f".{os.getpid()}.{threading.get_ident()}.tmp")
     raw = dumps(data, indent).encode("utf-8")
     try:
         fd = open_fd_creating_dirs(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
@@ -185,7 +169,7 @@ class NodeStatus:
         thousands of nodes costs far more than one ``pwrite``. The new JSON is padded with spaces
         to the previous length, so the file never holds an invalid document (JSON allows trailing
         white space) and no truncate is needed."""
-        self.data["pid"] = _pid
+        self.data["pid"] = os.getpid()
         raw = dumps(self.data).encode("utf-8")
         if self._fd is None:
             self._fd = open_fd_creating_dirs(self.path, os.O_RDWR | os.O_CREAT, 0o644)

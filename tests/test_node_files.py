@@ -16,6 +16,7 @@ from autoexec.config import BUNDLED_PLUGINS
 from autoexec.jobdir import JobDir, node_triple
 from autoexec.logs import NodeLog, StampedWriter, link_history
 from autoexec.ops.childenv import template_for
+from autoexec.store import NodeOutput, NodeStatus
 from tests.fixtures_core import JobFiles, nodes_lines, script_op
 
 
@@ -71,12 +72,17 @@ def test_ensure_dir_says_whether_it_created(tmp_path: Path) -> None:
         store.ensure_dir(str(tmp_path / "f"))
 
 
-def test_status_pid_follows_a_fork(tmp_path: Path) -> None:
+def test_status_records_the_saving_process(tmp_path: Path) -> None:
+    path = tmp_path / "status" / "n.json"
     child = os.fork()
     if child == 0:
-        os._exit(0 if store.pid() == os.getpid() else 1)
-    _, status = os.waitpid(child, 0)
-    assert os.waitstatus_to_exitcode(status) == 0 and store.pid() == os.getpid()
+        status = NodeStatus(path, "1", "ph", None)
+        status.set_status("running")
+        status.close()
+        os._exit(0)
+    _, code = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(code) == 0
+    assert json.loads(path.read_text())["pid"] == child
 
 
 # --- logs -------------------------------------------------------------------------------
@@ -193,7 +199,6 @@ def _reference_env(ctx, op, plugin_dir: Path, to_target: bool) -> dict[str, str]
 def _contexts(jobs: JobFiles):  # type: ignore[no-untyped-def]
     from autoexec.groups import plan_phase
     from autoexec.ops.nodectx import NodeContext
-    from autoexec.store import NodeOutput, NodeStatus
 
     params = {"runFlow": [{"groupNo": 2, "phases": [{"phaseName": "p", "phaseType": "runner_target",
                                                       "operations": [script_op("a/s_1", "echo", "runner_target")]}]}]}
