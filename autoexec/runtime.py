@@ -64,6 +64,8 @@ class JobRuntime:
     """phase -> its live counters, for phase pushes triggered from outside the phase runner."""
     closers: list[Callable[[], None]] = field(default_factory=list)
     """Released after the job's last callback was flushed (console session, …)."""
+    child_env_templates: dict[tuple, Any] = field(default_factory=dict)
+    """Runner-side tools' environments, built once per job and tool (``ops.childenv``)."""
 
 
 @dataclass

@@ -7,10 +7,9 @@ here a template holds the job-wide part, with placeholders where the per-node va
 result has exactly the entries *and order* the per-node build had, and each node copies it and
 fills six to ten values.
 
-The templates live on the job runtime (attribute :data:`_ATTR`, set here; the runtime module does
-not know about it) and stay valid while ``rt.base_env`` is unchanged: ``native/setenv`` (scope
-global), ``setEnv`` from a tool through the job socket and the group-start reload all change it
-in place, so each use compares the job env with the snapshot the template was built from (a
+The templates live on the job runtime (``rt.child_env_templates``) and stay valid while
+``rt.base_env`` is unchanged: ``native/setenv`` (scope global), ``setEnv`` from a tool through the
+job socket and the group-start reload all change it in place, so each use compares the job env with the snapshot the template was built from (a
 C-level dict comparison of identical objects, ~1 µs) and rebuilds on any difference. The program
 (``bash`` of a ``bash`` script) is looked up on the template's ``PATH`` once per template as well.
 """
@@ -30,7 +29,6 @@ if TYPE_CHECKING:
     from autoexec.runtime import JobRuntime
 
 BUNDLED_LOCAL_LIB = str(BUNDLED_PLUGINS / "local" / "lib")
-_ATTR = "_autoexec_child_env"
 
 
 class EnvTemplate:
@@ -95,10 +93,7 @@ class EnvTemplate:
 
 def template_for(ctx: "NodeContext", plugin_dir: Path, to_target: bool) -> EnvTemplate:
     rt, plan = ctx.rt, ctx.plan
-    cache: dict[tuple, EnvTemplate] | None = getattr(rt, _ATTR, None)
-    if cache is None:
-        cache = {}
-        setattr(rt, _ATTR, cache)
+    cache = rt.child_env_templates
     key = (plugin_dir, plan.group_no, plan.name, plan.nodes_path, to_target)
     template = cache.get(key)
     if template is None or template.snapshot != rt.base_env:
