@@ -47,8 +47,6 @@ def script_file_name(op: "Operation") -> str:
 
 _written: dict[Path, bytes] = {}
 """Script file -> what this process last wrote (or found) there."""
-_script_paths: dict[tuple[Path, str, str, str, str | None], Path] = {}
-"""(job dir, bundle, opName, opId, interpreter) -> script file, so a node does not rebuild it."""
 
 
 def write_inline_script(ctx: "NodeContext", op: "Operation") -> Path:
@@ -56,10 +54,7 @@ def write_inline_script(ctx: "NodeContext", op: "Operation") -> Path:
     phase runs the same script: after the first, this process knows it is in place (and only
     checks it still exists)."""
     content = (op.scriptContent or "").encode("utf-8")
-    key = (ctx.jobdir.root, op.bundle, op.opName, op.opId, op.interpreter)
-    path = _script_paths.get(key)
-    if path is None:
-        path = _script_paths[key] = ctx.jobdir.script_dir(op.bundle) / script_file_name(op)
+    path = ctx.jobdir.script_dir(op.bundle) / script_file_name(op)
     if _written.get(path) == content and os.path.exists(path):
         return path
     directory = path.parent
