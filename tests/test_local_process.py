@@ -213,7 +213,7 @@ def test_children_die_with_a_sigkilled_runner(tmp_path: Path) -> None:
     assert not any(process_running(p) for p in pids)
 
 
-def test_a_killed_watcher_is_replaced_and_told_what_runs(tmp_path: Path) -> None:
+def test_a_killed_watcher_is_replaced(tmp_path: Path) -> None:
     assert orphans.available()
     watcher = orphans._watcher._proc
     assert watcher is not None
