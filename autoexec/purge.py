@@ -39,7 +39,7 @@ def purge(data_dir: Path, days: float, now: float | None = None) -> list[Path]:
         return []
     threshold = (now or time.time()) - days * 86400
     removed: list[Path] = []
-    for root, dirs, files in os.walk(job_root, topdown=False):
+    for root, _dirs, files in os.walk(job_root, topdown=False):
         here = Path(root)
         if "params.json" in files and (here / "params.json").stat().st_mtime < threshold:
             _remove_job(here)

@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     cancel = threading.Event()
     with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
         outcomes = list(pool.map(lambda e: run_on_host(e, command, timeouts, printer, cancel), hosts))
-    failed = [entry.label for entry, error in zip(hosts, outcomes) if error is not None]
+    failed = [entry.label for entry, error in zip(hosts, outcomes, strict=True) if error is not None]
     if failed:
         printer(f"ERROR: {len(failed)} of {len(hosts)} host(s) failed: {', '.join(failed)}")
         return 1

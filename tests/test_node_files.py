@@ -218,7 +218,7 @@ def _contexts(jobs: JobFiles):  # type: ignore[no-untyped-def]
 def test_tool_env_has_the_per_node_entries_in_the_per_node_order(jobs: JobFiles, tmp_path: Path) -> None:
     plugin_dir = tmp_path / "plugins" / "x"
     seen = 0
-    for rt, ctx, op in _contexts(jobs):
+    for _rt, ctx, op in _contexts(jobs):
         for to_target in (True, False):
             template = template_for(ctx, plugin_dir, to_target)
             env = template.render(ctx, op, ctx.paths.op_output(op.opId))

@@ -3,7 +3,6 @@ secrets, conditions and native ops (issue 3)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 

@@ -68,7 +68,7 @@ class FailKeys:
             if all(r.search(text) for r in self._regexes):
                 return " and ".join(self.patterns)
             return None
-        for pattern, regex in zip(self.patterns, self._regexes):
+        for pattern, regex in zip(self.patterns, self._regexes, strict=True):
             if regex.search(text):
                 return pattern
         return None
