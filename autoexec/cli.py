@@ -9,8 +9,13 @@ import argparse
 import json
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from autoexec.config import ConfigError, autoexec_home
+
+if TYPE_CHECKING:
+    from autoexec.engine import JobOutcome
+    from autoexec.runtime import JobRuntime
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,16 +120,19 @@ def run(args: argparse.Namespace) -> int:
             nodes=parse_id_list(args.nodes, "nodes"), sql_files=args.sqlfiles,
         )
         if req.dev_mode:  # no console: skip importing its HTTP client (~0.12 s of start-up)
-            from autoexec.loader import build_runtime as build_job_runtime
+            from autoexec.loader import build_runtime
+
+            rt = build_runtime(req)
         else:
             from autoexec.production import build_job_runtime
-        rt = build_job_runtime(req)
+
+            rt = build_job_runtime(req)
     except JobInputError as exc:
         return _fail(str(exc))
     return execute(rt, verbose=args.verbose)
 
 
-def execute(rt: object, verbose: bool = False) -> int:
+def execute(rt: JobRuntime, verbose: bool = False) -> int:
     """Runs the job; its Prefect record comes from a sidecar (``autoexec.recording``) unless
     ``AUTOEXEC_PREFECT_MODE=inline`` asks for the in-process flow run of ``autoexec.flows.job_flow``."""
     mode = os.environ.get("AUTOEXEC_PREFECT_MODE", "sidecar")
@@ -138,21 +146,21 @@ def execute(rt: object, verbose: bool = False) -> int:
     else:
         from autoexec.recording import Recorder
 
-        recorder = Recorder(rt, autoexec_home(), verbose=verbose)  # type: ignore[arg-type]
+        recorder = Recorder(rt, autoexec_home(), verbose=verbose)
         outcome = recorder.run()
     from autoexec.loader import release_runtime
 
-    if not release_runtime(rt):  # type: ignore[arg-type]
-        print(f"autoexec: warning: console callbacks of job {rt.job_id} still queued; "  # type: ignore[attr-defined]
+    if not release_runtime(rt):
+        print(f"autoexec: warning: console callbacks of job {rt.job_id} still queued; "
               f"the next run of this job delivers them", file=sys.stderr)
     if mode == "sidecar" and os.environ.get("AUTOEXEC_PREFECT_WAIT"):
         if not recorder.wait(float(os.environ["AUTOEXEC_PREFECT_WAIT"])):
-            print(f"autoexec: warning: the Prefect record of job {rt.job_id} is still being written",  # type: ignore[attr-defined]
+            print(f"autoexec: warning: the Prefect record of job {rt.job_id} is still being written",
                   file=sys.stderr)
     return outcome.exit_code
 
 
-def _execute_inline(rt: object, verbose: bool) -> int | None:
+def _execute_inline(rt: JobRuntime, verbose: bool) -> int | None:
     from autoexec.prefect_env import PrefectServerError, ensure_api, quiet_client_defaults
 
     if not verbose:
@@ -164,14 +172,14 @@ def _execute_inline(rt: object, verbose: bool) -> int | None:
     return None
 
 
-def _run_inline(rt: object) -> object:
+def _run_inline(rt: JobRuntime) -> JobOutcome:
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     from autoexec.flows.job_flow import run_via_prefect
 
     # Flow-run heartbeats cost ~1 s per (sub)flow at exit; a CLI run is supervised by its caller.
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-        return run_via_prefect(rt)  # type: ignore[arg-type]
+        return run_via_prefect(rt)
 
 
 def entry() -> None:

@@ -35,7 +35,7 @@ def execute_node(rt: JobRuntime, plan: PhasePlan, node: Node) -> NodeResult:
 
 def _pid_alive(pid: object) -> bool:
     try:
-        pid_int = int(pid)  # type: ignore[arg-type]
+        pid_int = int(pid)  # type: ignore[call-overload]
     except (TypeError, ValueError):
         return False
     if pid_int <= 0 or pid_int == os.getpid():
@@ -150,7 +150,7 @@ class PhaseRunner:
                 self.start()
                 self.rt.console.line(line)
                 future = submit(self.plan, node)
-                future.add_done_callback(lambda _f, s=slots: s.release())
+                future.add_done_callback(lambda _f: slots.release())
                 pending.append((node, future))
                 continue
             self._unfinished = True

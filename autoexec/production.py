@@ -144,7 +144,8 @@ def _effective_job_id(req: JobRequest, params: dict[str, Any]) -> str:
 
 
 def _pass_through(req: JobRequest, params: dict[str, Any]) -> dict[str, Any]:
-    base = params.get("passThroughEnv") if isinstance(params.get("passThroughEnv"), dict) else {}
+    given = params.get("passThroughEnv")
+    base = given if isinstance(given, dict) else {}
     return {**base, **req.pass_through_env}
 
 

@@ -24,7 +24,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Iterator, Mapping, Protocol
 
 from autoexec.console.errors import AUTH_CODES, ConsoleError, ConsoleHTTPError, ConsoleUnavailable
 from autoexec.console.models import Envelope
@@ -214,7 +214,7 @@ class Outbox:
     # -- sender ------------------------------------------------------------------------------------------
     @staticmethod
     @contextlib.contextmanager
-    def _flock(fd: int):  # type: ignore[no-untyped-def]
+    def _flock(fd: int) -> Iterator[None]:
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             yield

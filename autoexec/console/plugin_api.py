@@ -27,7 +27,10 @@ class PluginCalls:
                  api: str = "") -> Envelope:
         raise NotImplementedError
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+    def request(self, method: str, path: str, *, query: Mapping[str, Any] | None = None,
+                payload: Any = None, tenant: str | None = None, user: str | None = None,
+                token: str | None = None, stream: bool = False, files: Any = None,
+                api: str = "") -> Any:
         raise NotImplementedError
 
     def envelope(self, resp: Any, *, check: bool = True, api: str = "") -> Envelope:

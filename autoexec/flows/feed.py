@@ -109,7 +109,7 @@ class Feed:
             if kind == "job_start":
                 self.job = event
             elif kind in OUTCOME_EVENTS:
-                self._open_keys.discard(event.get("k"))  # type: ignore[arg-type]
+                self._open_keys.discard(event.get("k"))
                 self._outcomes[event.get("k")] = event  # type: ignore[index]
             else:
                 if kind in ("node_start", "batch_start"):

@@ -153,7 +153,7 @@ def _prefect_group_runner(rt: JobRuntime, group: Group) -> GroupResult:
         watcher.check_now()
         if rt.control.stopping:
             return GroupResult(group.groupNo, {})
-    sub = group_flow.with_options(task_runner=ThreadPoolTaskRunner(max_workers=rt.max_parallel))
+    sub = group_flow.with_options(task_runner=ThreadPoolTaskRunner(max_workers=rt.max_parallel))  # type: ignore[arg-type]  # Prefect's TaskRunner type is invariant
     sub(rt.job_id, group.groupNo, return_state=True)
     return _group_results.pop((rt.job_id, group.groupNo), GroupResult(group.groupNo, {"?": "failed"}))
 

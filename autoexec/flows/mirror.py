@@ -115,7 +115,7 @@ def job_record(job_id: str, exec_user: str = "anonymous") -> Any:
             kind = event.get("e")
             if kind == "group_start":
                 width = max(1, int((feed.job or {}).get("width") or 64))
-                group_record.with_options(task_runner=ThreadPoolTaskRunner(max_workers=width))(
+                group_record.with_options(task_runner=ThreadPoolTaskRunner(max_workers=width))(  # type: ignore[arg-type]  # Prefect's TaskRunner type is invariant
                     job_id, event["group"], return_state=True)
             elif kind == "job_end":
                 return final_state(event)
@@ -149,7 +149,7 @@ def _watch(feed: Feed) -> RunWatcher | None:
     control = SignalControl(pid, lambda: not feed.ended and process_alive(pid, start))
     try:
         flow_run = get_run_context().flow_run  # type: ignore[union-attr]
-        watcher = RunWatcher(control, str(flow_run.id),  # type: ignore[arg-type]
+        watcher = RunWatcher(control, str(flow_run.id),  # type: ignore[arg-type, union-attr]
                              interval=float(os.environ.get("AUTOEXEC_PREFECT_WATCH_SECONDS", "1")))
     except Exception:  # noqa: BLE001 - no watcher: signals and --abort still work
         return None

@@ -60,5 +60,5 @@ def _api_handlers(log: logging.Logger) -> list[logging.Handler]:
     current: logging.Logger | None = log
     while current is not None:
         found.extend(h for h in current.handlers if isinstance(h, APILogHandler))
-        current = current.parent if current.propagate else None  # type: ignore[assignment]
+        current = current.parent if current.propagate else None
     return found

@@ -43,7 +43,7 @@ def _set_env(ctx: "NodeContext", name: str, value: str, scope: str, hidden: bool
         with ctx.rt.env_lock:
             ctx.rt.base_env[name] = value
         if ctx.rt.mirror is not None and hasattr(ctx.rt.mirror, "save_env"):
-            ctx.rt.mirror.save_env(ctx.rt.job_id, name, value, hidden)  # type: ignore[attr-defined]
+            ctx.rt.mirror.save_env(ctx.rt.job_id, name, value, hidden)
         ctx.rt.notifier.export_env(name=name, value=value, hidden=hidden)
     else:
         changes: dict = {"nodeEnv": {name: value}}

@@ -148,7 +148,7 @@ def prepare_params(opt: Mapping[str, Any], desc: Mapping[str, str] | None,
     """
     out = PreparedParams()
     desc = desc or {}
-    common = dict(decrypt=decrypt, fetch_file=fetch_file, get_account=get_account, job_dir=job_dir)
+    common: dict[str, Any] = dict(decrypt=decrypt, fetch_file=fetch_file, get_account=get_account, job_dir=job_dir)
     for key, raw in opt.items():
         typ = str(desc.get(key) or "").lower()
         if not typ:

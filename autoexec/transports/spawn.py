@@ -63,7 +63,7 @@ class Spawned:
                 with self._wait_lock:
                     while self.returncode is None:
                         self._reap(0)
-        return self.returncode  # type: ignore[return-value]
+        return self.returncode
 
     def _reap(self, flags: int) -> None:
         if self.returncode is not None:

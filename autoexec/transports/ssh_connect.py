@@ -277,9 +277,9 @@ def _negotiate(transport: paramiko.Transport, limit: float, deadline: float, can
     err = transport.get_exception()
     cause = err.__context__ if err is not None else None
     elapsed = time.monotonic() - started
-    if isinstance(cause, (EOFError, ConnectionResetError, BrokenPipeError)) or (
+    if err is not None and (isinstance(cause, (EOFError, ConnectionResetError, BrokenPipeError)) or (
         isinstance(err, (EOFError, ConnectionResetError)) and elapsed < limit
-    ):
+    )):
         raise _Dropped(describe(err))
     if isinstance(cause, socket.timeout) or elapsed >= limit * 0.95:
         raise Failure(f"no SSH banner within {limit:g}s")

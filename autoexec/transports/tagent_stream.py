@@ -10,7 +10,7 @@ import tarfile
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from autoexec.transports.tagent_wire import (DATA_PIECE, End, TagentConnection, TagentError,
                                              TagentProtocolError)
@@ -130,7 +130,7 @@ class _ChunkReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, out: bytearray) -> int:  # type: ignore[override]
+    def readinto(self, out: Any) -> int:  # any writable buffer
         while not self._buf and not self.done:
             got = self._conn.recv()
             if isinstance(got, End):
