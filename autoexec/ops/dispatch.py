@@ -18,6 +18,7 @@ from autoexec.models.params import Operation
 from autoexec.ops.childenv import template_for
 from autoexec.ops.nodectx import NodeContext
 from autoexec.ops.prepare import Prepared, prepare_arguments
+from autoexec.ops.toolerrors import missing_module_notice
 from autoexec.ops.tools import ToolNotFound, locate_tool, script_argv, write_inline_script
 from autoexec.store import ensure_dir, file_lock, read_json, write_json_atomic
 from autoexec.transports.base import RemoteOp, Upload
@@ -111,7 +112,7 @@ def _run_local(ctx: NodeContext, op: Operation, to_target: bool) -> OpOutcome:
             ctx.log.line(f"INFO: Worker killed, pid:{result.pid}.")
             return OpOutcome(final="aborted", message="aborted")
         return _fail(ctx, f"{op.opName} {result.error}")
-    failure = _tool_failure(op, result.exit_code, failed_by_log)
+    failure = _tool_failure(ctx, op, result.exit_code, failed_by_log)
     if failure is not None:
         return failure
     data = read_json(out_path)
@@ -219,7 +220,7 @@ def _run_remote(ctx: NodeContext, op: Operation) -> OpOutcome:
                          f"{'failed: ' + kill_error if kill_error else 'success'}.")
             return OpOutcome(final="aborted", message="aborted")
         return _fail(ctx, result.error, result.exit_code)
-    failure = _tool_failure(op, result.exit_code, failed_by_log)
+    failure = _tool_failure(ctx, op, result.exit_code, failed_by_log)
     if failure is not None:
         return failure
     data = read_json(fetch_dir / "output.json") if has_output else None
@@ -230,9 +231,13 @@ def _run_remote(ctx: NodeContext, op: Operation) -> OpOutcome:
     return _finish(ctx, op, OpOutcome(final="succeed", exit_code=0), data)
 
 
-def _tool_failure(op: Operation, exit_code: int | None, failed_by_log: Any) -> OpOutcome | None:
-    """A tool that ran to its end failed on a non-zero status, or on a fail pattern in its output."""
+def _tool_failure(ctx: NodeContext, op: Operation, exit_code: int | None, failed_by_log: Any) -> OpOutcome | None:
+    """A tool that ran to its end failed on a non-zero status, or on a fail pattern in its output.
+    A failed tool that could not load a module gets one more log line naming it and the fix."""
     if exit_code != 0:
+        notice = missing_module_notice(ctx.log.path, on_target=op.kind == "remote")
+        if notice:
+            ctx.log.line(notice)
         return OpOutcome(final="failed", exit_code=exit_code, message=f"{op.opName} exited with status {exit_code}")
     if failed_by_log():
         return OpOutcome(final="failed", exit_code=0, message=f"{op.opName} output matched a fail pattern")
