@@ -32,6 +32,8 @@ class Recorded:
     body: Any
     tenant: str
     time: float = field(default_factory=time.time)
+    raw: bytes = b""
+    """The request body as received when it is not JSON (multipart uploads)."""
 
 
 @dataclass
@@ -173,7 +175,8 @@ def _handler_for(fake: FakeConsole) -> type[BaseHTTPRequestHandler]:
                 body = json.loads(raw) if raw and not multipart else None
             except ValueError:
                 body = None
-            rec = Recorded(method, parts.path, api, query, body, self.headers.get("Tenant", ""))
+            rec = Recorded(method, parts.path, api, query, body, self.headers.get("Tenant", ""),
+                           raw=raw if multipart else b"")
             with fake._lock:
                 fake.attempts.append(rec)
             if fake.mode == "5xx":
