@@ -155,7 +155,7 @@ def test_autoexecutils_nodes_and_outputs(tmp_path: Path) -> None:
            "AUTOEXEC_NODE": '{"resourceId": 1}', "NODE_OUTPUT_PATH": str(node_output), "OPERATION_ID": "op1",
            "LIVEDATA_PATH": str(tmp_path / "live" / "op1.json")}
     proc = subprocess.run([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True, timeout=30, check=True)
-    got_nodes, by_phase, my_node, node_out, pre, parsed = json.loads(proc.stdout)
+    got_nodes, by_phase, my_node, node_out, pre, parsed = json.loads(proc.stdout.splitlines()[0])  # then saveLiveData's INFO lines
     assert got_nodes == {"1": {"resourceId": 1, "host": "a", "runnerId": 1}, "2": {"resourceId": 2, "host": "b", "runnerId": 1}}
     assert by_phase == [{"resourceId": 9, "host": "z"}]
     assert my_node == {"resourceId": 1} and node_out == {"op1": {"x": 1}} and pre == {"x": 1}
