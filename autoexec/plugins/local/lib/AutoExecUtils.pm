@@ -266,18 +266,31 @@ sub doInteract {
     my ( $userId, $value );
     my $ok = eval {
         my $pipe = IO::File->new( $pipeFile, '+<' ) or die("ERROR: Can not get input $!\n");
+        my $select = IO::Select->new( $pipe, \*STDIN );
+        my %pending;    # unterminated input per handle: lines are read unbuffered, so select sees the rest
         my $got = 0;
         while ( not $got ) {
             print("[Wait Interact]$args{message}\n");
             STDOUT->flush();
-            my @ready = IO::Select->new( $pipe, \*STDIN )->can_read($READ_TIMEOUT);
+            my @ready = $select->can_read($READ_TIMEOUT);
             if ( not @ready ) {
                 print("\nWARN: Wait user input timeout or execution aborted.\n");
                 die("ERROR: Read from input aborted.\n");
             }
+            my @lines;
             foreach my $handle (@ready) {
-                my $line = $handle->getline();
-                $value = defined($line) ? $line : 'force-exit';
+                my $n = sysread( $handle, my $chunk, 4096 );
+                if ( not $n ) {
+                    push( @lines, 'force-exit' );    # STDIN closed: the job is being stopped
+                    next;
+                }
+                $pending{ fileno($handle) } .= $chunk;
+                while ( $pending{ fileno($handle) } =~ s/^([^\n]*)\n// ) {
+                    push( @lines, $1 );
+                }
+            }
+            foreach my $line (@lines) {
+                $value = $line;
                 $value =~ s/^\s+|\s+$//g;
                 if ( $value =~ /^\[(.*?)\]# (.*)$/ ) {
                     ( $userId, $value ) = ( $1, $2 );
@@ -293,8 +306,8 @@ sub doInteract {
                 else {
                     $got = $allowed{$value} ? 1 : 0;
                 }
-                print("WARN: Invalid input value:$value, try again.\n") if not $got;
                 last if $got;
+                print("WARN: Invalid input value:$value, try again.\n");
             }
         }
         $pipe->close();
