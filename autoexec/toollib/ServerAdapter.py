@@ -110,13 +110,13 @@ class ServerAdapter(object):
             message = 'HTTP {}'.format(ex.code)
             try:
                 message = json.loads(ex.read().decode('utf-8', 'replace')).get('Message') or message
-            except Exception:
+            except (OSError, ValueError, AttributeError):
                 pass
-            raise AutoExecError('Request failed, {}'.format(message))
+            raise AutoExecError('Request failed, {}'.format(message)) from None
         except URLError as ex:
-            raise AutoExecError('Request url:{} failed, {}'.format(self.serverBaseUrl + apiUri, ex.reason))
+            raise AutoExecError('Request url:{} failed, {}'.format(self.serverBaseUrl + apiUri, ex.reason)) from None
         except OSError as ex:
-            raise AutoExecError('Request url:{} failed, {}'.format(self.serverBaseUrl + apiUri, ex))
+            raise AutoExecError('Request url:{} failed, {}'.format(self.serverBaseUrl + apiUri, ex)) from None
 
     def httpJSON(self, apiUri, params, currentUsername=None, currentPassword=None):
         body = json.dumps(params, ensure_ascii=False).encode('utf-8')
@@ -146,9 +146,9 @@ class ServerAdapter(object):
             else:
                 envelope = self._envelope(self.httpJSON(self.apiMap[api], params, currentUsername, currentPassword))
         except AutoExecError as ex:
-            raise AutoExecError('{} failed, {}'.format(what, ex.value))
+            raise AutoExecError('{} failed, {}'.format(what, ex.value)) from None
         except ValueError as ex:
-            raise AutoExecError('{} failed, response is not JSON: {}'.format(what, ex))
+            raise AutoExecError('{} failed, response is not JSON: {}'.format(what, ex)) from None
         if not isinstance(envelope, dict) or envelope.get('Status') != 'OK':
             message = envelope.get('Message') if isinstance(envelope, dict) else envelope
             raise AutoExecError('{} failed, {}'.format(what, message))
@@ -247,7 +247,7 @@ class ServerAdapter(object):
 
     def getDeployIdPath(self, namePath):
         names = namePath.strip().split('/')
-        params = dict(zip(('sysName', 'moduleName', 'envName'), names))
+        params = {part: names[i] for i, part in enumerate(('sysName', 'moduleName', 'envName')) if i < len(names)}
         params['tenant'] = self.context.tenant
         return self._call('getDeployIdPath', params, 'Get deploy id path for {}'.format(namePath)).get('Return')
 
@@ -269,7 +269,7 @@ class ServerAdapter(object):
             with open(filePath, 'rb') as fh:
                 data = fh.read()
         except OSError as ex:
-            raise AutoExecError('{} failed, {}'.format(what, ex))
+            raise AutoExecError('{} failed, {}'.format(what, ex)) from None
         boundary = uuid.uuid4().hex
         parts = []
         for name, value in (('param', 'file'), ('type', fileType)):
@@ -283,7 +283,7 @@ class ServerAdapter(object):
             envelope = self._envelope(self._send(self.apiMap['uploadFile'], b''.join(parts),
                                                  'multipart/form-data; boundary=' + boundary))
         except AutoExecError as ex:
-            raise AutoExecError('{} failed, {}'.format(what, ex.value))
+            raise AutoExecError('{} failed, {}'.format(what, ex.value)) from None
         if envelope.get('Status') != 'OK':
             raise AutoExecError('{} failed, {}'.format(what, envelope.get('Message')))
         return envelope.get('Return')
@@ -308,7 +308,8 @@ class ServerAdapter(object):
                       for attr, attr_uuid, expr in _RESOURCE_ATTR_UUIDS if given[attr] not in (None, '')]
         if not conditions:
             raise AutoExecError('{} failed, parameter empty or not value.'.format(what))
-        rels = [{'joinType': 'and', 'from': a['uuid'], 'to': b['uuid']} for a, b in zip(conditions, conditions[1:])]
+        rels = [{'joinType': 'and', 'from': conditions[i]['uuid'], 'to': conditions[i + 1]['uuid']}
+                for i in range(len(conditions) - 1)]
         params = {'keyword': '', 'searchMode': 'text', 'currentPage': 1, 'pageSize': 10,
                   'conditionGroupList': [{'uuid': _RESOURCE_GROUP_UUID, 'conditionList': conditions,
                                           'conditionRelList': rels}]}

@@ -330,7 +330,7 @@ def setJobEnv(onlyInProcess, items):
     try:
         _sendToJob({'action': 'setEnv', 'onlyInProcess': onlyInProcess, 'items': items})
     except (OSError, ValueError) as ex:
-        raise Exception('ERROR: Set job env failed, {}.'.format(ex))
+        raise Exception('ERROR: Set job env failed, {}.'.format(ex)) from None
 
 
 # -- JSON helpers -------------------------------------------------------------------------------------------
