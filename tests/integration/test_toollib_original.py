@@ -101,3 +101,19 @@ def test_the_originals_autoexecutils_works_on_autoexecs_server_adapter(tmp_path:
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == ["node pass", {"ip": "1.2.3.4"}, True, "running"]
     assert [r.api for r in fake_console.log] == ["getAccount", "getCmdbCiAttrs", "updateInspectStatus", "getJobStatus"]
+
+
+@needs_tree
+def test_tagent_client_has_every_method_the_originals_python_tools_call() -> None:
+    called: set[str] = set()
+    for path in (Path(ORIGINAL) / "plugins" / "local").rglob("*"):
+        if path.is_file() and path.stat().st_size < 2_000_000:
+            text = path.read_text(errors="replace")
+            if "import TagentClient" in text:
+                called.update(re.findall(r"\btagent\.(\w+)\(", text))
+    sys.path.insert(0, str(PACKAGE_DIR / "toollib"))
+    try:
+        import TagentClient
+    finally:
+        sys.path.remove(str(PACKAGE_DIR / "toollib"))
+    assert called and sorted(m for m in called if not hasattr(TagentClient.TagentClient, m)) == []
