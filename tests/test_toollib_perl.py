@@ -238,3 +238,15 @@ def test_remote_output_converted_from_the_shell_charset(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert json.loads((bundle / "output.json").read_text(encoding="utf-8")) == {"msg": "中文", "ascii": "x"}
+
+
+def test_remote_lib_json_stands_in_for_the_cpan_module() -> None:
+    """Target-side tools "use JSON" with the remote lib first in @INC; hosts with only core Perl get it too."""
+    code = ('print(join("|", $INC{"JSON.pm"}, to_json({a => JSON::true, b => [1, "x"]}, {canonical => 1}), '
+            'JSON->new->canonical(1)->encode(from_json(q({"z":1,"y":null}))), encode_json({u => "\\x{4e2d}"}), '
+            'JSON::is_bool(decode_json("[false]")->[0]) ? "bool" : "plain", JSON::false ? "t" : "f"), "\\n")')
+    proc = subprocess.run(["perl", f"-I{REMOTE_LIB}", "-e", "use JSON qw(-support_by_pp); " + code], env=CLEAN_ENV,
+                          capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    parts = proc.stdout.decode("utf-8").strip().split("|")
+    assert parts == [str(REMOTE_LIB / "JSON.pm"), '{"a":true,"b":[1,"x"]}', '{"y":null,"z":1}', '{"u":"中"}', "bool", "f"]
