@@ -164,6 +164,8 @@ def test_nodes_come_from_the_phase_group_or_job_file_without_passwords(
     # getNode reads the phase's own file and keeps the password, as the original did
     assert utils.getNode(12) == {"resourceId": 12, "host": "10.0.0.2", "port": 22, "password": "pb"}
     assert utils.getNode(11) is None
+    (tmp_path / "nodes.json").unlink()
+    assert utils.getNodesArray() == [] and utils.getNodesArray("deploy") != []
     monkeypatch.delenv("AUTOEXEC_NODES_PATH")
     assert utils.getNodesArray() == [] and utils.getNodes() == {} and utils.getNode(12) is None
 

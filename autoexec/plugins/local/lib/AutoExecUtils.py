@@ -244,10 +244,11 @@ def _nodesFile(phaseName, groupNo):
 
 
 def getNodesArray(phaseName=None, groupNo=None):
-    """Nodes of the chosen nodes file in file order, header skipped, passwords removed."""
+    """Nodes of the chosen nodes file in file order, header skipped, passwords removed; none when
+    the job has no such file (the original raised)."""
     path = _nodesFile(phaseName, groupNo)
     nodes = []
-    if path is not None:
+    if path is not None and os.path.exists(path):
         lines = _jsonLines(path)
         next(lines, None)  # header: totalCount, localRunnerId, jobRunnerIds
         for node in lines:
