@@ -44,6 +44,8 @@ class Config:
     db_username: str = ""
     db_password: str = field(default="", repr=False)
     possible_encodings: str = "GBK,UTF-8"
+    plugin_trees: tuple[Path, ...] = ()
+    """Roots of plugin trees named by ``plugins.path`` (each holds ``plugins/local``, ``plugins/remote``)."""
     raw: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -52,8 +54,9 @@ class Config:
 
     @property
     def plugin_dirs(self) -> list[Path]:
-        """Tools dropped into ``$AUTOEXEC_HOME/plugins`` win over the bundled ones."""
-        return [self.home / "plugins", BUNDLED_PLUGINS]
+        """Where tools are looked up, first match wins: the trees of ``plugins.path`` in order, then
+        ``$AUTOEXEC_HOME/plugins``, then the bundled tools."""
+        return [*(tree / "plugins" for tree in self.plugin_trees), self.home / "plugins", BUNDLED_PLUGINS]
 
 
 _ENV_OVERRIDES = {
@@ -69,6 +72,7 @@ _ENV_OVERRIDES = {
     "rexec.connectTimeout": "AUTOEXEC_CONNECT_TIMEOUT",
     "rexec.readTimeout": "AUTOEXEC_READ_TIMEOUT",
     "rexec.writeTimeout": "AUTOEXEC_WRITE_TIMEOUT",
+    "plugins.path": "AUTOEXEC_PLUGINS_PATH",
 }
 
 
@@ -106,6 +110,25 @@ def _number(values: dict[str, str], key: str, default: float, path: Path) -> flo
     return number
 
 
+def parse_plugin_trees(text: str, home: Path, source: str) -> tuple[Path, ...]:
+    """``plugins.path``: directories separated by ``os.pathsep``, each the root of a plugin tree in
+    the original's layout (the directory holding ``plugins/``, as the original's installation
+    directory does, so its tools find ``conf/`` and ``lib/`` beside it). Relative entries are taken
+    from ``AUTOEXEC_HOME``; a wrong entry is an error naming it rather than a tool "not found" later."""
+    trees: list[Path] = []
+    for entry in text.split(os.pathsep):
+        entry = entry.strip()
+        if not entry:
+            continue
+        root = (home / Path(entry).expanduser()).absolute()
+        if not (root / "plugins").is_dir():
+            hint = " (name the tree's root, the directory that holds plugins/)" if root.name == "plugins" else ""
+            raise ConfigError(f"{source}: plugins.path entry {entry!r}: {root / 'plugins'} is not a directory{hint}")
+        if root not in trees:
+            trees.append(root)
+    return tuple(trees)
+
+
 def load_config(home: Path | None = None, decrypt: bool = True) -> Config:
     """Parse config.ini (a missing file is fine: devmode needs none of it)."""
     home = home or autoexec_home()
@@ -135,5 +158,7 @@ def load_config(home: Path | None = None, decrypt: bool = True) -> Config:
         db_username=values.get("db.username", ""),
         db_password=values.get("db.password", ""),
         possible_encodings=values.get("deploy.possibleEncodings", "") or "GBK,UTF-8",
+        plugin_trees=parse_plugin_trees(values.get("plugins.path", ""), home,
+                                        "AUTOEXEC_PLUGINS_PATH" if os.environ.get("AUTOEXEC_PLUGINS_PATH") else str(path)),
         raw=values,
     )

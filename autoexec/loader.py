@@ -170,6 +170,9 @@ def build_runtime(req: JobRequest, cfg: Config | None = None, notifier: Notifier
                               reuse=req.reuse_console_log)
     if params.job_id != job_id and params.job_id != "0":
         console.line(f"WARN: params.json jobId {params.job_id} differs from --jobid {job_id}; using {job_id}.")
+    from autoexec.ops.toolenv import point_tree_configs
+
+    point_tree_configs(cfg.plugin_dirs, cfg.home, cfg.path, console.line)
     pass_through = {**params.passThroughEnv, **req.pass_through_env}
     runner_id = _runner_id(req, params)
     tenant = params.tenant or pass_through.get("tenant") or os.environ.get("tenant") or os.environ.get("TENANT") or "none"

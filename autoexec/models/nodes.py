@@ -75,8 +75,16 @@ class Node(BaseModel):
         return f"{self.host}:{self.port_text}"
 
     def public_dict(self) -> dict[str, Any]:
-        """The node as tools see it in ``AUTOEXEC_NODE``: everything but the password (§21 item 27)."""
+        """The node without its password (records, target-side tools)."""
         return self.model_dump(by_alias=True, exclude={"password"})
+
+    def tool_dict(self, password: str) -> dict[str, Any]:
+        """The node as tools see it in ``AUTOEXEC_NODE``, as the original gave it: every field, the
+        password decrypted for runner-side tools (they log in to the node with it) and ``""`` for
+        target-side ones (which run on the node already)."""
+        data = self.model_dump(by_alias=True)
+        data["password"] = password
+        return data
 
 
 RUNNER_NODE = Node(resourceId=0, runnerId=0, host="local", port=0, protocol="local",

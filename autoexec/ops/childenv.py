@@ -15,11 +15,10 @@ C-level dict comparison of identical objects, ~1 µs) and rebuilds on any differ
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from autoexec.config import BUNDLED_PLUGINS
+from autoexec.ops.toolenv import library_env
 from autoexec.store import dumps
 from autoexec.transports.spawn import which
 
@@ -27,8 +26,6 @@ if TYPE_CHECKING:
     from autoexec.models.params import Operation
     from autoexec.ops.nodectx import NodeContext
     from autoexec.runtime import JobRuntime
-
-BUNDLED_LOCAL_LIB = str(BUNDLED_PLUGINS / "local" / "lib")
 
 
 class EnvTemplate:
@@ -39,8 +36,7 @@ class EnvTemplate:
         self.snapshot = snapshot
         self.cwd = str(rt.jobdir.root)
         env = dict(snapshot)
-        home_lib = str(rt.config.home / "plugins" / "local" / "lib")
-        libs = [str(plugin_dir), str(plugin_dir / "lib"), home_lib, BUNDLED_LOCAL_LIB]
+        libs = library_env(plugin_dir, rt.config.plugin_dirs, env)
         # Same keys in the same order as a per-node ``env.update`` would add them; "" marks the
         # per-node values, filled by :meth:`render`.
         env.update({
@@ -51,9 +47,9 @@ class EnvTemplate:
             "OPERATION_ID": "",
             "LIVEDATA_PATH": "",
             "NODE_OUTPUT_PATH": "",
-            "PATH": os.pathsep.join([str(plugin_dir / "lib"), home_lib, BUNDLED_LOCAL_LIB, env.get("PATH", os.defpath)]),
-            "PYTHONPATH": os.pathsep.join(libs + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])),
-            "PERL5LIB": os.pathsep.join(libs + ([env["PERL5LIB"]] if env.get("PERL5LIB") else [])),
+            "PATH": libs["PATH"],
+            "PYTHONPATH": libs["PYTHONPATH"],
+            "PERL5LIB": libs["PERL5LIB"],
             "AUTOEXEC_PHASE_NAME": phase,
             "AUTOEXEC_NODE": "",
             "AUTOEXEC_NODES_PATH": nodes_path,
@@ -72,14 +68,14 @@ class EnvTemplate:
         env["OPERATION_ID"] = op.opId
         env["LIVEDATA_PATH"] = paths.livedata(op.opId)
         env["NODE_OUTPUT_PATH"] = paths.output
-        env["AUTOEXEC_NODE"] = dumps(node.public_dict())
+        # As the original: the whole node, password decrypted (runner-side tools that log in to the
+        # node read it there). The environment is readable only by this uid; never argv or logs.
+        env["AUTOEXEC_NODE"] = dumps(node.tool_dict(ctx.password))
         if self.to_target:
             env["NODE_HOST"] = node.host
             env["NODE_PORT"] = node.port_text
             env["NODE_NAME"] = node.nodeName or ""
             if ctx.password:
-                # runner_target tools log in to the target themselves; the password travels in the
-                # environment (readable only by this uid), never on a command line or in AUTOEXEC_NODE.
                 env["AUTOEXEC_NODE_PASSWORD"] = ctx.password
         return env
 

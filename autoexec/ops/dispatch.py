@@ -19,6 +19,7 @@ from autoexec.ops.childenv import template_for
 from autoexec.ops.nodectx import NodeContext
 from autoexec.ops.prepare import Prepared, prepare_arguments
 from autoexec.ops.toolerrors import missing_module_notice
+from autoexec.ops.toolenv import owning_plugin_dir
 from autoexec.ops.tools import ToolNotFound, locate_tool, script_argv, write_inline_script
 from autoexec.store import ensure_dir, file_lock, read_json, write_json_atomic
 from autoexec.transports.base import RemoteOp, Upload
@@ -165,7 +166,8 @@ def _run_remote(ctx: NodeContext, op: Operation) -> OpOutcome:
     uploads: list[Upload] = []
     workdir = op.bundle
     try:
-        remote_lib = _remote_lib(rt.config.plugin_dirs)
+        tool = None if op.is_script else locate_tool(rt.config.plugin_dirs, "remote", op.opName)
+        remote_lib = _remote_lib(rt.config.plugin_dirs, tool)
         if remote_lib:
             uploads.append(Upload(remote_lib, "lib"))
         if op.is_script:
@@ -176,7 +178,7 @@ def _run_remote(ctx: NodeContext, op: Operation) -> OpOutcome:
                     uploads.append(Upload(lib, posixpath.join(workdir, lib.name), 0o700))
             argv = script_argv(op.interpreter, Path(script.name), remote=True)
         else:
-            tool = locate_tool(rt.config.plugin_dirs, "remote", op.opName)
+            assert tool is not None
             uploads.append(Upload(tool.parent, workdir))
             argv = script_argv(op.interpreter, Path(tool.name), remote=True)
     except (ToolNotFound, OSError) as exc:
@@ -270,8 +272,11 @@ def _cancel_event(ctx: NodeContext) -> Any:
     return event
 
 
-def _remote_lib(plugin_dirs: list[Path]) -> Path | None:
-    for base in plugin_dirs:
+def _remote_lib(plugin_dirs: list[Path], tool: Path | None) -> Path | None:
+    """``plugins/remote/lib`` of the tool's own tree when it has one (the library its tools were
+    written against), else the first in search order (custom scripts, trees without one)."""
+    own = owning_plugin_dir(tool, plugin_dirs) if tool is not None else None
+    for base in ([own] if own is not None else []) + list(plugin_dirs):
         lib = base / "remote" / "lib"
         if lib.is_dir():
             return lib
@@ -282,7 +287,7 @@ def _remote_env(ctx: NodeContext) -> dict[str, str]:
     node = ctx.node
     env = {"HISTSIZE": "0", "NODE_HOST": node.host, "NODE_PORT": node.port_text,
            "NODE_NAME": node.nodeName or "", "AUTOEXEC_JOBID": ctx.rt.job_id,
-           "AUTOEXEC_NODE": json.dumps(node.public_dict(), ensure_ascii=False)}
+           "AUTOEXEC_NODE": json.dumps(node.tool_dict(""), ensure_ascii=False)}  # no password on the target
     node_env = ctx.node_env
     for key in ("INS_PATH", "INS_ID_PATH"):  # from the node env (§21 item 26), not the runner env
         if key in node_env:

@@ -1,0 +1,131 @@
+"""Where a runner-side tool finds its libraries and its configuration, as under the original.
+
+The original ran every runner-side tool with, in this order, the tool's own directory, that
+directory's ``lib``, the installation's ``plugins/local/lib``, then its core ``lib`` and ``plib``
+(Python packages) on ``PYTHONPATH``, and ``plugins/local/pllib/lib/perl5`` (Perl modules built by its
+media scripts) on ``PERL5LIB``. Here the installation is one or more plugin trees, so:
+
+* the tool's own tree comes first, then the other trees in search order (a tool of an estate's tree
+  may use a library module of the original's tree);
+* autoexec's own implementations of the core modules (``AutoExecUtils`` and what the original's
+  ``lib/`` offered tools) stand in for that ``lib/``; for Python they come before the trees'
+  ``plugins/local/lib`` so a tree's copy of the original's ``AutoExecUtils.py`` (which reads the old
+  installation's config and needs the original's engine modules) is not the one imported. Perl
+  tools put ``$FindBin::Bin/../lib`` first themselves (``use lib``), so the tree's modules win there;
+* Python packages come with autoexec's install: when autoexec runs from a virtualenv, its
+  site-packages follow (tools start the system ``python3`` by their shebang), then a tree's ``plib``.
+
+Tools read ``conf/config.ini`` three levels above their real path (``realpath(__file__)``,
+``$FindBin::Bin``), i.e. in the tree's root: :func:`point_tree_configs` makes that autoexec's file.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import sysconfig
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from autoexec.config import BUNDLED_PLUGINS, PACKAGE_DIR
+
+CORE_LIB_DIRS = (BUNDLED_PLUGINS / "local" / "lib", PACKAGE_DIR / "plugins" / "corelib", PACKAGE_DIR / "toollib")
+"""autoexec's tool libraries (the first holds ``AutoExecUtils``); the ones that exist are used."""
+
+
+def _existing(paths: Sequence[Path]) -> list[str]:
+    return [str(p) for p in paths if p.is_dir()]
+
+
+def owning_plugin_dir(path: Path, plugin_dirs: Sequence[Path]) -> Path | None:
+    """The plugin dir (``<tree>/plugins``) a tool or tool directory was found in."""
+    for base in plugin_dirs:
+        if path.is_relative_to(base):
+            return base
+    return None
+
+
+def _trees(own: Path | None, plugin_dirs: Sequence[Path]) -> list[Path]:
+    """Plugin dirs that are trees (not the bundled tools), the tool's own first."""
+    ordered = ([own] if own is not None else []) + [p for p in plugin_dirs if p != own]
+    return [p for p in ordered if p != BUNDLED_PLUGINS]
+
+
+def _interpreter_packages() -> list[str]:
+    """This interpreter's site-packages when it is a virtualenv's (the system ``python3`` that a
+    tool's shebang starts does not see them otherwise)."""
+    if sys.prefix == sys.base_prefix:
+        return []
+    paths = sysconfig.get_paths()
+    found: list[str] = []
+    for key in ("purelib", "platlib"):
+        value = paths.get(key)
+        if value and value not in found and os.path.isdir(value):
+            found.append(value)
+    return found
+
+
+def library_env(tool_dir: Path, plugin_dirs: Sequence[Path], env: dict[str, str]) -> dict[str, str]:
+    """``PATH``, ``PYTHONPATH`` and ``PERL5LIB`` for a tool in ``tool_dir`` (a custom script's
+    directory belongs to no tree: every tree's libraries then, in search order)."""
+    own = owning_plugin_dir(tool_dir, plugin_dirs)
+    trees = _trees(own, plugin_dirs)
+    local_libs = _existing([t / "local" / "lib" for t in trees])
+    core = _existing(list(CORE_LIB_DIRS))
+    head = [str(tool_dir), str(tool_dir / "lib")]
+    plib = _existing([t.parent / "plib" for t in trees])
+    pllib = _existing([t / "local" / "pllib" / "lib" / "perl5" for t in trees])
+
+    def joined(parts: list[str], inherited: str | None) -> str:
+        out: list[str] = []
+        for part in parts + ([inherited] if inherited else []):
+            if part not in out:
+                out.append(part)
+        return os.pathsep.join(out)
+
+    return {
+        "PATH": joined([str(tool_dir / "lib"), *local_libs], env.get("PATH", os.defpath)),
+        "PYTHONPATH": joined(head + core + local_libs + _interpreter_packages() + plib, env.get("PYTHONPATH")),
+        "PERL5LIB": joined(head + local_libs + core + pllib, env.get("PERL5LIB")),
+    }
+
+
+def point_tree_configs(plugin_dirs: Sequence[Path], home: Path, config_path: Path,
+                       warn: Callable[[str], None]) -> None:
+    """Make the tools of every tree read autoexec's ``config.ini``.
+
+    A tool finds its configuration at ``<real path of its tree>/conf/config.ini``. For
+    ``$AUTOEXEC_HOME/plugins`` that is autoexec's own file. For a tree kept elsewhere (named by
+    ``plugins.path``, or a symlinked ``$AUTOEXEC_HOME/plugins``) a missing file becomes a symlink to
+    autoexec's; an existing different file (an old installation's) is left alone and named in a
+    warning, since its tools would read another console's settings. Also creates
+    ``$AUTOEXEC_HOME/tmp``, the scratch directory tools use (``$AUTOEXEC_HOME/tmp``)."""
+    try:
+        (home / "tmp").mkdir(parents=True, exist_ok=True)
+    except OSError:
+        pass
+    real_home = home.resolve()
+    target = config_path.absolute()
+    for plugin_dir in _trees(None, plugin_dirs):
+        if not plugin_dir.is_dir():
+            continue
+        root = plugin_dir.resolve().parent
+        if root == real_home:
+            continue
+        conf = root / "conf" / "config.ini"
+        if os.path.lexists(conf):
+            try:
+                if conf.exists() and config_path.exists() and os.path.samefile(conf, config_path):
+                    continue
+                if conf.is_symlink() and Path(os.readlink(conf)) == target:
+                    continue  # ours, autoexec's own file not written yet
+            except OSError:
+                pass
+            warn(f"WARN: tools of plugin tree {root} read {conf}, not autoexec's {config_path}: replace it by a "
+                 f"symlink to {config_path} to have them use autoexec's console settings.")
+            continue
+        try:
+            conf.parent.mkdir(exist_ok=True)
+            os.symlink(target, conf)
+        except OSError as exc:
+            warn(f"WARN: tools of plugin tree {root} find no conf/config.ini and autoexec cannot link its own "
+                 f"there ({exc.strerror or exc}): create {conf} as a symlink to {config_path}.")
