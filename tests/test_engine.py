@@ -199,7 +199,11 @@ def test_tool_environment_and_argv_are_exact(jobs: JobFiles) -> None:
     assert env["AUTOEXEC_JOBID"] == "91" and env["GROUP_NO"] == "3" and env["AUTOEXEC_PHASE_NAME"] == "p"
     assert env["NODE_HOST"] == "10.1.0.1" and env["TERM"] == "dumb"
     node = json.loads(env["AUTOEXEC_NODE"])
-    assert node["host"] == "10.1.0.1" and "password" not in node
+    assert node["host"] == "10.1.0.1" and node["password"] == "pw"  # as the original gave runner-side tools
+    assert "pw" not in " ".join(data["argv"])
+    logs = "".join(p.read_text() for p in rt.jobdir.root.rglob("*") if p.is_file() and p.suffix in (".txt", ".json")
+                   and p.name not in ("nodes.json", "env.json"))
+    assert '"pw"' not in logs and "password" not in logs
 
 
 def test_missing_plugin_fails_the_node_with_a_clear_line(jobs: JobFiles) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from autoexec import logs, store
-from autoexec.config import BUNDLED_PLUGINS
+from autoexec.ops.toolenv import library_env
 from autoexec.jobdir import JobDir, node_triple
 from autoexec.logs import NodeLog, StampedWriter, link_history
 from autoexec.ops.childenv import template_for
@@ -173,20 +173,16 @@ def _reference_env(ctx, op, plugin_dir: Path, to_target: bool) -> dict[str, str]
     """The per-node build the template replaced, verbatim."""
     rt, jd, triple = ctx.rt, ctx.jobdir, ctx.triple
     env = dict(rt.base_env)
-    home_lib = str(rt.config.home / "plugins" / "local" / "lib")
-    bundled = str(BUNDLED_PLUGINS / "local" / "lib")
-    libs = [str(plugin_dir), str(plugin_dir / "lib"), home_lib, bundled]
+    libs = library_env(plugin_dir, rt.config.plugin_dirs, env)
     out_path = jd.op_output(triple, op.opId)
     env.update({
         "TERM": "dumb", "GROUP_NO": str(ctx.plan.group_no), "OUTPUT_DIR": str(jd.op_output_dir(triple)),
         "OUTPUT_PATH": str(out_path), "OPERATION_ID": op.opId,
         "LIVEDATA_PATH": str(jd.livedata(ctx.plan.name, triple, op.opId)),
         "NODE_OUTPUT_PATH": str(jd.node_output(triple)),
-        "PATH": os.pathsep.join([str(plugin_dir / "lib"), home_lib, bundled, env.get("PATH", os.defpath)]),
-        "PYTHONPATH": os.pathsep.join(libs + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])),
-        "PERL5LIB": os.pathsep.join(libs + ([env["PERL5LIB"]] if env.get("PERL5LIB") else [])),
+        "PATH": libs["PATH"], "PYTHONPATH": libs["PYTHONPATH"], "PERL5LIB": libs["PERL5LIB"],
         "AUTOEXEC_PHASE_NAME": ctx.plan.name,
-        "AUTOEXEC_NODE": json.dumps(ctx.node.public_dict(), ensure_ascii=False),
+        "AUTOEXEC_NODE": json.dumps(ctx.node.tool_dict(ctx.password), ensure_ascii=False),
         "AUTOEXEC_NODES_PATH": str(ctx.plan.nodes_path),
     })
     if to_target:

@@ -55,7 +55,10 @@ def test_demo_localremote_hides_node_password(tmp_path: Path) -> None:
     assert rc == 0, log
     assert "node-s3cret" not in log and '"resourceId": 5' in log and "NODE_HOST=10.0.0.1" in log
     assert out is not None and out["outtext"] == "localremote: x"
-    assert "has no password" in log  # the password travels in AUTOEXEC_NODE_PASSWORD only
+    assert "has no password" not in log  # AUTOEXEC_NODE carries it, as the original's did
+    del node["password"]
+    rc, log, _ = run_tool(LOCAL / "demo/localremote", ["--tinput", "x"], tmp_path, AUTOEXEC_NODE=json.dumps(node))
+    assert rc == 0 and "has no password" in log, log
     rc, log, _ = run_tool(LOCAL / "demo/localremote", ["--tinput", "x"], tmp_path,
                           AUTOEXEC_NODE=json.dumps(node), AUTOEXEC_NODE_PASSWORD="pw")
     assert rc == 0 and "has no password" not in log, log

@@ -21,6 +21,7 @@ Tools read ``conf/config.ini`` three levels above their real path (``realpath(__
 from __future__ import annotations
 
 import os
+import re
 import sys
 import sysconfig
 from collections.abc import Callable, Sequence
@@ -129,3 +130,28 @@ def point_tree_configs(plugin_dirs: Sequence[Path], home: Path, config_path: Pat
         except OSError as exc:
             warn(f"WARN: tools of plugin tree {root} find no conf/config.ini and autoexec cannot link its own "
                  f"there ({exc.strerror or exc}): create {conf} as a symlink to {config_path}.")
+
+
+_MISSING = re.compile(r"Can't locate (\S+)\.pm in @INC|No module named '([^']+)'")
+
+
+def missing_module(lines: Sequence[str]) -> str:
+    """``Perl module Foo::Bar`` / ``Python module foo`` when a tool's output says it lacked it."""
+    for line in lines:
+        found = _MISSING.search(line)
+        if found:
+            if found.group(1):
+                return "Perl module " + found.group(1).replace("/", "::")
+            return "Python module " + found.group(2)
+    return ""
+
+
+def missing_module_in_log(path: str, tail: int = 65536) -> str:
+    """:func:`missing_module` over the end of a node log (read only after a tool failed)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(max(0, os.fstat(fh.fileno()).st_size - tail))
+            text = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return missing_module(text.splitlines())

@@ -37,7 +37,7 @@ def run(tool: str, on_target: bool) -> int:
         print("INFO: argument {} = {}".format(index, value))
     if on_target:
         node = AutoExecUtils.getMyNode() or {}
-        if not os.getenv("AUTOEXEC_NODE_PASSWORD"):  # AUTOEXEC_NODE never carries it
+        if not (node.get("password") or os.getenv("AUTOEXEC_NODE_PASSWORD")):  # as the original: AUTOEXEC_NODE has it
             print("WARN: node {}:{} has no password.".format(node.get("host"), node.get("protocolPort")))
         shown = {k: v for k, v in node.items() if k != "password"}
         print("INFO: target node {}".format(json.dumps(shown, ensure_ascii=False, sort_keys=True)))
