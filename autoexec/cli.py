@@ -119,17 +119,24 @@ def run(args: argparse.Namespace) -> int:
             phases=parse_name_list(args.phases),
             nodes=parse_id_list(args.nodes, "nodes"), sql_files=args.sqlfiles,
         )
-        if req.dev_mode:  # no console: skip importing its HTTP client (~0.12 s of start-up)
+        if req.dev_mode and not _console_named():  # skip importing the console's HTTP client (~0.12 s)
             from autoexec.loader import build_runtime
 
             rt = build_runtime(req)
-        else:
+        else:  # devmode with a console still downloads custom scripts and files from it
             from autoexec.production import build_job_runtime
 
             rt = build_job_runtime(req)
     except JobInputError as exc:
         return _fail(str(exc))
     return execute(rt, verbose=args.verbose)
+
+
+def _console_named() -> bool:
+    from autoexec.block_names import CONSOLE_BLOCK_ENV
+    from autoexec.config import load_config
+
+    return bool(load_config(decrypt=False).server_baseurl or os.environ.get(CONSOLE_BLOCK_ENV))
 
 
 def execute(rt: JobRuntime, verbose: bool = False) -> int:

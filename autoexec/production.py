@@ -30,9 +30,12 @@ T = TypeVar("T")
 def build_job_runtime(req: JobRequest, cfg: Config | None = None) -> JobRuntime:
     """The one entry for the CLI and deployment runs: devmode builds from local inputs only,
     production downloads inputs from the console and reports back through its outbox."""
-    if req.dev_mode:
-        return build_runtime(req, cfg)
     cfg = cfg or load_config()
+    if req.dev_mode:
+        rt = build_runtime(req, cfg)
+        if console_configured(cfg):
+            _attach_devmode_downloads(rt, cfg, req)
+        return rt
     tenant = str(req.pass_through_env.get("tenant") or os.environ.get("tenant") or os.environ.get("TENANT")
                  or cfg.tenant or "none")
     client = console_client(cfg, tenant)
@@ -51,6 +54,11 @@ def build_job_runtime(req: JobRequest, cfg: Config | None = None) -> JobRuntime:
 
 
 # --- the console itself -----------------------------------------------------------------------
+def console_configured(cfg: Config) -> bool:
+    """Whether any console is named (devmode then still downloads custom scripts and files from it)."""
+    return bool(cfg.server_baseurl or os.environ.get(CONSOLE_BLOCK_ENV))
+
+
 def console_client(cfg: Config, tenant: str = "none") -> ConsoleClient:
     """config.ini (or its ``AUTOEXEC_SERVER_*`` overrides) first, else a Prefect block, else a one-line
     explanation of what is missing."""
@@ -191,12 +199,30 @@ class _DeployLookup:
 # --- what the op path asks the console for, on demand ---------------------------------------------
 def _attach_console(rt: JobRuntime, client: ConsoleClient, req: JobRequest) -> None:
     from autoexec.files import FileParams
-    from autoexec.ops.tools import script_file_name
 
     pass_through = {**rt.params.passThroughEnv, **req.pass_through_env}
     rt.notifier = ConsoleNotifier.open(client, rt.jobdir.root, job_id=rt.job_id, runner_id=rt.runner_id,
                                        pass_through_env=pass_through, on_fail_node=rt.control.mark_failed)
     rt.closers.append(client.close)
+    rt.script_fetcher, rt.script_libs, fetch_file = _download_fetchers(rt, client)
+    rt.file_fetcher = FileParams(rt.config.data_dir, rt.jobdir.file_dir, fetch=fetch_file)
+
+    def account(node: Node, username: str, account_id: str, protocol: str) -> str:
+        answer = with_retries("getAccount", lambda: client.get_account(
+            rt.job_id, node.resourceId, node.host, node.protocolPort, username, account_id, protocol))
+        password = answer.get("password") if isinstance(answer, dict) else answer
+        return str(password or "")
+
+    rt.account_lookup = account
+    rt.global_lock_call = lambda params: with_retries("globalLock", lambda: client.global_lock(params))
+    if not _brings_own_nodes(req, rt.params.runNode):
+        rt.nodes_refresh = _nodes_refresher(rt, client, pass_through)
+
+
+def _download_fetchers(rt: JobRuntime, client: ConsoleClient) -> tuple[Any, Any, Any]:
+    """Custom scripts by ``scriptId`` (with their libraries) and file parameters, from the console."""
+    from autoexec.ops.tools import script_file_name
+
     scripts = ScriptStore(client, rt.job_id)
     stored: dict[str, list[Path]] = {}
 
@@ -211,25 +237,40 @@ def _attach_console(rt: JobRuntime, client: ConsoleClient, req: JobRequest) -> N
         stored[op.opId] = got.libs
         return got.path
 
-    rt.script_fetcher = fetch_script
-    rt.script_libs = lambda op: stored.get(op.opId, [])
-
     def fetch_file(file_id: int, cache_dir: Path) -> tuple[Path, str]:
         got = with_retries("fetchFile", lambda: client.fetch_file(file_id, cache_dir))
         return Path(got.path), got.name
 
-    rt.file_fetcher = FileParams(rt.config.data_dir, rt.jobdir.file_dir, fetch=fetch_file)
+    return fetch_script, lambda op: stored.get(op.opId, []), fetch_file
 
-    def account(node: Node, username: str, account_id: str, protocol: str) -> str:
-        answer = with_retries("getAccount", lambda: client.get_account(
-            rt.job_id, node.resourceId, node.host, node.protocolPort, username, account_id, protocol))
-        password = answer.get("password") if isinstance(answer, dict) else answer
-        return str(password or "")
 
-    rt.account_lookup = account
-    rt.global_lock_call = lambda params: with_retries("globalLock", lambda: client.global_lock(params))
-    if not _brings_own_nodes(req, rt.params.runNode):
-        rt.nodes_refresh = _nodes_refresher(rt, client, pass_through)
+def _attach_devmode_downloads(rt: JobRuntime, cfg: Config, req: JobRequest) -> None:
+    """devmode turns the console's callbacks off, not its downloads: as under the original, custom
+    scripts by ``scriptId`` and file parameters come from the configured console. The client is
+    made on first use, so a devmode job that needs neither never talks to it."""
+    import threading
+
+    from autoexec.files import FileParams
+
+    lock = threading.Lock()
+    made: list[tuple[Any, Any, Any]] = []
+
+    def fetchers() -> tuple[Any, Any, Any]:
+        with lock:
+            if not made:
+                tenant = str(req.pass_through_env.get("tenant") or rt.params.tenant or cfg.tenant or "none")
+                try:
+                    client = console_client(cfg, tenant)
+                except JobInputError as exc:
+                    raise OSError(str(exc)) from None
+                rt.closers.append(client.close)
+                made.append(_download_fetchers(rt, client))
+            return made[0]
+
+    rt.script_fetcher = lambda _rt, op: fetchers()[0](_rt, op)
+    rt.script_libs = lambda op: fetchers()[1](op) if made else []
+    rt.file_fetcher = FileParams(rt.config.data_dir, rt.jobdir.file_dir,
+                                 fetch=lambda file_id, cache_dir: fetchers()[2](file_id, cache_dir))
 
 
 def _nodes_refresher(rt: JobRuntime, client: ConsoleClient, pass_through: dict[str, Any]) -> Callable[[str, str, int], None]:

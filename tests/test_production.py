@@ -295,3 +295,29 @@ def test_release_job_gets_deploy_ids_from_the_console(jobs: Any, console: FakeCo
     assert f"dist={ae_home}/data/verdata/11/22/artifact/1.2/env/33/app ids=11/22/33" in log
     [ask] = console.callbacks("getDeployIdPath")
     assert (ask.body["sysName"], ask.body["moduleName"], ask.body["envName"]) == ("shop", "api", "prod")
+
+
+def test_devmode_downloads_custom_scripts_from_the_configured_console(jobs: Any, console: FakeConsole) -> None:
+    console.scripts["9"] = Script(b'echo "script nine ran"\n', version_id="90", name="nine")
+    op = {"opId": "custom_9_nine", "opName": "nine", "opType": "runner", "isScript": 1, "scriptId": 9,
+          "interpreter": "bash"}
+    params = {"jobId": 503, "runFlow": [one_phase_group(0, "p", [op])]}
+    rt = build_job_runtime(JobRequest(job_id="503", dev_mode=True, params_json=params, nodes_jsonl=nodes_lines(1)))
+    outcome = run_runtime(rt)
+    release_runtime(rt, 5)
+    assert outcome.status == "succeed", rt.jobdir.node_log("p", "local-0-0").read_text()
+    assert "script nine ran" in rt.jobdir.node_log("p", "local-0-0").read_text()
+    assert [r.api for r in console.log if r.api == "fetchScript"] == ["fetchScript"]
+    assert [r.api for r in console.callbacks() if r.api != "fetchScript"] == []  # devmode: no callbacks
+
+
+def test_devmode_without_console_names_the_op_and_the_setting(jobs: Any, ae_home: Path) -> None:
+    op = {"opId": "custom_9_nine", "opName": "nine", "opType": "runner", "isScript": 1, "scriptId": 9,
+          "interpreter": "bash"}
+    params = {"jobId": 504, "runFlow": [one_phase_group(0, "p", [op])]}
+    rt = build_job_runtime(JobRequest(job_id="504", dev_mode=True, params_json=params, nodes_jsonl=nodes_lines(1)))
+    outcome = run_runtime(rt)
+    release_runtime(rt, 1)
+    log = rt.jobdir.node_log("p", "local-0-0").read_text()
+    assert outcome.status == "failed"
+    assert "operation custom_9_nine" in log and "server.baseurl" in log and "scriptId" in log

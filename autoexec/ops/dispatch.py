@@ -146,8 +146,9 @@ def _collect_local_filepaths(ctx: NodeContext, op: Operation, data: dict[str, An
 
 def _fetch_script(ctx: NodeContext, op: Operation) -> Path:
     if ctx.rt.script_fetcher is None:
-        raise ToolNotFound(f"custom script {op.opId} has no scriptContent and no console is configured "
-                           f"to download scriptId {op.scriptId}")
+        raise ToolNotFound(f"operation {op.opId}: custom script {op.scriptId} is downloaded from the console by its "
+                           f"scriptId, and no console is configured: set server.baseurl, server.username and "
+                           f"server.password in {ctx.rt.config.path} (or AUTOEXEC_SERVER_BASEURL/USERNAME/PASSWORD)")
     return ctx.rt.script_fetcher(ctx.rt, op)
 
 
