@@ -289,6 +289,8 @@ def _remote_env(ctx: NodeContext) -> dict[str, str]:
     env = {"HISTSIZE": "0", "NODE_HOST": node.host, "NODE_PORT": node.port_text,
            "NODE_NAME": node.nodeName or "", "AUTOEXEC_JOBID": ctx.rt.job_id,
            "AUTOEXEC_NODE": json.dumps(node.tool_dict(""), ensure_ascii=False)}  # no password on the target
+    if node.protocol == "ssh":
+        env["TERM"] = "dumb"  # the original's shell had a "dumb" terminal; Tagent's agent sets its own
     node_env = ctx.node_env
     for key in ("INS_PATH", "INS_ID_PATH"):  # from the node env (§21 item 26), not the runner env
         if key in node_env:

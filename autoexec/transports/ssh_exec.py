@@ -48,7 +48,17 @@ PIDFILE = ".autoexec.pid"
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
-BOOTSTRAP = 's=$(cat) && eval "$s"'
+def in_login_shell(command: str) -> str:
+    """``command`` run by a login shell of the account, so a tool sees the environment its profile
+    sets (``ORACLE_HOME``, ``JAVA_HOME``, ``PATH``…), as under the original, which typed its command
+    into an interactive login shell. bash and ksh accounts get their own shell (``~/.bash_profile``
+    is bash's); any other shell gets ``sh -l`` (``/etc/profile``, ``~/.profile``), the op text being
+    Bourne shell."""
+    return ('case "${SHELL##*/}" in bash|ksh|ksh93|mksh) ax_sh=$SHELL;; *) ax_sh=/bin/sh;; esac; '
+            f'exec "$ax_sh" -l -c {quote(command)}')
+
+
+BOOTSTRAP = in_login_shell('s=$(cat) && eval "$s"')
 """What the exec request carries. The real script arrives on stdin so environment values (node
 JSON, tokens) never show up in the remote process list; only the final argv does."""
 
@@ -56,7 +66,7 @@ JSON, tokens) never show up in the remote process list; only the final argv does
 def bootstrap_until(end: str) -> str:
     """Like ``BOOTSTRAP``, for a script that later reads the second fetch round from the
     channel's stdin: ``sed`` stops at the line ``end``, before anything else has been sent."""
-    return f"s=$(sed '/^{end}$/q') && eval \"$s\""
+    return in_login_shell(f"s=$(sed '/^{end}$/q') && eval \"$s\"")
 
 
 # --------------------------------------------------------------------------- shell text
