@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autoexec.jobdir import safe_name
+from autoexec.jobdir import safe_name, safe_relpath
 from autoexec.models.params import Operation
 from autoexec.ops.childenv import template_for
 from autoexec.ops.nodectx import NodeContext
@@ -86,6 +86,7 @@ def _run_local(ctx: NodeContext, op: Operation, to_target: bool) -> OpOutcome:
     out_path = ctx.paths.op_output(op.opId)
     fresh = ensure_dir(os.path.dirname(out_path))
     env = template.render(ctx, op, out_path)
+    ensure_dir(os.path.dirname(env["LIVEDATA_PATH"]))  # as the original: the node's livedata/ dir exists
     if not fresh:  # a directory just created holds no stale output
         try:
             os.unlink(out_path)
@@ -136,7 +137,7 @@ def _collect_local_filepaths(ctx: NodeContext, op: Operation, data: dict[str, An
         if not source.is_file():
             continue
         if not source.is_relative_to(root):
-            dest = ctx.jobdir.op_output_dir(ctx.triple) / safe_name(op.opId) / source.name
+            dest = ctx.jobdir.op_output_dir(ctx.triple) / safe_relpath(op.opId) / source.name
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, dest)
             source = dest.resolve()
@@ -195,7 +196,7 @@ def _run_remote(ctx: NodeContext, op: Operation) -> OpOutcome:
         if local.is_file():
             uploads.append(Upload(local, posixpath.join(workdir, "file", local.name)))
     env = _remote_env(ctx)
-    fetch_dir = rt.jobdir.op_output_dir(ctx.triple) / ".fetch" / safe_name(op.opId)
+    fetch_dir = rt.jobdir.op_output_dir(ctx.triple) / ".fetch" / safe_name(op.opId)  # staging, removed below
     has_output = op.output is not None
     remote_op = RemoteOp(job_id=rt.job_id, root=root, uploads=uploads, workdir=workdir,
                          argv=argv + prepared.argv, env=env, timeout=rt.config.max_exec_secs,
@@ -216,6 +217,25 @@ def _run_remote(ctx: NodeContext, op: Operation) -> OpOutcome:
         result = transport.run(remote_op, on_line, cancel)
     finally:
         rt.control.unregister(token)
+    try:
+        return _remote_outcome(ctx, op, transport, result, failed_by_log, fetch_dir, has_output)
+    finally:
+        _remove_staging(fetch_dir)
+
+
+def _remove_staging(fetch_dir: Path) -> None:
+    import shutil
+
+    shutil.rmtree(fetch_dir, ignore_errors=True)
+    try:
+        fetch_dir.parent.rmdir()  # ``.fetch`` itself, once no other op of the node stages there
+    except OSError:
+        pass
+
+
+def _remote_outcome(ctx: NodeContext, op: Operation, transport: Any, result: Any, failed_by_log: Any,
+                    fetch_dir: Path, has_output: bool) -> OpOutcome:
+    rt = ctx.rt
     if result.error:
         if rt.control.aborting:
             kill_error = transport.kill_job(rt.job_id)
@@ -319,7 +339,7 @@ def _collect_filepaths(ctx: NodeContext, op: Operation, data: dict[str, Any], fe
     that job-relative path, or null (and the op fails) when the file did not come back."""
     from autoexec.transports.base import local_fetch_path
 
-    dest_dir = ctx.jobdir.op_output_dir(ctx.triple) / safe_name(op.opId)
+    dest_dir = ctx.jobdir.op_output_dir(ctx.triple) / safe_relpath(op.opId)  # as the original: <opId>/<file>
     for key in _filepath_keys(op):
         rel = data.get(key)
         if not isinstance(rel, str) or not rel:
@@ -347,7 +367,8 @@ def _finish(ctx: NodeContext, op: Operation, outcome: OpOutcome, data: Any = Non
     for name, spec in (op.output or {}).items():
         if name not in values:
             values[name] = spec.get("defaultValue") if isinstance(spec, dict) else None
-    write_json_atomic(ctx.paths.op_output(op.opId), values)
+    if values:  # the original writes no op output file for an empty output
+        write_json_atomic(ctx.paths.op_output(op.opId), values)
     ctx.output.update({op.opId: values})
     if ctx.plan.header.totalCount == 1 and ctx.node.resourceId != 0 and ctx.rt.runner_output is not None:
         ctx.rt.runner_output.update({op.opId: values})  # single-node phases feed runner references (§10.5)

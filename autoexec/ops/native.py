@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from typing import TYPE_CHECKING, Callable
 
-from autoexec.ops.dispatch import OpOutcome, _fail
+from autoexec.ops.dispatch import OpOutcome, _fail, _record_inputs
 from autoexec.ops.prepare import prepare_arguments
 
 if TYPE_CHECKING:
@@ -23,6 +23,7 @@ def run_native(ctx: "NodeContext", op: "Operation") -> OpOutcome:
     prepared = prepare_arguments(ctx, op, remote=False)
     if prepared.error:
         return _fail(ctx, prepared.error)
+    _record_inputs(ctx, op, prepared)  # native ops have input records too, as under the original
     handler: Callable[..., OpOutcome] = _HANDLERS[op.sub_name]
     return handler(ctx, op, prepared.options, prepared.arguments)
 
