@@ -65,7 +65,7 @@ def check_tree(tree_root: Path, cwd: Path, home_plugins: Path | None = None) -> 
     tools = runner_side_tools(plugin_dir)
     with ThreadPoolExecutor(2) as pool:
         outcomes = list(pool.map(lambda t: check_tool(t[1], t[2], plugin_dirs, cwd), tools))
-    return [LoadResult(name, language, ok, msg) for (name, _, language), (ok, msg) in zip(tools, outcomes)]
+    return [LoadResult(name, language, ok, msg) for (name, _, language), (ok, msg) in zip(tools, outcomes, strict=True)]
 
 
 def summary(results: list[LoadResult]) -> dict[str, tuple[int, int]]:
