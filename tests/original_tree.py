@@ -52,7 +52,8 @@ def check_tool(tool: Path, language: str, plugin_dirs: list[Path], cwd: Path) ->
     env = dict(os.environ)
     env.update(library_env(tool.parent, plugin_dirs, env))
     env["TERM"] = "dumb"
-    cmd = ["perl", "-c", str(tool)] if language == "perl" else ["python3", "-c", _PY_LOAD, str(tool)]
+    # Python tools run on autoexec's interpreter (autoexec.ops.tools.local_tool_argv)
+    cmd = ["perl", "-c", str(tool)] if language == "perl" else [sys.executable, "-c", _PY_LOAD, str(tool)]
     proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=120,
                           stdin=subprocess.DEVNULL)
     text = (proc.stderr or proc.stdout).strip().splitlines()

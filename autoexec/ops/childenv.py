@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from autoexec.ops.toolenv import library_env
+from autoexec.ops.tools import local_tool_argv
 from autoexec.store import dumps
 from autoexec.transports.spawn import which
 
@@ -59,6 +60,7 @@ class EnvTemplate:
         self.env = env
         self.to_target = to_target
         self._programs: dict[str, str] = {}
+        self._tools: dict[Path, list[str]] = {}
 
     def render(self, ctx: "NodeContext", op: "Operation", out_path: str) -> dict[str, str]:
         paths, node = ctx.paths, ctx.node
@@ -78,6 +80,13 @@ class EnvTemplate:
             if ctx.password:
                 env["AUTOEXEC_NODE_PASSWORD"] = ctx.password
         return env
+
+    def tool_argv(self, tool: Path) -> list[str]:
+        """How a tool of this directory starts (:func:`local_tool_argv`, read once per job)."""
+        argv = self._tools.get(tool)
+        if argv is None:
+            argv = self._tools[tool] = local_tool_argv(tool)
+        return argv
 
     def program(self, name: str) -> str:
         """``name`` resolved on this environment's ``PATH`` from the job directory (cached)."""

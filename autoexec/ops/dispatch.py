@@ -64,13 +64,14 @@ def _fail(ctx: NodeContext, message: str, code: int | None = None) -> OpOutcome:
 # --- local --------------------------------------------------------------------------------
 def _run_local(ctx: NodeContext, op: Operation, to_target: bool) -> OpOutcome:
     rt = ctx.rt
+    tool: Path | None = None
     try:
         if op.is_script:
             script = write_inline_script(ctx, op) if op.scriptContent else _fetch_script(ctx, op)
             command, plugin_dir = script_argv(op.interpreter, script), script.parent
         else:
             tool = locate_tool(rt.config.plugin_dirs, "local", op.opName)
-            command, plugin_dir = [str(tool)], tool.parent
+            command, plugin_dir = [], tool.parent
     except (ToolNotFound, OSError) as exc:
         return _fail(ctx, str(exc))
     prepared = prepare_arguments(ctx, op, remote=False)
@@ -83,6 +84,8 @@ def _run_local(ctx: NodeContext, op: Operation, to_target: bool) -> OpOutcome:
     ctx.log.hold()  # flushed once the child runs, before its first line
     ctx.log.line(f"INFO: Execute -> {op.opName} {prepared.masked}".rstrip())
     template = template_for(ctx, plugin_dir, to_target)
+    if tool is not None:
+        command = template.tool_argv(tool)
     out_path = ctx.paths.op_output(op.opId)
     fresh = ensure_dir(os.path.dirname(out_path))
     env = template.render(ctx, op, out_path)

@@ -12,8 +12,8 @@ media scripts) on ``PERL5LIB``. Here the installation is one or more plugin tree
   ``plugins/local/lib`` so a tree's copy of the original's ``AutoExecUtils.py`` (which reads the old
   installation's config and needs the original's engine modules) is not the one imported. Perl
   tools put ``$FindBin::Bin/../lib`` first themselves (``use lib``), so the tree's modules win there;
-* Python packages come with autoexec's install: when autoexec runs from a virtualenv, its
-  site-packages follow (tools start the system ``python3`` by their shebang), then a tree's ``plib``.
+* Python packages come with autoexec's install (Python tools run on autoexec's interpreter, see
+  :func:`autoexec.ops.tools.local_tool_argv`), then a tree's ``plib`` when it has one.
 
 Tools read ``conf/config.ini`` three levels above their real path (``realpath(__file__)``,
 ``$FindBin::Bin``), i.e. in the tree's root: :func:`point_tree_configs` makes that autoexec's file.
@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
-import sysconfig
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -51,20 +49,6 @@ def _trees(own: Path | None, plugin_dirs: Sequence[Path]) -> list[Path]:
     return [p for p in ordered if p != BUNDLED_PLUGINS]
 
 
-def _interpreter_packages() -> list[str]:
-    """This interpreter's site-packages when it is a virtualenv's (the system ``python3`` that a
-    tool's shebang starts does not see them otherwise)."""
-    if sys.prefix == sys.base_prefix:
-        return []
-    paths = sysconfig.get_paths()
-    found: list[str] = []
-    for key in ("purelib", "platlib"):
-        value = paths.get(key)
-        if value and value not in found and os.path.isdir(value):
-            found.append(value)
-    return found
-
-
 def library_env(tool_dir: Path, plugin_dirs: Sequence[Path], env: dict[str, str]) -> dict[str, str]:
     """``PATH``, ``PYTHONPATH`` and ``PERL5LIB`` for a tool in ``tool_dir`` (a custom script's
     directory belongs to no tree: every tree's libraries then, in search order)."""
@@ -85,7 +69,7 @@ def library_env(tool_dir: Path, plugin_dirs: Sequence[Path], env: dict[str, str]
 
     return {
         "PATH": joined([str(tool_dir / "lib"), *local_libs], env.get("PATH", os.defpath)),
-        "PYTHONPATH": joined(head + core + local_libs + _interpreter_packages() + plib, env.get("PYTHONPATH")),
+        "PYTHONPATH": joined(head + core + local_libs + plib, env.get("PYTHONPATH")),
         "PERL5LIB": joined(head + local_libs + core + pllib, env.get("PERL5LIB")),
     }
 

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import re
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +27,34 @@ EXTENSIONS = {"package": ".tar", "perl": ".pl", "python": ".py", "ruby": ".rb", 
 # item 15); ``python`` means python3 because current targets rarely ship a ``python`` binary.
 LAUNCHERS = {"bash": ["bash"], "sh": ["sh"], "ksh": ["ksh"], "csh": ["csh"], "perl": ["perl"],
              "python": ["python3"], "ruby": ["ruby"], "javascript": ["node"], "powershell": ["pwsh", "-File"]}
+
+_PYTHON = re.compile(r"python(3(\.\d+)?)?")
+
+
+def python_shebang_flags(path: Path) -> list[str] | None:
+    """The interpreter flags of a ``#!/usr/bin/python3 -u``-style first line, or ``None`` when the
+    file does not start with a Python shebang (also through ``/usr/bin/env``)."""
+    try:
+        with open(path, "rb") as fh:
+            first = fh.readline(512)
+    except OSError:
+        return None
+    if not first.startswith(b"#!"):
+        return None
+    parts = first[2:].decode("utf-8", "replace").split()
+    if parts and os.path.basename(parts[0]) == "env":
+        parts = [p for p in parts[1:] if not p.startswith("-")][:1] + parts[2:]
+    if not parts or not _PYTHON.fullmatch(os.path.basename(parts[0])):
+        return None
+    return parts[1:]
+
+
+def local_tool_argv(tool: Path) -> list[str]:
+    """A runner-side tool runs by its shebang, except that Python tools run on autoexec's own
+    interpreter: the original's ``#!/usr/bin/python3`` tools found their packages (``plib``) beside
+    that interpreter, and here the packages they need come with autoexec's install."""
+    flags = python_shebang_flags(tool)
+    return [str(tool)] if flags is None else [sys.executable, *flags, str(tool)]
 
 
 def locate_tool(plugin_dirs: list[Path], kind: str, op_name: str) -> Path:
@@ -76,6 +106,8 @@ def write_inline_script(ctx: "NodeContext", op: "Operation") -> Path:
 
 def script_argv(interpreter: str | None, script: Path, remote: bool = False) -> list[str]:
     launcher = LAUNCHERS.get((interpreter or "").lower())
+    if launcher == ["python3"] and not remote:
+        launcher = [sys.executable]  # as runner-side Python tools: autoexec's interpreter and packages
     target = str(script) if not remote else (script.name if script.name.startswith(("/", ".")) else f"./{script.name}")
     if launcher is None:
         return [target]
