@@ -10,6 +10,7 @@ optional test against a local copy of the original's sources and runnable on its
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autoexec.config import BUNDLED_PLUGINS
-from autoexec.ops.toolenv import library_env, missing_module
+from autoexec.ops.toolenv import library_env
 
 _PY_LOAD = ("import importlib.machinery, sys; sys.argv = sys.argv[1:]; "
             "importlib.machinery.SourceFileLoader('autoexec_tool_under_check', sys.argv[0]).load_module()")
@@ -58,6 +59,15 @@ def check_tool(tool: Path, language: str, plugin_dirs: list[Path], cwd: Path) ->
                           stdin=subprocess.DEVNULL)
     text = (proc.stderr or proc.stdout).strip().splitlines()
     return proc.returncode == 0, missing_module(text) or (text[-1] if text else "")
+
+
+def missing_module(lines: list[str]) -> str:
+    """``Perl module Foo::Bar`` / ``Python module foo`` when that is why a tool did not load."""
+    for line in lines:
+        found = re.search(r"Can't locate (\S+)\.pm in @INC|No module named '([^']+)'", line)
+        if found:
+            return f"Perl module {found.group(1).replace('/', '::')}" if found.group(1) else f"Python module {found.group(2)}"
+    return ""
 
 
 def check_tree(tree_root: Path, cwd: Path, home_plugins: Path | None = None) -> list[LoadResult]:

@@ -6,12 +6,11 @@ directory's ``lib``, the installation's ``plugins/local/lib``, then its core ``l
 media scripts) on ``PERL5LIB``. Here the installation is one or more plugin trees, so:
 
 * the tool's own tree comes first, then the other trees in search order (a tool of an estate's tree
-  may use a library module of the original's tree);
-* autoexec's own implementations of the core modules (``AutoExecUtils`` and what the original's
-  ``lib/`` offered tools) stand in for that ``lib/``; for Python they come before the trees'
-  ``plugins/local/lib`` so a tree's copy of the original's ``AutoExecUtils.py`` (which reads the old
-  installation's config and needs the original's engine modules) is not the one imported. Perl
-  tools put ``$FindBin::Bin/../lib`` first themselves (``use lib``), so the tree's modules win there;
+  may use a library module of the original's tree), so a tree's tools keep the library they were
+  written against (Perl tools put ``$FindBin::Bin/../lib`` first themselves anyway);
+* autoexec's tool library stands in for the original's core ``lib/``: the bundled
+  ``plugins/local/lib`` (``AutoExecUtils`` for trees without one) and ``autoexec/toollib``
+  (``ServerAdapter``, ``TagentClient``… that a tree's ``AutoExecUtils`` imports);
 * Python packages come with autoexec's install (Python tools run on autoexec's interpreter, see
   :func:`autoexec.ops.tools.local_tool_argv`), then a tree's ``plib`` when it has one.
 
@@ -21,14 +20,13 @@ Tools read ``conf/config.ini`` three levels above their real path (``realpath(__
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from autoexec.config import BUNDLED_PLUGINS, PACKAGE_DIR
 
-CORE_LIB_DIRS = (BUNDLED_PLUGINS / "local" / "lib", PACKAGE_DIR / "plugins" / "corelib", PACKAGE_DIR / "toollib")
-"""autoexec's tool libraries (the first holds ``AutoExecUtils``); the ones that exist are used."""
+CORE_LIB_DIRS = (BUNDLED_PLUGINS / "local" / "lib", PACKAGE_DIR / "toollib")
+"""autoexec's tool library: its ``AutoExecUtils``, and the core modules of the original's ``lib/``."""
 
 
 def _existing(paths: Sequence[Path]) -> list[str]:
@@ -69,7 +67,7 @@ def library_env(tool_dir: Path, plugin_dirs: Sequence[Path], env: dict[str, str]
 
     return {
         "PATH": joined([str(tool_dir / "lib"), *local_libs], env.get("PATH", os.defpath)),
-        "PYTHONPATH": joined(head + core + local_libs + plib, env.get("PYTHONPATH")),
+        "PYTHONPATH": joined(head + local_libs + core + plib, env.get("PYTHONPATH")),
         "PERL5LIB": joined(head + local_libs + core + pllib, env.get("PERL5LIB")),
     }
 
@@ -115,27 +113,3 @@ def point_tree_configs(plugin_dirs: Sequence[Path], home: Path, config_path: Pat
             warn(f"WARN: tools of plugin tree {root} find no conf/config.ini and autoexec cannot link its own "
                  f"there ({exc.strerror or exc}): create {conf} as a symlink to {config_path}.")
 
-
-_MISSING = re.compile(r"Can't locate (\S+)\.pm in @INC|No module named '([^']+)'")
-
-
-def missing_module(lines: Sequence[str]) -> str:
-    """``Perl module Foo::Bar`` / ``Python module foo`` when a tool's output says it lacked it."""
-    for line in lines:
-        found = _MISSING.search(line)
-        if found:
-            if found.group(1):
-                return "Perl module " + found.group(1).replace("/", "::")
-            return "Python module " + found.group(2)
-    return ""
-
-
-def missing_module_in_log(path: str, tail: int = 65536) -> str:
-    """:func:`missing_module` over the end of a node log (read only after a tool failed)."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(max(0, os.fstat(fh.fileno()).st_size - tail))
-            text = fh.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-    return missing_module(text.splitlines())

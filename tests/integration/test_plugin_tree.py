@@ -127,17 +127,6 @@ def test_runner_tools_of_a_tree_in_place(jobs: JobFiles, tree: Path, ae_home: Pa
     assert (rt.jobdir.root / "livedata" / "tools" / triple).is_dir()
 
 
-def test_missing_module_is_named(jobs: JobFiles, tree: Path) -> None:
-    tool = tree / "plugins" / "local" / "estate" / "needsmod"
-    tool.write_text("#!/usr/bin/perl\nuse strict;\nuse No::Such::Fixture::Module;\nprint(\"unreachable\\n\");\n")
-    tool.chmod(0o755)
-    op = _op("estate/needsmod_1", "estate/needsmod", "runner")
-    rt, outcome = jobs.run("7102", {"runFlow": [{"groupNo": 0, "phases": [_phase("p", "runner", [op])]}]})
-    log = rt.jobdir.node_log("p", "local-0-0").read_text()
-    assert outcome.status == "failed"
-    assert "ERROR: estate/needsmod lacks the Perl module No::Such::Fixture::Module" in log
-
-
 def test_tree_tools_on_the_runner_and_on_ssh_targets(jobs: JobFiles, tree: Path, sshd_pool,  # type: ignore[no-untyped-def]
                                                      profile_account: str) -> None:
     port = sshd_pool.ports[0]
