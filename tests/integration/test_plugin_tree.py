@@ -157,3 +157,20 @@ def test_tree_tools_on_the_runner_and_on_ssh_targets(jobs: JobFiles, tree: Path,
     # nothing staged is left in the job dir; op outputs sit where the original puts them
     assert not list(rt.jobdir.root.rglob(".fetch"))
     assert (rt.jobdir.root / "output-op" / triple / "estate" / "profenv_2.json").is_file()
+
+
+def test_tree_target_tool_over_tagent(jobs: JobFiles, tree: Path, tagent_agent) -> None:  # type: ignore[no-untyped-def]
+    """Over Tagent the agent sets up the login environment; the tool gets the node without its
+    password, as the original sent it."""
+    node = {"resourceId": 31, "runnerId": 1, "host": "127.0.0.1", "port": tagent_agent.port, "nodeName": "tag31",
+            "protocol": "tagent", "protocolPort": tagent_agent.port, "username": "root",
+            "password": tagent_agent.password}
+    op = _op("estate/plprofenv_1", "estate/plprofenv", "target", interpreter="perl",
+             output={"oracleHome": {}, "emptyPassword": {}})
+    rt, outcome = jobs.run("7104", {"runFlow": [{"groupNo": 0, "phases": [_phase("target", "target", [op])]}]},
+                           _nodes([node]))
+    triple = f"127.0.0.1-{tagent_agent.port}-31"
+    log = rt.jobdir.node_log("target", triple).read_text()
+    assert outcome.status == "succeed", log
+    assert json.loads(rt.jobdir.op_output(triple, "estate/plprofenv_1").read_text())["emptyPassword"] == "yes"
+    assert not list(rt.jobdir.root.rglob(".fetch"))
