@@ -49,13 +49,22 @@ PIDFILE = ".autoexec.pid"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 def in_login_shell(command: str) -> str:
-    """``command`` run by a login shell of the account, so a tool sees the environment its profile
+    """``command`` run after the account's login files, so a tool sees the environment its profile
     sets (``ORACLE_HOME``, ``JAVA_HOME``, ``PATH``…), as under the original, which typed its command
-    into an interactive login shell. bash and ksh accounts get their own shell (``~/.bash_profile``
-    is bash's); any other shell gets ``sh -l`` (``/etc/profile``, ``~/.profile``), the op text being
-    Bourne shell."""
-    return ('case "${SHELL##*/}" in bash|ksh|ksh93|mksh) ax_sh=$SHELL;; *) ax_sh=/bin/sh;; esac; '
-            f'exec "$ax_sh" -l -c {quote(command)}')
+    into a login shell. bash and ksh accounts get their own shell and its files (``/etc/profile``,
+    then the first of ``~/.bash_profile``, ``~/.bash_login``, ``~/.profile`` for bash); any other
+    shell gets ``sh`` with ``/etc/profile`` and ``~/.profile``, the op text being Bourne shell. The
+    files are sourced with stdin on ``/dev/null`` (they cannot eat the script that follows on the
+    channel) and their output discarded; then ``command`` gets the channel back. Sourced rather than
+    ``sh -l``, so no ``~/.bash_logout`` runs after the op's own output."""
+    inner = ('{ if [ -r /etc/profile ]; then . /etc/profile; fi; for ax_p in "$@"; do '
+             'if [ -r "$ax_p" ]; then . "$ax_p"; break; fi; done; } </dev/null >/dev/null 2>&1; '
+             f'set --; exec 0<&5 1>&3 2>&4 3>&- 4>&- 5<&-; {command}')
+    return ('case "${SHELL##*/}" in '
+            'bash) ax_sh=$SHELL; set -- "$HOME/.bash_profile" "$HOME/.bash_login" "$HOME/.profile";; '
+            'ksh|ksh93|mksh) ax_sh=$SHELL; set -- "$HOME/.profile";; '
+            '*) ax_sh=/bin/sh; set -- "$HOME/.profile";; esac; '
+            f'exec "$ax_sh" -c {quote(inner)} ax "$@" 3>&1 4>&2 5<&0 </dev/null >/dev/null 2>&1')
 
 
 BOOTSTRAP = in_login_shell('s=$(cat) && eval "$s"')
