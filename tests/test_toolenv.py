@@ -73,7 +73,25 @@ def test_python_tools_run_on_autoexecs_interpreter(tmp_path: Path) -> None:
         tool = tmp_path / f"t{n}"
         tool.write_text(first + "x = 1\n")
         assert python_shebang_flags(tool) == flags, first
-        assert local_tool_argv(tool) == ([str(tool)] if flags is None else [sys.executable, *flags, str(tool)])
+        expected = [str(tool)] if flags is None else [sys.executable, *flags, str(tool)]
+        assert local_tool_argv(tool) == (["/bin/sh", str(tool)] if not first.startswith("#!") else expected)
+    elf = tmp_path / "binary"
+    elf.write_bytes(b"\x7fELF\x02\x01rest")
+    assert local_tool_argv(elf) == [str(elf)]
+
+
+def test_tool_without_shebang_runs_as_sh_script(jobs: JobFiles, tmp_path: Path) -> None:
+    tool_dir = jobs.home / "plugins" / "local" / "plain"
+    tool_dir.mkdir(parents=True)
+    (tool_dir / "noshebang").write_text('echo "plain sh tool got $1"\n')
+    (tool_dir / "noshebang").chmod(0o755)
+    op = {"opId": "plain/noshebang_1", "opName": "plain/noshebang", "opType": "runner", "opt": {},
+          "desc": {}, "arg": [{"type": "text", "value": "x y"}]}
+    rt, outcome = jobs.run("7202", {"runFlow": [{"groupNo": 0, "phases": [
+        {"phaseName": "p", "phaseType": "runner", "operations": [op]}]}]})
+    log = rt.jobdir.node_log("p", "local-0-0").read_text()
+    assert outcome.status == "succeed", log
+    assert "plain sh tool got x y" in log
 
 
 # --- the configuration tools read -----------------------------------------------------------

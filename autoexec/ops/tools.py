@@ -31,14 +31,18 @@ LAUNCHERS = {"bash": ["bash"], "sh": ["sh"], "ksh": ["ksh"], "csh": ["csh"], "pe
 _PYTHON = re.compile(r"python(3(\.\d+)?)?")
 
 
+def _first_line(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.readline(512)
+    except OSError:
+        return b""
+
+
 def python_shebang_flags(path: Path) -> list[str] | None:
     """The interpreter flags of a ``#!/usr/bin/python3 -u``-style first line, or ``None`` when the
     file does not start with a Python shebang (also through ``/usr/bin/env``)."""
-    try:
-        with open(path, "rb") as fh:
-            first = fh.readline(512)
-    except OSError:
-        return None
+    first = _first_line(path)
     if not first.startswith(b"#!"):
         return None
     parts = first[2:].decode("utf-8", "replace").split()
@@ -50,15 +54,20 @@ def python_shebang_flags(path: Path) -> list[str] | None:
 
 
 def local_tool_argv(tool: Path) -> list[str]:
-    """A runner-side tool runs by its shebang, except that Python tools run on autoexec's own
-    interpreter: the original's ``#!/usr/bin/python3`` tools found their packages (``plib``) beside
-    that interpreter, and here the packages they need come with autoexec's install."""
+    """A runner-side tool runs by its shebang, as the original's ``exec <tool>`` through ``sh`` did,
+    with two rules of that: a text file without ``#!`` runs as a ``sh`` script (what ``sh`` does
+    when ``exec`` meets one), and Python tools run on autoexec's own interpreter (the original's
+    ``#!/usr/bin/python3`` tools found their packages, ``plib``, beside that interpreter; here the
+    packages they need come with autoexec's install)."""
+    first = _first_line(tool)
+    if first and not first.startswith((b"#!", b"\x7fELF")):
+        return ["/bin/sh", str(tool)]
     flags = python_shebang_flags(tool)
     return [str(tool)] if flags is None else [sys.executable, *flags, str(tool)]
 
 
 def locate_tool(plugin_dirs: list[Path], kind: str, op_name: str) -> Path:
-    """``plugins/<local|remote>/<bundle>/<tool>``; ``$AUTOEXEC_HOME/plugins`` wins over bundled."""
+    """``plugins/<local|remote>/<bundle>/<tool>`` in the first plugin dir that has it (``Config.plugin_dirs``)."""
     rel = safe_relpath(op_name)
     for base in plugin_dirs:
         candidate = base / kind / rel
