@@ -32,6 +32,7 @@ from typing import Callable, Mapping
 from autoexec.transports import orphans
 from autoexec.transports.base import LineSink
 from autoexec.transports.deadlines import call_later
+from autoexec.transports.decoding import decode_line
 from autoexec.transports.spawn import Spawned, spawn, which
 
 _SETPRIV = shutil.which("setpriv")
@@ -176,12 +177,13 @@ def pump(fd: int, sink: LinesSink, read_size: int = READ_SIZE) -> None:
 
 
 def decode_lines(data: bytes) -> list[str]:
-    """``data`` cut at ``\\n``, each line decoded by :func:`_decode` with trailing ``\\r`` removed
-    (UTF-8 for the whole block when it is valid, which is the same per line)."""
+    """``data`` cut at ``\\n``, each line decoded by the one rule of every transport
+    (:func:`~autoexec.transports.decoding.decode_line`) with trailing ``\\r`` removed (UTF-8 for
+    the whole block when it is valid, which is the same per line)."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        return [_decode(raw).rstrip("\r\n") for raw in data.split(b"\n")]
+        return [decode_line(raw).rstrip("\r\n") for raw in data.split(b"\n")]
     return [line.rstrip("\r\n") for line in text.split("\n")]
 
 
@@ -191,14 +193,3 @@ def _group_alive(pgid: int) -> bool:
         return True
     except (ProcessLookupError, PermissionError):
         return False
-
-
-def _decode(raw: bytes) -> str:
-    """Tools on Chinese systems may print GBK; keep such lines readable instead of mojibake."""
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        try:
-            return raw.decode("gb18030")
-        except UnicodeDecodeError:
-            return raw.decode("utf-8", "replace")

@@ -13,16 +13,22 @@ Design choices made here, and why:
 
 * **Staging in the one exec channel.** When an op's uploads are small (``ssh_inline.INLINE_LIMIT``,
   512 KiB) they travel inside that stdin script (text as ``printf`` arguments, binary as base64
-  here-documents), and the fetched files come back on stdout, base64 between lines carrying a
-  per-op random marker that the reader strips out of the log stream; a second fetch round
-  (``fetch_more``) is asked for over the same channel's stdin. One channel per op, no SFTP: on a
-  fan-out the SFTP subsystem and its dozen round trips per node cost more than the op. Hosts
-  without ``base64``/``openssl`` (remembered per connection), a failing inline step, big uploads
-  and fetched directories fall back to SFTP, with its error messages.
+  here-documents), and the fetched files come back on stdout as checked records (``gzip | base64``
+  between lines carrying a per-op random marker) that the reader strips out of the log stream;
+  stderr is read as a stream of its own. After each fetch round the host waits for the reader's
+  answer over the same channel's stdin (the next round, or the end), so a record that another
+  process's output garbled is fetched again over SFTP before the root goes. One channel per op,
+  no SFTP in the usual case: on a fan-out the SFTP subsystem and its dozen round trips per node
+  cost more than the op. Hosts without ``base64``/``openssl`` (remembered per connection), big
+  uploads and fetched directories use SFTP, with its error messages.
 
 * **Cleanup.** The op's own script removes its root at its end (one exec per op) unless something
   must still be fetched over SFTP; otherwise, and after timeouts, cancels and kills, a separate
   ``rm -rf <root>`` follows. ``keep_dir_on_failure`` keeps the root whenever the op did not succeed.
+  When the connection drops mid-op, a new connection kills the op's process group and removes
+  the root at once; if the host cannot be reached, the error names the root left behind and the
+  next connection of this transport removes it first. The SFTP session of an op that needed one
+  is closed with the op, so a host with ``MaxSessions 1`` still takes the next exec channel.
 
 * **Errors.** Every host-side failure becomes ``RemoteResult.error``: one line,
   ``ssh user@host:port: <what>``, never containing the password or key text.
@@ -38,6 +44,7 @@ from pathlib import Path
 import paramiko
 
 from autoexec.transports.base import Endpoint, LineSink, RemoteOp, RemoteResult, Timeouts
+from autoexec.transports.base import fetch_plan
 from autoexec.transports.ssh_common import Cancelled, Failure, describe, log, quote
 from autoexec.transports.ssh_connect import (  # the public names are re-exported here
     DEFAULT_PER_DESTINATION,  # noqa: F401
@@ -54,13 +61,14 @@ from autoexec.transports.ssh_exec import (
     BOOTSTRAP,
     PIDFILE,
     bootstrap_until,
+    cleanup_after_loss_command,
     exec_collect,
     execute,
-    fetch_more_sender,
     inline_script,
     kill_group_command,
     kill_job_command,
     op_script,
+    survivors,
 )
 from autoexec.transports.ssh_inline import END_OF_SCRIPT, InlinePlan, InlineReader, new_nonce, plan_inline
 from autoexec.transports.ssh_sftp import fetch_files, open_sftp, stage
@@ -74,6 +82,10 @@ __all__ = [
     "load_private_key",
     "reset_handshake_limiter",
 ]
+
+
+LOSS_CLEANUP_TIMEOUT = 10.0
+"""Bound (seconds) on reaching a host again to clean up after its connection dropped mid-op."""
 
 
 class SshTransport:
@@ -90,6 +102,8 @@ class SshTransport:
         self._sftp: paramiko.SFTPClient | None = None
         self._inline_ok = True
         """False once the host showed it has no base64 tool: later ops of this node use SFTP."""
+        self._left_behind: list[tuple[str, str | None]] = []
+        """(pid file, root) of ops whose connection dropped before they were cleaned up."""
         self.connections_opened = 0
         """How many handshakes this instance made (reuse is visible to tests and benches)."""
 
@@ -123,12 +137,47 @@ class SshTransport:
             return RemoteResult(None, "aborted")
         except Failure as failure:
             return RemoteResult(failure.exit_code, self._error(str(failure)))
-        result, script_cleaned_up = self._run_staged(transport, op, on_line, cancel)
-        if not script_cleaned_up and (result.ok or not op.keep_dir_on_failure):
+        try:
+            result, script_cleaned_up = self._run_staged(transport, op, on_line, cancel)
+        finally:
+            self._close_sftp()
+        keep = not result.ok and op.keep_dir_on_failure
+        if not transport.is_active() and not script_cleaned_up:
+            return self._after_loss(op, result, keep)
+        if not script_cleaned_up and not keep:
             cleanup_error = self._remove_root(transport, op.root)
             if cleanup_error and result.ok:
                 return RemoteResult(result.exit_code, self._error(cleanup_error), result.fetched)
         return result
+
+    def _after_loss(self, op: RemoteOp, result: RemoteResult, keep: bool) -> RemoteResult:
+        """The connection dropped during the op: kill what may still run of it and remove its
+        root over a new connection now, or name the root left behind (removed at the next
+        connection of this transport)."""
+        pidfile = posixpath.join(op.root, PIDFILE)
+        error = self._cleanup_elsewhere(pidfile, None if keep else op.root)
+        if error is None:
+            note = f"{op.root} kept on the host" if keep else f"{op.root} removed over a new connection"
+        else:
+            self._left_behind.append((pidfile, None if keep else op.root))
+            note = (f"{op.root} left on the host ({error}); it is removed at the next connection"
+                    if not keep else f"{op.root} kept on the host")
+        message = result.error or self._error("connection lost")
+        return RemoteResult(result.exit_code, f"{message}; {note}", result.fetched)
+
+    def _cleanup_elsewhere(self, pidfile: str, root: str | None) -> str | None:
+        limit = min(self.timeouts.connect, LOSS_CLEANUP_TIMEOUT)
+        helper = SshTransport(self.endpoint, Timeouts(limit, limit, limit, limit), self.host_key_policy)
+        try:
+            transport = helper._connection(threading.Event(), lambda _line: None)
+            status, output = exec_collect(transport, cleanup_after_loss_command(pidfile, root), limit)
+        except (Failure, Cancelled) as err:
+            return str(err) or "cancelled"
+        except (paramiko.SSHException, OSError, EOFError) as err:
+            return describe(err)
+        finally:
+            helper.close()
+        return None if status == 0 else f"cleanup exited with status {status}"
 
     def run_command(
         self,
@@ -173,9 +222,9 @@ class SshTransport:
             return self._error(f"kill job {job_id} cancelled")
         finally:
             killer.close()
-        survivors = output.strip()
-        if status != 0 or survivors:
-            return self._error(f"kill job {job_id}: processes still running: {survivors or '?'} (status {status})")
+        alive = survivors(output)
+        if status != 0 or alive is None or alive:
+            return self._error(f"kill job {job_id}: processes still running: {alive or '?'} (status {status})")
         return None
 
     def close(self) -> None:
@@ -189,6 +238,15 @@ class SshTransport:
                 except Exception:  # noqa: BLE001 - closing a dead connection must not fail the caller
                     pass
 
+    def _close_sftp(self) -> None:
+        with self._lock:
+            sftp, self._sftp = self._sftp, None
+        if sftp is not None:
+            try:
+                sftp.close()
+            except Exception:  # noqa: BLE001 - the session may have died with the connection
+                pass
+
     # ---------------------------------------------------------------- connection
 
     def _connection(self, cancel: threading.Event, on_line: LineSink) -> paramiko.Transport:
@@ -201,7 +259,19 @@ class SshTransport:
                                             cancel, on_line, self._error)
             self._transport = transport
             self.connections_opened += 1
+            self._clean_left_behind(transport)
             return transport
+
+    def _clean_left_behind(self, transport: paramiko.Transport) -> None:
+        """Remove what ops cut off by a dropped connection left on the host (best effort)."""
+        while self._left_behind:
+            pidfile, root = self._left_behind[0]
+            try:
+                exec_collect(transport, cleanup_after_loss_command(pidfile, root), self.timeouts.write)
+            except Failure as failure:
+                log.warning("%s", self._error(f"could not remove {root or pidfile}: {failure}"))
+                return
+            self._left_behind.pop(0)
 
     # ---------------------------------------------------------------- one op
 
@@ -234,24 +304,33 @@ class SshTransport:
         when the host cannot, and the op must go the SFTP way."""
         nonce = new_nonce()
         end = END_OF_SCRIPT + new_nonce()  # not the output nonce: this one shows in the process list
-        round2 = bool(op.fetch) and op.fetch_more is not None
-        script = inline_script(op, plan, rundir, pidfile, nonce, end, round2)
-        more = fetch_more_sender(op, rundir, end) if round2 else None
-        reader = InlineReader(nonce, on_line, op, more)
+        script = inline_script(op, plan, rundir, pidfile, nonce, end)
+        reader = InlineReader(nonce, on_line, op, rundir, end)
         status = self._execute(transport, script, pidfile, on_line, cancel, op.timeout, reader=reader,
-                               bootstrap=bootstrap_until(end) if round2 else BOOTSTRAP)
-        if reader.fallback is not None:
-            if reader.fallback == "tools":
-                self._inline_ok = False
+                               bootstrap=bootstrap_until(end) if op.fetch else BOOTSTRAP)
+        if reader.fallback == "tools":
+            self._inline_ok = False
             return None
-        if status != 0 or not reader.finished:
-            return RemoteResult(status), reader.finished
+        if reader.fallback is not None:
+            detail = f": {reader.stage_error}" if reader.stage_error else ""
+            return RemoteResult(None, self._error(f"cannot stage the op in {op.root}{detail}")), False
+        if not reader.finished:
+            if status == 0:
+                return RemoteResult(None, self._error("the op script ended without the command's exit status")), False
+            return RemoteResult(status), False
+        if status != 0:
+            return RemoteResult(status), True
         if reader.error is not None:
             return RemoteResult(0, self._error(reader.error)), False
         fetched = dict(reader.fetched)
-        if reader.sftp_needed:
+        if reader.garbled:
+            on_line(f"WARN: other output garbled {', '.join(reader.garbled)} on the way back; "
+                    f"fetching it again over SFTP")
+        if reader.sftp_needed or reader.more_after_sftp:
             try:
                 fetched.update(self._fetch(transport, op, rundir, reader.sftp_needed))
+                if reader.more_after_sftp:
+                    fetched.update(self._fetch(transport, op, rundir, fetch_plan(op, fetched)))
             except Failure as failure:
                 return RemoteResult(failure.exit_code, self._error(str(failure)), fetched), False
             return RemoteResult(0, None, fetched), False

@@ -25,6 +25,10 @@ class Failure(Exception):
         self.exit_code = exit_code
 
 
+class SessionRefused(Failure):
+    """The server would not open another channel on the connection (``MaxSessions``)."""
+
+
 class Cancelled(Exception):
     pass
 

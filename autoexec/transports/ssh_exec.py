@@ -27,24 +27,28 @@ from typing import Callable
 
 import paramiko
 
-from autoexec.transports.base import LineSink, RemoteOp, Timeouts, fetch_plan
-from autoexec.transports.ssh_common import POLL, Cancelled, Failure, describe, pop_lines, quote
-from autoexec.transports.ssh_inline import InlinePlan, InlineReader, fetch_function, needs_b64, staging_script
+from autoexec.transports.base import LineSink, RemoteOp, Timeouts
+from autoexec.transports.decoding import decode_line
+from autoexec.transports.ssh_common import POLL, Cancelled, Failure, SessionRefused, describe, pop_lines, quote
+from autoexec.transports.ssh_inline import (WAIT_FOR_ANSWER, InlinePlan, InlineReader, fetch_function, needs_b64,
+                                            staging_script)
 
 __all__ = [
     "BOOTSTRAP",
     "PIDFILE",
     "bootstrap_until",
+    "cleanup_after_loss_command",
     "exec_collect",
     "execute",
-    "fetch_more_sender",
     "inline_script",
     "kill_group_command",
     "kill_job_command",
     "op_script",
+    "survivors",
 ]
 
 PIDFILE = ".autoexec.pid"
+SURVIVORS = "autoexec-survivors:"
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -115,51 +119,32 @@ def op_script(rundir: str | None, pidfile: str, env: dict[str, str], argv: list[
     return script + tail + "exit $rc\n"
 
 
-def inline_script(op: RemoteOp, plan: InlinePlan, rundir: str, pidfile: str, nonce: str, end: str,
-                  round2: bool) -> str:
+def inline_script(op: RemoteOp, plan: InlinePlan, rundir: str, pidfile: str, nonce: str, end: str) -> str:
     """The whole single-channel script of an op (see ``ssh_inline``): stage, run, report the exit
-    status and emit the fetched files after ``nonce`` markers, optionally wait for the second
-    fetch round (ended by the line ``end``), then apply the cleanup rule."""
+    status; after a zero exit send the fetched files and wait for the reader's answer (more files,
+    then the line ``end``); then apply the cleanup rule."""
     script = staging_script(plan, nonce, needs_b64(plan, op))
     tail = 'printf \'%s:R:%s\\n\' "$N" "$rc"; '
     if op.fetch:
         script += fetch_function()
         emits = "; ".join(f"ax_e {quote(posixpath.join(rundir, rel))} {i}" for i, rel in enumerate(op.fetch))
-        tail += f"if [ $rc -eq 0 ]; then {emits}; "
-        if round2:
-            tail += ('printf \'%s:W\\n\' "$N"; while IFS= read -r ax_l; do '
-                     f'[ "$ax_l" = \'{end}\' ] && break; eval "$ax_l"; done; ')
-        tail += "fi; "
+        tail += (f"if [ $rc -eq 0 ]; then {emits}; {WAIT_FOR_ANSWER}; while IFS= read -r ax_l; do "
+                 f'[ "$ax_l" = \'{end}\' ] && break; eval "$ax_l"; done; fi; ')
     keep = (["[ $ax_k -eq 0 ]"] if op.fetch else []) + (["[ $rc -eq 0 ]"] if op.keep_dir_on_failure else [])
     cleanup = f"rm -rf {quote(op.root)}"
     tail += f"if {' && '.join(keep)}; then {cleanup}; fi; " if keep else f"{cleanup}; "
-    script += op_script(rundir, pidfile, op.env, op.argv, make_rundir=False, stdin_null=round2, tail=tail)
-    if round2:
+    script += op_script(rundir, pidfile, op.env, op.argv, make_rundir=False, stdin_null=bool(op.fetch), tail=tail)
+    if op.fetch:
         script += end + "\n"
     return script
 
 
-def fetch_more_sender(op: RemoteOp, rundir: str, end: str) -> Callable[[InlineReader], None]:
-    """What the reader calls once the first fetch round is in: it sends the second round's
-    ``ax_e`` lines (names the host cannot take in a line go to SFTP instead) and ``end``."""
-
-    def more(reader: InlineReader) -> None:
-        lines = []
-        try:
-            wanted = fetch_plan(op, dict(reader.fetched))
-        except BaseException:
-            reader.send((end + "\n").encode())  # let the host finish before giving up
-            raise
-        for rel in wanted:
-            if "\n" in rel or "\0" in rel or "\r" in rel:
-                reader.sftp_needed.append(rel)
-                lines.append("ax_k=1")
-                continue
-            reader.names.append(rel)
-            lines.append(f"ax_e {quote(posixpath.join(rundir, rel))} {len(reader.names) - 1}")
-        reader.send(("".join(line + "\n" for line in lines) + end + "\n").encode())
-
-    return more
+def cleanup_after_loss_command(pidfile: str, root: str | None) -> str:
+    """Kill the process group recorded in ``pidfile`` (if any) and remove ``root``: what is left
+    of an op whose connection was lost."""
+    f = quote(pidfile)
+    kill = f"p=$(cat {f} 2>/dev/null); [ -n \"$p\" ] && kill -9 -$p 2>/dev/null; "
+    return kill + (f"rm -rf {quote(root)}" if root else "true")
 
 
 def kill_group_command(pidfile: str) -> str:
@@ -177,7 +162,7 @@ def kill_job_command(job_id: str) -> str:
 
     Entries in ``/proc/<pid>/environ`` are NUL-separated; matching whole entries (``grep -zx``)
     is what keeps job 123 from matching job 1234. Repeats a few times to catch children forked
-    between the scan and the kill. Prints the pids still alive, if any.
+    between the scan and the kill. Prints the pids still alive on a line of its own (``survivors``).
     """
     pat = quote(f"AUTOEXEC_JOBID={job_id}")
     scan = (
@@ -190,46 +175,107 @@ def kill_job_command(job_id: str) -> str:
     return (
         scan
         + "n=0; while [ $n -lt 5 ]; do pids=$(scan); [ -z \"$pids\" ] && break; "
-        + "kill -9 $pids 2>/dev/null; n=$((n+1)); sleep 0.1; done; pids=$(scan); echo $pids"
+        + "kill -9 $pids 2>/dev/null; n=$((n+1)); sleep 0.1; done; pids=$(scan); echo " + SURVIVORS + "$pids"
     )
+
+
+def survivors(output: str) -> str | None:
+    """The pids ``kill_job_command`` reports still alive (``''``: none), or ``None`` when its
+    report line is missing; whatever a login shell printed around it is ignored."""
+    for line in output.splitlines():
+        if line.startswith(SURVIVORS):
+            return line[len(SURVIVORS):].strip()
+    return None
 
 
 # --------------------------------------------------------------------------- exec channels
 
 
+LINGER_QUIET = 1.0
+"""Once the command's exit status is in, output still arriving is read until the channel ends or
+nothing came for this long: a process the command left running may hold the channel open."""
+LINGER_MAX = 5.0
+"""Upper bound of that wait after the exit status, for a left-behind process that keeps writing."""
+
+
+class _Wakeup:
+    """Shared by a channel's stdout and stderr buffers: set by either when data (or EOF) arrives.
+    The buffers also ``clear()`` it when they run empty; that is ignored, so data on one stream
+    never hides data on the other, and only the reader clears it."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def clear(self) -> None:
+        pass
+
+    def wait(self, timeout: float) -> None:
+        self._event.wait(timeout)
+        self._event.clear()
+
+
+class _Lines:
+    """One output stream cut into lines, each decoded by the transports' common rule."""
+
+    def __init__(self, on_line: LineSink) -> None:
+        self.on_line = on_line
+        self.buffer = bytearray()
+
+    def feed(self, data: bytes) -> None:
+        self.buffer.extend(data)
+        for raw in pop_lines(self.buffer):
+            self.on_line(decode_line(raw))
+
+    def close(self) -> None:
+        if self.buffer:
+            self.on_line(decode_line(bytes(self.buffer).rstrip(b"\r")))
+            self.buffer.clear()
+
+
 def execute(transport: paramiko.Transport, script: str, on_line: LineSink, cancel: threading.Event,
             timeouts: Timeouts, op_timeout: float | None, kill_group: Callable[[], None],
             reader: InlineReader | None = None, bootstrap: str = BOOTSTRAP) -> int:
-    """Run ``script`` (fed to the bootstrap on stdin), streaming merged stdout/stderr;
-    returns the exit status.
+    """Run ``script`` (fed to the bootstrap on stdin), streaming stdout and stderr; returns the
+    exit status.
 
-    Timeouts and cancel call ``kill_group`` (kill the remote process group) before giving up, so
-    nothing keeps running on the host after the op has been reported as failed.
+    The two streams are read apart, each cut into its own lines: stderr bytes never land inside a
+    stdout line (or inside the inline protocol's records, which travel on stdout only), and the
+    lines of each stream keep their order. Timeouts and cancel call ``kill_group`` (kill the
+    remote process group) before giving up, so nothing keeps running on the host after the op
+    has been reported as failed. A process the command left running with the channel's output
+    still open does not hold the op: see ``LINGER_QUIET``.
     """
     limit = op_timeout or timeouts.op
     read_limit = timeouts.read
     try:
         channel = transport.open_session(timeout=timeouts.connect)
-        channel.set_combine_stderr(True)
+        wakeup = _Wakeup()
+        channel.in_buffer.set_event(wakeup)
+        channel.in_stderr_buffer.set_event(wakeup)
         channel.settimeout(timeouts.write)
         channel.exec_command(bootstrap)
         channel.sendall(script.encode())
         if bootstrap == BOOTSTRAP:
             channel.shutdown_write()
-        channel.settimeout(POLL)
+    except paramiko.ChannelException as err:
+        raise SessionRefused(f"cannot start command: {describe(err)}") from None
     except (paramiko.SSHException, OSError, EOFError) as err:
         raise Failure(f"cannot start command: {describe(err)}") from None
     if reader is not None:
         def send(data: bytes) -> None:
             channel.settimeout(timeouts.write)
-            try:
-                channel.sendall(data)
+            channel.sendall(data)
+            if reader.last_round:
                 channel.shutdown_write()
-            finally:
-                channel.settimeout(POLL)
         reader.send = send
     start = last_output = time.monotonic()
-    buffer = bytearray()
+    stdout = reader if reader is not None else _Lines(on_line)
+    stderr = _Lines(on_line)
+    ended_at: float | None = None
+    lingered = False
 
     def give_up(reason: str | None) -> None:
         kill_group()
@@ -238,38 +284,47 @@ def execute(transport: paramiko.Transport, script: str, on_line: LineSink, cance
             raise Cancelled()
         raise Failure(reason)
 
-    def check_limits() -> None:
-        now = time.monotonic()
-        if cancel.is_set():
-            give_up(None)
-        if now - start >= limit:
-            give_up(f"command exceeded the op timeout of {limit:g}s and was killed")
-        if now - last_output >= read_limit:
-            give_up(f"no output for {read_limit:g}s (read timeout); command killed")
-
     try:
         while True:
-            check_limits()
-            try:
+            now = time.monotonic()
+            if cancel.is_set():
+                give_up(None)
+            if now - start >= limit:
+                give_up(f"command exceeded the op timeout of {limit:g}s and was killed")
+            if ended_at is None and now - last_output >= read_limit:
+                give_up(f"no output for {read_limit:g}s (read timeout); command killed")
+            moved = False
+            if channel.recv_stderr_ready():
+                stderr.feed(channel.recv_stderr(65536))
+                moved = True
+            if channel.recv_ready():
                 data = channel.recv(65536)
-            except socket.timeout:
+                if data:
+                    stdout.feed(data)
+                    moved = True
+            if moved:
+                last_output = time.monotonic()
                 continue
-            if not data:
+            if channel.eof_received or channel.closed:
                 break
-            last_output = time.monotonic()
-            if reader is not None:
-                reader.feed(data)
-                continue
-            buffer.extend(data)
-            for raw in pop_lines(buffer):
-                on_line(raw.decode("utf-8", errors="replace"))
-        if reader is not None:
-            reader.close()
-        if buffer:
-            on_line(bytes(buffer).decode("utf-8", errors="replace").rstrip("\r"))
-            buffer.clear()
+            if ended_at is None and channel.exit_status_ready():
+                ended_at = now
+            if ended_at is not None and (now - last_output >= LINGER_QUIET or now - ended_at >= LINGER_MAX):
+                lingered = True
+                break
+            wakeup.wait(POLL)
+        while not lingered and (channel.recv_stderr_ready() or channel.recv_ready()):  # came with the EOF
+            if channel.recv_stderr_ready():
+                stderr.feed(channel.recv_stderr(65536))
+            if channel.recv_ready():
+                stdout.feed(channel.recv(65536))
+        stdout.close()
+        stderr.close()
         while not channel.status_event.wait(POLL):
-            check_limits()
+            if cancel.is_set():
+                give_up(None)
+            if time.monotonic() - start >= limit:
+                give_up(f"command exceeded the op timeout of {limit:g}s and was killed")
     except (paramiko.SSHException, OSError, EOFError) as err:
         channel.close()
         raise Failure(f"connection failed while the command was running: {describe(err)}") from None
@@ -279,6 +334,9 @@ def execute(transport: paramiko.Transport, script: str, on_line: LineSink, cance
         if not transport.is_active():
             raise Failure("connection lost while the command was running")
         raise Failure("command ended without an exit status (killed by a signal?)")
+    if lingered:
+        on_line("WARN: the command left a process running that holds its output open; "
+                "its later output is not collected")
     return status
 
 

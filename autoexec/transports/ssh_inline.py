@@ -3,27 +3,45 @@
 When an op's uploads are small, the files travel inside the script fed on stdin of the one exec
 channel instead of over an SFTP subsystem: text files as single-quoted ``printf`` arguments (a
 shell builtin, no extra process), other files as base64 here-documents decoded by ``base64 -d``
-(or ``openssl base64 -d``). After the command, the files to fetch come back on stdout as base64
-between lines that start with a per-op random marker, which :class:`InlineReader` strips out of
-the line stream before it reaches the node log. The same script then removes the op root.
+(or ``openssl base64 -d``). The same script runs the command, sends the files to fetch back on
+stdout and removes the op root.
 
-Anything the inline path cannot do (no base64 tool on the target, a staging step failing, a
-fetched path that is a directory) is reported with a marker, and the caller falls back to SFTP
-for that part, so the outcome and the error messages are those of the SFTP path.
+What the target prints must never be mistaken for those files, so the records on stdout are
+framed (``InlineReader`` parses them):
+
+* Every record line carries a marker with a fresh random nonce per op (``<nonce>:<kind>:...``),
+  found anywhere in a line: a login shell, profile, motd or a left-behind process cannot know it,
+  and text before it on the same line (output without a newline) stays output.
+* stderr is its own stream (``ssh_exec.execute`` reads it apart), so nothing a shell or tool
+  writes to stderr can land inside a record; while staging, errors are sent to stdout so the one
+  that made staging fail can be quoted.
+* A fetched file travels as ``gzip | base64``: base64 lines cannot contain the ``:`` of a marker,
+  and gzip's CRC-32 and length make the reader check every byte. Lines inside a record that are
+  not base64 are another process's output and go to the log. A record that does not check out is
+  fetched again over SFTP, which a foreign writer cannot disturb: the host keeps the root until
+  the reader has answered (``<nonce>:W``), which it does after each fetch round.
+
+Anything the inline path cannot do (no base64 tool on the target, a fetched path that is a
+directory, no gzip) is reported with a marker and the caller uses SFTP for that part. A staging
+step that fails (``/tmp`` not writable or full) fails the op with the host's own message.
 """
 from __future__ import annotations
 
 import binascii
 import os
 import posixpath
+import re
 import secrets
 import stat
 import threading
+import zlib
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, IO
 
-from autoexec.transports.base import LineSink, RemoteOp, local_fetch_path
+from autoexec.transports.base import LineSink, RemoteOp, fetch_plan, local_fetch_path
+from autoexec.transports.decoding import decode_line
 from autoexec.transports.ssh_common import pop_lines, quote
 
 INLINE_LIMIT = 512 * 1024
@@ -138,26 +156,27 @@ def needs_b64(plan: InlinePlan, op: RemoteOp) -> bool:
 def staging_script(plan: InlinePlan, nonce: str, with_b64: bool) -> str:
     """Shell text that checks for a base64 tool (if needed) and creates everything in ``plan``.
 
-    Prints ``<nonce>:X:tools`` or ``<nonce>:X:stage`` and exits 0 when it cannot."""
-    out = [f"N={nonce}", "ax_x() { printf '%s:X:%s\\n' \"$N\" \"$1\"; exit 0; }"]
+    Prints ``<nonce>:X:tools`` or ``<nonce>:X:stage`` and exits 0 when it cannot; while it runs,
+    stderr goes to stdout so the line before ``X:stage`` is the failing step's own message."""
+    out = [f"N={nonce}", "ax_x() { printf '%s:X:%s\\n' \"$N\" \"$1\"; exit 0; }", "exec 3>&2 2>&1"]
     if with_b64:
         choose = "".join(
             f"{'if' if i == 0 else 'elif'} command -v {tool.split()[0]} >/dev/null 2>&1; "
             f"then ax_b() {{ {tool} \"$@\"; }}; "
             for i, tool in enumerate(B64_TOOLS))
         out.append(choose + "else ax_x tools; fi")
-    out.append("mkdir -p " + " ".join(quote(d) for d in plan.dirs) + " 2>/dev/null || ax_x stage")
+    out.append("mkdir -p " + " ".join(quote(d) for d in plan.dirs) + " || ax_x stage")
     for remote, data, _mode in plan.files:
         text = _as_text(data)
         if text is not None:
-            out.append(f"printf '%s' {quote(text)} 2>/dev/null >{quote(remote)} || ax_x stage")
+            out.append(f"printf '%s' {quote(text)} >{quote(remote)} || ax_x stage")
         else:
             end = f"AXB{nonce}"
             encoded = binascii.b2a_base64(data, newline=False).decode()
             body = "\n".join(encoded[i:i + 64] for i in range(0, len(encoded), 64))
-            out.append(f"ax_b -d 2>/dev/null >{quote(remote)} <<'{end}' || ax_x stage\n{body}\n{end}")
+            out.append(f"ax_b -d >{quote(remote)} <<'{end}' || ax_x stage\n{body}\n{end}")
     for target in plan.empty:
-        out.append(f"printf '' 2>/dev/null >{quote(target)} || ax_x stage")
+        out.append(f": >{quote(target)} || ax_x stage")
     # Modes are set exactly, as the SFTP path does; with the usual umask 022 most of them already
     # are, and skipping those chmods spares a process each on the host.
     items = [(remote, mode, 0o666) for remote, _data, mode in plan.files]
@@ -168,6 +187,7 @@ def staging_script(plan: InlinePlan, nonce: str, with_b64: bool) -> str:
         out.append(f"case $(umask) in 0022|022) {fast or ':'};; *) {full};; esac")
     elif full:
         out.append(full)
+    out.append("exec 2>&3 3>&-")
     return "\n".join(out) + "\n"
 
 
@@ -175,46 +195,92 @@ def _chmods(items: list[tuple[str, int, int]]) -> str:
     by_mode: dict[int, list[str]] = {}
     for path, mode, _created in items:
         by_mode.setdefault(mode, []).append(path)
-    return " && ".join(f"chmod {mode:o} " + " ".join(quote(p) for p in paths) + " 2>/dev/null"
+    return " && ".join(f"chmod {mode:o} " + " ".join(quote(p) for p in paths)
                        for mode, paths in by_mode.items()) + (" || ax_x stage" if by_mode else "")
 
 
 def fetch_function() -> str:
-    """``ax_e PATH ID``: emit one fetched file between markers; ``ax_k=1`` asks for SFTP follow-up."""
+    """``ax_e PATH ID``: send one fetched file as a checked record; ``ax_k=1`` keeps the root for
+    an SFTP follow-up (a directory, or no gzip on the host)."""
     return (
-        "ax_k=0\n"
-        "ax_e() { if [ -f \"$1\" ]; then printf '%s:F:%s\\n' \"$N\" \"$2\"; ax_b <\"$1\" 2>/dev/null; "
-        "ax_s=$?; printf '%s:E:%s\\n' \"$N\" \"$ax_s\"; [ $ax_s -eq 0 ] || ax_k=1; "
+        "ax_k=0; if command -v gzip >/dev/null 2>&1; then ax_z=1; else ax_z=0; fi\n"
+        "ax_e() { if [ $ax_z = 1 ] && [ -f \"$1\" ]; then printf '%s:F:%s\\n' \"$N\" \"$2\"; "
+        "gzip -1 -c 2>/dev/null <\"$1\" | ax_b 2>/dev/null; printf '%s:E:%s\\n' \"$N\" \"$2\"; "
         "elif [ -e \"$1\" ]; then printf '%s:S:%s\\n' \"$N\" \"$2\"; ax_k=1; fi; }\n"
     )
 
 
-class InlineError(Exception):
-    pass
+WAIT_FOR_ANSWER = 'printf \'%s:W\\n\' "$N"'
+"""Shell text asking the reader for its answer (more ``ax_e`` lines, or the end line)."""
+
+_BASE64_LINE = re.compile(rb"[A-Za-z0-9+/]*={0,2}\Z")
+
+
+class _Record:
+    """One fetched file arriving as ``gzip | base64`` lines, written out as it comes and checked
+    (gzip's CRC-32 and length) at its end marker."""
+
+    def __init__(self, index: int, rel: str, local: Path, handle: IO[bytes]) -> None:
+        self.index = index
+        self.rel = rel
+        self.local = local
+        self.handle = handle
+        self.inflate = zlib.decompressobj(wbits=31)
+        self.pending = b""
+        self.broken = False
+
+    def data(self, line: bytes) -> None:
+        if self.broken:
+            return
+        pending = self.pending + line
+        cut = len(pending) // 4 * 4
+        self.pending = pending[cut:]
+        try:
+            self.handle.write(self.inflate.decompress(binascii.a2b_base64(pending[:cut])))
+        except (binascii.Error, zlib.error):
+            self.broken = True
+
+    def complete(self) -> bool:
+        """Whether every byte came through: the gzip stream ended, its checks passed, and
+        nothing followed it."""
+        self.handle.close()
+        return (not self.broken and not self.pending and self.inflate.eof
+                and not self.inflate.unused_data)
 
 
 class InlineReader:
-    """Splits the channel's byte stream into tool lines (to ``on_line``) and marker records."""
+    """Splits the channel's stdout into tool lines (to ``on_line``) and the records above."""
 
-    def __init__(self, nonce: str, on_line: LineSink, op: RemoteOp,
-                 more: Callable[["InlineReader"], None] | None = None) -> None:
+    def __init__(self, nonce: str, on_line: LineSink, op: RemoteOp, rundir: str, end_line: str) -> None:
         self.marker = f"{nonce}:".encode()
+        self.end_line = end_line
+        """Ends the host's wait for an answer (also the last line of the script text, which the
+        bootstrap reads up to)."""
         self.on_line = on_line
         self.op = op
-        self.more = more
+        self.rundir = rundir
         self.buffer = bytearray()
         self.finished = False
         """The command ended (``R`` marker seen)."""
         self.fallback: str | None = None
         """``tools`` or ``stage`` when the script gave up before running the command."""
+        self.stage_error = ""
+        """With ``fallback == "stage"``: the host's message for the step that failed."""
         self.names: list[str] = list(op.fetch)
         self.fetched: dict[str, Path] = {}
         self.sftp_needed: list[str] = []
+        self.garbled: list[str] = []
+        """Files whose record did not check out (fetched again over SFTP)."""
+        self.more_after_sftp = False
+        """The second fetch round still has to be asked for, once SFTP brought the first."""
         self.error: str | None = None
-        self._current: tuple[str, Path, IO[bytes]] | None = None
-        self._pending = b""
+        self.last_round = False
+        """The reader's last answer is out: the host goes on to its cleanup and exits."""
+        self._round = 0
+        self._recent: deque[bytes] = deque(maxlen=3)
+        self._current: _Record | None = None
         self.send: Callable[[bytes], None] = lambda _data: None
-        """Writes to the channel's stdin and closes it (set by the transport)."""
+        """Writes to the channel's stdin (set by the transport)."""
 
     def feed(self, data: bytes) -> None:
         self.buffer.extend(data)
@@ -227,76 +293,112 @@ class InlineReader:
             self.buffer.clear()
             self._line(raw)
         if self._current is not None:
-            self._end(b"1")
+            self._close_record(None)
 
     def _emit(self, raw: bytes) -> None:
-        self.on_line(raw.decode("utf-8", errors="replace"))
+        self.on_line(decode_line(raw))
 
     def _line(self, raw: bytes) -> None:
+        at = raw.find(self.marker)
+        if at < 0:
+            if self._current is not None and _BASE64_LINE.match(raw):
+                self._current.data(raw)
+            else:
+                self._emit(raw)  # the tool's, or a process it left running, or the shell's
+                if not self.finished:
+                    self._recent.append(raw)
+            return
+        if at:
+            self._emit(raw[:at])
+        kind, _, arg = raw[at + len(self.marker):].partition(b":")
         if not self.finished:
-            at = raw.find(self.marker)
-            if at < 0:
-                self._emit(raw)
-                return
-            kind = raw[at + len(self.marker):at + len(self.marker) + 2]
-            if kind == b"R:":
-                if at:
-                    self._emit(raw[:at])
+            if kind == b"R":
                 self.finished = True
-            elif kind == b"X:" and at == 0:
-                self.fallback = raw[at + len(self.marker) + 2:].decode(errors="replace")
-            else:
-                self._emit(raw)
+            elif kind == b"X":
+                self.fallback = arg.decode(errors="replace")
+                self.stage_error = " ".join(decode_line(line).strip() for line in list(self._recent)[-1:])
             return
-        if not raw.startswith(self.marker):
-            if self._current is not None:
-                self._data(raw)
-            else:
-                self._emit(raw)  # output of something the command left running
-            return
-        kind, _, arg = raw[len(self.marker):].partition(b":")
         if kind == b"F":
             self._start(int(arg))
         elif kind == b"E":
-            self._end(arg)
+            self._close_record(int(arg))
         elif kind == b"S":
             self.sftp_needed.append(self.names[int(arg)])
-        elif kind == b"W" and self.more is not None:
-            self.more(self)
+        elif kind == b"W":
+            if self._current is not None:
+                self._close_record(None)
+            self._answer()
 
     def _start(self, index: int) -> None:
+        if self._current is not None:
+            self._close_record(None)
         rel = self.names[index]
         assert self.op.fetch_dir is not None
         local = local_fetch_path(self.op.fetch_dir, rel)
         try:
             local.parent.mkdir(parents=True, exist_ok=True)
-            handle = open(local, "wb")
+            handle: IO[bytes] = open(local, "wb")
         except OSError as err:
             self.error = self.error or f"fetch of {rel} failed: {err.strerror or err}"
             handle = open(os.devnull, "wb")
-        self._current = (rel, local, handle)
-        self._pending = b""
+        self._current = _Record(index, rel, local, handle)
 
-    def _data(self, raw: bytes) -> None:
-        assert self._current is not None
-        pending = self._pending + raw.strip()
-        cut = len(pending) // 4 * 4
-        self._pending = pending[cut:]
-        try:
-            self._current[2].write(binascii.a2b_base64(pending[:cut]))
-        except (binascii.Error, OSError) as err:
-            self.error = self.error or f"fetch of {self._current[0]} failed: {err}"
-
-    def _end(self, status: bytes) -> None:
-        assert self._current is not None
-        rel, local, handle = self._current
-        self._current = None
-        handle.close()
-        if status.strip() != b"0" or self._pending:
-            self.error = self.error or f"fetch of {rel} failed: could not read it on the host"
+    def _close_record(self, index: int | None) -> None:
+        record, self._current = self._current, None
+        if record is None:
+            if index is not None:
+                self._garbled(self.names[index])
             return
-        if self.error is None:
-            self.fetched[rel] = local
+        try:
+            complete = record.complete() and index == record.index
+        except OSError as err:
+            self.error = self.error or f"fetch of {record.rel} failed: {err.strerror or err}"
+            return
+        if complete:
+            self.fetched[record.rel] = record.local
+        else:
+            self._garbled(record.rel)
+        if index is not None and index != record.index:
+            self._garbled(self.names[index])
+
+    def _garbled(self, rel: str) -> None:
+        if rel not in self.garbled:
+            self.garbled.append(rel)
+            self.sftp_needed.append(rel)
+            self.fetched.pop(rel, None)
+
+    def _answer(self) -> None:
+        """The host waits for the next fetch round or the end line; the first round's results
+        decide the second (e.g. the ``filepath`` outputs named in ``output.json``)."""
+        self._round += 1
+        lines: list[str] = []
+        if self._round == 1 and self.op.fetch_more is not None:
+            if self.garbled:
+                self.more_after_sftp = True
+            else:
+                lines = self._second_round()
+        if lines:
+            lines.append(WAIT_FOR_ANSWER)
+        else:
+            self.last_round = True
+            lines = (["ax_k=1"] if self.sftp_needed else []) + [self.end_line]
+        self.send("".join(line + "\n" for line in lines).encode())
+
+    def _second_round(self) -> list[str]:
+        try:
+            wanted = fetch_plan(self.op, dict(self.fetched))
+        except BaseException:
+            self.last_round = True
+            self.send((self.end_line + "\n").encode())  # let the host finish before giving up
+            raise
+        lines = []
+        for rel in wanted:
+            if "\n" in rel or "\0" in rel or "\r" in rel:
+                self.sftp_needed.append(rel)  # the host cannot take it in a line
+                continue
+            self.names.append(rel)
+            lines.append(f"ax_e {quote(posixpath.join(self.rundir, rel))} {len(self.names) - 1}")
+        return lines
 
 
 def new_nonce() -> str:

@@ -284,7 +284,7 @@ def test_sshd_killed_mid_command_is_a_connection_error(sshd_pool: SshdPool, sshd
                                                        transports, job_roots: list[str]) -> None:
     transport = transports(Endpoint("127.0.0.1", sshd_dedicated.port, sshd_pool.user, sshd_pool.password))
     op = _op(_job(), ["sh", "-c", "echo started; sleep 30"])
-    job_roots.append(op.root)  # nobody is left on the host to remove it
+    job_roots.append(op.root)  # in case the test fails before the transport removes it
     running = _Background(transport, op)
     assert _wait_until(lambda: running.lines == ["started"], 5)
     killed_at = time.monotonic()
@@ -296,8 +296,9 @@ def test_sshd_killed_mid_command_is_a_connection_error(sshd_pool: SshdPool, sshd
     result = running.join(5)
     assert result.exit_code is None
     assert result.error == (f"ssh {sshd_pool.user}@127.0.0.1:{sshd_dedicated.port}: "
-                            "connection lost while the command was running")
-    assert running.finished_at - killed_at < 2
+                            f"connection lost while the command was running; {op.root} removed over a new connection")
+    assert running.finished_at - killed_at < 5
+    assert not os.path.exists(op.root)
 
 
 def test_cancel_kills_remote_process_group_promptly(sshd_pool: SshdPool, transports) -> None:
@@ -604,7 +605,7 @@ def test_text_only_uploads_need_no_base64_tool(sshd_pool: SshdPool, transports, 
     assert result.ok and lines == ["text only"] and used == []
 
 
-def test_large_uploads_and_failed_inline_staging_go_through_sftp(sshd_pool: SshdPool, transports, tmp_path: Path,
+def test_large_uploads_go_through_sftp_and_failed_staging_quotes_the_host(sshd_pool: SshdPool, transports, tmp_path: Path,
                                                                  job_roots: list[str], monkeypatch) -> None:
     from autoexec.transports import ssh_inline
 
@@ -617,13 +618,15 @@ def test_large_uploads_and_failed_inline_staging_go_through_sftp(sshd_pool: Sshd
     result = transport.run(_op(_job(), ["wc", "-c", "big.txt"], uploads=[Upload(big, "big.txt")]),
                            lines.append, threading.Event())
     assert result.ok and lines == ["5000 big.txt"] and used == ["sftp"]
-    # the root exists as a file: the inline script gives up, SFTP reports the usual error
+    # the root exists as a file: the op fails with the host's own message, naming the root
     op = _op(_job(), ["true"], uploads=[Upload(tmp_path / "big.txt", "x.txt")])
     monkeypatch.setattr(ssh_inline, "INLINE_LIMIT", 512 * 1024)
     Path(op.root).write_text("in the way")
     job_roots.append(op.root)
     result = transport.run(op, lambda _l: None, threading.Event())
-    assert result.error is not None and f"upload to {op.root} failed" in result.error
+    assert result.exit_code is None and result.error == (
+        f"ssh {sshd_pool.user}@127.0.0.1:{sshd_pool.ports[0]}: cannot stage the op in {op.root}: "
+        f"mkdir: cannot create directory '{op.root}': File exists")
     assert transport._inline_ok is True
 
 
