@@ -7,7 +7,8 @@ from typing import Iterator
 
 import pytest
 
-from tests.sshd_pool import DEFAULT_MAX_STARTUPS, Sshd, SshdPool, start_pool, unavailable_reason
+from tests.sshd_pool import (DEFAULT_MAX_STARTUPS, NOISY_DOTFILES, Account, Sshd, SshdPool, create_account,
+                             path_without, remove_account, start_pool, unavailable_reason)
 
 
 @pytest.fixture(scope="session")
@@ -40,3 +41,61 @@ def sshd_dedicated(sshd_pool: SshdPool) -> Iterator[Sshd]:
         server.stop()
         if server in sshd_pool.servers:
             sshd_pool.servers.remove(server)
+
+
+# ------------------------------------------------------------------------------------ unlike hosts
+
+
+@pytest.fixture(scope="session")
+def noisy_account(sshd_pool: SshdPool) -> Iterator[Account]:
+    """A bash account whose profile, ``.bashrc`` and ``.bash_logout`` print to stdout and stderr."""
+    account = create_account("/bin/bash", NOISY_DOTFILES)
+    try:
+        yield account
+    finally:
+        remove_account(account)
+
+
+@pytest.fixture(scope="session")
+def dash_account(sshd_pool: SshdPool) -> Iterator[Account]:
+    """An account whose login shell is ``/bin/sh`` (dash here), with a noisy ``.profile``."""
+    account = create_account("/bin/sh", {".profile": NOISY_DOTFILES[".profile"]})
+    try:
+        yield account
+    finally:
+        remove_account(account)
+
+
+def _own_sshd(pool: SshdPool, **kwargs: object) -> Iterator[Sshd]:
+    server = pool.start_sshd(**kwargs)  # type: ignore[arg-type]
+    try:
+        yield server
+    finally:
+        server.stop()
+        if server in pool.servers:
+            pool.servers.remove(server)
+
+
+@pytest.fixture(scope="session")
+def sshd_one_session(sshd_pool: SshdPool) -> Iterator[Sshd]:
+    """An sshd with ``MaxSessions 1``: one channel at a time per connection."""
+    yield from _own_sshd(sshd_pool, max_sessions=1)
+
+
+@pytest.fixture(scope="session")
+def sshd_no_base64(sshd_pool: SshdPool) -> Iterator[Sshd]:
+    """An sshd whose sessions' PATH has no ``base64`` and no ``openssl``."""
+    bin_dir = path_without(("base64", "openssl"), sshd_pool.workdir / "bin-without-base64")
+    yield from _own_sshd(sshd_pool, extra_config=(f"SetEnv PATH={bin_dir}",))
+
+
+@pytest.fixture(scope="session")
+def sshd_tmp_readonly(sshd_pool: SshdPool) -> Iterator[Sshd]:
+    """An sshd whose sessions see a ``/tmp`` they cannot write (its own mount namespace)."""
+    yield from _own_sshd(sshd_pool, tmp="readonly")
+
+
+@pytest.fixture(scope="session")
+def sshd_tmp_full(sshd_pool: SshdPool) -> Iterator[Sshd]:
+    """An sshd whose sessions see a full ``/tmp`` (its own mount namespace)."""
+    yield from _own_sshd(sshd_pool, tmp="full")

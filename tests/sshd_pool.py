@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import pwd
+import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -68,6 +70,19 @@ class Sshd:
     process: subprocess.Popen[bytes]
     config: Path
     log: Path
+    private_dir: Path | None = None
+    """Config and keys of an sshd in its own mount namespace (outside ``/tmp``), removed on stop."""
+
+    @property
+    def tmp(self) -> Path:
+        """``/tmp`` as this server's sessions see it (its own, for a server started with ``tmp=``)."""
+        return Path(f"/proc/{self.pid}/root/tmp")
+
+    def log_text(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")
+        except OSError:
+            return ""
 
     @property
     def pid(self) -> int:
@@ -85,6 +100,11 @@ class Sshd:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
+        if self.private_dir is not None:
+            shutil.rmtree(self.private_dir, ignore_errors=True)
+
+
+TMP_KINDS = ("readonly", "full")
 
 
 @dataclass
@@ -113,22 +133,42 @@ class SshdPool:
         """Client private key of type ``ed25519``, ``ecdsa`` or ``rsa`` (all authorized)."""
         return self.workdir / f"client_{kind}"
 
-    def start_sshd(self, max_startups: str = POOL_MAX_STARTUPS, max_sessions: int = 64) -> Sshd:
-        """Start one more sshd on a free port; it belongs to the pool and stops with it."""
+    def start_sshd(self, max_startups: str = POOL_MAX_STARTUPS, max_sessions: int = 64,
+                   extra_config: tuple[str, ...] = (), tmp: str | None = None) -> Sshd:
+        """Start one more sshd on a free port; it belongs to the pool and stops with it.
+
+        ``extra_config``: more ``sshd_config`` lines (e.g. ``SetEnv PATH=...``). ``tmp``: run it
+        in a mount namespace of its own whose ``/tmp`` is a small tmpfs that the test user cannot
+        write (``readonly``) or that is full (``full``); the machine's ``/tmp`` is untouched."""
+        if tmp is not None and tmp not in TMP_KINDS:
+            raise ValueError(f"tmp must be one of {TMP_KINDS}")
+        log = self.workdir / "sshd.log"
         for _ in range(5):  # a free port can be taken by someone else before sshd binds it
             port = _free_port()
-            config = self.workdir / f"sshd_config.{port}"
-            config.write_text(_config_text(self.workdir, port, max_startups, max_sessions))
+            base = self.workdir
+            private = None
+            if tmp is not None:  # its /tmp hides the pool's workdir: config and keys live elsewhere
+                private = Path(tempfile.mkdtemp(prefix="autoexec-sshd-ns-", dir="/var/tmp"))
+                private.chmod(0o755)
+                for name in ("hostkey", "authorized_keys"):
+                    shutil.copy2(self.workdir / name, private / name)
+                base = private
+            config = base / f"sshd_config.{port}"
+            lines = _config_text(base, port, max_startups, max_sessions).rstrip("\n").split("\n")
+            config.write_text("\n".join([*lines, *extra_config, ""]))
             log = self.workdir / f"sshd.{port}.log"
+            command = [SSHD, "-D", "-e", "-f", str(config)]
+            if tmp is not None:
+                command = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+                           _NAMESPACED_TMP[tmp] + ' && exec "$@"', "sh", *command]
             with open(log, "ab") as sink:
-                process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=sink,
-                                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-            server = Sshd(port, process, config, log)
+                process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            server = Sshd(port, process, config, log, private)
             if _wait_for_banner(server):
                 self.servers.append(server)
                 return server
             server.stop()
-        raise RuntimeError(f"sshd would not start; see {log}")
+        raise RuntimeError(f"sshd would not start; its log {log}:\n{_tail(log)}")
 
     def stop(self) -> None:
         for server in self.servers:
@@ -161,7 +201,21 @@ def _config_text(workdir: Path, port: int, max_startups: str, max_sessions: int)
     ])
 
 
-def _wait_for_banner(server: Sshd, limit: float = 5.0) -> bool:
+_NAMESPACED_TMP = {
+    "readonly": "mount -t tmpfs -o size=1m,mode=0755 autoexec-ro-tmp /tmp",
+    "full": "mount -t tmpfs -o size=256k,mode=1777 autoexec-full-tmp /tmp && "
+            "{ dd if=/dev/zero of=/tmp/filler bs=4k 2>/dev/null || true; }",
+}
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as err:
+        return f"(unreadable: {err})"
+
+
+def _wait_for_banner(server: Sshd, limit: float = 60.0) -> bool:
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
@@ -224,3 +278,108 @@ def start_pool(count: int = 4, max_startups: str = POOL_MAX_STARTUPS, workdir: P
         pool.stop()
         raise
     return pool
+
+
+# ------------------------------------------------------------------------------------ target accounts
+# Real hosts differ in what an account's shell does at login and logout. Tests create accounts
+# with a given login shell and dot files; names are unique per call so concurrent test sessions
+# never share one, and ``remove_account`` deletes the user, its processes and its home.
+
+NOISY_DOTFILES = {
+    ".bash_profile": 'echo "profile says hi"; echo "profile warns" >&2\n',
+    ".bashrc": 'echo "bashrc says hi"; echo "bashrc warns" >&2\n',
+    ".bash_logout": 'echo "logout says bye"; echo "logout warns" >&2\n',
+    ".profile": 'echo "sh profile says hi"; echo "sh profile warns" >&2\n',
+}
+"""Login shells noisy on stdout and stderr at start (profile, and ``.bashrc``, which bash reads
+for every sshd command) and at exit (``.bash_logout``)."""
+
+
+@dataclass
+class Account:
+    name: str
+    password: str = field(repr=False)
+    home: Path
+    shell: str
+
+    @property
+    def uid(self) -> int:
+        return pwd.getpwnam(self.name).pw_uid
+
+
+def _shadow_tool(argv: list[str], stdin: str | None = None) -> None:
+    """useradd/userdel/chpasswd, retried while another session holds the shadow lock."""
+    for attempt in range(20):
+        done = subprocess.run(argv, input=stdin, text=True, capture_output=True)
+        if done.returncode == 0:
+            return
+        time.sleep(0.2 * (attempt + 1))
+    raise RuntimeError(f"{argv[0]} failed: {done.stderr.strip()}")
+
+
+def create_account(shell: str = "/bin/bash", dotfiles: dict[str, str] | None = None) -> Account:
+    """A new user with ``shell`` as login shell and ``dotfiles`` (name → text) in its home."""
+    name = f"axt{secrets.token_hex(5)}"
+    home = Path(f"/var/lib/{name}")
+    password = f"Pw-{secrets.token_hex(8)}"
+    _shadow_tool(["useradd", "-M", "-d", str(home), "-s", shell, name])
+    account = Account(name, password, home, shell)
+    try:
+        home.mkdir(mode=0o755)
+        for rel, text in (dotfiles or {}).items():
+            (home / rel).write_text(text)
+        subprocess.run(["chown", "-R", f"{name}:", str(home)], check=True, capture_output=True)
+        _shadow_tool(["chpasswd"], f"{name}:{password}\n")
+    except BaseException:
+        remove_account(account)
+        raise
+    return account
+
+
+def remove_account(account: Account) -> None:
+    try:
+        uid = account.uid
+    except KeyError:
+        uid = None
+    if uid is not None:
+        for _ in range(3):  # processes a test left behind (killed by uid, never by name)
+            pids = [pid for pid in _all_pids() if _owner(pid) == uid]
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            if not pids:
+                break
+            time.sleep(0.2)
+        try:
+            _shadow_tool(["userdel", account.name])
+        except RuntimeError:
+            pass
+    shutil.rmtree(account.home, ignore_errors=True)
+
+
+def _all_pids() -> list[int]:
+    return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
+
+
+def _owner(pid: int) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None
+
+
+def path_without(names: tuple[str, ...], where: Path) -> str:
+    """A directory of links to every program on the default PATH but ``names``: set as an sshd's
+    PATH (``SetEnv``), it is a host without those tools. Returns the directory."""
+    where.mkdir(parents=True, exist_ok=True)
+    for directory in ("/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin"):
+        if not os.path.isdir(directory):
+            continue
+        for entry in os.listdir(directory):
+            link = where / entry
+            if entry in names or link.exists() or link.is_symlink():
+                continue
+            link.symlink_to(os.path.join(directory, entry))
+    return str(where)

@@ -258,16 +258,37 @@ def _remote_outcome(ctx: NodeContext, op: Operation, transport: Any, result: Any
 
 
 def _tool_failure(ctx: NodeContext, op: Operation, exit_code: int | None, failed_by_log: Any) -> OpOutcome | None:
-    """A tool that ran to its end failed on a non-zero status, or on a fail pattern in its output.
-    A failed tool that could not load a module gets one more log line naming it and the fix."""
+    """A tool that ran to its end failed on a non-zero status (the node log names it, wherever the
+    tool ran), or on a fail pattern in its output. A failed tool that could not load a module gets
+    one more log line naming it and the fix."""
     if exit_code != 0:
         notice = missing_module_notice(ctx.log.path, on_target=op.kind == "remote")
         if notice:
             ctx.log.line(notice)
-        return OpOutcome(final="failed", exit_code=exit_code, message=f"{op.opName} exited with status {exit_code}")
-    if failed_by_log():
+        return _fail(ctx, f"{op.opName} {exit_phrase(exit_code)}", exit_code)
+    if failed_by_log():  # the matcher already logged the line that matched
         return OpOutcome(final="failed", exit_code=0, message=f"{op.opName} output matched a fail pattern")
     return None
+
+
+def exit_phrase(exit_code: int | None) -> str:
+    """``exited with status N``, naming the signal where the status shows one: a negative status
+    (a local child killed by it) or a shell's ``128+N``."""
+    import signal
+
+    def name(number: int) -> str:
+        try:
+            return signal.Signals(number).name
+        except ValueError:
+            return f"signal {number}"
+
+    if exit_code is None:
+        return "ended without an exit status"
+    if exit_code < 0:
+        return f"was killed by signal {-exit_code} ({name(-exit_code)})"
+    if 128 < exit_code <= 128 + 64:
+        return f"exited with status {exit_code} (128+{exit_code - 128}: {name(exit_code - 128)}?)"
+    return f"exited with status {exit_code}"
 
 
 def _output_sink(ctx: NodeContext, op: Operation) -> tuple[Any, Any]:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from autoexec.transports.decoding import decode_line
 from autoexec.transports.tagent_wire import (DATA_PIECE, End, TagentConnection, TagentError,
                                              TagentProtocolError)
 
@@ -37,7 +38,8 @@ class DeadlineEvent(threading.Event):
 
 class LineAssembler:
     """Joins chunk pieces into whole lines before decoding, so multi-byte characters split across
-    chunks (GBK, UTF-8) decode correctly."""
+    chunks (GBK, UTF-8) decode correctly. Lines are decoded by the rule every transport uses
+    (:func:`~autoexec.transports.decoding.decode_line`), the agent's charset as the host's own."""
 
     def __init__(self, codec: str, sink: Callable[[str], None]) -> None:
         self._codec = codec
@@ -61,7 +63,7 @@ class LineAssembler:
             self._buf.clear()
 
     def _emit(self, raw: bytes) -> None:
-        self._sink(raw.rstrip(b"\r").decode(self._codec, "replace"))
+        self._sink(decode_line(raw.rstrip(b"\r"), self._codec))
 
 
 def read_pieces(path: Path) -> Iterator[bytes]:
