@@ -360,7 +360,7 @@ class SshTransport:
         """The connection's one SFTP session, opened on first use."""
         with self._lock:
             if self._sftp is None:
-                self._sftp = open_sftp(transport)
+                self._sftp = open_sftp(transport, self.timeouts.connect)
             return self._sftp
 
     def _stage(self, transport: paramiko.Transport, op: RemoteOp, rundir: str, cancel: threading.Event) -> None:

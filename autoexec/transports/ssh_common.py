@@ -1,13 +1,16 @@
 """What the ``ssh_*`` modules behind :class:`~autoexec.transports.ssh.SshTransport` share: the two
-internal exceptions every step raises, the poll interval, one-line error phrasing, shell quoting
-and cutting the channel's byte stream into lines."""
+internal exceptions every step raises, the poll interval, one-line error phrasing, shell quoting,
+cutting the channel's byte stream into lines, and opening a channel on a busy connection."""
 from __future__ import annotations
 
 import logging
 import shlex
 import socket
 import threading
+import time
 from typing import Iterator
+
+import paramiko
 
 log = logging.getLogger("autoexec.transports.ssh")
 """One logger for the whole SSH transport, named as before it was split into modules, so logging
@@ -59,3 +62,24 @@ def quote(value: str) -> str:
 def sleep_cancellable(seconds: float, cancel: threading.Event) -> None:
     if cancel.wait(seconds):
         raise Cancelled()
+
+
+SESSION_RETRY = 3.0
+"""How long a refused channel open is retried: an sshd with ``MaxSessions 1`` frees the slot of
+the previous channel only once its close has gone both ways, a moment after ours."""
+
+
+def open_session(transport: paramiko.Transport, timeout: float) -> paramiko.Channel:
+    """A new session channel, retried briefly while the server refuses one (``SessionRefused``
+    once it keeps refusing)."""
+    deadline = time.monotonic() + SESSION_RETRY
+    pause = 0.02
+    while True:
+        try:
+            return transport.open_session(timeout=timeout)
+        except paramiko.ChannelException as err:
+            if time.monotonic() + pause > deadline or not transport.is_active():
+                raise SessionRefused(f"the server refused a new session ({describe(err)}; "
+                                     f"sshd MaxSessions reached?)") from None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.25)

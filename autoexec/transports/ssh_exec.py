@@ -29,7 +29,8 @@ import paramiko
 
 from autoexec.transports.base import LineSink, RemoteOp, Timeouts
 from autoexec.transports.decoding import decode_line
-from autoexec.transports.ssh_common import POLL, Cancelled, Failure, SessionRefused, describe, pop_lines, quote
+from autoexec.transports.ssh_common import (POLL, Cancelled, Failure, SessionRefused, describe, open_session, pop_lines,
+                                            quote)
 from autoexec.transports.ssh_inline import (WAIT_FOR_ANSWER, InlinePlan, InlineReader, fetch_function, needs_b64,
                                             staging_script)
 
@@ -251,7 +252,7 @@ def execute(transport: paramiko.Transport, script: str, on_line: LineSink, cance
     limit = op_timeout or timeouts.op
     read_limit = timeouts.read
     try:
-        channel = transport.open_session(timeout=timeouts.connect)
+        channel = open_session(transport, timeouts.connect)
         wakeup = _Wakeup()
         channel.in_buffer.set_event(wakeup)
         channel.in_stderr_buffer.set_event(wakeup)
@@ -260,8 +261,8 @@ def execute(transport: paramiko.Transport, script: str, on_line: LineSink, cance
         channel.sendall(script.encode())
         if bootstrap == BOOTSTRAP:
             channel.shutdown_write()
-    except paramiko.ChannelException as err:
-        raise SessionRefused(f"cannot start command: {describe(err)}") from None
+    except SessionRefused as err:
+        raise Failure(f"cannot start command: {err}") from None
     except (paramiko.SSHException, OSError, EOFError) as err:
         raise Failure(f"cannot start command: {describe(err)}") from None
     if reader is not None:
@@ -344,7 +345,7 @@ def exec_collect(transport: paramiko.Transport, command: str, timeout: float) ->
     """Run a short housekeeping command and return (status, output)."""
     deadline = time.monotonic() + timeout
     try:
-        channel = transport.open_session(timeout=timeout)
+        channel = open_session(transport, timeout)
         channel.set_combine_stderr(True)
         channel.settimeout(POLL)
         channel.exec_command(command)
@@ -365,5 +366,7 @@ def exec_collect(transport: paramiko.Transport, command: str, timeout: float) ->
         status = channel.exit_status
         channel.close()
         return status, b"".join(chunks).decode("utf-8", errors="replace")
+    except SessionRefused as err:
+        raise Failure(f"housekeeping command failed: {err}") from None
     except (paramiko.SSHException, OSError, EOFError) as err:
         raise Failure(f"housekeeping command failed: {describe(err)}") from None

@@ -15,18 +15,20 @@ from pathlib import Path
 import paramiko
 
 from autoexec.transports.base import RemoteOp, Upload, fetch_plan, local_fetch_path
-from autoexec.transports.ssh_common import Cancelled, Failure, describe
+from autoexec.transports.ssh_common import Cancelled, Failure, SessionRefused, describe, open_session
 
 __all__ = ["fetch_files", "open_sftp", "stage"]
 
 
-def open_sftp(transport: paramiko.Transport) -> paramiko.SFTPClient:
+def open_sftp(transport: paramiko.Transport, timeout: float) -> paramiko.SFTPClient:
     try:
-        sftp = paramiko.SFTPClient.from_transport(transport)
+        channel = open_session(transport, timeout)
+        channel.invoke_subsystem("sftp")
+        sftp = paramiko.SFTPClient(channel)
+    except SessionRefused as err:
+        raise Failure(f"cannot open SFTP: {err}") from None
     except (paramiko.SSHException, OSError, EOFError) as err:
         raise Failure(f"cannot open SFTP: {describe(err)}") from None
-    if sftp is None:
-        raise Failure("cannot open SFTP")
     return sftp
 
 
