@@ -65,6 +65,7 @@ class TagentTestAgent:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._children: set[subprocess.Popen[bytes]] = set()
+        self._connections: set[socket.socket] = set()
         self._lock = threading.Lock()
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -88,6 +89,24 @@ class TagentTestAgent:
                 _kill_session(child)
         for thread in self._threads:
             thread.join(timeout=2)
+
+    def kill(self) -> None:
+        """Fault switch: die as a SIGKILLed agent would, mid-whatever: the port stops answering,
+        every open connection is reset and the commands it runs are killed."""
+        self._stop.set()
+        if self._listener is not None:
+            self._listener.close()
+        with self._lock:
+            connections, self._connections = set(self._connections), set()
+            children = list(self._children)
+        for sock in connections:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.close()  # a reset, not an orderly end
+            except OSError:
+                pass
+        for child in children:
+            _kill_session(child)
 
     def __enter__(self) -> TagentTestAgent:
         return self.start()
@@ -145,12 +164,16 @@ class TagentTestAgent:
     # -- connection ----------------------------------------------------------------------
     def serve_connection(self, sock: socket.socket) -> None:
         """Handle one connection exactly like an agent child: auth, one request, close."""
+        with self._lock:
+            self._connections.add(sock)
         try:
             if self._authenticate(sock):
                 self._dispatch(sock)
-        except (_Closed, OSError):
+        except (_Closed, OSError, ValueError):
             pass
         finally:
+            with self._lock:
+                self._connections.discard(sock)
             sock.close()
 
     def _authenticate(self, sock: socket.socket) -> bool:

@@ -16,8 +16,8 @@ from pathlib import Path
 from autoexec.transports.base import (Endpoint, LineSink, RemoteOp, RemoteResult, Timeouts, fetch_plan,
                                       local_fetch_path)
 from autoexec.transports.tagent_client import (
-    AgentInfo, TagentCancelled, TagentClient, TagentConnection, TagentError, TagentRemoteError,
-    TagentTimeout, one_line,
+    AgentInfo, TagentAuthError, TagentCancelled, TagentClient, TagentConnectError, TagentConnection, TagentError,
+    TagentRemoteError, TagentTimeout, one_line,
 )
 
 STEP_READ_TIMEOUT = 60.0
@@ -140,6 +140,11 @@ class TagentTransport:
             if created:
                 self._cleanup(op, failed=True, quick=True)
             return RemoteResult(exit_code=None, error="aborted")
+        except (TagentConnectError, TagentAuthError, TagentTimeout) as err:
+            if created:
+                self._cleanup(op, failed=True)
+                return RemoteResult(exit_code=None, error=f"upload to {op.root} failed: {err}")
+            return RemoteResult(exit_code=None, error=str(err))  # the agent could not be reached
         except TagentError as err:
             if created:
                 self._cleanup(op, failed=True)
@@ -153,8 +158,9 @@ class TagentTransport:
             self._cleanup(op, failed=True)
             return RemoteResult(exit_code=None, error=f"timeout: {err}")
         except TagentError as err:
-            self._cleanup(op, failed=True)
-            return RemoteResult(exit_code=None, error=f"execute failed: {err}")
+            cleanup_error = self._cleanup(op, failed=True)
+            left = f"; {op.root} left on the host" if cleanup_error else ""
+            return RemoteResult(exit_code=None, error=f"execute failed: {err}{left}")
         result = RemoteResult(exit_code=code)
         if code == 0:
             result.error = self._fetch(op, rp, result.fetched)

@@ -90,9 +90,16 @@ class TagentClient:
         return conn
 
     def _handshake(self, conn: TagentConnection) -> None:
+        """Bounded by the connect timeout: an agent that accepts but never greets (hung, or a
+        port that swallows connections) is a failure to connect, not a slow command."""
+        read_timeout, conn.read_timeout = conn.read_timeout, min(conn.read_timeout, self.connect_timeout)
         try:
             conn.handshake(self.charset)
+        except TagentTimeout:
+            raise TagentTimeout(f"agent {self.where} did not complete the handshake within "
+                                f"{conn.read_timeout:g} s (connect timeout)") from None
         finally:
+            conn.read_timeout = read_timeout
             if conn.info is not None:  # cached even when the credential is then rejected
                 self.info = conn.info
 
