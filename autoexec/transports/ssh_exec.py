@@ -199,23 +199,18 @@ LINGER_MAX = 5.0
 """Upper bound of that wait after the exit status, for a left-behind process that keeps writing."""
 
 
-class _Wakeup:
+class _Wakeup(threading.Event):
     """Shared by a channel's stdout and stderr buffers: set by either when data (or EOF) arrives.
     The buffers also ``clear()`` it when they run empty; that is ignored, so data on one stream
-    never hides data on the other, and only the reader clears it."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-
-    def set(self) -> None:
-        self._event.set()
+    never hides data on the other, and only the reader clears it (in :meth:`take`)."""
 
     def clear(self) -> None:
         pass
 
-    def wait(self, timeout: float) -> None:
-        self._event.wait(timeout)
-        self._event.clear()
+    def take(self, timeout: float) -> None:
+        """Wait up to ``timeout`` for a wake-up, then re-arm."""
+        self.wait(timeout)
+        super().clear()
 
 
 class _Lines:
@@ -313,7 +308,7 @@ def execute(transport: paramiko.Transport, script: str, on_line: LineSink, cance
             if ended_at is not None and (now - last_output >= LINGER_QUIET or now - ended_at >= LINGER_MAX):
                 lingered = True
                 break
-            wakeup.wait(POLL)
+            wakeup.take(POLL)
         while not lingered and (channel.recv_stderr_ready() or channel.recv_ready()):  # came with the EOF
             if channel.recv_stderr_ready():
                 stderr.feed(channel.recv_stderr(65536))
