@@ -374,3 +374,20 @@ def test_dir_left_by_a_dropped_connection_is_named_then_removed_at_the_next_cont
     assert transport.run(follow_up, lambda _l: None, threading.Event()).ok
     assert not os.path.exists(op.root)
     assert _wait_until(lambda: not _pids_with_env(f"AUTOEXEC_JOBID={op.job_id}"), 5)
+
+
+def test_kill_job_through_a_noisy_login_shell(sshd_pool: SshdPool, noisy_account: Account, transports) -> None:
+    """The kill command's report is found among what ``.bashrc`` prints around it."""
+    job = _job()
+    op = RemoteOp(job_id=job, root=f"/tmp/autoexec-{job}-1-0", uploads=[], workdir="",
+                  argv=["sh", "-c", "echo started; sleep 60"], env={"AUTOEXEC_JOBID": job})
+    lines: list[str] = []
+    out: list[RemoteResult] = []
+    worker = threading.Thread(target=lambda: out.append(
+        transports(_endpoint(sshd_pool.ports[0], noisy_account)).run(op, lines.append, threading.Event())))
+    worker.start()
+    assert _wait_until(lambda: "started" in lines, 20)
+    assert transports(_endpoint(sshd_pool.ports[1], noisy_account)).kill_job(job) is None
+    worker.join(20)
+    assert out and out[0].exit_code == 137
+    assert not _pids_with_env(f"AUTOEXEC_JOBID={job}")
