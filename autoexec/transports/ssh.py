@@ -385,8 +385,8 @@ class SshTransport:
         """Best effort: over this connection if it still works, else over a new one."""
         command = kill_group_command(pidfile)
         if transport.is_active():
-            try:
-                exec_collect(transport, command, 5.0)
+            try:  # the op's channel is still open: a MaxSessions 1 host refuses this one at once
+                exec_collect(transport, command, 5.0, session_retry=0.0)
                 return
             except Failure:
                 pass

@@ -69,10 +69,10 @@ SESSION_RETRY = 3.0
 the previous channel only once its close has gone both ways, a moment after ours."""
 
 
-def open_session(transport: paramiko.Transport, timeout: float) -> paramiko.Channel:
-    """A new session channel, retried briefly while the server refuses one (``SessionRefused``
-    once it keeps refusing)."""
-    deadline = time.monotonic() + SESSION_RETRY
+def open_session(transport: paramiko.Transport, timeout: float, retry: float = SESSION_RETRY) -> paramiko.Channel:
+    """A new session channel, retried for up to ``retry`` seconds while the server refuses one
+    (``SessionRefused`` once it keeps refusing)."""
+    deadline = time.monotonic() + retry
     pause = 0.02
     while True:
         try:

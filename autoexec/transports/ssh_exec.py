@@ -29,8 +29,8 @@ import paramiko
 
 from autoexec.transports.base import LineSink, RemoteOp, Timeouts
 from autoexec.transports.decoding import decode_line
-from autoexec.transports.ssh_common import (POLL, Cancelled, Failure, SessionRefused, describe, open_session, pop_lines,
-                                            quote)
+from autoexec.transports.ssh_common import (POLL, SESSION_RETRY, Cancelled, Failure, SessionRefused, describe,
+                                            open_session, pop_lines, quote)
 from autoexec.transports.ssh_inline import (WAIT_FOR_ANSWER, InlinePlan, InlineReader, fetch_function, needs_b64,
                                             staging_script)
 
@@ -324,6 +324,9 @@ def execute(transport: paramiko.Transport, script: str, on_line: LineSink, cance
     except (paramiko.SSHException, OSError, EOFError) as err:
         channel.close()
         raise Failure(f"connection failed while the command was running: {describe(err)}") from None
+    except BaseException:
+        channel.close()  # a reader callback failed: the host sees its stdin end and finishes
+        raise
     status = channel.exit_status
     channel.close()
     if status == -1:
@@ -336,11 +339,12 @@ def execute(transport: paramiko.Transport, script: str, on_line: LineSink, cance
     return status
 
 
-def exec_collect(transport: paramiko.Transport, command: str, timeout: float) -> tuple[int, str]:
+def exec_collect(transport: paramiko.Transport, command: str, timeout: float,
+                 session_retry: float = SESSION_RETRY) -> tuple[int, str]:
     """Run a short housekeeping command and return (status, output)."""
     deadline = time.monotonic() + timeout
     try:
-        channel = open_session(transport, timeout)
+        channel = open_session(transport, timeout, session_retry)
         channel.set_combine_stderr(True)
         channel.settimeout(POLL)
         channel.exec_command(command)
