@@ -364,7 +364,25 @@ class SshTransport:
             return self._sftp
 
     def _stage(self, transport: paramiko.Transport, op: RemoteOp, rundir: str, cancel: threading.Event) -> None:
-        stage(self._sftp_client(transport), op, rundir, cancel, self.timeouts.write)
+        try:
+            stage(self._sftp_client(transport), op, rundir, cancel, self.timeouts.write)
+        except Failure as failure:
+            # SFTP names few errors ("Failure", "size mismatch"): ask the host what is wrong
+            reason = self._why_unwritable(transport, op.root)
+            raise Failure(f"{failure}{f' ({reason})' if reason else ''}", failure.exit_code) from None
+
+    def _why_unwritable(self, transport: paramiko.Transport, root: str) -> str | None:
+        """``<dir> is not writable`` or ``<dir> has N KiB free`` for the nearest existing parent
+        of ``root``, or ``None`` when the host does not say."""
+        probe = (f"d={quote(root)}; while [ ! -d \"$d\" ]; do d=$(dirname \"$d\"); done; "
+                 "if [ ! -w \"$d\" ]; then echo \"autoexec-probe:$d is not writable\"; "
+                 "else df -Pk \"$d\" | awk -v d=\"$d\" 'NR==2 {print \"autoexec-probe:\" d \" has \" $4 \" KiB free\"}'; fi")
+        try:
+            _status, output = exec_collect(transport, probe, self.timeouts.write)
+        except Failure:
+            return None
+        found = [line.split(":", 1)[1] for line in output.splitlines() if line.startswith("autoexec-probe:")]
+        return found[0] if found else None
 
     def _fetch(self, transport: paramiko.Transport, op: RemoteOp, rundir: str,
                only: list[str] | None = None) -> dict[str, Path]:

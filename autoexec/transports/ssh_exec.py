@@ -31,7 +31,7 @@ from autoexec.transports.base import LineSink, RemoteOp, Timeouts
 from autoexec.transports.decoding import decode_line
 from autoexec.transports.ssh_common import (POLL, SESSION_RETRY, Cancelled, Failure, SessionRefused, describe,
                                             open_session, pop_lines, quote)
-from autoexec.transports.ssh_inline import (WAIT_FOR_ANSWER, InlinePlan, InlineReader, fetch_function, needs_b64,
+from autoexec.transports.ssh_inline import (PIDFILE, WAIT_FOR_ANSWER, InlinePlan, InlineReader, fetch_function, needs_b64,
                                             staging_script)
 
 __all__ = [
@@ -48,7 +48,6 @@ __all__ = [
     "survivors",
 ]
 
-PIDFILE = ".autoexec.pid"
 SURVIVORS = "autoexec-survivors:"
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")

@@ -47,6 +47,8 @@ from autoexec.transports.ssh_common import pop_lines, quote
 INLINE_LIMIT = 512 * 1024
 """Largest total size of an op's uploads that travels inside the script (bytes)."""
 INLINE_MAX_FILES = 256
+PIDFILE = ".autoexec.pid"
+"""In the op root: the group id of the running command, for kills (``ssh_exec`` writes it)."""
 B64_TOOLS = ("base64", "openssl base64")
 """Tried in order on the target; a test may replace them to simulate a host without any."""
 END_OF_SCRIPT = "#AXEND"
@@ -54,6 +56,7 @@ END_OF_SCRIPT = "#AXEND"
 
 @dataclass
 class InlinePlan:
+    root: str = ""
     dirs: list[str] = field(default_factory=list)
     files: list[tuple[str, bytes, int]] = field(default_factory=list)
     """(remote path, content, mode)."""
@@ -64,7 +67,7 @@ class InlinePlan:
 def plan_inline(op: RemoteOp, rundir: str) -> InlinePlan | None:
     """What to create on the target, or ``None`` when the uploads are too big to inline."""
     limit = INLINE_LIMIT
-    plan = InlinePlan()
+    plan = InlinePlan(root=op.root)
     total = 0
 
     def add_dir(path: str) -> None:
@@ -177,6 +180,9 @@ def staging_script(plan: InlinePlan, nonce: str, with_b64: bool) -> str:
             out.append(f"ax_b -d >{quote(remote)} <<'{end}' || ax_x stage\n{body}\n{end}")
     for target in plan.empty:
         out.append(f": >{quote(target)} || ax_x stage")
+    # The pid file the command's group id goes to, written now with room for any pid: on a full
+    # file system this step fails with the host's reason instead of the command not starting.
+    out.append(f"printf '%s\\n' 0000000000 >{quote(posixpath.join(plan.root, PIDFILE))} || ax_x stage")
     # Modes are set exactly, as the SFTP path does; with the usual umask 022 most of them already
     # are, and skipping those chmods spares a process each on the host.
     items = [(remote, mode, 0o666) for remote, _data, mode in plan.files]

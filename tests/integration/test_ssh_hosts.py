@@ -164,17 +164,27 @@ def test_host_without_base64_fetches_over_sftp(sshd_pool: SshdPool, sshd_no_base
     assert transport._inline_ok is False
 
 
-@pytest.mark.parametrize("kind,reason", [("readonly", "Permission denied"), ("full", "No space left on device")])
+@pytest.mark.parametrize("kind,reason,sftp_reason", [("readonly", "Permission denied", "(/tmp is not writable)"),
+                                                     ("full", "No space left on device", "has 0 KiB free)")])
 def test_unusable_tmp_is_one_clear_line_naming_the_dir(sshd_pool: SshdPool, request: pytest.FixtureRequest,
-                                                       transports, tmp_path: Path, kind: str, reason: str) -> None:
+                                                       transports, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       kind: str, reason: str, sftp_reason: str) -> None:
+    from autoexec.transports import ssh_inline
+
     server: Sshd = request.getfixturevalue(f"sshd_tmp_{kind}")
     transport = transports(_endpoint(server.port, pool=sshd_pool))
+    for op in (_tool_op(tmp_path), _tool_op(tmp_path, uploads=[])):  # with and without files to ship
+        result, lines = _run(transport, op)
+        assert result.exit_code is None and result.error is not None, (result, lines, server.log_text())
+        assert result.error.startswith(f"ssh {sshd_pool.user}@127.0.0.1:{server.port}: "
+                                       f"cannot stage the op in {op.root}: ")
+        assert reason in result.error and "\n" not in result.error
+        assert not (server.tmp / Path(op.root).name).exists()  # nothing half-staged left behind
+    monkeypatch.setattr(ssh_inline, "INLINE_LIMIT", 16)  # big uploads go over SFTP
     op = _tool_op(tmp_path)
     result, lines = _run(transport, op)
-    assert result.exit_code is None and result.error is not None, (result, lines, server.log_text())
-    assert result.error.startswith(f"ssh {sshd_pool.user}@127.0.0.1:{server.port}: cannot stage the op in {op.root}: ")
-    assert reason in result.error and "\n" not in result.error
-    assert not (server.tmp / Path(op.root).name).exists()  # nothing half-staged left behind
+    assert result.exit_code is None and result.error is not None, (result, lines)
+    assert f"upload to {op.root} failed" in result.error and result.error.endswith(sftp_reason), result.error
 
 
 # ------------------------------------------------------------------------------------ left-behind writers
