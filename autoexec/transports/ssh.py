@@ -160,7 +160,7 @@ class SshTransport:
             note = f"{op.root} kept on the host" if keep else f"{op.root} removed over a new connection"
         else:
             self._left_behind.append((pidfile, None if keep else op.root))
-            note = (f"{op.root} left on the host ({error}); it is removed at the next connection"
+            note = (f"{op.root} left on the host ({error}); removed at the node's next connection in this phase"
                     if not keep else f"{op.root} kept on the host")
         message = result.error or self._error("connection lost")
         return RemoteResult(result.exit_code, f"{message}; {note}", result.fetched)

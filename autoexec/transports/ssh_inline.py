@@ -324,16 +324,23 @@ class InlineReader:
                 self.fallback = arg.decode(errors="replace")
                 self.stage_error = " ".join(decode_line(line).strip() for line in list(self._recent)[-1:])
             return
-        if kind == b"F":
-            self._start(int(arg))
-        elif kind == b"E":
-            self._close_record(int(arg))
-        elif kind == b"S":
-            self.sftp_needed.append(self.names[int(arg)])
-        elif kind == b"W":
+        if kind == b"W":
             if self._current is not None:
                 self._close_record(None)
             self._answer()
+            return
+        try:
+            index = int(arg)
+            self.names[index]
+        except (ValueError, IndexError):
+            self._emit(raw[at:])  # not a record of ours after all
+            return
+        if kind == b"F":
+            self._start(index)
+        elif kind == b"E":
+            self._close_record(index)
+        elif kind == b"S":
+            self.sftp_needed.append(self.names[index])
 
     def _start(self, index: int) -> None:
         if self._current is not None:

@@ -376,7 +376,7 @@ def test_dir_left_by_a_dropped_connection_is_named_then_removed_at_the_next_cont
     proxy.refuse = True  # the host cannot be reached again for now (the live connection still works)
     result = _run_and_cut(transport, proxy, op)
     assert result.error is not None and f"{op.root} left on the host" in result.error
-    assert "removed at the next connection" in result.error
+    assert "removed at the node's next connection" in result.error
     assert os.path.exists(op.root)
     proxy.refuse = False
     follow_up = _long_op()
