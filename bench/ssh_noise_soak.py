@@ -41,13 +41,14 @@ def main() -> int:
     pool = start_pool(args.sshd)
     account = create_account("/bin/bash", NOISY_DOTFILES)
     total_bad = 0
+    run_id = f"9{os.getpid()}"  # remote dirs are named by job id: never reuse one
     try:
         jobs = JobFiles(work / "home", work)
         nodes = soak_nodes(pool.ports, account, args.nodes)
         with cpu_hog() if not args.no_hog else contextlib.nullcontext():
             for round_no in range(args.repeat):
                 started = time.monotonic()
-                rt, outcome = jobs.run(f"9{round_no:03d}", soak_params(), nodes_text(nodes), force=True)
+                rt, outcome = jobs.run(f"{run_id}{round_no:03d}", soak_params(), nodes_text(nodes), force=True)
                 bad = failures(rt.jobdir, nodes)
                 total_bad += len(bad)
                 print(f"round {round_no + 1}/{args.repeat}: {args.nodes - len(bad)}/{args.nodes} nodes exact, "

@@ -39,6 +39,11 @@ def unavailable_reason() -> str | None:
     return None
 
 
+def _sbin(name: str) -> str:
+    """An admin tool by full path: a test's PATH may lack the sbin directories."""
+    return shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])) or name
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -49,14 +54,14 @@ def _ensure_user() -> None:
     try:
         home = pwd.getpwnam(TEST_USER).pw_dir
     except KeyError:
-        subprocess.run(["useradd", "-M", "-d", TEST_HOME, "-s", "/bin/bash", TEST_USER],
+        subprocess.run([_sbin("useradd"), "-M", "-d", TEST_HOME, "-s", "/bin/bash", TEST_USER],
                        check=True, capture_output=True)
         home = TEST_HOME
     # A missing home makes sshd print "Could not chdir to home directory" into every session.
     os.makedirs(home, exist_ok=True)
     shutil.chown(home, TEST_USER, TEST_USER)
     for attempt in range(10):  # chpasswd fails while another session holds the shadow lock
-        done = subprocess.run(["chpasswd"], input=f"{TEST_USER}:{TEST_PASSWORD}\n", text=True,
+        done = subprocess.run([_sbin("chpasswd")], input=f"{TEST_USER}:{TEST_PASSWORD}\n", text=True,
                               capture_output=True)
         if done.returncode == 0:
             return
@@ -310,7 +315,7 @@ class Account:
 def _shadow_tool(argv: list[str], stdin: str | None = None) -> None:
     """useradd/userdel/chpasswd, retried while another session holds the shadow lock."""
     for attempt in range(20):
-        done = subprocess.run(argv, input=stdin, text=True, capture_output=True)
+        done = subprocess.run([_sbin(argv[0]), *argv[1:]], input=stdin, text=True, capture_output=True)
         if done.returncode == 0:
             return
         time.sleep(0.2 * (attempt + 1))
