@@ -123,3 +123,15 @@ def test_faulty_tagent_nodes_fail_alone_in_a_job(jobs: JobFiles, tagent_agent: T
     assert [line for line in logs[73].splitlines() if "ERROR:" in line and "credential rejected" in line], logs[73]
     assert "wrong-credential" not in logs[73]
     assert time.monotonic() - started < 3 + 1 + 10  # the black hole's connect timeout, plus the job's own
+
+
+def test_unusable_tmpdir_is_one_line_naming_it(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the agent's TMPDIR should be")
+    agent = TagentTestAgent(password="Pass-789", tmpdir=str(blocker / "tmp")).start()
+    try:
+        transport = TagentTransport(Endpoint("127.0.0.1", agent.port, password="Pass-789"), TIMEOUTS)
+        result, _lines, _took = _timed(transport, make_op(tmp_path, ["true"]))
+    finally:
+        agent.stop()
+    _one_clear_line(result, "upload to $TMPDIR/autoexec-", "failed", str(blocker), "Not a directory")
