@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -274,8 +275,6 @@ def _tool_failure(ctx: NodeContext, op: Operation, exit_code: int | None, failed
 def exit_phrase(exit_code: int | None) -> str:
     """``exited with status N``, naming the signal where the status shows one: a negative status
     (a local child killed by it) or a shell's ``128+N``."""
-    import signal
-
     def name(number: int) -> str:
         try:
             return signal.Signals(number).name

@@ -15,6 +15,10 @@ Design choices, and why:
 * **Secrets.** The exec request only carries a fixed bootstrap; the script with the exported
   ``op.env`` values arrives on stdin, so environment values never appear in the remote process
   list (argv items still do: they are arguments).
+
+* **Two streams.** stdout and stderr are read apart and cut into lines each (a stderr write can
+  never split a stdout line or a protocol record), and an op ends at its exit status even when a
+  process it left running keeps the channel's output open (``LINGER_QUIET``).
 """
 from __future__ import annotations
 
