@@ -84,9 +84,24 @@ def sshd_one_session(sshd_pool: SshdPool) -> Iterator[Sshd]:
 
 @pytest.fixture(scope="session")
 def sshd_no_base64(sshd_pool: SshdPool) -> Iterator[Sshd]:
-    """An sshd whose sessions' PATH has no ``base64`` and no ``openssl``."""
+    """An sshd whose sessions' PATH has no ``base64`` and no ``openssl`` (before login files run:
+    pair it with ``no_base64_account``, whose profile keeps that PATH)."""
     bin_dir = path_without(("base64", "openssl"), sshd_pool.workdir / "bin-without-base64")
     yield from _own_sshd(sshd_pool, extra_config=(f"SetEnv PATH={bin_dir}",))
+
+
+@pytest.fixture(scope="session")
+def no_base64_account(sshd_pool: SshdPool) -> Iterator[Account]:
+    """A noisy bash account whose profile sets a PATH without ``base64`` and ``openssl``. Ops read
+    the account's login files (``/etc/profile`` resets PATH on Debian), so a host without those
+    tools is one whose profile leaves them out."""
+    bin_dir = path_without(("base64", "openssl"), sshd_pool.workdir / "bin-without-base64")
+    profile = NOISY_DOTFILES[".bash_profile"] + f"PATH={bin_dir}; export PATH\n"
+    account = create_account("/bin/bash", {**NOISY_DOTFILES, ".bash_profile": profile})
+    try:
+        yield account
+    finally:
+        remove_account(account)
 
 
 @pytest.fixture(scope="session")

@@ -147,9 +147,9 @@ def _op_shell_name() -> RemoteOp:
 # ------------------------------------------------------------------------------------ missing tools, /tmp
 
 
-def test_host_without_base64_fetches_over_sftp(sshd_pool: SshdPool, sshd_no_base64: Sshd, noisy_account: Account,
+def test_host_without_base64_fetches_over_sftp(sshd_pool: SshdPool, sshd_no_base64: Sshd, no_base64_account: Account,
                                                transports, tmp_path: Path) -> None:
-    transport = transports(_endpoint(sshd_no_base64.port, noisy_account))
+    transport = transports(_endpoint(sshd_no_base64.port, no_base64_account))
     probe = _run(transport, RemoteOp(job_id="p", root=f"/tmp/autoexec-{_job()}-1-0", uploads=[], workdir="",
                                      argv=["sh", "-c", "command -v base64 openssl || echo none"],
                                      env={"AUTOEXEC_JOBID": "p"}))
