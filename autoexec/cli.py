@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from typing import TYPE_CHECKING
@@ -32,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-s", "--pause", action="store_true", help="pause the running job at the next op boundary")
     p.add_argument("-r", "--register", default="", metavar="TENANT", help="register built-in tools with the console")
     p.add_argument("-c", "--cleanstatus", action="store_true", help="delete the job's node status")
-    p.add_argument("--purgejobdata", default="0", metavar="DAYS", help="remove job data older than DAYS days")
+    p.add_argument("--purgejobdata", default=None, metavar="DAYS", help="remove job data older than DAYS days")
     p.add_argument("-d", "--devmode", action="store_true", help="developer mode: no console callbacks")
     p.add_argument("--nofirenext", action="store_true", help="do not ask the console to fire the next group")
     p.add_argument("--passthroughenv", default="{}", metavar="JSON", help="JSON echoed back to the console")
@@ -44,8 +45,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _fail(message: str, code: int = 2) -> int:
-    print(f"autoexec: error: {message}", file=sys.stderr)
+    """One line, whatever the message holds (a newline or undecodable text from a hostile input)."""
+    line = message.replace("\r", "\\r").replace("\n", "\\n").encode("utf-8", "backslashreplace").decode("utf-8")
+    print(f"autoexec: error: {line}", file=sys.stderr)
     return code
+
+
+def _purge_days(text: str) -> float | str:
+    """``--purgejobdata DAYS``: a positive number (``0`` purged nothing in the original and then ran job 0)."""
+    try:
+        days = float(text)
+    except ValueError:
+        days = float("nan")
+    if not math.isfinite(days) or days <= 0:
+        return f"--purgejobdata: {text!r} must be a positive number of days"
+    return days
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,9 +86,12 @@ def main(argv: list[str] | None = None) -> int:
             if args.pause:
                 return pause_job(args.jobid, devmode=args.devmode, pass_through=pass_through)
             return abort_job(args.jobid, devmode=args.devmode, pass_through=pass_through)
-        if args.purgejobdata not in ("", "0"):
+        if args.purgejobdata is not None:
+            days = _purge_days(args.purgejobdata)
+            if isinstance(days, str):
+                return _fail(days)
             from autoexec.purge import purge_main
-            return purge_main(args.purgejobdata)
+            return purge_main(str(days))
         return run(args)
     except ConfigError as exc:
         return _fail(str(exc))
@@ -98,6 +115,8 @@ def _pass_through(args: argparse.Namespace) -> dict | str:
         value = json.loads(text)
     except ValueError as exc:
         return f"{source}: invalid JSON: {exc}"
+    except RecursionError:
+        return f"{source}: JSON nested too deeply"
     if not isinstance(value, dict):
         return f"{source}: must be a JSON object, got {type(value).__name__}"
     return value
@@ -115,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
             job_id=args.jobid, exec_user=args.execuser, params_file=args.paramsfile, nodes_file=args.nodesfile,
             force=args.force, first_fire=args.firstfire, reuse_console_log=args.reuseconslog, dev_mode=args.devmode,
             no_fire_next=args.nofirenext, pass_through_env=pass_through,
-            phase_groups=parse_id_list(args.phasegroups, "phasegroups"),
+            phase_groups=parse_id_list(args.phasegroups, "phasegroups", minimum=0),
             phases=parse_name_list(args.phases),
             nodes=parse_id_list(args.nodes, "nodes"), sql_files=args.sqlfiles,
         )

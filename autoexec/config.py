@@ -46,6 +46,10 @@ class Config:
     possible_encodings: str = "GBK,UTF-8"
     plugin_trees: tuple[Path, ...] = ()
     """Roots of plugin trees named by ``plugins.path`` (each holds ``plugins/local``, ``plugins/remote``)."""
+    server_verify_tls: bool | str = True
+    """``requests``' ``verify``: ``True`` (the CA bundle shipped with requests), a CA file, or ``False``."""
+    db_ca_file: str = ""
+    db_verify_tls: bool = True
     raw: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -73,6 +77,8 @@ _ENV_OVERRIDES = {
     "rexec.readTimeout": "AUTOEXEC_READ_TIMEOUT",
     "rexec.writeTimeout": "AUTOEXEC_WRITE_TIMEOUT",
     "plugins.path": "AUTOEXEC_PLUGINS_PATH",
+    "server.verifyTLS": "AUTOEXEC_SERVER_VERIFY_TLS",
+    "server.caFile": "AUTOEXEC_SERVER_CA_FILE",
 }
 
 
@@ -83,9 +89,9 @@ def read_config_values(path: Path) -> dict[str, str]:
         parser = configparser.ConfigParser(interpolation=None)
         parser.optionxform = str  # type: ignore[assignment,method-assign]
         try:
-            parser.read(path, encoding="utf-8")
+            parser.read_string(read_config_text(path), source=str(path))
         except configparser.Error as exc:
-            raise ConfigError(f"{path}: cannot parse: {str(exc).splitlines()[0]}") from exc
+            raise ConfigError(f"{path}: cannot parse: {str(exc).splitlines()[0]}") from None
         for section in parser.sections():
             for key, value in parser.items(section):
                 values[key] = value.strip()
@@ -95,6 +101,52 @@ def read_config_values(path: Path) -> dict[str, str]:
         if os.environ.get(env):
             values[key] = os.environ[env]
     return values
+
+
+def read_config_text(path: Path) -> str:
+    """config.ini as text: one :class:`ConfigError` line for a file that is unreadable, not UTF-8
+    or holds a NUL (which no value may contain)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"{path}: line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x})") from None
+    if "\x00" in text:
+        raise ConfigError(f"{path}: line {text.count(chr(10), 0, text.index(chr(0))) + 1}: contains a NUL character")
+    return text
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _flag(values: dict[str, str], key: str, default: bool, path: Path) -> bool:
+    raw = values.get(key, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ConfigError(f"{path}: {key} = {values[key]!r} must be 1 or 0 (true or false)")
+
+
+def _ca_file(values: dict[str, str], key: str, path: Path) -> str:
+    raw = values.get(key, "").strip()
+    if raw and not Path(raw).expanduser().is_file():
+        raise ConfigError(f"{path}: {key} = {raw!r}: no such CA bundle file")
+    return str(Path(raw).expanduser()) if raw else ""
+
+
+def _base_url(values: dict[str, str], path: Path) -> str:
+    url = values.get("server.baseurl", "").rstrip("/")
+    if url and not url.lower().startswith(("http://", "https://")):
+        raise ConfigError(f"{path}: server.baseurl = {url!r} must start with http:// or https://")
+    return url
 
 
 def _number(values: dict[str, str], key: str, default: float, path: Path) -> float:
@@ -142,7 +194,7 @@ def load_config(home: Path | None = None, decrypt: bool = True) -> Config:
     return Config(
         home=home,
         path=path,
-        server_baseurl=values.get("server.baseurl", "").rstrip("/"),
+        server_baseurl=_base_url(values, path),
         server_username=values.get("server.username", ""),
         server_password=values.get("server.password", ""),
         password_key=values.get("password.key", ""),
@@ -160,5 +212,9 @@ def load_config(home: Path | None = None, decrypt: bool = True) -> Config:
         possible_encodings=values.get("deploy.possibleEncodings", "") or "GBK,UTF-8",
         plugin_trees=parse_plugin_trees(values.get("plugins.path", ""), home,
                                         "AUTOEXEC_PLUGINS_PATH" if os.environ.get("AUTOEXEC_PLUGINS_PATH") else str(path)),
+        server_verify_tls=(_ca_file(values, "server.caFile", path) or True)
+        if _flag(values, "server.verifyTLS", True, path) else False,
+        db_ca_file=_ca_file(values, "db.caFile", path),
+        db_verify_tls=_flag(values, "db.verifyTLS", True, path),
         raw=values,
     )

@@ -18,6 +18,7 @@ from autoexec.jobdir import JobDir, UnsafeName
 from autoexec.logs import ConsoleLog
 from autoexec.models.nodes import RUNNER_NODE, NodesHeader, load_nodes, parse_nodes_lines
 from autoexec.models.params import JobInputError, Params, load_params
+from autoexec.models.request import check_request
 from autoexec.notify import Notifier, NullNotifier
 from autoexec.runtime import JobRuntime
 from autoexec.store import NodeOutput
@@ -47,13 +48,16 @@ class JobRequest:
     sql_files: str = ""
 
 
-def parse_id_list(text: str, what: str) -> set[int] | None:
+def parse_id_list(text: str, what: str, minimum: int = 1) -> set[int] | None:
     if not text:
         return None
     try:
-        return {int(x) for x in text.split(",") if x.strip()}
+        ids = {int(x) for x in text.split(",") if x.strip()}
     except ValueError:
         raise JobInputError(f"--{what}: {text!r} must be a comma-separated list of integers") from None
+    if any(i < minimum for i in ids):
+        raise JobInputError(f"--{what}: {text!r}: ids must be {minimum} or more")
+    return ids
 
 
 def parse_name_list(text: str | None) -> set[str] | None:
@@ -88,6 +92,7 @@ def prepare_job_dir(req: JobRequest, cfg: Config) -> tuple[JobDir, Params]:
         jobdir = JobDir.for_job(cfg.data_dir, req.job_id)
     except UnsafeName as exc:
         raise JobInputError(f"--jobid: {exc}") from None
+    check_request(req)
     if req.params_json is not None:
         from autoexec.models.params import parse_params
 
@@ -143,9 +148,12 @@ def _runner_id(req: JobRequest, params: Params) -> int:
     value = req.pass_through_env.get("runnerId") or params.passThroughEnv.get("runnerId") \
         or os.environ.get("RUNNER_ID") or 1
     try:
-        return int(value)
+        number = int(value)
     except (TypeError, ValueError):
         raise JobInputError(f"runnerId {value!r} is not an integer") from None
+    if number <= 0:
+        raise JobInputError(f"runnerId {value!r} must be positive")
+    return number
 
 
 def _env_text(value: Any) -> str:

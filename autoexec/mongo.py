@@ -107,11 +107,21 @@ class MongoStore:
         password: str = "",
         max_pool_size: int = 64,
         timeout_ms: int = 3000,
+        ca_file: str = "",
+        verify_tls: bool = True,
         **kwargs: Any,
     ) -> MongoStore:
-        """A lazily connecting pymongo client with short timeouts, so an outage costs seconds."""
+        """A lazily connecting pymongo client with short timeouts, so an outage costs seconds.
+        TLS (``tls=true`` in the URL, or a CA file given) checks the server's certificate unless
+        ``db.verifyTLS = 0`` says otherwise; ``db.caFile`` names the CA bundle to trust."""
         import pymongo
 
+        tls: dict[str, Any] = {}
+        if ca_file:
+            tls["tlsCAFile"] = ca_file
+        if not verify_tls:
+            tls["tlsAllowInvalidCertificates"] = True
+            tls["tlsAllowInvalidHostnames"] = True
         client: Any = pymongo.MongoClient(
             url,
             username=username or None,
@@ -121,12 +131,14 @@ class MongoStore:
             connectTimeoutMS=timeout_ms,
             socketTimeoutMS=max(timeout_ms * 10, 10000),
             connect=False,
+            **tls,
         )
         return cls(client, database or "autoexec", owns_client=True, secrets=(password, url), **kwargs)
 
     @classmethod
     def from_config(cls, cfg: Config, **kwargs: Any) -> MongoStore:
-        return cls.connect(cfg.db_url, cfg.db_name, cfg.db_username, cfg.db_password, cfg.db_max_pool_size, **kwargs)
+        return cls.connect(cfg.db_url, cfg.db_name, cfg.db_username, cfg.db_password, cfg.db_max_pool_size,
+                           ca_file=cfg.db_ca_file, verify_tls=cfg.db_verify_tls, **kwargs)
 
     @classmethod
     def from_block(cls, block: Any, **kwargs: Any) -> MongoStore:

@@ -68,9 +68,7 @@ def console_client(cfg: Config, tenant: str = "none") -> ConsoleClient:
         if missing:
             raise JobInputError(f"{cfg.path}: {' and '.join(missing)} not set: production mode signs every "
                                 f"console call with them (or run with --devmode)")
-        flag = next((v for k, v in cfg.raw.items() if k.lower() == "server.verifytls"), "0")
-        verify = flag.strip().lower() in ("1", "true", "yes")
-        return ConsoleClient.from_config(cfg, tenant=tenant, verify_tls=verify,
+        return ConsoleClient.from_config(cfg, tenant=tenant, verify_tls=cfg.server_verify_tls,
                                          connect_timeout=_env_float("AUTOEXEC_CONSOLE_CONNECT_TIMEOUT", 10),
                                          read_timeout=_env_float("AUTOEXEC_CONSOLE_READ_TIMEOUT", 60))
     block_name = os.environ.get(CONSOLE_BLOCK_ENV, "")

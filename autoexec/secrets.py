@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Final
 
-from autoexec.config import ConfigError
+from autoexec.config import ConfigError, read_config_text
 from autoexec.rc4 import rc4
 
 #: Built-in key that protects ``password.key`` in config.ini; shared with the console and tools.
@@ -164,7 +164,7 @@ def encrypt_config_in_place(path: Path) -> list[str]:
     with open(lock_path, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            text = path.read_text(encoding="utf-8")
+            text = read_config_text(path)
             lines, changed = _encrypted_lines(text.splitlines(keepends=True), path)
             if not changed:
                 return []

@@ -8,16 +8,19 @@ console), and every failure turned into a :mod:`autoexec.console.errors` type so
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
+from urllib.parse import urlsplit
 
 import requests
+import requests.certs
 
 from autoexec.console import downloads
 from autoexec.console.apis import path_of
 from autoexec.console.errors import (AUTH_CODES, ConsoleAuthError, ConsoleError, ConsoleHTTPError,
-                                     ConsoleStatusError, ConsoleUnavailable)
+                                     ConsoleStatusError, ConsoleTLSError, ConsoleUnavailable)
 from autoexec.console.models import (CleanNativeTools, Envelope, FetchedFile, GetAccount, MongoDBConf,
                                      Payload, ScriptDownload)
 from autoexec.console.plugin_api import PluginCalls
@@ -31,6 +34,20 @@ JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 
 def _wire(payload: Payload | Mapping[str, Any]) -> dict[str, Any]:
     return payload.wire() if isinstance(payload, Payload) else dict(payload)
+
+
+def tls_failure(exc: BaseException, base_url: str) -> str:
+    """One line with what the TLS layer said and the config keys that change the outcome."""
+    text = str(exc)
+    found = re.search(r"certificate verify failed: ([^(')\\]+)", text)
+    host = urlsplit(base_url).hostname or base_url
+    if found:
+        cause = f"certificate verify failed: {found.group(1).strip()} for host {host}"
+        return (f"TLS: {cause}; trust its CA with server.caFile = <CA bundle file> in config.ini, "
+                f"or turn checking off with server.verifyTLS = 0")
+    reason = re.search(r"\[SSL: [A-Z_]+\] ([^(')\\]+)", text)
+    cause = reason.group(1).strip() if reason else type(exc).__name__
+    return f"TLS handshake with {host} failed: {cause} (server.caFile / server.verifyTLS in config.ini)"
 
 
 def _message_of(resp: requests.Response) -> str:
@@ -53,7 +70,7 @@ class ConsoleClient(PluginCalls):
 
     def __init__(self, base_url: str, username: str, token: str, *, tenant: str = "none",
                  connect_timeout: float = 10.0, read_timeout: float = 60.0,
-                 verify_tls: bool | str = False, session: requests.Session | None = None) -> None:
+                 verify_tls: bool | str = True, session: requests.Session | None = None) -> None:
         if not base_url:
             raise ConsoleError("console base URL is not configured (server.baseurl)")
         self.base_url = base_url.rstrip("/")
@@ -62,10 +79,12 @@ class ConsoleClient(PluginCalls):
         self.tenant = tenant or "none"
         self.timeout = (connect_timeout, read_timeout)
         self._session = session or requests.Session()
-        self._session.verify = verify_tls
+        # Explicit on every request: with ``verify=True`` requests would let REQUESTS_CA_BUNDLE /
+        # CURL_CA_BUNDLE from the environment choose the trusted CAs (or an empty bundle) instead.
+        self._verify: bool | str = requests.certs.where() if verify_tls is True else verify_tls
+        self._session.verify = self._verify
         if verify_tls is False:
-            # The original disables certificate checks globally (consoles often use self-signed
-            # certs); keep that, without a warning on every callback.
+            # Turned off explicitly (server.verifyTLS = 0): no warning on every callback.
             from urllib3.exceptions import InsecureRequestWarning
 
             warnings.filterwarnings("ignore", category=InsecureRequestWarning)
@@ -109,7 +128,9 @@ class ConsoleClient(PluginCalls):
         try:
             resp = self._session.request(method, self.base_url + uri, data=body, headers=headers,
                                          files=files, timeout=self.timeout, stream=stream,
-                                         allow_redirects=False)
+                                         allow_redirects=False, verify=self._verify)
+        except requests.exceptions.SSLError as exc:
+            raise ConsoleTLSError(f"{label}: {tls_failure(exc, self.base_url)}", api=label) from None
         except requests.RequestException as exc:
             raise ConsoleUnavailable(f"{label}: console {self.base_url} unreachable: "
                                      f"{type(exc).__name__}", api=label) from None

@@ -32,6 +32,10 @@ class ConsoleUnavailable(ConsoleError):
         return True
 
 
+class ConsoleTLSError(ConsoleError):
+    """The console's certificate was not accepted: retrying the same request cannot help."""
+
+
 class ConsoleHTTPError(ConsoleError):
     """A non-2xx answer. 5xx, 408 and 429 are worth retrying; other 4xx are not."""
 

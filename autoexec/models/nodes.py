@@ -5,23 +5,28 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from autoexec.jobdir import node_triple
-from autoexec.models.params import JobInputError
+from autoexec.models.params import JobInputError, read_utf8
+from autoexec.models.text import (MAX_JSON_DEPTH, TextProblem, check_name, check_tree, json_depth_problem,
+                                  text_problem)
 
 
 class NodesHeader(BaseModel):
     model_config = ConfigDict(extra="allow")
-    totalCount: int = 0
-    localRunnerId: int = 1
+    totalCount: int = Field(default=0, ge=0)
+    localRunnerId: int = Field(default=1, gt=0)
     jobRunnerIds: list[int] = Field(default_factory=list)
 
 
 class Node(BaseModel):
+    """A target node. Ids are positive: ``0`` is the runner pseudo-node (:data:`RUNNER_NODE`), which
+    only the runner itself creates; a nodes file saying ``resourceId: 0`` is refused."""
+
     model_config = ConfigDict(extra="allow", populate_by_name=True)
-    resourceId: int
-    runnerId: int
+    resourceId: int = Field(gt=0)
+    runnerId: int = Field(gt=0)
     host: str = ""
     port: int | str | None = None
     nodeName: str | None = None
@@ -31,6 +36,18 @@ class Node(BaseModel):
     servicePorts: dict[str, Any] | None = None
     username: str = "none"
     password: str = Field(default="", repr=False)
+
+    @field_validator("host")
+    @classmethod
+    def _host_name(cls, value: str) -> str:
+        return check_name(value, "host")  # log/<phase>/<host>-<port>-<id>.txt
+
+    @field_validator("protocolPort")
+    @classmethod
+    def _port_range(cls, value: int | None) -> int | None:
+        if value is not None and not 0 <= value <= 65535:
+            raise ValueError(f"protocol port {value} is not in 0..65535")
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -87,8 +104,8 @@ class Node(BaseModel):
         return data
 
 
-RUNNER_NODE = Node(resourceId=0, runnerId=0, host="local", port=0, protocol="local",
-                   protocolPort=0, username="", password="")
+RUNNER_NODE = Node.model_construct(resourceId=0, runnerId=0, host="local", port=0, protocol="local",
+                                   protocolPort=0, username="", password="")
 
 
 class NodesFile(BaseModel):
@@ -103,12 +120,19 @@ def parse_nodes_lines(lines: list[str], source: str) -> NodesFile:
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
+        if line.count("[") + line.count("{") > MAX_JSON_DEPTH and json_depth_problem(line):
+            raise JobInputError(f"{source}: line {lineno}: JSON nested deeper than {MAX_JSON_DEPTH} levels")
         try:
             data = json.loads(line)
         except json.JSONDecodeError as exc:
             raise JobInputError(f"{source}: line {lineno}: invalid JSON: {exc.msg}") from None
         if not isinstance(data, dict):
             raise JobInputError(f"{source}: line {lineno}: expected a JSON object")
+        if "\\u" in line or text_problem(line):  # a NUL or lone surrogate: escaped, or raw in inline text
+            try:
+                check_tree(data)
+            except TextProblem as exc:
+                raise JobInputError(f"{source}: line {lineno}: field {exc.where}: {exc.problem}") from None
         if header is None:
             try:
                 header = NodesHeader.model_validate(data)
@@ -131,9 +155,6 @@ def parse_nodes_lines(lines: list[str], source: str) -> NodesFile:
 
 
 def load_nodes(path: Path) -> NodesFile:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise JobInputError(f"{path}: cannot read: {exc.strerror}") from None
+    text = read_utf8(path)
     return parse_nodes_lines(text.splitlines(), str(path))
 

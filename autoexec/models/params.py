@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from autoexec.models.text import TextProblem, check_name, check_tree, loads_checked
+
 OP_TYPE_ALIASES = {
     "runner": "local", "local": "local", "sqlfile": "local",
     "target": "remote", "remote": "remote",
@@ -15,6 +17,8 @@ OP_TYPE_ALIASES = {
     "native": "native",
 }
 RUNNER_PHASE_TYPES = {"runner", "local", "sqlfile"}
+PHASE_TYPES = frozenset(OP_TYPE_ALIASES)
+EXEC_STRATEGIES = ("oneShot", "grayScale")
 
 
 class JobInputError(Exception):
@@ -54,6 +58,11 @@ class Operation(_Model):
     @classmethod
     def _none_is_empty(cls, value: Any) -> Any:
         return value or {}
+
+    @field_validator("opId", "opName")
+    @classmethod
+    def _file_name(cls, value: str) -> str:
+        return check_name(value, "the id")  # output-op/<node>/<opId>.json, plugin paths
 
     @property
     def kind(self) -> str:
@@ -95,6 +104,18 @@ class Phase(_Model):
     execRound: Literal["first", "middle", "last"] | None = None
     operations: list[Operation] = Field(default_factory=list)
 
+    @field_validator("phaseName")
+    @classmethod
+    def _file_name(cls, value: str) -> str:
+        return check_name(value, "phaseName")  # log/<phase>/, status/<phase>/, nodes-ph-<phase>.json
+
+    @field_validator("phaseType")
+    @classmethod
+    def _known_type(cls, value: str | None) -> str | None:
+        if value is not None and value not in PHASE_TYPES:
+            raise ValueError(f"unknown phaseType {value!r} (expected one of {', '.join(sorted(PHASE_TYPES))})")
+        return value
+
     @property
     def runs_on_runner(self) -> bool:
         """§8.3: a runner-typed phase, or one containing any runner op, runs once on the runner."""
@@ -104,10 +125,17 @@ class Phase(_Model):
 
 
 class Group(_Model):
-    groupNo: int
+    groupNo: int = Field(ge=0)
     execStrategy: str | None = "oneShot"
     roundCount: int | None = None
     phases: list[Phase] = Field(default_factory=list)
+
+    @field_validator("execStrategy")
+    @classmethod
+    def _known_strategy(cls, value: str | None) -> str | None:
+        if value is not None and value not in EXEC_STRATEGIES:
+            raise ValueError(f"unknown execStrategy {value!r} (expected oneShot or grayScale)")
+        return value
 
     @property
     def gray_scale(self) -> bool:
@@ -131,6 +159,15 @@ class Params(_Model):
     def _none_is_empty(cls, value: Any) -> Any:
         return value or {}
 
+    @field_validator("opt", "environment")
+    @classmethod
+    def _environment_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """Job options and environment entries become environment variables of every tool."""
+        for key in value:
+            if not key or "=" in key:
+                raise ValueError(f"{key!r} cannot be an environment variable name (empty or contains '=')")
+        return value
+
     @property
     def job_id(self) -> str:
         return str(self.jobId)
@@ -146,6 +183,10 @@ def field_path(loc: tuple[Any, ...]) -> str:
 
 def parse_params(data: Any, source: str) -> Params:
     try:
+        check_tree(data)
+    except TextProblem as exc:
+        raise JobInputError(f"{source}: field {exc.where or '(top level)'}: {exc.problem}") from None
+    try:
         params = Params.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
@@ -160,15 +201,28 @@ def parse_params(data: Any, source: str) -> Params:
     return params
 
 
-def load_params(path: Path) -> Params:
+def read_utf8(path: Path) -> str:
+    """The file's text; one :class:`JobInputError` line for a file that cannot be read or is not UTF-8."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
-        raise JobInputError(f"{path}: cannot read: {exc.strerror}") from None
+        raise JobInputError(f"{path}: cannot read: {exc.strerror or exc}") from None
     try:
-        data = json.loads(text)
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise JobInputError(f"{path}: line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x} "
+                            f"at offset {exc.start})") from None
+
+
+def load_params(path: Path) -> Params:
+    text = read_utf8(path)
+    try:
+        data = loads_checked(text)
     except json.JSONDecodeError as exc:
         raise JobInputError(f"{path}: line {exc.lineno} column {exc.colno}: invalid JSON: {exc.msg}") from None
+    except ValueError as exc:
+        raise JobInputError(f"{path}: {exc}") from None
     if not isinstance(data, dict):
         raise JobInputError(f"{path}: top level must be a JSON object")
     return parse_params(data, str(path))
