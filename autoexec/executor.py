@@ -93,7 +93,7 @@ class NodeRun:
         rt, node = self.rt, self.node
         started = time.monotonic()
         result = NodeResult(node=self.triple, status="failed")
-        self.log = NodeLog(self.paths.log, self.paths.hislog_dir, rt.exec_user)
+        self.log = NodeLog(self.paths.log, self.paths.hislog_dir, rt.exec_user, mask=rt.masker)
         launched = f"{node.protocol}://{node.username}@{node.host}:{node.protocolPort}"
         self.log.line(f"======[{node.resourceId}]{node.label} Launched by {launched}======")
         final = "failed"
@@ -131,6 +131,7 @@ class NodeRun:
         self.status.close()
         self.log.finish(final)
         result.status = final
+        result.message = rt.masker(result.message)  # goes to Prefect states and the event spool
         result.duration = duration
         result.outputs = sorted(k for k in self.output.data if k not in ("nodeEnv", "hiddenNodeEnv"))
         return result

@@ -14,6 +14,7 @@ from autoexec.models.nodes import RUNNER_NODE, Node, NodesFile, NodesHeader, loa
 from autoexec.models.params import Group, Phase
 from autoexec.phase import Dispatch, PhaseRunner
 from autoexec.runtime import JobRuntime, PhasePlan, parallel_count
+from autoexec.secrets import node_secrets
 
 
 @dataclass
@@ -66,6 +67,7 @@ def plan_phase(rt: JobRuntime, group: Group, phase: Phase, index: int, round_cou
                nodes_path: Path | None = None) -> PhasePlan:
     path = nodes_path or nodes_file_for(rt, group.groupNo, phase.phaseName)
     nodes_file = read_nodes(path)
+    rt.masker.add_from(nodes_file, lambda: node_secrets(nodes_file.nodes, rt.decrypt))
     if phase.runs_on_runner:
         local = nodes_file.header.localRunnerId == rt.runner_id
         nodes = [RUNNER_NODE] if local else []

@@ -7,6 +7,7 @@ outside the job directory.
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,5 +168,17 @@ class JobDir:
         return self.root / "file"
 
     def make_base_dirs(self) -> None:
+        """The job dir is its owner's only (0700, also when it existed with a wider mode, whatever
+        the umask): params.json, nodes files, logs and outputs hold passwords or what tools print.
+        Parents are shared with other jobs (ids nest) and keep the usual mode."""
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(mode=0o700)
+        except FileExistsError:
+            pass
+        os.chmod(self.root, 0o700)
         for sub in ("script", "file", "status", "log", "output", "output-op"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
+            try:
+                (self.root / sub).mkdir(mode=0o700)
+            except FileExistsError:
+                pass

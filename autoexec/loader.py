@@ -16,6 +16,7 @@ from autoexec.config import Config, load_config
 from autoexec.control import JobControl
 from autoexec.jobdir import JobDir, UnsafeName
 from autoexec.logs import ConsoleLog
+from autoexec.masking import Masker
 from autoexec.models.nodes import RUNNER_NODE, NodesHeader, load_nodes, parse_nodes_lines
 from autoexec.models.params import JobInputError, Params, load_params
 from autoexec.models.request import check_request
@@ -80,9 +81,13 @@ def _copy_if_changed(source: Path, dest: Path) -> None:
         return
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.exists() and dest.read_bytes() == source.read_bytes():
+        os.chmod(dest, 0o600)
         return
     tmp = dest.with_name(f".{dest.name}.tmp")
-    shutil.copyfile(source, tmp)
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # node passwords: owner only
+    with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
+        shutil.copyfileobj(src, out)
     os.replace(tmp, dest)
 
 
@@ -136,8 +141,15 @@ def prepare_job_dir(req: JobRequest, cfg: Config) -> tuple[JobDir, Params]:
     elif params_src is not None:
         _copy_if_changed(params_src, jobdir.params)
     if nodes_text is not None:
+        from autoexec.store import write_all
+
         tmp = jobdir.nodes.with_name(".nodes.json.tmp")
-        tmp.write_text(nodes_text, encoding="utf-8")
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            write_all(fd, nodes_text.encode("utf-8"))
+        finally:
+            os.close(fd)
         os.replace(tmp, jobdir.nodes)
     elif nodes_src is not None:
         _copy_if_changed(nodes_src, jobdir.nodes)
@@ -174,8 +186,10 @@ def build_runtime(req: JobRequest, cfg: Config | None = None, notifier: Notifier
         cfg = complete_config(params, cfg)
     cfg = _mongodb_from_block(cfg)
     job_id = req.job_id if req.job_id not in ("", "0") else params.job_id
+    decrypt = _decryptor(cfg)
+    masker = job_masker(params, cfg, decrypt)
     console = ConsoleLog.open(jobdir.console_log, jobdir.console_hislog_dir, req.first_fire, req.exec_user,
-                              reuse=req.reuse_console_log)
+                              reuse=req.reuse_console_log, mask=masker)
     if params.job_id != job_id and params.job_id != "0":
         console.line(f"WARN: params.json jobId {params.job_id} differs from --jobid {job_id}; using {job_id}.")
     from autoexec.ops.toolenv import point_tree_configs
@@ -184,7 +198,6 @@ def build_runtime(req: JobRequest, cfg: Config | None = None, notifier: Notifier
     pass_through = {**params.passThroughEnv, **req.pass_through_env}
     runner_id = _runner_id(req, params)
     tenant = params.tenant or pass_through.get("tenant") or os.environ.get("tenant") or os.environ.get("TENANT") or "none"
-    decrypt = _decryptor(cfg)
     env = dict(os.environ)
     env.update({
         "TERM": "dumb", "HISTSIZE": "0", "AUTOEXEC_PID": str(os.getpid()), "AUTOEXEC_USER": req.exec_user,
@@ -213,8 +226,11 @@ def build_runtime(req: JobRequest, cfg: Config | None = None, notifier: Notifier
         notifier=notifier or NullNotifier(), console=console, exec_user=req.exec_user, force=req.force,
         runner_id=runner_id, base_env=env, phase_filter=req.phases, group_filter=req.phase_groups,
         node_filter=req.nodes, max_parallel=_max_parallel(), decrypt=decrypt, no_fire_next=req.no_fire_next, dev_mode=req.dev_mode,
+        masker=masker,
     )
     rt.mirror = _open_mirror(cfg, console)
+    if rt.mirror is not None:
+        rt.mirror.mask = masker
     from autoexec.files import FileParams
 
     rt.file_fetcher = FileParams(cfg.data_dir, jobdir.file_dir)
@@ -294,6 +310,14 @@ def _max_parallel() -> int:
         return max(1, int(os.environ.get("AUTOEXEC_MAX_PARALLEL", "64")))
     except ValueError:
         raise JobInputError("AUTOEXEC_MAX_PARALLEL must be an integer") from None
+
+
+def job_masker(params: Params, cfg: Config, decrypt: Callable[[str], str]) -> Masker:
+    """The job's secrets known before anything runs; node passwords join per nodes file
+    (``groups.plan_phase``), credential blocks and console accounts when they are fetched."""
+    from autoexec.secrets import config_secrets, params_secrets
+
+    return Masker([*config_secrets(cfg), *params_secrets(params.model_dump(by_alias=True), decrypt)])
 
 
 def _decryptor(cfg: Config) -> Any:

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Callable, TextIO
 
+from autoexec.masking import Mask
 from autoexec.store import open_fd_creating_dirs, write_all
 
 LineHook = Callable[[str], None]
@@ -82,14 +83,20 @@ def link_history(path: str | os.PathLike[str], directory: str | os.PathLike[str]
 
 
 class StampedWriter:
-    """Thread-safe; holds back an unterminated tail until its newline or :meth:`close`."""
+    """Thread-safe; holds back an unterminated tail until its newline or :meth:`close`.
+
+    ``mask`` (the job's :class:`autoexec.masking.Masker`) is applied to every complete line before
+    it is written, echoed or handed to a hook: this is the one place log lines leave the process,
+    so what a tool prints (a password it echoes) is masked like the runner's own lines."""
 
     def __init__(self, path: str | os.PathLike[str], append: bool = True, echo: TextIO | None = None,
-                 fd: int | None = None) -> None:
+                 fd: int | None = None, mask: Mask | None = None) -> None:
         """``fd``: an already open descriptor of ``path`` (see :class:`NodeLog`)."""
         self.path = path
+        self.mask = mask
         if fd is None:
-            fd = open_fd_creating_dirs(path, os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC))
+            fd = open_fd_creating_dirs(path, os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC),
+                                       0o600)
         self._fd = fd
         self._lock = threading.Lock()
         self._held: list[bytes] | None = None
@@ -141,6 +148,9 @@ class StampedWriter:
     def _emit(self, lines: list[str] | tuple[str, ...]) -> None:
         if self._fd < 0:
             raise ValueError("I/O operation on closed file.")
+        mask = self.mask
+        if mask is not None:
+            lines = [mask(ln) for ln in lines]
         stamp = _stamp()
         if len(lines) == 1:
             data = f"{stamp}{lines[0]}\n"
@@ -178,11 +188,11 @@ class ConsoleLog(StampedWriter):
 
     @classmethod
     def open(cls, path: Path, hislog_dir: Path, first_fire: bool, exec_user: str,
-             reuse: bool = False) -> "ConsoleLog":
+             reuse: bool = False, mask: Mask | None = None) -> "ConsoleLog":
         echo = sys.stdout if (sys.stdout.isatty() or os.environ.get("AUTOEXEC_ECHO") == "1") else None
         if first_fire and not reuse:
             path.unlink(missing_ok=True)  # a fresh inode, so the previous generation's history link keeps its text
-        log = cls(path, append=True, echo=echo)
+        log = cls(path, append=True, echo=echo, mask=mask)
         if first_fire:
             link_history(path, hislog_dir, exec_user)
         return log
@@ -194,19 +204,20 @@ def _create_fresh(path: str | os.PathLike[str]) -> tuple[int, bool]:
     instead of ``unlink`` + ``open``."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
     try:
-        return open_fd_creating_dirs(path, flags | os.O_EXCL), True
+        return open_fd_creating_dirs(path, flags | os.O_EXCL, 0o600), True
     except FileExistsError:
         os.unlink(path)
-        return os.open(path, flags, 0o666), False
+        return os.open(path, flags, 0o600), False
 
 
 class NodeLog(StampedWriter):
     """``log/<phase>/<triple>.txt``, recreated per execution, with a ``.hislog`` hard link whose
     name carries the node's final status once it ends (``running`` while in flight)."""
 
-    def __init__(self, path: str | os.PathLike[str], hislog_dir: str | os.PathLike[str], exec_user: str) -> None:
+    def __init__(self, path: str | os.PathLike[str], hislog_dir: str | os.PathLike[str], exec_user: str,
+                 mask: Mask | None = None) -> None:
         fd, first_run = _create_fresh(path)
-        super().__init__(path, append=False, fd=fd)
+        super().__init__(path, append=False, fd=fd, mask=mask)
         self.exec_user = exec_user
         self._history = link_history(path, hislog_dir, f"running.{exec_user}", new_directory=first_run)
 

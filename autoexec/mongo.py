@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     from autoexec.config import Config
+    from autoexec.masking import Masker
 
 log = logging.getLogger("autoexec.mongo")
 
@@ -83,6 +84,8 @@ class MongoStore:
         self._max_pending = max(1, max_pending)
         self._owns_client = owns_client
         self._secrets = tuple(s for s in secrets if s)
+        self.mask: Masker | None = None
+        """The job's masker (set by the loader): documents are written with secrets masked."""
         self._pending: OrderedDict[tuple[Any, ...], _Write] = OrderedDict()
         self._inflight: tuple[tuple[Any, ...], _Write] | None = None
         self._cond = threading.Condition()
@@ -227,10 +230,11 @@ class MongoStore:
 
     def _apply(self, write: _Write) -> None:
         collection = self._db[write.collection]
+        doc = write.doc if self.mask is None else self.mask.value(write.doc)  # on the writer thread
         if write.kind == "update":
-            collection.update_one(write.filter, {"$set": write.doc}, upsert=True)
+            collection.update_one(write.filter, {"$set": doc}, upsert=True)
         elif write.kind == "replace":
-            collection.replace_one(write.filter, write.doc, upsert=True)
+            collection.replace_one(write.filter, doc, upsert=True)
         else:
             collection.delete_many(write.filter)
 
@@ -328,6 +332,8 @@ class MongoStore:
     def _scrub(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, "***")
+        if self.mask is not None:
+            text = self.mask(text)
         return text[:500]
 
     def _enter_outage(self, what: str, exc: Exception) -> None:

@@ -15,6 +15,7 @@ from autoexec.config import Config
 from autoexec.control import JobControl
 from autoexec.jobdir import JobDir
 from autoexec.logs import ConsoleLog
+from autoexec.masking import Masker
 from autoexec.models.nodes import Node, NodesHeader
 from autoexec.models.params import Params, Phase
 from autoexec.notify import Notifier, PhaseCounts
@@ -64,6 +65,8 @@ class JobRuntime:
     """phase -> its live counters, for phase pushes triggered from outside the phase runner."""
     closers: list[Callable[[], None]] = field(default_factory=list)
     """Released after the job's last callback was flushed (console session, …)."""
+    masker: Masker = field(default_factory=Masker)
+    """Every secret known for this job -> ``******`` in logs, run logs, MongoDB documents, messages."""
     child_env_templates: dict[tuple, Any] = field(default_factory=dict)
     """Runner-side tools' environments, built once per job and tool (``ops.childenv``)."""
 

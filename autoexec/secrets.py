@@ -16,10 +16,12 @@ import fcntl
 import os
 import re
 import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
+from urllib.parse import unquote, urlsplit
 
-from autoexec.config import ConfigError, read_config_text
+from autoexec.config import Config, ConfigError, read_config_text
 from autoexec.rc4 import rc4
 
 #: Built-in key that protects ``password.key`` in config.ini; shared with the console and tools.
@@ -181,3 +183,65 @@ def encrypt_config_in_place(path: Path) -> list[str]:
             return changed
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+# --- what a job knows that must never be shown (fed to autoexec.masking.Masker) -------------------
+_SECRET_OPTION_TYPES = ("password", "account")
+
+
+def _decrypted(value: str, decrypt: Callable[[str], str]) -> list[str]:
+    """The marked value itself and, when it can be decrypted, its plaintext."""
+    try:
+        return [value, decrypt(value)]
+    except Exception:  # noqa: BLE001 - a value we cannot decrypt is masked as it is
+        return [value]
+
+
+def config_secrets(cfg: Config) -> list[str]:
+    """Console token, MongoDB password (and the URL's own ``user:password@``), the RC4 key."""
+    found = [cfg.server_password, cfg.db_password, cfg.password_key]
+    userinfo = urlsplit(cfg.db_url).password if "@" in cfg.db_url else None
+    if userinfo:
+        found += [userinfo, unquote(userinfo)]
+    return [s for s in found if s]
+
+
+def params_secrets(data: Any, decrypt: Callable[[str], str]) -> list[str]:
+    """Every ``{RC4}``/``{ENCRYPTED}``/``RC4:`` value anywhere in params (and its plaintext), and
+    the literal values of options declared ``password`` in an op's ``desc``. Iterative walk."""
+    found: list[str] = []
+    stack: list[Any] = [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if is_encrypted(value):
+                found += _decrypted(value, decrypt)
+        elif isinstance(value, dict):
+            desc = value.get("desc")
+            opt = value.get("opt")
+            if isinstance(desc, dict) and isinstance(opt, dict):
+                for key, typ in desc.items():
+                    raw = opt.get(key)
+                    if str(typ).lower() == "password" and isinstance(raw, str) and not raw.startswith("${"):
+                        found += _decrypted(raw, decrypt)
+            arg = value.get("arg")
+            if isinstance(arg, list):
+                found += [a["value"] for a in arg if isinstance(a, dict) and str(a.get("type")).lower() == "password"
+                          and isinstance(a.get("value"), str)]
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return found
+
+
+def node_secrets(nodes: Iterable[Any], decrypt: Callable[[str], str]) -> list[str]:
+    """Node passwords as the nodes file gives them, decrypted, and private keys."""
+    found: list[str] = []
+    for node in nodes:
+        password = getattr(node, "password", "") or ""
+        if password:
+            found += _decrypted(password, decrypt) if is_encrypted(password) else [password]
+        key = (getattr(node, "model_extra", None) or {}).get("privateKey")
+        if isinstance(key, str):
+            found.append(key)
+    return found

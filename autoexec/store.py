@@ -21,11 +21,12 @@ class Mirror(Protocol):
     def load_node_output(self, job_id: str, resource_id: int) -> dict | None: ...
 
 
-def open_fd_creating_dirs(path: str | os.PathLike[str], flags: int, mode: int = 0o666) -> int:
+def open_fd_creating_dirs(path: str | os.PathLike[str], flags: int, mode: int = 0o600) -> int:
     """``os.open`` that creates the parent directories on demand: status, output and input files
     are written several times per node, so the common case (directory present) is one syscall.
     Plain descriptors instead of Python file objects: a text-mode ``open`` costs an ``fstat``, an
-    ``ioctl`` and two ``lseek`` more per file, per node. (``os.open`` descriptors are close-on-exec.)"""
+    ``ioctl`` and two ``lseek`` more per file, per node. (``os.open`` descriptors are close-on-exec.)
+    Files are the owner's only by default: status, outputs and inputs may hold what tools printed."""
     try:
         return os.open(path, flags, mode)
     except FileNotFoundError:
@@ -172,7 +173,7 @@ class NodeStatus:
         self.data["pid"] = os.getpid()
         raw = dumps(self.data).encode("utf-8")
         if self._fd is None:
-            self._fd = open_fd_creating_dirs(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            self._fd = open_fd_creating_dirs(self.path, os.O_RDWR | os.O_CREAT, 0o600)
             self._size = os.fstat(self._fd).st_size
         if len(raw) < self._size:
             raw = raw.ljust(self._size)

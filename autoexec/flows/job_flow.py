@@ -53,7 +53,8 @@ def node_task(job_id: str, phase: str, node: str) -> Any:
     with _lock:
         _results[(job_id, phase, node)] = result
     try:
-        forward_node_log(get_run_logger(), f"{phase}/{node}", rt.jobdir.node_log(phase, node), result.status)
+        forward_node_log(get_run_logger(), f"{phase}/{node}", rt.jobdir.node_log(phase, node), result.status,
+                         mask=rt.masker)
     except Exception:  # noqa: BLE001 - the UI copy of a log must never fail a node
         pass
     if result.status in ("failed", "aborted"):

@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from autoexec.masking import Mask, mask_text
+
 MAX_LINES = 200
 MAX_BYTES = 32 * 1024
 
@@ -37,15 +39,18 @@ def tail(path: Path, max_lines: int = MAX_LINES, max_bytes: int = MAX_BYTES) -> 
     return "\n".join(lines), cut
 
 
-def forward_node_log(logger: Any, label: str, path: Path, status: str) -> None:
-    """``logger``: the task run's logger adapter (``get_run_logger()``), whose ``extra`` names the run."""
+def forward_node_log(logger: Any, label: str, path: Path, status: str, mask: Mask | None = None) -> None:
+    """``logger``: the task run's logger adapter (``get_run_logger()``), whose ``extra`` names the run.
+    ``mask``: the job's masker when this process has it (the file is masked already when written;
+    masking again is for anything appended to it by other writers)."""
     handlers = [h for h in _api_handlers(logger.logger)]
     if not handlers:
         return
     text, cut = tail(path)
     if not text:
         return
-    head = f"node {label} {status}: log {path.name}" + (" (last lines)" if cut else "")
+    text = mask_text(text, mask)
+    head = mask_text(f"node {label} {status}: log {path.name}" + (" (last lines)" if cut else ""), mask)
     level = logging.ERROR if status in ("failed", "aborted") else logging.INFO
     record = logger.logger.makeRecord(logger.logger.name, level, __file__, 0, "%s\n%s", (head, text), None,
                                       extra=dict(logger.extra or {}))

@@ -59,6 +59,7 @@ class NodeContext:
         self.username = args["username"] or self.username
         self.password = args["password"] or ""
         self.private_key = args["private_key"]
+        self.rt.masker.add((self.password, self.private_key))
 
     # --- variables -----------------------------------------------------------------------
     @property

@@ -47,6 +47,11 @@ def prepare_arguments(ctx: "NodeContext", op: "Operation", remote: bool) -> Prep
                                 job_dir=str(rt.jobdir.root), op_name=op.opName)
     except UnresolvedReference as exc:
         return Prepared(error=str(exc))
+    secret = [v.split("/", 1)[-1] if params.types.get(k) == "account" else v
+              for k, v in params.options.items() if params.types.get(k) in ("password", "account")]
+    secret += [v for t, v in params.arguments if t == "password"]
+    if secret:
+        rt.masker.add(secret)  # resolved references, console accounts: known only now
     for warning in params.warnings:
         ctx.log.line(warning)
     interpreter = op.interpreter if op.is_script else None
