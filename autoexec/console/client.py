@@ -39,12 +39,16 @@ def _wire(payload: Payload | Mapping[str, Any]) -> dict[str, Any]:
 def tls_failure(exc: BaseException, base_url: str) -> str:
     """One line with what the TLS layer said and the config keys that change the outcome."""
     text = str(exc)
-    found = re.search(r"certificate verify failed: ([^(')\\]+)", text)
+    found = re.search(r"certificate verify failed: (.+?)\.? \(_ssl", text) or \
+        re.search(r"certificate verify failed: ([^(\\]+)", text)
     host = urlsplit(base_url).hostname or base_url
     if found:
-        cause = f"certificate verify failed: {found.group(1).strip()} for host {host}"
-        return (f"TLS: {cause}; trust its CA with server.caFile = <CA bundle file> in config.ini, "
-                f"or turn checking off with server.verifyTLS = 0")
+        cause = found.group(1).strip().rstrip(".")
+        if "mismatch" in cause or "not valid for" in cause:
+            return (f"TLS: certificate verify failed for host {host}: {cause}; server.baseurl must use a name "
+                    f"the certificate carries (or server.verifyTLS = 0 in config.ini turns checking off)")
+        return (f"TLS: certificate verify failed: {cause} for host {host}; trust its CA with "
+                f"server.caFile = <CA bundle file> in config.ini, or turn checking off with server.verifyTLS = 0")
     reason = re.search(r"\[SSL: [A-Z_]+\] ([^(')\\]+)", text)
     cause = reason.group(1).strip() if reason else type(exc).__name__
     return f"TLS handshake with {host} failed: {cause} (server.caFile / server.verifyTLS in config.ini)"

@@ -1,0 +1,130 @@
+"""Known secrets never leave the runner unmasked: node and console logs (what tools print too),
+Prefect-forwarded log text, MongoDB documents, node messages; job files are the owner's only."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import stat
+from pathlib import Path
+
+import mongomock
+import pytest
+
+from autoexec.masking import MASK, Masker
+from autoexec.mongo import MongoStore
+from autoexec.secrets import encrypt_secret
+from tests.fixtures_core import JobFiles, script_op
+
+KEY = "job-key-123"
+NODE_PW = "n0de-Pa55word"
+OPT_PW = "opt-s3cret-value"
+ENV_PW = "env-s3cret-value"
+BLOCKED = (NODE_PW, OPT_PW, ENV_PW, KEY)
+
+
+def test_masker_longest_first_short_ignored_and_multiline() -> None:
+    masker = Masker(["abc", "abcdef", "xy", "", None, 5, "line-one\nline-two"])
+    assert masker("1abcdefg abc xy") == f"1{MASK}g {MASK} xy"  # the longer secret wins; 2 chars are not masked
+    assert masker("got line-two") == f"got {MASK}"
+    assert masker.value({"k": ["abc", {"abc": 1}], "n": 3}) == {"k": [MASK, {MASK: 1}], "n": 3}
+    assert "abc" not in repr(masker)
+    assert not masker.add(["abc"]) and masker.add(["zzz"])
+    assert masker("zzz") == MASK and Masker()("abc") == "abc"
+
+
+def test_masker_with_many_secrets_masks_each() -> None:
+    secrets = [f"pw-{i:04d}-{i * 7919 % 10007}" for i in range(2000)]
+    masker = Masker(secrets)
+    line = f"a {secrets[1234]} b {secrets[7]}{secrets[1999]} c"
+    assert masker(line) == f"a {MASK} b {MASK}{MASK} c"
+
+
+def _secret_job(jobs: JobFiles) -> tuple[dict, str]:
+    conf = jobs.home / "conf"
+    conf.mkdir(exist_ok=True)
+    (conf / "config.ini").write_text(f"[server]\npassword.key = {KEY}\n")
+    script = ('echo "argv: $*"\necho "node password: $AUTOEXEC_NODE_PASSWORD"\necho "env: $JOB_SECRET"\n'
+              'echo "no newline: $AUTOEXEC_NODE_PASSWORD" >&2\nprintf "%s" "$JOB_SECRET"\n')
+    op = script_op("leak_1", script, op_type="runner_target",
+                   opt={"pw": encrypt_secret(OPT_PW, KEY, "{RC4}")}, desc={"pw": "password"})
+    params = {"opt": {"JOB_SECRET": encrypt_secret(ENV_PW, KEY, "{RC4}")},
+              "runFlow": [{"groupNo": 0, "phases": [{"phaseName": "p", "phaseType": "runner_target",
+                                                      "operations": [op]}]}]}
+    header = {"totalCount": 1, "localRunnerId": 1, "jobRunnerIds": [1]}
+    node = {"resourceId": 7, "runnerId": 1, "host": "10.9.9.9", "port": 22, "protocol": "ssh",
+            "username": "u", "password": encrypt_secret(NODE_PW, KEY, "{ENCRYPTED}")}
+    return params, json.dumps(header) + "\n" + json.dumps(node) + "\n"
+
+
+def _all_files(root: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_what_a_tool_prints_is_masked_in_every_job_file(jobs: JobFiles) -> None:
+    params, nodes = _secret_job(jobs)
+    rt, outcome = jobs.run("77", params, nodes)
+    assert outcome.exit_code == 0
+    log = rt.jobdir.node_log("p", "10.9.9.9-22-7").read_text()
+    assert f"node password: {MASK}" in log and f"env: {MASK}" in log and f"no newline: {MASK}" in log
+    assert f"--pw {MASK}" in log  # argv as the tool received it, echoed back
+    for path, data in _all_files(rt.jobdir.root).items():
+        if path.name in ("params.json", "nodes.json"):
+            continue  # the inputs themselves (0600, encrypted values as the console sent them)
+        for secret in BLOCKED:
+            assert secret.encode() not in data, (path, secret)
+
+
+def test_job_files_are_owner_only_whatever_the_umask(jobs: JobFiles) -> None:
+    params, nodes = _secret_job(jobs)
+    old = os.umask(0)
+    try:
+        root = jobs.home / "data" / "job" / "78"
+        root.mkdir(parents=True)
+        root.chmod(0o755)  # an existing, wider job dir is narrowed
+        rt, _ = jobs.run("78", params, nodes)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(rt.jobdir.root.stat().st_mode) == 0o700
+    for path in rt.jobdir.root.rglob("*"):
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if path.is_file() and path.parent.name != "script":
+            assert mode & 0o077 == 0, (path, oct(mode))
+    for name in ("params.json", "nodes.json"):
+        assert stat.S_IMODE((rt.jobdir.root / name).stat().st_mode) == 0o600
+
+
+def test_node_message_and_mongo_documents_are_masked(jobs: JobFiles) -> None:
+    masker = Masker([NODE_PW])
+    store = MongoStore(mongomock.MongoClient(), "autoexec")
+    store.mask = masker
+    store.save_node_output("1", {"resourceId": 7, "host": "h", "port": 22},
+                           {"op_1": {"said": f"pw={NODE_PW}"}, "nodeEnv": {NODE_PW: "k"}})
+    store.save_env("1", "X", NODE_PW, hidden=True)
+    assert store.flush(10)
+    doc = json.dumps(list(store._db["_node_output"].find({}, {"_id": 0})), default=str)
+    env = json.dumps(list(store._db["_autoexec_env"].find({}, {"_id": 0})), default=str)
+    store.close()
+    assert NODE_PW not in doc and MASK in doc and NODE_PW not in env
+
+
+def test_prefect_forwarded_log_text_is_masked(tmp_path: Path) -> None:
+    from prefect.logging.handlers import APILogHandler
+
+    from autoexec.flows.run_logs import forward_node_log
+
+    seen: list[str] = []
+
+    class Collect(APILogHandler):
+        def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
+            seen.append(record.getMessage())
+            return True
+
+    log = tmp_path / "n.txt"
+    log.write_text(f"12:00:00 tool said {OPT_PW}\n")  # e.g. appended by a writer without the masker
+    logger = logging.getLogger("test-masked-forward")
+    logger.propagate = False
+    logger.addHandler(Collect())
+    adapter = logging.LoggerAdapter(logger, {})
+    forward_node_log(adapter, "p/n", log, "failed", mask=Masker([OPT_PW]))
+    assert seen and OPT_PW not in seen[0] and MASK in seen[0]
