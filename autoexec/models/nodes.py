@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from autoexec.jobdir import node_triple
-from autoexec.models.params import JobInputError, read_utf8
+from autoexec.models.params import JobInputError, error_text, read_utf8
 from autoexec.models.text import (MAX_JSON_DEPTH, TextProblem, check_name, check_tree, json_depth_problem,
                                   text_problem)
 
@@ -139,14 +139,14 @@ def parse_nodes_lines(lines: list[str], source: str) -> NodesFile:
             except ValidationError as exc:
                 err = exc.errors()[0]
                 raise JobInputError(f"{source}: line {lineno} (header): field "
-                                    f"{'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+                                    f"{'.'.join(map(str, err['loc']))}: {error_text(err)}") from None
             continue
         try:
             node = Node.model_validate(data)
         except ValidationError as exc:
             err = exc.errors()[0]
             field = ".".join(map(str, err["loc"])) or "node"
-            raise JobInputError(f"{source}: line {lineno}: field {field}: {err['msg']}") from None
+            raise JobInputError(f"{source}: line {lineno}: field {field}: {error_text(err)}") from None
         if node.resourceId in seen:
             raise JobInputError(f"{source}: line {lineno}: duplicate resourceId {node.resourceId}")
         seen.add(node.resourceId)

@@ -181,6 +181,13 @@ def field_path(loc: tuple[Any, ...]) -> str:
     return out
 
 
+def error_text(err: Any) -> str:
+    """A pydantic error's message without its ``Value error, `` prefix, on one line."""
+    msg = str(err["msg"])
+    msg = msg[len("Value error, "):] if msg.startswith("Value error, ") else msg
+    return msg.replace("\n", " ")
+
+
 def parse_params(data: Any, source: str) -> Params:
     try:
         check_tree(data)
@@ -190,7 +197,7 @@ def parse_params(data: Any, source: str) -> Params:
         params = Params.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
-        raise JobInputError(f"{source}: field {field_path(err['loc'])}: {err['msg']}") from None
+        raise JobInputError(f"{source}: field {field_path(err['loc'])}: {error_text(err)}") from None
     seen: set[str] = set()
     for gi, group in enumerate(params.runFlow):
         for pi, phase in enumerate(group.phases):
