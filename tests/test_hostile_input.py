@@ -148,3 +148,18 @@ def test_deployment_parameters_are_checked_like_files(jobs: JobFiles) -> None:
     with pytest.raises(JobInputError, match=r"nodes \(inline\): line 2: field host: .*surrogate"):
         build_runtime(JobRequest(job_id=JOB, params_json=_params(), nodes_jsonl=nodes, dev_mode=True))
     assert not (jobs.home / "data" / "job" / JOB).exists()
+
+
+def test_hostile_console_answers_are_one_line_errors(tmp_path: Path) -> None:
+    """What the console answered is checked like a file (the real HTTP path is in the console tests;
+    a standard JSON encoder cannot even send a lone surrogate, so the answer is handed in here)."""
+    from types import SimpleNamespace
+
+    from autoexec.console.downloads import get_params
+    from autoexec.console.errors import ConsoleDownloadError
+
+    answer = {"jobId": 61, "runFlow": [{"phases": [{"phaseName": "a\ud800"}]}]}
+    console = SimpleNamespace(call=lambda api, payload: SimpleNamespace(return_=answer))
+    with pytest.raises(ConsoleDownloadError, match=r"getParams: Return field runFlow\[0\]\.phases\[0\]\.phaseName: .*surrogate"):
+        get_params(console, "61", tmp_path / "params.json")  # type: ignore[arg-type]
+    assert not (tmp_path / "params.json").exists()

@@ -153,7 +153,7 @@ class ConsoleClient(PluginCalls):
         try:
             data = json.loads(resp.content.decode(resp.encoding or "utf-8", errors="replace"))
             env = Envelope.model_validate(data)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, RecursionError) as exc:
             raise ConsoleStatusError(f"{label}: response is not the console's JSON envelope "
                                      f"({type(exc).__name__})", api=label,
                                      status_code=resp.status_code) from None

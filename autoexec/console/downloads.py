@@ -21,6 +21,7 @@ import requests
 from autoexec.console.apis import path_of
 from autoexec.console.errors import ConsoleDownloadError, ConsoleStatusError, ConsoleUnavailable
 from autoexec.console.models import FetchedFile, GetParams, ScriptDownload
+from autoexec.models.text import TextProblem, check_tree
 from autoexec.ops.tools import EXTENSIONS
 
 if TYPE_CHECKING:
@@ -111,6 +112,10 @@ def get_params(client: ConsoleClient, job_id: str, dest: Path) -> dict[str, Any]
     if not isinstance(params, dict):
         raise ConsoleDownloadError(f"getParams: Return is {type(params).__name__}, not an object",
                                    api="getParams")
+    try:
+        check_tree(params)  # a lone surrogate could not even be written as UTF-8
+    except TextProblem as exc:
+        raise ConsoleDownloadError(f"getParams: Return field {exc.where}: {exc.problem}", api="getParams") from None
     with atomic_file(dest, 0o600) as fh:
         fh.write(json.dumps(params, indent=4, ensure_ascii=False).encode("utf-8"))
     return params
