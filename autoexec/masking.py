@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable
-from typing import Any, Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 MASK = "******"
 MIN_LENGTH = 3

@@ -49,6 +49,7 @@ def build_job_runtime(req: JobRequest, cfg: Config | None = None) -> JobRuntime:
     except JobInputError:
         client.close()
         raise
+    rt.masker.add([client.token])  # also when it came from a Prefect block, not config.ini
     _attach_console(rt, client, req)
     return rt
 

@@ -9,8 +9,8 @@ import shutil
 import ssl
 import subprocess
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -30,7 +30,7 @@ def _cert(tmp: Path, name: str, san: str) -> tuple[Path, Path]:
 
 
 class _Ok(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         body = json.dumps({"Status": "OK", "Return": {"host": "db.example:27017"}}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")

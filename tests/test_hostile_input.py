@@ -71,7 +71,7 @@ def test_phase_name_too_long_for_a_file_name(jobs: JobFiles, capsys: pytest.Capt
 ])
 def test_bad_text_in_a_node(jobs: JobFiles, capsys: pytest.CaptureFixture[str], field: str, value: str,
                             where: str) -> None:
-    node = '{"resourceId": 1, "runnerId": 1, "host": "h", "protocol": "ssh", "%s": "%s"}' % (field, value)
+    node = f'{{"resourceId": 1, "runnerId": 1, "host": "h", "protocol": "ssh", "{field}": "{value}"}}'
     err, _, nodes = _run_with(jobs, capsys, json.dumps(_params()), '{"totalCount": 1}\n' + node + "\n")
     assert str(nodes) in err and "line 2" in err and where in err
 

@@ -9,7 +9,6 @@ import stat
 from pathlib import Path
 
 import mongomock
-import pytest
 
 from autoexec.masking import MASK, Masker
 from autoexec.mongo import MongoStore

@@ -99,6 +99,11 @@ class ConsoleClient(PluginCalls):
         return cls(cfg.server_baseurl, cfg.server_username, cfg.server_password,
                    tenant=tenant or cfg.tenant or "none", **kwargs)
 
+    @property
+    def token(self) -> str:
+        """The HMAC secret (for the job's masker; never logged)."""
+        return self._token
+
     def __repr__(self) -> str:
         return f"ConsoleClient(base_url={self.base_url!r}, username={self.username!r}, tenant={self.tenant!r})"
 

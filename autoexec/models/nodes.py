@@ -5,12 +5,25 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from autoexec.jobdir import node_triple
 from autoexec.models.params import JobInputError, error_text, read_utf8
-from autoexec.models.text import (MAX_JSON_DEPTH, TextProblem, check_name, check_tree, json_depth_problem,
-                                  text_problem)
+from autoexec.models.text import (
+    MAX_JSON_DEPTH,
+    TextProblem,
+    check_name,
+    check_tree,
+    json_depth_problem,
+    text_problem,
+)
 
 
 class NodesHeader(BaseModel):

@@ -183,9 +183,7 @@ def field_path(loc: tuple[Any, ...]) -> str:
 
 def error_text(err: Any) -> str:
     """A pydantic error's message without its ``Value error, `` prefix, on one line."""
-    msg = str(err["msg"])
-    msg = msg[len("Value error, "):] if msg.startswith("Value error, ") else msg
-    return msg.replace("\n", " ")
+    return str(err["msg"]).removeprefix("Value error, ").replace("\n", " ")
 
 
 def parse_params(data: Any, source: str) -> Params:
