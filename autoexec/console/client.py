@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 from urllib.parse import urlsplit
 
 import requests
-import requests.certs
+from requests.utils import DEFAULT_CA_BUNDLE_PATH
 
 from autoexec.console import downloads
 from autoexec.console.apis import path_of
@@ -85,7 +85,7 @@ class ConsoleClient(PluginCalls):
         self._session = session or requests.Session()
         # Explicit on every request: with ``verify=True`` requests would let REQUESTS_CA_BUNDLE /
         # CURL_CA_BUNDLE from the environment choose the trusted CAs (or an empty bundle) instead.
-        self._verify: bool | str = requests.certs.where() if verify_tls is True else verify_tls
+        self._verify: bool | str = DEFAULT_CA_BUNDLE_PATH if verify_tls is True else verify_tls
         self._session.verify = self._verify
         if verify_tls is False:
             # Turned off explicitly (server.verifyTLS = 0): no warning on every callback.

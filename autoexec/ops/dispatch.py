@@ -407,6 +407,6 @@ def _record_inputs(ctx: NodeContext, op: Operation, prepared: Prepared) -> None:
     with file_lock(path):
         current = read_json(path)
         current = current if isinstance(current, dict) else {}
-        current[op.opId] = prepared.inputs
+        current[op.opId] = ctx.rt.masker.value(prepared.inputs)  # a node password in a text option too
         write_json_atomic(path, current, indent=4)
 
