@@ -46,7 +46,8 @@ def _secret_job(jobs: JobFiles) -> tuple[dict, str]:
     script = ('echo "argv: $*"\necho "node password: $AUTOEXEC_NODE_PASSWORD"\necho "env: $JOB_SECRET"\n'
               'echo "no newline: $AUTOEXEC_NODE_PASSWORD" >&2\nprintf "%s" "$JOB_SECRET"\n')
     op = script_op("leak_1", script, op_type="runner_target",
-                   opt={"pw": encrypt_secret(OPT_PW, KEY, "{RC4}")}, desc={"pw": "password"})
+                   opt={"pw": encrypt_secret(OPT_PW, KEY, "{RC4}"), "note": f"uses {NODE_PW}"},
+                   desc={"pw": "password", "note": "text"})
     params = {"opt": {"JOB_SECRET": encrypt_secret(ENV_PW, KEY, "{RC4}")},
               "runFlow": [{"groupNo": 0, "phases": [{"phaseName": "p", "phaseType": "runner_target",
                                                       "operations": [op]}]}]}
@@ -67,6 +68,8 @@ def test_what_a_tool_prints_is_masked_in_every_job_file(jobs: JobFiles) -> None:
     log = rt.jobdir.node_log("p", "10.9.9.9-22-7").read_text()
     assert f"node password: {MASK}" in log and f"env: {MASK}" in log and f"no newline: {MASK}" in log
     assert f"--pw {MASK}" in log  # argv as the tool received it, echoed back
+    recorded = json.loads(rt.jobdir.node_input("10.9.9.9-22-7").read_text())["leak_1"]["options"]
+    assert recorded == {"pw": MASK, "note": f"uses {MASK}"}
     for path, data in _all_files(rt.jobdir.root).items():
         if path.name in ("params.json", "nodes.json"):
             continue  # the inputs themselves (0600, encrypted values as the console sent them)
