@@ -1,5 +1,5 @@
 """Malformed input of every kind: refused before anything runs, exit 2, one line naming the file,
-the line or field and the problem; the job dir is not even created."""
+the line or field and the problem; nothing recorded for the job (at most its lock may exist)."""
 from __future__ import annotations
 
 import json
@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from autoexec.cli import main
+from autoexec.jobdir import JobDir
 from autoexec.loader import JobRequest, build_runtime
 from autoexec.models.params import JobInputError
 from tests.fixtures_core import JobFiles, nodes_lines, script_op
@@ -21,13 +22,24 @@ def _params(phase: dict[str, Any] | None = None, **top: Any) -> dict[str, Any]:
     return {"runFlow": [{"groupNo": 0, "phases": [phase]}], **top}
 
 
+def _nothing_recorded(home: Path) -> None:
+    """No status, log, input copy or output for the job, and nothing else under data/ but its dir."""
+    root = JobDir.for_job(home / "data", JOB).root
+    for name in ("status", "log", "output", "params.json", "nodes.json"):
+        assert not (root / name).exists(), name
+    data = home / "data"
+    outside = [p for p in data.rglob("*") if data.exists() and not (p == root or root in p.parents
+                                                                  or p in root.parents)]
+    assert not outside, outside
+
+
 def _refused(jobs: JobFiles, capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
     code = main(["--devmode", "--jobid", JOB, *argv])
     err = capsys.readouterr().err
     assert code == 2, err
     assert len(err.strip().splitlines()) == 1, err
     assert "Traceback" not in err
-    assert not (jobs.home / "data" / "job" / JOB).exists()
+    _nothing_recorded(jobs.home)
     return err
 
 
@@ -110,7 +122,7 @@ def test_purgejobdata_zero_runs_nothing(jobs: JobFiles, capsys: pytest.CaptureFi
         assert main(["--purgejobdata", days]) == 2
         err = capsys.readouterr().err
         assert "--purgejobdata" in err and "positive number of days" in err and len(err.splitlines()) == 1
-    assert not (jobs.home / "data" / "job" / "0").exists()
+    assert not (jobs.home / "data" / "job").exists()  # job 0 was not run
 
 
 def test_bad_flags(jobs: JobFiles, capsys: pytest.CaptureFixture[str]) -> None:
@@ -147,7 +159,7 @@ def test_deployment_parameters_are_checked_like_files(jobs: JobFiles) -> None:
     nodes = nodes_lines(1).replace('"10.1.0.1"', '"10.1.0.1\udc80"')
     with pytest.raises(JobInputError, match=r"nodes \(inline\): line 2: field host: .*surrogate"):
         build_runtime(JobRequest(job_id=JOB, params_json=_params(), nodes_jsonl=nodes, dev_mode=True))
-    assert not (jobs.home / "data" / "job" / JOB).exists()
+    _nothing_recorded(jobs.home)
 
 
 def test_hostile_console_answers_are_one_line_errors(tmp_path: Path) -> None:
