@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from autoexec.models.nodes import RUNNER_NODE, Node, NodesFile, NodesHeader, load_nodes
-from autoexec.models.params import Group, Phase
+from autoexec.models.params import Group, JobInputError, Phase
 from autoexec.phase import Dispatch, PhaseRunner
 from autoexec.runtime import JobRuntime, PhasePlan, parallel_count
 from autoexec.secrets import node_secrets
@@ -81,14 +81,20 @@ def plan_phase(rt: JobRuntime, group: Group, phase: Phase, index: int, round_cou
 
 def refresh_nodes(rt: JobRuntime, node_from: str, phase: str, group_no: int) -> bool:
     """Production: the console decides a phase's (oneShot) or group's (grayScale) nodes just before
-    it runs (§7.2). A download that fails with no earlier copy stops the job with one line."""
-    if rt.nodes_refresh is None:
-        return True
+    it runs (§7.2). A download that fails with no earlier copy, or a nodes file that is malformed
+    (downloaded now or left in the job dir), stops the job with one line."""
+    what = f"phase {phase}" if node_from == "phase" else f"group {group_no}"
+    if rt.nodes_refresh is not None:
+        try:
+            rt.nodes_refresh(node_from, phase, group_no)
+        except Exception as exc:  # noqa: BLE001 - reported, the job stops as failed
+            rt.console.line(f"ERROR: Download nodes of {what} failed: {exc}")
+            rt.control.mark_failed()
+            return False
     try:
-        rt.nodes_refresh(node_from, phase, group_no)
-    except Exception as exc:  # noqa: BLE001 - reported, the job stops as failed
-        what = f"phase {phase}" if node_from == "phase" else f"group {group_no}"
-        rt.console.line(f"ERROR: Download nodes of {what} failed: {exc}")
+        read_nodes(nodes_file_for(rt, group_no, phase if node_from == "phase" else None))
+    except JobInputError as exc:
+        rt.console.line(f"ERROR: Nodes of {what} refused: {exc}")
         rt.control.mark_failed()
         return False
     return True

@@ -175,3 +175,15 @@ def test_hostile_console_answers_are_one_line_errors(tmp_path: Path) -> None:
     with pytest.raises(ConsoleDownloadError, match=r"getParams: Return field runFlow\[0\]\.phases\[0\]\.phaseName: .*surrogate"):
         get_params(console, "61", tmp_path / "params.json")  # type: ignore[arg-type]
     assert not (tmp_path / "params.json").exists()
+
+
+def test_malformed_phase_nodes_file_mid_job_fails_with_one_line(jobs: JobFiles) -> None:
+    """A phase's nodes arrive just before it runs (the console's per-phase file): a malformed one
+    cannot be refused before the job starts, so the job stops there with one ERROR line, exit 1."""
+    rt, outcome = jobs.run("56", _params(), nodes_lines(1))
+    assert outcome.exit_code == 0
+    rt.jobdir.phase_nodes("p").write_text('{"totalCount": 1}\n{"resourceId": 1, "runnerId": 1, "host": "h\\ud800"}\n')
+    rt, outcome = jobs.run("56", None, None, force=True)
+    assert outcome.exit_code == 1
+    lines = [ln for ln in rt.jobdir.console_log.read_text().splitlines() if "ERROR" in ln]
+    assert len(lines) == 1 and "nodes-ph-p.json: line 2: field host" in lines[0] and "Traceback" not in lines[0]
