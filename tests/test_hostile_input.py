@@ -187,3 +187,21 @@ def test_malformed_phase_nodes_file_mid_job_fails_with_one_line(jobs: JobFiles) 
     assert outcome.exit_code == 1
     lines = [ln for ln in rt.jobdir.console_log.read_text().splitlines() if "ERROR" in ln]
     assert len(lines) == 1 and "nodes-ph-p.json: line 2: field host" in lines[0] and "Traceback" not in lines[0]
+
+
+def test_node_password_marked_encrypted_must_be_hex(jobs: JobFiles, capsys: pytest.CaptureFixture[str]) -> None:
+    node = json.dumps({"resourceId": 1, "runnerId": 1, "host": "h", "protocol": "ssh", "password": "{RC4}zz"})
+    err, _, nodes = _run_with(jobs, capsys, json.dumps(_params()), '{"totalCount": 1}\n' + node + "\n")
+    assert str(nodes) in err and "line 2: field password" in err and "not hex ciphertext" in err
+    assert "zz" not in err
+
+
+def test_node_password_without_key_fails_the_node_with_one_line(jobs: JobFiles) -> None:
+    """No ``password.key`` configured: one WARN line (a target op would fail on it), never a traceback."""
+    node = json.dumps({"resourceId": 1, "runnerId": 1, "host": "h", "protocol": "ssh", "password": "{RC4}0a1b2c"})
+    rt, outcome = jobs.run("57", _params({"phaseName": "p", "phaseType": "runner_target",
+                                          "operations": [script_op("a_1", "true\n", op_type="runner_target")]}),
+                           '{"totalCount": 1}\n' + node + "\n")
+    assert outcome.exit_code == 0
+    log = rt.jobdir.node_log("p", "h--1").read_text()
+    assert "password cannot be decrypted" in log and "Traceback" not in log

@@ -58,9 +58,16 @@ def sometimes(draw: st.DrawFn, good: Any, bad: st.SearchStrategy[Any]) -> Any:
 def valid_shape_params(draw: st.DrawFn) -> dict[str, Any]:
     opt = {draw(sometimes("a", HOSTILE)): draw(sometimes("value", SCALAR)),
            draw(sometimes("pw", HOSTILE)): draw(sometimes("{RC4}0a1b", SCALAR))}
+    op = _op(draw(sometimes("t_1", HOSTILE)), opt)
+    op.update({"opName": draw(sometimes("t", st.one_of(st.sampled_from(["basic/echo", "native/setenv", "a/../../b"]),
+                                                       HOSTILE))),
+               "interpreter": draw(sometimes("bash", st.one_of(st.sampled_from(["sh", "python", "perl", "cmd"]),
+                                                               HOSTILE))),
+               "isScript": draw(sometimes(1, st.sampled_from([0, "0", None, True]))),
+               "opType": draw(sometimes("runner_target", st.one_of(st.sampled_from(["native", "runner"]), HOSTILE)))})
     phase = {"phaseName": draw(sometimes("p", HOSTILE)),
              "phaseType": draw(sometimes("runner_target", st.one_of(st.sampled_from(["runner", None]), HOSTILE))),
-             "operations": [_op(draw(sometimes("t_1", HOSTILE)), opt)]}
+             "operations": [op]}
     params: dict[str, Any] = {"runFlow": [{"groupNo": draw(sometimes(0, INTS)), "phases": [phase]}]}
     if draw(st.booleans()):
         params["environment"] = {draw(sometimes("E1", HOSTILE)): draw(sometimes("v", SCALAR))}

@@ -55,6 +55,17 @@ class Node(BaseModel):
     def _host_name(cls, value: str) -> str:
         return check_name(value, "host")  # log/<phase>/<host>-<port>-<id>.txt
 
+    @field_validator("password")
+    @classmethod
+    def _ciphertext(cls, value: str) -> str:
+        """A marked password (``{RC4}``, ``{ENCRYPTED}``, ``RC4:``) must carry hex ciphertext."""
+        for prefix in ("{ENCRYPTED}", "{RC4}", "RC4:"):
+            if value.startswith(prefix):
+                body = value[len(prefix):].strip()
+                if len(body) % 2 or any(c not in "0123456789abcdefABCDEF" for c in body):
+                    raise ValueError(f"password marked {prefix} is not hex ciphertext")
+        return value
+
     @field_validator("protocolPort")
     @classmethod
     def _port_range(cls, value: int | None) -> int | None:

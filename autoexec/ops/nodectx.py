@@ -35,11 +35,16 @@ class NodeContext:
         self.transport: RemoteTransport | None = None
         self.prev_op_status = "pending"
         self.fail_matcher: Any = None
-        self.password = rt.decrypt(node.password) if node.password else ""
+        self.credentials_error: str | None = None
+        try:
+            self.password = rt.decrypt(node.password) if node.password else ""
+        except ValueError as exc:  # SecretError: no password.key, or not the console's ciphertext
+            self.password = ""
+            self.credentials_error = f"node {node.host} password cannot be decrypted: {exc}"
+            log.line(f"WARN: {self.credentials_error}")  # remote ops fail on it; runner-side tools go on
         self.username = node.username
         self.private_key: str | None = getattr(node, "privateKey", None) or (node.model_extra or {}).get("privateKey")
-        self.credentials_error: str | None = None
-        if not self.password and not self.private_key:
+        if not self.password and not self.private_key and not self.credentials_error:
             self._credentials_from_block()
 
     def _credentials_from_block(self) -> None:
