@@ -228,7 +228,10 @@ def build_runtime(req: JobRequest, cfg: Config | None = None, notifier: Notifier
         node_filter=req.nodes, max_parallel=_max_parallel(), decrypt=decrypt, no_fire_next=req.no_fire_next, dev_mode=req.dev_mode,
         masker=masker,
     )
-    rt.mirror = _open_mirror(cfg, console, masker)
+    mirror = _open_mirror(cfg, console)
+    if hasattr(mirror, "mask"):
+        mirror.mask = masker  # MongoDB documents are written with the job's secrets masked
+    rt.mirror = mirror
     from autoexec.files import FileParams
 
     rt.file_fetcher = FileParams(cfg.data_dir, jobdir.file_dir)
@@ -277,18 +280,14 @@ def _mongodb_from_block(cfg: Config) -> Config:
                    db_password=values["db.password"], db_max_pool_size=int(values["db.maxPoolSize"]))
 
 
-def _open_mirror(cfg: Config, console: ConsoleLog, masker: Masker) -> Any:
-    """MongoDB when ``db.url`` is configured (also in devmode, as the original); never required.
-    Its documents are written with the job's secrets masked."""
+def _open_mirror(cfg: Config, console: ConsoleLog) -> Any:
+    """MongoDB when ``db.url`` is configured (also in devmode, as the original); never required."""
     if not cfg.db_url:
         return None
     from autoexec.mongo import open_store
 
     try:
-        store = open_store(cfg)
-        if store is not None:
-            store.mask = masker
-        return store
+        return open_store(cfg)
     except Exception as exc:  # noqa: BLE001 - local files stay authoritative
         console.line(f"WARN: MongoDB {cfg.db_name} not usable, continuing with local files only: "
                      f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")

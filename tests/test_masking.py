@@ -130,3 +130,18 @@ def test_prefect_forwarded_log_text_is_masked(tmp_path: Path) -> None:
     adapter = logging.LoggerAdapter(logger, {})
     forward_node_log(adapter, "p/n", log, "failed", mask=Masker([OPT_PW]))
     assert seen and OPT_PW not in seen[0] and MASK in seen[0]
+
+
+def test_the_job_mongodb_mirror_writes_masked_documents(jobs: JobFiles, monkeypatch: object) -> None:
+    import autoexec.loader as loader
+
+    store = MongoStore(mongomock.MongoClient(), "autoexec")
+    monkeypatch.setattr(loader, "_open_mirror", lambda cfg, console: store)  # type: ignore[attr-defined]
+    params, nodes = _secret_job(jobs)
+    rt, outcome = jobs.run("79", params, nodes)
+    assert outcome.exit_code == 0 and store.mask is rt.masker
+    rt.mirror.save_env("79", "X", f"got {NODE_PW}")  # type: ignore[union-attr]
+    assert store.flush(10)
+    docs = json.dumps(list(store._db["_autoexec_env"].find({}, {"_id": 0})), default=str)
+    store.close()
+    assert NODE_PW not in docs and MASK in docs
