@@ -339,8 +339,11 @@ class MongoStore:
     def _enter_outage(self, what: str, exc: Exception) -> None:
         if not self._outage:
             self._outage = True
+            text = self._scrub(str(exc))
+            if "certificate verify failed" in text:
+                text += " [trust its CA with db.caFile in config.ini, or turn checking off with db.verifyTLS = 0]"
             log.warning("MongoDB unavailable (%s failed: %s: %s); continuing on local files, further "
-                        "failures are not logged until it recovers", what, type(exc).__name__, self._scrub(str(exc)))
+                        "failures are not logged until it recovers", what, type(exc).__name__, text)
 
     def _leave_outage(self) -> None:
         if self._outage:

@@ -1,4 +1,4 @@
-"""TLS to the console is verified by default, whatever REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE say;
+"""TLS to the console (and to MongoDB) is verified by default, whatever REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE say;
 config.ini names a CA file or turns checking off explicitly; a refusal says why in one line.
 A real HTTPS server on 127.0.0.1 with a self-signed certificate made here by ``openssl``."""
 from __future__ import annotations
@@ -103,3 +103,27 @@ def test_certificate_for_another_name_is_refused_with_its_cause(tmp_path: Path) 
         client = _client(tmp_path, url, f"server.caFile = {cert}\n")
         with pytest.raises(ConsoleTLSError, match=r"certificate verify failed for host 127\.0\.0\.1: .*(mismatch|not valid)"):
             client.get_mongodb_conf()  # type: ignore[attr-defined]
+
+
+# --- MongoDB with TLS: pymongo checks the certificate unless db.verifyTLS = 0 -------------------------
+def _mongo_error(url: str, home: Path, extra: str) -> str:
+    from autoexec.mongo import MongoStore
+
+    conf = home / "conf"
+    conf.mkdir(exist_ok=True)
+    (conf / "config.ini").write_text(f"[db]\ndb.url = {url}\n{extra}")
+    store = MongoStore.from_config(load_config(home), timeout_ms=1500)
+    try:
+        store._client.admin.command("ping")
+    except Exception as exc:  # noqa: BLE001 - the TLS server below is not a MongoDB: every ping fails
+        return str(exc)
+    finally:
+        store.close(timeout=1)
+    return ""
+
+
+def test_mongodb_tls_is_verified_unless_turned_off(tmp_path: Path, console: str, ip_cert: tuple[Path, Path]) -> None:
+    url = "mongodb://" + console.split("://", 1)[1] + "/?tls=true&directConnection=true"
+    assert "certificate verify failed" in _mongo_error(url, tmp_path, "")
+    assert "certificate verify failed" not in _mongo_error(url, tmp_path, f"db.caFile = {ip_cert[0]}\n")
+    assert "certificate verify failed" not in _mongo_error(url, tmp_path, "db.verifyTLS = 0\n")
