@@ -115,9 +115,10 @@ def _files(root: Path) -> set[str]:
 
 
 def _allowed(rel: str) -> bool:
-    """What a run may create under the example's root: its job dir, autoexec's spool and logs."""
+    """What a run may create under the example's root: its job dir, autoexec's spool and logs, and
+    the tools' scratch dir ``$AUTOEXEC_HOME/tmp`` (made by autoexec, never named by the input)."""
     job = f"home/data/job/{JOB[:3]}/{JOB[3:]}"
-    parents = ("home", "home/data", "home/prefect", "home/logs", "home/data/job", f"home/data/job/{JOB[:3]}", job)
+    parents = ("home", "home/data", "home/prefect", "home/logs", "home/tmp", "home/data/job", f"home/data/job/{JOB[:3]}", job)
     return rel in parents or rel.startswith((job + "/", "home/prefect/spool", "home/logs/"))
 
 

@@ -44,6 +44,7 @@ def _secret_job(jobs: JobFiles) -> tuple[dict, str]:
     conf.mkdir(exist_ok=True)
     (conf / "config.ini").write_text(f"[server]\npassword.key = {KEY}\n")
     script = ('echo "argv: $*"\necho "node password: $AUTOEXEC_NODE_PASSWORD"\necho "env: $JOB_SECRET"\n'
+              'echo "node json: $AUTOEXEC_NODE"\n'
               'echo "no newline: $AUTOEXEC_NODE_PASSWORD" >&2\nprintf "%s" "$JOB_SECRET"\n')
     op = script_op("leak_1", script, op_type="runner_target",
                    opt={"pw": encrypt_secret(OPT_PW, KEY, "{RC4}"), "note": f"uses {NODE_PW}"},
@@ -66,6 +67,7 @@ def test_what_a_tool_prints_is_masked_in_every_job_file(jobs: JobFiles) -> None:
     rt, outcome = jobs.run("77", params, nodes)
     assert outcome.exit_code == 0
     log = rt.jobdir.node_log("p", "10.9.9.9-22-7").read_text()
+    assert f'"password": "{MASK}"' in log  # AUTOEXEC_NODE carries it for tools, as the original's did
     assert f"node password: {MASK}" in log and f"env: {MASK}" in log and f"no newline: {MASK}" in log
     assert f"--pw {MASK}" in log  # argv as the tool received it, echoed back
     recorded = json.loads(rt.jobdir.node_input("10.9.9.9-22-7").read_text())["leak_1"]["options"]
