@@ -9,7 +9,10 @@ from __future__ import annotations
 import itertools
 import signal
 import threading
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from autoexec.thresholds import FailGate
 
 Canceller = Callable[[], None]
 
@@ -19,6 +22,12 @@ class JobControl:
         self.abort_event = threading.Event()
         self.pause_event = threading.Event()
         self.failed_event = threading.Event()
+        self.halt_event = threading.Event()
+        """No new node starts: something failed past what the job tolerates."""
+        self.stop_event = threading.Event()
+        """Set by abort and by pause: waits (op retries) end at once."""
+        self.halt_reason = ""
+        self._gates: dict[str, FailGate] = {}
         self._cancellers: dict[int, Canceller] = {}
         self._ids = itertools.count()
         self._lock = threading.Lock()
@@ -41,13 +50,46 @@ class JobControl:
     def failed(self) -> bool:
         return self.failed_event.is_set()
 
-    def mark_failed(self) -> None:
+    def mark_failed(self, reason: str = "") -> None:
+        """The job fails and no new node starts (the original's reaction to any failure)."""
         self.failed_event.set()
+        with self._lock:
+            if not self.halt_event.is_set():
+                self.halt_reason = reason
+                self.halt_event.set()
+
+    def note_failed(self) -> None:
+        """The job ends failed, but what runs may go on (failures within a threshold)."""
+        self.failed_event.set()
+
+    def set_fail_gate(self, phase: str, gate: FailGate) -> None:
+        """Failures of ``phase``'s nodes count against ``gate`` from now on (a dispatch, a round)."""
+        with self._lock:
+            self._gates[phase] = gate
+
+    def node_failed(self, phase: str, node: str) -> str | None:
+        """A node of ``phase`` failed (each node counts once). Without a tolerant gate the job
+        halts at once, as the original does; with one it halts once the gate's limit is passed,
+        and the reason is returned the first time so the caller can log it."""
+        self.failed_event.set()
+        with self._lock:
+            gate = self._gates.get(phase)
+        why = gate.add(node) if gate is not None else f"phase {phase}: node {node} failed"
+        if why is None:
+            return None
+        tolerant = gate is not None and gate.limit.tolerant
+        first = not self.halt_event.is_set()
+        self.mark_failed(why)
+        return why if (tolerant and first) else None
 
     @property
     def halted(self) -> bool:
-        """Dispatchers stop handing out nodes: a stop was requested or something failed."""
-        return self.stopping or self.failed
+        """Dispatchers stop handing out nodes: a stop was requested or a failure halted the job."""
+        return self.stopping or self.halt_event.is_set()
+
+    def wait_stop(self, seconds: float) -> bool:
+        """Sleeps up to ``seconds``; ``True`` at once when the job is aborted or paused."""
+        return self.stop_event.wait(seconds)
 
     # --- running ops ---------------------------------------------------------------------
     def register(self, canceller: Canceller) -> int:
@@ -66,6 +108,7 @@ class JobControl:
         if self.abort_event.is_set():
             return
         self.abort_event.set()
+        self.stop_event.set()
         with self._lock:
             cancellers = list(self._cancellers.values())
         threads = [threading.Thread(target=_quietly, args=(c,), daemon=True) for c in cancellers]
@@ -78,6 +121,7 @@ class JobControl:
         if self.pause_event.is_set() or self.abort_event.is_set():
             return
         self.pause_event.set()
+        self.stop_event.set()
 
     # --- signals -------------------------------------------------------------------------
     def install_signal_handlers(self) -> None:

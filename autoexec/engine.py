@@ -21,6 +21,8 @@ class JobOutcome:
     status: str
     """``succeed``, ``failed``, ``paused`` or ``aborted``."""
     groups: dict[int, dict[str, str]] = field(default_factory=dict)
+    message: str = ""
+    """Why the job stopped early (a failure threshold, a failed node), for records and operators."""
 
     @property
     def exit_code(self) -> int:
@@ -28,7 +30,7 @@ class JobOutcome:
         return 1 if self.status in ("failed", "aborted") else 0
 
     def summary(self) -> dict:
-        return {"status": self.status, "exitCode": self.exit_code,
+        return {"status": self.status, "exitCode": self.exit_code, "message": self.message,
                 "groups": {str(k): v for k, v in self.groups.items()}}
 
 
@@ -90,7 +92,7 @@ def _run_groups(rt: JobRuntime, run_one_group: GroupRunner) -> JobOutcome:
     ran_any = False
     outcome = JobOutcome(status="succeed")
     for group in rt.params.runFlow:
-        if ctl.failed or ctl.stopping:
+        if ctl.halted:
             break
         if rt.group_filter is not None and group.groupNo not in rt.group_filter:
             continue
@@ -100,13 +102,14 @@ def _run_groups(rt: JobRuntime, run_one_group: GroupRunner) -> JobOutcome:
         outcome.groups[group.groupNo] = result.phases
         ran_any = ran_any or result.ran_any
         if result.failed:
-            ctl.mark_failed()
+            ctl.note_failed()  # failures within a threshold go on to the next group
     if ctl.aborting:
         outcome.status = "aborted"
         rt.notifier.job_status(status="aborted")
         rt.console.line("INFO: Job killed.")
     elif ctl.failed:
         outcome.status = "failed"
+        outcome.message = ctl.halt_reason or "node(s) failed within the failure threshold"
     elif ctl.pausing:
         outcome.status = "paused"
         rt.notifier.job_status(status="paused")

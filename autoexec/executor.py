@@ -16,6 +16,7 @@ from autoexec.logs import NodeLog
 from autoexec.models.nodes import Node
 from autoexec.models.params import Operation
 from autoexec.notify import NodeRef, PhaseCounts
+from autoexec.observer import NodeEnd
 from autoexec.ops.dispatch import OpOutcome, run_operation
 from autoexec.ops.nodectx import NodeContext
 from autoexec.runtime import JobRuntime, PhasePlan
@@ -68,7 +69,13 @@ class NodeRun:
         if self.status.set_status(status, warn):
             self._announce(status, fail_ignore, warn)
         if status in ("failed", "aborted"):
-            self.rt.control.mark_failed()
+            self._node_failed()
+
+    def _node_failed(self) -> None:
+        """Counts against the phase's failure threshold; passing it halts the job (logged once)."""
+        why = self.rt.control.node_failed(self.plan.name, self.triple)
+        if why:
+            self.rt.console.line(f"ERROR: Failure threshold exceeded, {why}; no new node starts.")
 
     def _announce(self, status: str, fail_ignore: bool, warn: int) -> None:
         """A changed node status: one line in the node log, one callback."""
@@ -134,6 +141,8 @@ class NodeRun:
         result.message = rt.masker(result.message)  # goes to Prefect states and the event spool
         result.duration = duration
         result.outputs = sorted(k for k in self.output.data if k not in ("nodeEnv", "hiddenNodeEnv"))
+        rt.observer.node_finished(NodeEnd(self.plan.name, self.triple, node.label, final, duration,
+                                          result.exit_code, result.message, self.paths.log))
         return result
 
     def _run_ops(self, ops: list[Operation]) -> tuple[str, OpOutcome | None]:
@@ -156,6 +165,9 @@ class NodeRun:
                 ignored = ignored or status == "ignored"
                 continue
             last = self._run_one(op)
+            if last.final == "paused":
+                self.log.line("INFO: Node running paused.")
+                return "paused", last
             if last.final == "failed":
                 return ("aborted" if self.rt.control.aborting else "failed"), last
             if last.final == "aborted":
@@ -185,7 +197,46 @@ class NodeRun:
                 self.output.update({op.opId: previous})
             log.line(f"INFO: Operation {op.opId} has been executed in status:succeed, skip.")
             return OpOutcome(final="succeed", skipped=True)
+        attempts = 1 + op.retries
+        attempt, stopped = 1, False
+        while True:
+            outcome = self._attempt(op, attempt, attempts)
+            if outcome.final != "failed" or attempt >= attempts:
+                break
+            why = f": {outcome.message}" if outcome.message else ""
+            log.line(f"WARN: Operation {op.opId} attempt {attempt}/{attempts} failed{why}; "
+                     f"retry in {op.retryDelay:g} second(s).")
+            log.flush()
+            stopped = rt.control.stopping or rt.control.wait_stop(op.retryDelay)
+            if stopped:
+                log.hold()
+                break
+            attempt += 1
+        if stopped:  # the job stopped while a retry was pending: the op neither failed nor ran out
+            outcome.final = "aborted" if rt.control.aborting else "paused"
+            log.line(f"INFO: Operation {op.opId} retry cancelled, job {outcome.final}.")
+        elif outcome.final == "failed" and op.fail_ignore:
+            outcome.final = "ignored"
+        self.ctx.prev_op_status = "pending" if outcome.skipped else outcome.final
+        if not outcome.skipped:
+            self.status.set_op(op.opId, "succeed" if outcome.final == "succeed" else "failed")
+            if outcome.final in ("failed", "aborted"):
+                self._node_failed()
+                try:
+                    os.unlink(self.paths.op_output(op.opId))
+                except FileNotFoundError:
+                    pass
+                if op.opId in self.output.data:
+                    self.output.update({}, removed=(op.opId,))
+        return outcome
+
+    def _attempt(self, op: Operation, attempt: int, attempts: int) -> OpOutcome:
+        """One run of ``op``, framed by its START/END lines in the node log."""
+        assert self.ctx is not None and self.log is not None
+        rt, log = self.rt, self.log
         kind = op.kind
+        if attempts > 1:
+            log.line(f"INFO: Operation {op.opId} attempt {attempt}/{attempts}.")
         log.lines((f"------START--[{op.opId}] {kind} execution start...", f"------{op.help or ''}---"))
         log.flush()  # what the node logged so far is visible before the op runs
         started = time.monotonic()
@@ -195,25 +246,13 @@ class NodeRun:
             log.line(f"ERROR: Error ocurred. {exc}")
             log.write(traceback.format_exc())
             outcome = OpOutcome(final="failed", message=str(exc))
-        if outcome.final == "failed" and op.fail_ignore and not rt.control.aborting:
-            outcome.final = "ignored"
         if outcome.final == "failed" and rt.control.aborting:
             outcome.final = "aborted"
+        final = "ignored" if outcome.final == "failed" and op.fail_ignore and attempt >= attempts else outcome.final
         where = {"local": "on runner", "remote": "on remote OS", "localremote": "on runner to target"}.get(kind, "")
-        hint = {"succeed": "FINE:", "ignored": "WARN:"}.get(outcome.final, "ERROR:")
+        hint = {"succeed": "FINE:", "ignored": "WARN:"}.get(final, "ERROR:")
         log.hold()  # with what follows up to the next op's start or the node's end
-        log.lines((f"{hint} Execute operation {op.opName} {where} {outcome.final}.".replace("  ", " "),
+        log.lines((f"{hint} Execute operation {op.opName} {where} {final}.".replace("  ", " "),
                    f"------END--[{op.opId}] {kind} execution complete -- duration: {time.monotonic() - started:.2f} second."))
-        self.ctx.prev_op_status = "pending" if outcome.skipped else outcome.final
-        if not outcome.skipped:
-            self.status.set_op(op.opId, "succeed" if outcome.final == "succeed" else "failed")
-            if outcome.final in ("failed", "aborted"):
-                rt.control.mark_failed()
-                try:
-                    os.unlink(self.paths.op_output(op.opId))
-                except FileNotFoundError:
-                    pass
-                if op.opId in self.output.data:
-                    self.output.update({}, removed=(op.opId,))
         return outcome
 

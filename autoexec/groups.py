@@ -205,9 +205,9 @@ def run_gray_scale(rt: JobRuntime, group: Group, dispatch: Dispatch, round_count
                     runner.execute(runner.plan.nodes)
             elif mine:
                 runner.start()
-                runner.execute(mine)
+                runner.execute(mine, scope=f"phase {phase.phaseName} round {round_no}/{rounds}")
             if runner.state.counts["fail"] or runner.state.counts["abort"]:
-                rt.control.mark_failed()
+                rt.control.note_failed()  # a failure past the round's threshold already halted the job
             if len(runner.plan.header.jobRunnerIds) > 1 and not rt.control.halted:
                 _cross_runner_barrier(rt, group.groupNo, phase.phaseName, round_no)
         if rt.control.halted:

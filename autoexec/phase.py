@@ -15,8 +15,10 @@ from typing import Any, Callable, Iterable, Protocol
 
 from autoexec.executor import NodeResult, NodeRun
 from autoexec.models.nodes import Node
+from autoexec.observer import NodeEnd
 from autoexec.runtime import JobRuntime, PhasePlan, PhaseState
 from autoexec.store import read_json
+from autoexec.thresholds import FailGate, FailLimit
 
 
 class NodeFuture(Protocol):
@@ -58,8 +60,13 @@ class PhaseRunner:
         self._unfinished = False
         """Some nodes were never handed out (the job halted, or this phase failed)."""
 
-    def execute(self, nodes: Iterable[Node]) -> None:
-        self.dispatch(self, list(nodes))
+    def execute(self, nodes: Iterable[Node], scope: str = "") -> None:
+        """Runs ``nodes`` (all of the phase, or one grayScale round: ``scope`` names it); their
+        failures count against the phase's failure threshold afresh."""
+        batch = list(nodes)
+        limit = FailLimit.of(self.plan.phase, self.rt.params)
+        self.rt.control.set_fail_gate(self.plan.name, FailGate(limit, len(batch), scope or f"phase {self.plan.name}"))
+        self.dispatch(self, batch)
 
     # --- status -------------------------------------------------------------------------
     def _push(self, status: str) -> None:
@@ -73,6 +80,7 @@ class PhaseRunner:
             self.rt.phase_counts[self.plan.name] = self.state.snapshot
             self.rt.console.line(f"INFO: Begin to execute phase:{self.plan.name} operations...")
             self._push("running")
+            self.rt.observer.phase_started(self.plan.group_no, self.plan.name, len(self.plan.nodes))
 
     def finish(self) -> str:
         """§8.3 step 4, with §21 item 10 fixed: a clean phase is not called ``paused`` merely
@@ -83,7 +91,7 @@ class PhaseRunner:
             status = "aborted"
         elif c["fail"]:
             status = "failed"
-            ctl.mark_failed()
+            ctl.note_failed()  # halting, if due, happened when the node failed (thresholds)
         elif c["pause"] or (ctl.pausing and self.state.status == "running" and self._unfinished):
             status = "paused"
         elif c["ignore"]:
@@ -92,6 +100,7 @@ class PhaseRunner:
             status = "succeed"
         self.rt.console.line(f"INFO: Execute phase:{self.plan.name} complete, status:{status}.")
         self._push(status)
+        self.rt.observer.phase_finished(self.plan.name, status)
         return status
 
     def summary(self) -> None:
@@ -125,23 +134,36 @@ class PhaseRunner:
         key, level, text = self._OUTCOMES.get(status) or ("fail", "ERROR", "execute failed{}.")
         self.state.add(key, result.warn_count if result else 0)
         if key == "fail":
+            self._failed(node)
             text = text.format(f": {error}" if error else (f": {result.message}" if result and result.message else ""))
         self.rt.console.line(f"{level}: Node({node.resourceId}) {node.label} {text}")
+
+    def _failed(self, node: Node) -> None:
+        why = self.rt.control.node_failed(self.plan.name, node.triple)
+        if why:
+            self.rt.console.line(f"ERROR: Failure threshold exceeded, {why}; no new node starts.")
 
     def run_nodes(self, nodes: Iterable[Node], submit: Submit) -> None:
         """Runs nodes with at most ``plan.parallel`` in flight; stops handing out new ones once the
         job halts or this phase has a failure. Nodes never handed out get no status (§21 item 31:
-        they are not counted as failed)."""
+        they are not counted as failed). A failed node halts the job unless the phase's failure
+        threshold tolerates it."""
         slots = threading.Semaphore(self.plan.parallel)
         pending: list[tuple[Node, NodeFuture]] = []
+        observer = self.rt.observer
         for node in nodes:
-            if self.rt.control.halted or self.state.counts["fail"]:
+            if self.rt.control.halted:
                 self._unfinished = True
                 break
             decision, line = self._should_skip(node)
             if decision is not None:
                 self.rt.console.line(line)
                 self.state.add("skip" if decision == "skip" else "fail")
+                if decision == "busy":
+                    self._failed(node)
+                observer.node_finished(NodeEnd(self.plan.name, node.triple, node.label,
+                                               "skipped" if decision == "skip" else "failed",
+                                               message="" if decision == "skip" else "already running elsewhere"))
                 continue
             while not slots.acquire(timeout=0.2):
                 if self.rt.control.halted:
@@ -149,6 +171,7 @@ class PhaseRunner:
             else:
                 self.start()
                 self.rt.console.line(line)
+                observer.node_started(self.plan.name, node.triple)
                 future = submit(self.plan, node)
                 future.add_done_callback(lambda _f: slots.release())
                 pending.append((node, future))

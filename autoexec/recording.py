@@ -166,7 +166,7 @@ class Recorder:
             outcome = run_job(rt, recorded_group_runner(self.spool))
         finally:
             remove_pid_file(rt)
-            self.spool.emit("job_end", status=outcome.status, summary=outcome.summary())
+            self.spool.emit("job_end", status=outcome.status, message=outcome.message, summary=outcome.summary())
             self.spool.close()
         return outcome
 

@@ -19,6 +19,7 @@ from autoexec.masking import Masker
 from autoexec.models.nodes import Node, NodesHeader
 from autoexec.models.params import Params, Phase
 from autoexec.notify import Notifier, PhaseCounts
+from autoexec.observer import JobObserver, NullObserver
 from autoexec.store import Mirror, NodeOutput
 
 
@@ -69,6 +70,8 @@ class JobRuntime:
     """Every secret known for this job -> ``******`` in logs, run logs, MongoDB documents, messages."""
     child_env_templates: dict[tuple, Any] = field(default_factory=dict)
     """Runner-side tools' environments, built once per job and tool (``ops.childenv``)."""
+    observer: JobObserver = field(default_factory=NullObserver)
+    """Who watches the job's progress (the CLI's terminal view); told by phases and nodes."""
 
 
 @dataclass

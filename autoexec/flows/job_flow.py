@@ -206,7 +206,8 @@ def outcome_state(outcome: JobOutcome) -> Any:
     data into an exception, and a dict there fails with a TypeError instead of FailedRun."""
     summary = outcome.summary()
     if outcome.status == "failed":
-        return Failed(message="job failed", data=json.dumps(summary))
+        return Failed(message=f"job failed: {outcome.message}" if outcome.message else "job failed",
+                      data=json.dumps(summary))
     if outcome.status == "aborted":
         return Cancelled(message="job aborted", data=json.dumps(summary))
     return Completed(message=f"job {outcome.status}", data=summary)

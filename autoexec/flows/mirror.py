@@ -133,7 +133,8 @@ def final_state(event: dict[str, Any]) -> Any:
     if status == "crashed":
         return Crashed(message=f"job process lost: {summary.get('message', '')}")
     if status == "failed":
-        return Failed(message="job failed", data=json.dumps(summary))
+        return Failed(message=f"job failed: {summary['message']}" if summary.get("message") else "job failed",
+                      data=json.dumps(summary))
     if status == "aborted":
         return Cancelled(message="job aborted", data=json.dumps(summary))
     return Completed(message=f"job {status}", data=summary)

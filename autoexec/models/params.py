@@ -44,6 +44,10 @@ class Operation(_Model):
     arg: list[dict[str, Any]] | None = None
     output: dict[str, Any] | None = None
     condition: str | None = None
+    retries: int = Field(default=0, ge=0, le=100)
+    """Further attempts after a failed one, on the same node (beyond the original)."""
+    retryDelay: float = Field(default=0, ge=0, le=86400)
+    """Seconds between attempts; an abort or pause ends the wait at once."""
     if_ops: list["Operation"] | None = Field(default=None, alias="if")
     else_ops: list["Operation"] | None = Field(default=None, alias="else")
 
@@ -63,6 +67,13 @@ class Operation(_Model):
     @classmethod
     def _file_name(cls, value: str) -> str:
         return check_name(value, "the id")  # output-op/<node>/<opId>.json, plugin paths
+
+    @field_validator("retries", "retryDelay", mode="before")
+    @classmethod
+    def _number_not_bool(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"must be a number, not {value!r}")
+        return value
 
     @property
     def kind(self) -> str:
@@ -97,7 +108,21 @@ class Operation(_Model):
         return found
 
 
-class Phase(_Model):
+class FailLimits(_Model):
+    """Failed nodes tolerated before the job stops starting nodes (see :mod:`autoexec.thresholds`)."""
+
+    maxFailCount: int | None = Field(default=None, ge=0)
+    maxFailPercent: float | None = Field(default=None, ge=0, le=100)
+
+    @field_validator("maxFailCount", "maxFailPercent", mode="before")
+    @classmethod
+    def _number_not_bool(cls, value: Any) -> Any:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ValueError(f"must be a number, not {value!r}")
+        return value
+
+
+class Phase(FailLimits):
     phaseName: str = Field(min_length=1)
     phaseType: str | None = None
     roundCount: int | None = None
@@ -142,7 +167,7 @@ class Group(_Model):
         return self.execStrategy == "grayScale"
 
 
-class Params(_Model):
+class Params(FailLimits):
     jobId: int | str = "0"
     tenant: str | None = None
     execUser: str | None = None
