@@ -169,6 +169,10 @@ class PhaseRunner:
                 if self.rt.control.halted:
                     break
             else:
+                if self.rt.control.halted:  # the node whose end freed the slot may have halted the job
+                    slots.release()
+                    self._unfinished = True
+                    break
                 self.start()
                 self.rt.console.line(line)
                 observer.node_started(self.plan.name, node.triple)

@@ -1,0 +1,149 @@
+"""Per-op retries (``retries``/``retryDelay``) and failure thresholds (``maxFailCount``/
+``maxFailPercent``), through the real engine on a thread pool."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from autoexec.models.params import JobInputError, parse_params
+from tests.fixtures_core import JobFiles, nodes_lines, run_runtime, script_op
+
+
+def _read(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _phase(name: str, *ops: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"phaseName": name, "phaseType": "runner_target", "operations": list(ops), **extra}
+
+
+def _wait_for(predicate: Any, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+# --- retries ---------------------------------------------------------------------------------
+def test_failing_attempts_are_retried_each_visible_and_a_succeeded_op_never_reruns(jobs: JobFiles) -> None:
+    runs = jobs.tmp / "runs.txt"
+    flaky = f'echo "flaky $NODE_NAME" >> {runs}\n[ "$(grep -c flaky {runs})" -ge 3 ]\n'
+    params = {"runFlow": [{"groupNo": 0, "phases": [_phase(
+        "p", script_op("first_1", f'echo "first $NODE_NAME" >> {runs}\n', "runner_target"),
+        script_op("flaky_1", flaky, "runner_target", retries=3, retryDelay=0.05))]}]}
+    rt, outcome = jobs.run("301", params, nodes_lines(1))
+    assert outcome.status == "succeed"
+    assert runs.read_text().splitlines() == ["first n1", "flaky n1", "flaky n1", "flaky n1"]
+    log = rt.jobdir.node_log("p", "10.1.0.1-22-101").read_text()
+    for attempt in (1, 2, 3):
+        assert f"INFO: Operation flaky_1 attempt {attempt}/4." in log
+    assert "INFO: Operation flaky_1 attempt 4/4." not in log
+    assert log.count("WARN: Operation flaky_1 attempt") == 2 and "retry in 0.05 second(s)." in log
+    assert log.count("------START--[first_1]") == 1
+    assert _read(rt.jobdir.node_status("p", "10.1.0.1-22-101"))["flaky_1"] == "succeed"
+
+
+def test_an_op_failing_every_attempt_fails_the_node_once_retries_are_used_up(jobs: JobFiles) -> None:
+    runs = jobs.tmp / "runs.txt"
+    params = {"runFlow": [{"groupNo": 0, "phases": [_phase(
+        "p", script_op("bad_1", f'echo x >> {runs}\nexit 4\n', "runner_target", retries=1))]}]}
+    rt, outcome = jobs.run("302", params, nodes_lines(1))
+    assert outcome.status == "failed" and len(runs.read_text().splitlines()) == 2
+    status = _read(rt.jobdir.node_status("p", "10.1.0.1-22-101"))
+    assert status["status"] == "failed" and status["bad_1"] == "failed"
+
+
+@pytest.mark.parametrize("stop", ["abort", "pause"])
+def test_abort_or_pause_ends_the_retry_wait_at_once(jobs: JobFiles, stop: str) -> None:
+    params = {"runFlow": [{"groupNo": 0, "phases": [_phase(
+        "p", script_op("bad_1", "exit 1\n", "runner_target", retries=5, retryDelay=3600))]}]}
+    rt = jobs.runtime(f"303{stop}", params, nodes_lines(1))
+    log = rt.jobdir.node_log("p", "10.1.0.1-22-101")
+    result: dict[str, Any] = {}
+    job = threading.Thread(target=lambda: result.update(outcome=run_runtime(rt)), daemon=True)
+    job.start()
+    _wait_for(lambda: log.exists() and "retry in 3600 second(s)." in log.read_text(), "the first retry wait")
+    getattr(rt.control, stop)()
+    job.join(120)  # far below the hour of retryDelay: the wait ended on the stop event
+    assert not job.is_alive()
+    rt.console.close()
+    expected = "aborted" if stop == "abort" else "paused"
+    assert result["outcome"].status == expected
+    status = _read(rt.jobdir.node_status("p", "10.1.0.1-22-101"))
+    assert status["status"] == expected and status["bad_1"] == "failed"  # a resume runs it again
+    assert f"INFO: Operation bad_1 retry cancelled, job {expected}." in log.read_text()
+
+
+@pytest.mark.parametrize("bad, message", [({"retries": -1}, "retries"), ({"retries": True}, "retries"),
+                                           ({"retryDelay": "5"}, "retryDelay")])
+def test_bad_retry_fields_are_one_line_errors(bad: dict, message: str) -> None:
+    op = {"opId": "a_1", "opName": "a", **bad}
+    with pytest.raises(JobInputError) as exc:
+        parse_params({"runFlow": [{"groupNo": 0, "phases": [{"phaseName": "p", "operations": [op]}]}]}, "params.json")
+    assert f"runFlow[0].phases[0].operations[0].{message}" in str(exc.value)
+
+
+# --- failure thresholds ----------------------------------------------------------------------
+def _failing(names: str, runs: Path) -> dict[str, Any]:
+    """Fails on the nodes named in ``names`` (space separated), records every node that ran."""
+    return script_op("op_1", f'echo "$NODE_NAME" >> {runs}\ncase " {names} " in *" $NODE_NAME "*) exit 3;; esac\n',
+                     "runner_target")
+
+
+def _two_groups(phase: dict[str, Any], runs: Path, **job: Any) -> dict[str, Any]:
+    after = script_op("after_1", f'echo after >> {runs}\n')
+    return {"roundCount": 5, **job, "runFlow": [
+        {"groupNo": 0, "phases": [phase]},
+        {"groupNo": 1, "phases": [{"phaseName": "after", "phaseType": "runner", "operations": [after]}]}]}
+
+
+def test_without_a_threshold_the_first_failure_stops_new_nodes(jobs: JobFiles) -> None:
+    runs = jobs.tmp / "runs.txt"
+    rt, outcome = jobs.run("311", _two_groups(_phase("p", _failing("n1", runs)), runs), nodes_lines(5))
+    assert outcome.status == "failed" and runs.read_text().splitlines() == ["n1"]
+    assert outcome.message == "phase p: 1 of 5 node(s) failed"
+
+
+def test_failures_within_max_fail_count_let_the_job_run_on_but_it_ends_failed(jobs: JobFiles) -> None:
+    runs = jobs.tmp / "runs.txt"
+    params = _two_groups(_phase("p", _failing("n2 n4", runs), maxFailCount=2), runs)
+    rt, outcome = jobs.run("312", params, nodes_lines(5))
+    assert runs.read_text().splitlines() == ["n1", "n2", "n3", "n4", "n5", "after"]
+    assert outcome.status == "failed" and outcome.exit_code == 1
+    assert outcome.groups == {0: {"p": "failed"}, 1: {"after": "succeed"}}
+    assert "Failure threshold exceeded" not in rt.jobdir.console_log.read_text()
+
+
+def test_passing_max_fail_count_starts_no_new_node_and_says_why(jobs: JobFiles) -> None:
+    runs = jobs.tmp / "runs.txt"
+    params = _two_groups(_phase("p", _failing("n1 n2 n3", runs), maxFailCount=1), runs)
+    rt, outcome = jobs.run("313", params, nodes_lines(5))
+    assert runs.read_text().splitlines() == ["n1", "n2"]  # one node at a time: n3..n5 never start
+    assert not rt.jobdir.node_status("p", "10.1.0.3-22-103").exists()
+    why = "phase p: 2 of 5 node(s) failed, more than maxFailCount 1"
+    assert f"ERROR: Failure threshold exceeded, {why}; no new node starts." in rt.jobdir.console_log.read_text()
+    assert outcome.status == "failed" and outcome.message == why and 1 not in outcome.groups
+
+
+def test_job_level_max_fail_percent_applies_to_phases_without_their_own(jobs: JobFiles) -> None:
+    runs = jobs.tmp / "runs.txt"
+    params = _two_groups(_phase("p", _failing("n1 n2 n3", runs)), runs, maxFailPercent=40)
+    _, outcome = jobs.run("314", params, nodes_lines(5))
+    assert runs.read_text().splitlines() == ["n1", "n2", "n3"]  # 2 of 5 = 40 % tolerated, the 3rd is past it
+    assert outcome.message == "phase p: 3 of 5 node(s) failed (60%), more than maxFailPercent 40"
+
+
+def test_gray_scale_counts_failures_per_round(jobs: JobFiles) -> None:
+    runs = jobs.tmp / "runs.txt"
+    phase = _phase("p", _failing("n1 n4 n5", runs), maxFailCount=1)
+    params = {"runFlow": [{"groupNo": 0, "execStrategy": "grayScale", "roundCount": 2, "phases": [phase]}]}
+    rt, outcome = jobs.run("315", params, nodes_lines(5))
+    ran = runs.read_text().splitlines()
+    # round 1 (n1..n3): one failure, tolerated; round 2 (n4, n5): two failures, past the limit
+    assert sorted(ran[:3]) == ["n1", "n2", "n3"] and sorted(ran[3:]) == ["n4", "n5"]
+    assert outcome.status == "failed" and outcome.message.startswith("phase p round 2/2: 2 of 2 node(s) failed")
