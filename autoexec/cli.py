@@ -64,6 +64,7 @@ def _purge_days(text: str) -> float | str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.user_term = os.environ.get("TERM", "")  # the progress view draws on the user's terminal
     os.environ["TERM"] = "dumb"
     os.environ["AUTOEXEC_PID"] = str(os.getpid())
     os.environ["AUTOEXEC_USER"] = args.execuser
@@ -148,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
             rt = build_job_runtime(req)
     except JobInputError as exc:
         return _fail(str(exc))
-    return execute(rt, verbose=args.verbose)
+    return execute(rt, verbose=args.verbose, term=args.user_term)
 
 
 def _console_named() -> bool:
@@ -158,12 +159,15 @@ def _console_named() -> bool:
     return bool(load_config(decrypt=False).server_baseurl or os.environ.get(CONSOLE_BLOCK_ENV))
 
 
-def execute(rt: JobRuntime, verbose: bool = False) -> int:
+def execute(rt: JobRuntime, verbose: bool = False, term: str = "") -> int:
     """Runs the job; its Prefect record comes from a sidecar (``autoexec.recording``) unless
     ``AUTOEXEC_PREFECT_MODE=inline`` asks for the in-process flow run of ``autoexec.flows.job_flow``."""
     mode = os.environ.get("AUTOEXEC_PREFECT_MODE", "sidecar")
     if mode not in ("sidecar", "inline"):
         return _fail(f"AUTOEXEC_PREFECT_MODE must be sidecar or inline, not {mode!r}")
+    from autoexec.progress import show_progress
+
+    view = show_progress(rt, verbose, term)
     if mode == "inline":
         code = _execute_inline(rt, verbose)
         if code is not None:
@@ -174,6 +178,7 @@ def execute(rt: JobRuntime, verbose: bool = False) -> int:
 
         recorder = Recorder(rt, autoexec_home(), verbose=verbose)
         outcome = recorder.run()
+    view.close(outcome.status, outcome.message)
     from autoexec.loader import release_runtime
 
     if not release_runtime(rt):

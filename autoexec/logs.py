@@ -105,6 +105,16 @@ class StampedWriter:
         self.hooks: list[LineHook] = []
         self.warn_count = 0
 
+    @property
+    def echoing(self) -> bool:
+        return self._echo is not None
+
+    def set_echo(self, stream: TextIO | None) -> None:
+        """Where complete lines are echoed (``None``: nowhere), e.g. once a progress view owns
+        the terminal."""
+        with self._lock:
+            self._echo = stream
+
     def write(self, text: str) -> None:
         with self._lock:
             text = self._tail + text

@@ -1,0 +1,250 @@
+"""What an operator sees of a CLI job: progress per phase and, at the end, the nodes that failed.
+
+On a terminal, :mod:`autoexec.progress_live` draws a live view with ``rich`` (imported only
+then: a job whose output goes to a file or pipe starts as fast as before). Elsewhere — CI logs,
+the neatlogic runner service capturing output — :class:`PlainView` prints one line per phase end
+and the same final summary as plain text. Both are :class:`autoexec.observer.JobObserver`\\ s fed
+by the engine; neither writes to ``console.txt``, whose lines stay exactly the original's.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from autoexec.observer import NodeEnd
+
+PROBLEM_STATUSES = ("failed", "aborted")
+
+# lines of the node log written by the runner itself around a tool's output
+_FRAME_PREFIXES = ("======", "------", "INFO: ", "FINE: ", "ERROR: Execute operation", "ERROR: Node execute complete",
+                   "WARN: Operation ", "WARN: Execute operation")
+
+
+@dataclass
+class PhaseProgress:
+    name: str
+    group_no: int = 0
+    total: int = 0
+    done: int = 0
+    failed: int = 0
+    running: set[str] = field(default_factory=set)
+    started: float = field(default_factory=time.monotonic)
+    ended: float | None = None
+    status: str = "running"
+
+    @property
+    def elapsed(self) -> float:
+        return (self.ended or time.monotonic()) - self.started
+
+
+def last_error_line(log_path: str, limit: int = 65536) -> str:
+    """The tool's last own line in a node log (its error, usually), without the ``HH:MM:SS``
+    stamp; '' when the log has none or cannot be read."""
+    if not log_path:
+        return ""
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - limit))
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return ""
+    for raw in reversed(lines):
+        text = raw[9:] if len(raw) > 9 and raw[2] == ":" and raw[5] == ":" else raw
+        if text.strip() and not text.startswith(_FRAME_PREFIXES):
+            return text.strip()
+    return ""
+
+
+def error_text(end: NodeEnd) -> str:
+    """The runner's reason and the tool's last line, whichever exist."""
+    tail = last_error_line(end.log)
+    parts = [p for p in (end.message, tail) if p]
+    if len(parts) == 2 and parts[1] in parts[0]:
+        parts = parts[:1]
+    return " | ".join(parts)
+
+
+class JobProgress:
+    """Thread-safe counters per phase and the failed/aborted nodes, in the order things end."""
+
+    owns_terminal = False
+    """Draws on the terminal itself: the console log is not echoed raw beside it."""
+
+    def __init__(self, job_id: str, job_root: str, console_log: str, verbose: bool = False) -> None:
+        self.job_id = job_id
+        self.job_root = job_root
+        self.console_log = console_log
+        self.verbose = verbose
+        self.phases: dict[str, PhaseProgress] = {}
+        self.problems: list[NodeEnd] = []
+        self.node_counts: dict[str, int] = {}
+        self.started = time.monotonic()
+        self.lock = threading.Lock()
+
+    def _phase(self, name: str) -> PhaseProgress:
+        phase = self.phases.get(name)
+        if phase is None:
+            phase = self.phases[name] = PhaseProgress(name)
+        return phase
+
+    # --- JobObserver ---------------------------------------------------------------------
+    def phase_started(self, group_no: int, phase: str, total: int) -> None:
+        with self.lock:
+            p = self._phase(phase)
+            p.group_no, p.total, p.status, p.ended = group_no, total, "running", None
+        self.changed(phase)
+
+    def node_started(self, phase: str, node: str) -> None:
+        with self.lock:
+            self._phase(phase).running.add(node)
+        self.changed(phase)
+
+    def node_finished(self, end: NodeEnd) -> None:
+        with self.lock:
+            p = self._phase(end.phase)
+            p.running.discard(end.node)
+            p.done += 1
+            self.node_counts[end.status] = self.node_counts.get(end.status, 0) + 1
+            if end.status in PROBLEM_STATUSES:
+                p.failed += 1
+                self.problems.append(end)
+        try:
+            self.node_ended(end)
+        except Exception:  # noqa: BLE001 - a display problem never reaches the job
+            pass
+        self.changed(end.phase)
+
+    def phase_finished(self, phase: str, status: str) -> None:
+        with self.lock:
+            p = self._phase(phase)
+            p.status, p.ended = status, time.monotonic()
+        try:
+            self.phase_ended(p)
+        except Exception:  # noqa: BLE001
+            pass
+        self.changed(phase)
+
+    # --- for the views -------------------------------------------------------------------
+    def changed(self, phase: str) -> None:
+        """A phase's counters changed (live views redraw)."""
+
+    def node_ended(self, end: NodeEnd) -> None:
+        """A node ended (live views print it)."""
+
+    def phase_ended(self, phase: PhaseProgress) -> None:
+        """A phase ended (plain views print one line)."""
+
+    def console_line(self, line: str) -> None:
+        """A console log line (hook of the console log; views print some of them)."""
+
+    def start(self) -> None:
+        pass
+
+    def close(self, status: str, message: str = "") -> None:
+        pass
+
+    # --- the summary ---------------------------------------------------------------------
+    def summary_rows(self) -> list[tuple[str, str, str, str, str, str]]:
+        """(phase, node, status, exit status, last error, log) of every failed or aborted node."""
+        with self.lock:
+            problems = list(self.problems)
+        rows = []
+        for end in problems:
+            log = os.path.relpath(end.log, self.job_root) if end.log else ""
+            rows.append((end.phase, end.node, end.status, "" if end.exit_code is None else str(end.exit_code),
+                         error_text(end), log))
+        return rows
+
+    def headline(self, status: str, message: str) -> str:
+        with self.lock:
+            counts = dict(self.node_counts)
+        parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no node ran"
+        text = f"job {self.job_id} {status} after {time.monotonic() - self.started:.1f}s ({parts})"
+        return f"{text}: {message}" if message and status == "failed" else text
+
+    def phase_line(self, p: PhaseProgress) -> str:
+        return (f"phase {p.name}: {p.status}, {p.done}/{p.total} done, {p.failed} failed, "
+                f"{p.elapsed:.1f}s")
+
+
+class PlainView(JobProgress):
+    """No terminal: one line per phase end and a plain-text summary, for captured output."""
+
+    def __init__(self, job_id: str, job_root: str, console_log: str, verbose: bool = False,
+                 out: TextIO | None = None) -> None:
+        super().__init__(job_id, job_root, console_log, verbose)
+        self.out = out or sys.stdout
+        self._out_lock = threading.Lock()
+
+    def _print(self, text: str) -> None:
+        with self._out_lock:
+            try:
+                self.out.write(text + "\n")
+                self.out.flush()
+            except (OSError, ValueError):
+                pass
+
+    def console_line(self, line: str) -> None:
+        if self.verbose:
+            self._print(line)
+
+    def phase_ended(self, phase: PhaseProgress) -> None:
+        self._print(f"autoexec: {self.phase_line(phase)}")
+
+    def close(self, status: str, message: str = "") -> None:
+        for line in plain_summary(self, status, message):
+            self._print(line)
+
+
+def plain_summary(view: JobProgress, status: str, message: str) -> list[str]:
+    lines = [f"autoexec: {view.headline(status, message)}"]
+    rows = view.summary_rows()
+    if rows:
+        header = ("PHASE", "NODE", "STATUS", "EXIT", "LAST ERROR", "LOG")
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+        lines.append("Failed and aborted nodes:")
+        for row in [header, *rows]:
+            lines.append("  " + "  ".join(row[i].ljust(widths[i]) for i in range(4)) + f"  {row[4]}"
+                         + (f"  ({row[5]})" if row is not header and row[5] else ""))
+    lines.append(f"Console log: {view.console_log}")
+    lines.append(f"Node logs:   {view.job_root}/log/<phase>/<node>.txt")
+    return lines
+
+
+def make_view(rt: Any, verbose: bool = False, tty: bool | None = None, term: str = "") -> JobProgress:
+    """The live view on a terminal, the plain one elsewhere; it replaces the raw echo of the
+    console log on a terminal (``-v`` shows those lines again, inside the view)."""
+    interactive = sys.stdout.isatty() if tty is None else tty
+    args = (rt.job_id, str(rt.jobdir.root), str(rt.jobdir.console_log), verbose)
+    view: JobProgress
+    if interactive:
+        from autoexec.progress_live import LiveView
+
+        view = LiveView(*args, term=term)
+    else:
+        view = PlainView(*args)
+    return view
+
+
+def attach(rt: Any, view: JobProgress) -> None:
+    """Makes ``view`` the job's observer and shows it the console log's lines (unless they are
+    echoed raw already: ``AUTOEXEC_ECHO=1`` without a terminal)."""
+    rt.observer = view
+    echoing = rt.console.echoing
+    if view.owns_terminal and echoing:
+        rt.console.set_echo(None)
+        echoing = False
+    if not echoing:
+        rt.console.hooks.append(view.console_line)
+
+
+def show_progress(rt: Any, verbose: bool = False, term: str = "") -> JobProgress:
+    """The CLI's one call before running a job: the right view, attached and started."""
+    view = make_view(rt, verbose, term=term)
+    attach(rt, view)
+    view.start()
+    return view
