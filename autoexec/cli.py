@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--phases", default="", help="comma-separated phase names to run")
     p.add_argument("--nodes", default="", help="comma-separated node resourceIds to run")
     p.add_argument("--sqlfiles", default="", metavar="JSON", help="SQL file descriptors for sqlfile tools")
+    p.add_argument("--dryrun", action="store_true", help="print what a run would do per phase and node; run nothing")
+    p.add_argument("--report", action="store_true", help="write the job's HTML report (also: autoexec report --jobid J)")
     return p
 
 
@@ -63,6 +65,10 @@ def _purge_days(text: str) -> float | str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["report"]:
+        from autoexec.report import report_main
+        return report_main(argv[1:])
     args = build_parser().parse_args(argv)
     args.user_term = os.environ.get("TERM", "")  # the progress view draws on the user's terminal
     os.environ["TERM"] = "dumb"
@@ -87,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.pause:
                 return pause_job(args.jobid, devmode=args.devmode, pass_through=pass_through)
             return abort_job(args.jobid, devmode=args.devmode, pass_through=pass_through)
+        if args.report:
+            from autoexec.report import report_main
+            return report_main(["--jobid", args.jobid])
         if args.purgejobdata is not None:
             days = _purge_days(args.purgejobdata)
             if isinstance(days, str):
@@ -139,6 +148,9 @@ def run(args: argparse.Namespace) -> int:
             phases=parse_name_list(args.phases),
             nodes=parse_id_list(args.nodes, "nodes"), sql_files=args.sqlfiles,
         )
+        if args.dryrun:
+            from autoexec.dryrun import dry_run
+            return dry_run(req)
         if req.dev_mode and not _console_named():  # skip importing the console's HTTP client (~0.12 s)
             from autoexec.loader import build_runtime
 
