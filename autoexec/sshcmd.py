@@ -4,8 +4,9 @@ Differences from the original, on purpose (§21 item 22): blank and ``#`` lines 
 are skipped, a one-field line uses ``--user``/``--password`` as documented (not
 ``anonymouse``/``nopassword``), a missing hosts file is a one-line error with exit 2, hosts run in
 parallel with bounded width, and every output line is prefixed with its host so parallel output
-stays readable. The password may come from ``SSHCMD_PASSWORD`` so it need not appear in the
-process list. The SSH work is :class:`autoexec.transports.ssh.SshTransport`'s.
+stays readable. A single command argument is read by the remote shell (``sshcmd --host h
+'cmd1; cmd2'``, as with ``ssh``); several are one command's argv items. The password may come
+from ``SSHCMD_PASSWORD`` so it need not appear in the process list. The SSH work is :class:`autoexec.transports.ssh.SshTransport`'s.
 """
 from __future__ import annotations
 
@@ -126,6 +127,14 @@ def run_on_host(entry: HostEntry, argv: list[str], timeouts: Timeouts, printer: 
     return None
 
 
+def remote_argv(command: list[str]) -> list[str]:
+    """One argument is a command line for the remote shell, as ``ssh host 'cmd1; cmd2'`` reads it;
+    several arguments are one command's argv, each passed as is (no remote expansion)."""
+    if len(command) == 1:
+        return ["sh", "-c", command[0]]
+    return command
+
+
 def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     args = _parser().parse_args(argv)
     printer = _Printer(out or sys.stdout)
@@ -135,6 +144,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     if not command:
         printer("ERROR: Command not defined.")
         return 2
+    command = remote_argv(command)
     try:
         port = int(args.port) if str(args.port).strip() else 22
     except ValueError:

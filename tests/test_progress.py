@@ -2,6 +2,7 @@
 phase lines and the same summary when its output is captured; console.txt unchanged by either."""
 from __future__ import annotations
 
+import json
 import os
 import pty
 import re
@@ -134,3 +135,15 @@ def test_plain_view_summarises_failed_and_aborted_nodes_with_their_last_error(tm
     assert "autoexec: phase p: aborted, 2/2 done, 1 failed" in Out.text
     assert re.search(r"p\s+h-22-1\s+aborted\s+aborted \| connection refused by backend", Out.text), Out.text
     assert "h-22-2" not in Out.text.split("Failed and aborted")[1]
+
+
+def test_bundled_examples_run_without_warnings(jobs: JobFiles) -> None:
+    """Only the warnings a node's outcome calls for (an ignored failure), no input warnings."""
+    from tests.fixtures_core import EXAMPLES
+
+    for n, name in enumerate(("demo", "fail", "failignore")):
+        params = json.loads((EXAMPLES / name / "params.json").read_text())
+        rt, _ = jobs.run(f"100{n}", params, (EXAMPLES / name / "nodes.jsonl").read_text(), first_fire=True)
+        warnings = [line for line in rt.jobdir.console_log.read_text().splitlines()
+                    if " WARN: " in line and " WARN: Node(" not in line]
+        assert warnings == [], (name, warnings)

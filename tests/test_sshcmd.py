@@ -94,3 +94,6 @@ def test_single_host_success_and_remote_exit_code(sshd_pool: SshdPool, monkeypat
     out = io.StringIO()
     assert main([*base, "sh", "-c", "exit 5"], out=out) == 1
     assert f"ERROR: {label} execute failed, exit code 5." in out.getvalue()
+    out = io.StringIO()  # one argument is a command line for the remote shell, as with ssh
+    assert main([*base, 'echo one; echo "$((40 + 2))" | tr 4 x'], out=out) == 0
+    assert out.getvalue() == f"{label}: one\n{label}: x2\nFINE: {label} execute success.\n"
