@@ -14,7 +14,7 @@ import os
 import posixpath
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from autoexec.config import Config, load_config
 from autoexec.control import JobControl

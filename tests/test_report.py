@@ -43,7 +43,7 @@ def test_report_lists_failed_nodes_matrix_logs_and_every_run_without_external_re
     # the flag-style spelling writes the same report elsewhere with --output via the subcommand
     out = jobs.tmp / "elsewhere" / "r.html"
     assert main(["report", "--jobid", "4101", "--output", str(out)]) == 0
-    assert f"href='../home/data/job/410/1/log/check/10.9.0.13-22-1003.txt'" in out.read_text()
+    assert "href='../home/data/job/410/1/log/check/10.9.0.13-22-1003.txt'" in out.read_text()
     path.unlink()
     assert main(["--report", "--jobid", "4101"]) == 0 and path.is_file()
 
