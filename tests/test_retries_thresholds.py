@@ -147,3 +147,18 @@ def test_gray_scale_counts_failures_per_round(jobs: JobFiles) -> None:
     # round 1 (n1..n3): one failure, tolerated; round 2 (n4, n5): two failures, past the limit
     assert sorted(ran[:3]) == ["n1", "n2", "n3"] and sorted(ran[3:]) == ["n4", "n5"]
     assert outcome.status == "failed" and outcome.message.startswith("phase p round 2/2: 2 of 2 node(s) failed")
+
+
+def test_the_reason_reaches_the_job_end_event_and_both_prefect_final_states() -> None:
+    """The recorder's final state (sidecar) and the in-process flow's (inline, deployments) carry
+    the threshold's reason as their message."""
+    from autoexec.engine import JobOutcome
+    from autoexec.flows.job_flow import outcome_state
+    from autoexec.flows.mirror import final_state
+
+    why = "phase p: 2 of 5 node(s) failed, more than maxFailCount 1"
+    outcome = JobOutcome(status="failed", message=why)
+    assert outcome.summary()["message"] == why
+    assert outcome_state(outcome).message == f"job failed: {why}"
+    assert final_state({"e": "job_end", "status": "failed", "message": why, "summary": outcome.summary()}).message \
+        == f"job failed: {why}"
