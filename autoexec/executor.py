@@ -21,6 +21,7 @@ from autoexec.ops.dispatch import OpOutcome, run_operation
 from autoexec.ops.nodectx import NodeContext
 from autoexec.runtime import JobRuntime, PhasePlan
 from autoexec.store import NodeOutput, NodeStatus, read_json
+from autoexec.thresholds import halt_line
 
 
 @dataclass
@@ -75,7 +76,7 @@ class NodeRun:
         """Counts against the phase's failure threshold; passing it halts the job (logged once)."""
         why = self.rt.control.node_failed(self.plan.name, self.triple)
         if why:
-            self.rt.console.line(f"ERROR: Failure threshold exceeded, {why}; no new node starts.")
+            self.rt.console.line(halt_line(why))
 
     def _announce(self, status: str, fail_ignore: bool, warn: int) -> None:
         """A changed node status: one line in the node log, one callback."""

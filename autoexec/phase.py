@@ -18,7 +18,7 @@ from autoexec.models.nodes import Node
 from autoexec.observer import NodeEnd
 from autoexec.runtime import JobRuntime, PhasePlan, PhaseState
 from autoexec.store import read_json
-from autoexec.thresholds import FailGate, FailLimit
+from autoexec.thresholds import FailGate, FailLimit, halt_line
 
 
 class NodeFuture(Protocol):
@@ -141,7 +141,7 @@ class PhaseRunner:
     def _failed(self, node: Node) -> None:
         why = self.rt.control.node_failed(self.plan.name, node.triple)
         if why:
-            self.rt.console.line(f"ERROR: Failure threshold exceeded, {why}; no new node starts.")
+            self.rt.console.line(halt_line(why))
 
     def run_nodes(self, nodes: Iterable[Node], submit: Submit) -> None:
         """Runs nodes with at most ``plan.parallel`` in flight; stops handing out new ones once the

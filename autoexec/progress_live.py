@@ -75,8 +75,8 @@ class LiveView(JobProgress):
         self.progress.stop_task(task)
 
     def console_line(self, line: str) -> None:
-        own_level = line.startswith(("ERROR:", "WARN:")) and not line.split(" ", 2)[1:2] == ["Node("] \
-            and " Node(" not in line[:12]
+        # the job's own warnings; a node's end is shown by node_ended already
+        own_level = line.startswith(("ERROR:", "WARN:")) and not line.split(" ", 1)[-1].startswith("Node(")
         if self.verbose or own_level:
             self.progress.console.print(escape(line), style="dim" if not own_level else "yellow")
 

@@ -64,3 +64,8 @@ class FailGate:
     def failed(self) -> int:
         with self._lock:
             return len(self._failed)
+
+
+def halt_line(why: str) -> str:
+    """The console log's line when a failure passes a threshold."""
+    return f"ERROR: Failure threshold exceeded, {why}; no new node starts."
