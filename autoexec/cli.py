@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="autoexec", description="Run or control a neatlogic autoexec job.")
-    p.add_argument("-v", "--verbose", action="store_true", help="print Prefect's own progress lines too")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="also print the console log's lines, and Prefect's own progress lines")
     p.add_argument("-j", "--jobid", default="0", help="job id (decides the job directory)")
     p.add_argument("-u", "--execuser", default="anonymous", help="operator name")
     p.add_argument("-p", "--paramsfile", default="", help="local params.json instead of downloading it")

@@ -147,3 +147,12 @@ def test_bundled_examples_run_without_warnings(jobs: JobFiles) -> None:
         warnings = [line for line in rt.jobdir.console_log.read_text().splitlines()
                     if " WARN: " in line and " WARN: Node(" not in line]
         assert warnings == [], (name, warnings)
+
+
+def test_verbose_plain_view_echoes_the_console_log(tmp_path: Path) -> None:
+    import io
+
+    quiet, loud = io.StringIO(), io.StringIO()
+    PlainView("7", str(tmp_path), "c.txt", out=quiet).console_line("INFO: Begin to execute phase:p operations...")
+    PlainView("7", str(tmp_path), "c.txt", verbose=True, out=loud).console_line("INFO: Begin to execute phase:p operations...")
+    assert quiet.getvalue() == "" and loud.getvalue() == "INFO: Begin to execute phase:p operations...\n"
