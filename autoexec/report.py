@@ -39,6 +39,7 @@ th{background:#f3f3f3}td.cell{text-align:center;white-space:nowrap}
 .running{background:#d6e6fa}.pending,.none{background:#fafafa;color:#999}.skipped{background:#eee}
 pre{background:#f7f7f7;border:1px solid #ddd;padding:6px;max-height:30em;overflow:auto;white-space:pre-wrap}
 details{margin:.3em 0}summary{cursor:pointer}.muted{color:#777}section:target{outline:3px solid #f0a000}
+section.log p{margin:.2em 0}section.log .body{display:none}section.log:target .body,section.log.open .body{display:block}
 """
 
 
@@ -259,10 +260,11 @@ def render(jobdir: JobDir, job_id: str, out_dir: Path) -> str:
         text, cut = _tail(c.log) if budget > 0 else ("", True)
         budget -= len(text)
         shown = f"<pre>{e(text)}</pre>" if text else "<p class=muted>(not embedded: report size budget reached)</p>"
-        body.append(f"<section id='{c.anchor}'><details{' open' if c.status in PROBLEMS else ''}><summary>"
-                    f"<b>{e(c.phase)}/{e(c.triple)}</b> <span class='{e(c.status)}'>{e(c.status)}</span> "
-                    f"(<a href='{rel(c.log)}'>file</a>{', last part' if cut else ''})</summary>{shown}"
-                    f"{'<p>Runs:</p><ul>' + history + '</ul>' if history else ''}</details></section>")
+        # the log shows when its matrix cell is clicked (:target), failed ones always; no script needed
+        body.append(f"<section id='{c.anchor}' class='log{' open' if c.status in PROBLEMS else ''}'><p>"
+                    f"<a href='#{c.anchor}'><b>{e(c.phase)}/{e(c.triple)}</b></a> <span class='{e(c.status)}'>{e(c.status)}</span> "
+                    f"(<a href='{rel(c.log)}'>file</a>{', last part' if cut else ''})</p><div class=body>{shown}"
+                    f"{'<p>Runs:</p><ul>' + history + '</ul>' if history else ''}</div></section>")
     return ("<!DOCTYPE html><html><head><meta charset='utf-8'>"
             f"<title>autoexec job {e(job_id)}</title><style>{CSS}</style></head><body>"
             + "\n".join(body) + "</body></html>\n")

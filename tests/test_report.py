@@ -35,7 +35,9 @@ def test_report_lists_failed_nodes_matrix_logs_and_every_run_without_external_re
     assert re.findall(r"<td class=node>([^<]+)</td>", problems) == ["10.9.0.13-22-1003"]
     assert "/var is 97% full" in problems  # the tool's last line
     assert "class='cell succeed'" in page and "class='cell failed'" in page
-    assert re.search(r"<section id='log-check--10\.9\.0\.13-22-1003'><details open>", page)
+    assert "<section id='log-check--10.9.0.13-22-1003' class='log open'>" in page  # failed: shown
+    assert "<section id='log-check--10.9.0.11-22-1001' class='log'>" in page  # shown when its cell is clicked
+    assert "<a href='#log-check--10.9.0.11-22-1001'>succeed</a>" in page
     assert "href='log/check/10.9.0.13-22-1003.txt'" in page  # the file itself, relative to the page
     runs = page[page.index("Runs of this job"):page.index("Console log (")]
     assert runs.count("<tr><td>") == 2 and runs.count(">failed</td>") == 2
