@@ -1,7 +1,7 @@
 """The terminal view of a CLI job: one progress bar per phase (done/total, failed, running,
 elapsed), node completions above it in the order they finish, and a table of the failed and
-aborted nodes at the end. Imported only when stdout is a terminal (``rich`` is Prefect's
-dependency, so nothing is added; importing it costs a few tens of milliseconds)."""
+aborted nodes at the end. Imported only when stdout is a terminal, so a job whose output is
+captured never pays for importing ``rich`` (Prefect's dependency: nothing is added)."""
 from __future__ import annotations
 
 import atexit
