@@ -13,9 +13,12 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from autoexec.observer import NodeEnd
+
+if TYPE_CHECKING:
+    from autoexec.runtime import JobRuntime
 
 PROBLEM_STATUSES = ("failed", "aborted")
 
@@ -215,7 +218,7 @@ def plain_summary(view: JobProgress, status: str, message: str) -> list[str]:
     return lines
 
 
-def make_view(rt: Any, verbose: bool = False, tty: bool | None = None, term: str = "") -> JobProgress:
+def make_view(rt: JobRuntime, verbose: bool = False, tty: bool | None = None, term: str = "") -> JobProgress:
     """The live view on a terminal, the plain one elsewhere; it replaces the raw echo of the
     console log on a terminal (``-v`` shows those lines again, inside the view)."""
     interactive = sys.stdout.isatty() if tty is None else tty
@@ -230,7 +233,7 @@ def make_view(rt: Any, verbose: bool = False, tty: bool | None = None, term: str
     return view
 
 
-def attach(rt: Any, view: JobProgress) -> None:
+def attach(rt: JobRuntime, view: JobProgress) -> None:
     """Makes ``view`` the job's observer and shows it the console log's lines (unless they are
     echoed raw already: ``AUTOEXEC_ECHO=1`` without a terminal)."""
     rt.observer = view
@@ -242,7 +245,7 @@ def attach(rt: Any, view: JobProgress) -> None:
         rt.console.hooks.append(view.console_line)
 
 
-def show_progress(rt: Any, verbose: bool = False, term: str = "") -> JobProgress:
+def show_progress(rt: JobRuntime, verbose: bool = False, term: str = "") -> JobProgress:
     """The CLI's one call before running a job: the right view, attached and started."""
     view = make_view(rt, verbose, term=term)
     attach(rt, view)
