@@ -76,7 +76,8 @@ def test_terminal_shows_live_phases_completions_in_finish_order_and_the_failed_n
     code, raw = _run_on_pty(_argv("901", params, nodes), _cli_env(jobs))
     text = ANSI.sub("", raw).replace("\r", "\n")
     assert code == 1, text
-    assert "━" in raw and re.search(r"work\s.*\d/3", text), text  # the live bar with done/total
+    # the live bar: done/total, failed, running, elapsed
+    assert "━" in raw and re.search(r"work\s.*\d/3 \d failed \d running \d:\d\d:\d\d", text), text
     order = [m.group(1) for m in re.finditer(r"[✔✘] work/(\S+) (?:succeed|failed)", text)]
     assert order[-1] == "10.1.0.1-22-101", order  # the slow first node is reported when it ends, last
     assert "✘ work/10.1.0.2-22-102 failed" in text and "exit 7" in text
