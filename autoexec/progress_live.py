@@ -19,7 +19,7 @@ from autoexec.progress import JobProgress, PhaseProgress
 
 STYLE = {"succeed": "green", "completed": "green", "failed": "bold red", "aborted": "bold red",
          "ignored": "yellow", "paused": "yellow", "skipped": "dim", "running": "cyan"}
-MARK = {"succeed": "✔", "failed": "✘", "aborted": "✘", "ignored": "!", "paused": "‖", "skipped": "·"}
+MARK = {"succeed": "✔", "failed": "✘", "aborted": "✘", "ignored": "!", "paused": "‖"}
 
 
 class LiveView(JobProgress):
@@ -57,10 +57,11 @@ class LiveView(JobProgress):
                                  running=len(p.running))
 
     def node_ended(self, end: NodeEnd) -> None:
+        if end.status == "skipped":  # done before (a re-run): counted in the bar, not listed
+            return
         style = STYLE.get(end.status, "")
         text = f"[{style}]{MARK.get(end.status, '?')} {escape(end.phase)}/{escape(end.node)} {end.status}[/]"
-        if end.status != "skipped":
-            text += f" {end.duration:.2f}s"
+        text += f" {end.duration:.2f}s"
         if end.exit_code not in (None, 0):
             text += f" exit {end.exit_code}"
         if end.message and end.status in ("failed", "aborted"):
