@@ -44,27 +44,38 @@ class PhaseProgress:
         return (self.ended or time.monotonic()) - self.started
 
 
-def last_error_line(log_path: str, limit: int = 65536) -> str:
-    """The tool's last own line in a node log (its error, usually), without the ``HH:MM:SS``
-    stamp; '' when the log has none or cannot be read."""
+def last_error_lines(log_path: str, count: int = 1, skip: str = "", limit: int = 65536) -> list[str]:
+    """The last ``count`` lines of a node log that are not the runner's framing (the tool's own
+    output and the runner's reason), oldest first, without the ``HH:MM:SS`` stamp; lines saying
+    just ``skip`` (a reason shown already) are left out. Empty when the log cannot be read."""
     if not log_path:
-        return ""
+        return []
     try:
         with open(log_path, "rb") as f:
             f.seek(max(0, os.fstat(f.fileno()).st_size - limit))
             lines = f.read().decode("utf-8", "replace").splitlines()
     except OSError:
-        return ""
+        return []
+    found: list[str] = []
     for raw in reversed(lines):
-        text = raw[9:] if len(raw) > 9 and raw[2] == ":" and raw[5] == ":" else raw
-        if text.strip() and not text.startswith(_FRAME_PREFIXES):
-            return text.strip()
-    return ""
+        text = (raw[9:] if len(raw) > 9 and raw[2] == ":" and raw[5] == ":" else raw).strip()
+        if not text or text.startswith(_FRAME_PREFIXES) or (skip and text in (skip, f"ERROR: {skip}")):
+            continue
+        found.append(text)
+        if len(found) >= count:
+            break
+    return found[::-1]
+
+
+def last_error_line(log_path: str, skip: str = "") -> str:
+    """The last line of a node log that is not the runner's framing (usually the error)."""
+    lines = last_error_lines(log_path, 1, skip)
+    return lines[0] if lines else ""
 
 
 def error_text(end: NodeEnd) -> str:
     """The runner's reason and the tool's last line, whichever exist."""
-    tail = last_error_line(end.log)
+    tail = last_error_line(end.log, skip=end.message)
     parts = [p for p in (end.message, tail) if p]
     if len(parts) == 2 and parts[1] in parts[0]:
         parts = parts[:1]

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from autoexec.jobdir import JobDir, UnsafeName, safe_name
-from autoexec.progress import last_error_line
+from autoexec.progress import last_error_lines
 
 LOG_TAIL_BYTES = 32 * 1024
 EMBED_BUDGET_BYTES = 16 * 1024 * 1024
@@ -218,7 +218,7 @@ def render(jobdir: JobDir, job_id: str, out_dir: Path) -> str:
         body.append("<table class=problems><tr><th>phase</th><th>node</th><th>status</th><th>last error</th>"
                     "<th>log</th></tr>")
         for c in problems:
-            error = last_error_line(str(c.log)) if c.log else ""
+            error = " | ".join(last_error_lines(str(c.log), 2)) if c.log else ""  # the tool's line, the reason
             body.append(f"<tr class='problem {e(c.status)}'><td>{e(c.phase)}</td><td class=node>{e(c.triple)}</td>"
                         f"<td>{e(c.status)}</td><td>{e(error)}</td><td><a href='#{c.anchor}'>log</a></td></tr>")
         body.append("</table>")
