@@ -193,6 +193,8 @@ def run_gray_scale(rt: JobRuntime, group: Group, dispatch: Dispatch, round_count
     for round_no, size in enumerate(sizes, 1):
         batch = all_nodes[offset:offset + size]
         offset += size
+        if rt.round_filter is not None and round_no != rt.round_filter:
+            continue
         mine = my_nodes(rt, batch)
         rt.console.line(f"INFO: Group:{group.groupNo} round:{round_no}/{rounds} with {len(mine)} node(s).")
         for _, phase in phases:
@@ -208,7 +210,7 @@ def run_gray_scale(rt: JobRuntime, group: Group, dispatch: Dispatch, round_count
                 runner.execute(mine, scope=f"phase {phase.phaseName} round {round_no}/{rounds}")
             if runner.state.counts["fail"] or runner.state.counts["abort"]:
                 rt.control.note_failed()  # a failure past the round's threshold already halted the job
-            if len(runner.plan.header.jobRunnerIds) > 1 and not rt.control.halted:
+            if len(runner.plan.header.jobRunnerIds) > 1 and not rt.control.halted and rt.round_filter is None:
                 _cross_runner_barrier(rt, group.groupNo, phase.phaseName, round_no)
         if rt.control.halted:
             break
@@ -245,7 +247,10 @@ def _cross_runner_barrier(rt: JobRuntime, group_no: int, phase: str, round_no: i
 
 def run_group(rt: JobRuntime, group: Group, dispatch: Dispatch) -> GroupResult:
     round_count = group.roundCount if group.roundCount is not None else rt.params.roundCount
-    one_shot = (rt.phase_filter is not None and len(rt.phase_filter) == 1) or not group.gray_scale
+    # one named phase forces oneShot (the original's rule), except in a one-round part of a
+    # coordinated job, which must keep the group's round partition
+    one_phase = rt.phase_filter is not None and len(rt.phase_filter) == 1 and rt.round_filter is None
+    one_shot = one_phase or not group.gray_scale
     if one_shot:
         return run_one_shot(rt, group, dispatch, round_count)
     return run_gray_scale(rt, group, dispatch, round_count)

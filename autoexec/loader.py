@@ -46,6 +46,8 @@ class JobRequest:
     phase_groups: set[int] | None = None
     phases: set[str] | None = None
     nodes: set[int] | None = None
+    round_no: int | None = None
+    """Run only this grayScale round of the selected group(s): a coordinator is the barrier."""
     sql_files: str = ""
 
 
@@ -225,8 +227,8 @@ def build_runtime(req: JobRequest, cfg: Config | None = None, notifier: Notifier
         job_id=job_id, jobdir=jobdir, params=params, config=cfg, control=control or JobControl(),
         notifier=notifier or NullNotifier(), console=console, exec_user=req.exec_user, force=req.force,
         runner_id=runner_id, base_env=env, phase_filter=req.phases, group_filter=req.phase_groups,
-        node_filter=req.nodes, max_parallel=_max_parallel(), decrypt=decrypt, no_fire_next=req.no_fire_next, dev_mode=req.dev_mode,
-        masker=masker,
+        node_filter=req.nodes, round_filter=req.round_no, max_parallel=_max_parallel(), decrypt=decrypt, no_fire_next=req.no_fire_next,
+        dev_mode=req.dev_mode, masker=masker,
     )
     mirror = _open_mirror(cfg, console)
     if hasattr(mirror, "mask"):

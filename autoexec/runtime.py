@@ -40,6 +40,9 @@ class JobRuntime:
     phase_filter: set[str] | None = None
     group_filter: set[int] | None = None
     node_filter: set[int] | None = None
+    round_filter: int | None = None
+    """One grayScale round only (a part of a Prefect-coordinated job): the coordinator, not the
+    console, is the barrier between runners, so no informRoundEnded wait."""
     max_parallel: int = 64
     no_fire_next: bool = False
     decrypt: Callable[[str], str] = lambda value: value

@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures_ssh",
     "tests.fixtures_tagent",
     "tests.fixtures_console",
+    "tests.fixtures_postgres",
 ]

@@ -218,9 +218,11 @@ def job_flow(job_id: str | int, exec_user: str = "anonymous", params_file: str =
              params: dict | None = None, nodes: str | None = None, force: bool = False,
              first_fire: bool = False, dev_mode: bool = True, no_fire_next: bool = False,
              pass_through_env: dict | None = None, phase_groups: str | int = "", phases: str = "",
-             node_ids: str | int = "") -> Any:
+             node_ids: str | int = "", runner_id: int | None = None, round_no: int | None = None) -> Any:
     """Entry point for deployments and API-triggered runs: same semantics as the CLI. Ids may come
-    as numbers (``prefect deployment run -p job_id=9001`` sends an integer)."""
+    as numbers (``prefect deployment run -p job_id=9001`` sends an integer). ``runner_id`` and
+    ``round_no`` narrow the run to one runner's nodes (and one grayScale round) of a job a
+    coordinator spreads over several runner hosts."""
     job_id, phase_groups, node_ids = str(job_id), str(phase_groups), str(node_ids)
     rt = _runtimes.get(job_id)
     flow_run = _current_flow_run()
@@ -233,7 +235,9 @@ def job_flow(job_id: str | int, exec_user: str = "anonymous", params_file: str =
 
         req = JobRequest(job_id=job_id, exec_user=exec_user, params_file=params_file, nodes_file=nodes_file,
                          params_json=params, nodes_jsonl=nodes, force=force, first_fire=first_fire,
-                         dev_mode=dev_mode, no_fire_next=no_fire_next, pass_through_env=pass_through_env or {},
+                         dev_mode=dev_mode, no_fire_next=no_fire_next,
+                         pass_through_env={**(pass_through_env or {}), **({"runnerId": int(runner_id)} if runner_id else {})},
+                         round_no=int(round_no) if round_no else None,
                          phase_groups=parse_id_list(phase_groups, "phasegroups"),
                          phases=parse_name_list(phases),
                          nodes=parse_id_list(node_ids, "nodes"))

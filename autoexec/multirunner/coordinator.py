@@ -1,0 +1,291 @@
+"""The coordinator flow: one trigger runs a job over every runner host it names.
+
+For each step of the job (see :mod:`autoexec.multirunner.plan`) it starts one part per runner with
+work in it — a run of the ``autoexec-job/job`` deployment narrowed to that runner (and group,
+round, phase), on the work queue ``runner-<id>`` that only that runner host's worker serves — and
+waits for all of them: that wait is the barrier the console kept in the original
+(``informRoundEnded``/``fireNextGroup``). A part that did not complete stops the job there, as
+``hasFailNode`` does. Parts are deployment runs created as subflows, so the UI shows one tree per
+job. Cancel and Pause set on the coordinator run are passed on to every running part; a part whose
+worker stopped polling its queue is marked Crashed, since no process is left to report.
+"""
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.context import get_run_context
+from prefect.states import Cancelled, Completed, Failed
+
+from autoexec.models.nodes import NodesFile, parse_nodes_lines
+from autoexec.models.params import JobInputError, Params, load_params, parse_params
+from autoexec.multirunner.plan import Step, plan_steps
+
+FINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "CRASHED"})
+PART_DEPLOYMENT = "autoexec-job/job"
+QUEUE_PREFIX = "runner-"
+
+
+@dataclass
+class JobInputs:
+    params_json: dict[str, Any]
+    nodes_text: str
+    params: Params
+    nodes: NodesFile
+
+
+def load_inputs(params: dict[str, Any] | None, params_file: str, nodes: str | None, nodes_file: str) -> JobInputs:
+    """Read and validate on the coordinator's host; parts get the inputs inline (hosts share no disk)."""
+    if params is not None:
+        parsed = parse_params(params, "params (inline)")
+        params_json = params
+    elif params_file:
+        parsed = load_params(Path(params_file))
+        params_json = json.loads(Path(params_file).read_text(encoding="utf-8"))
+    else:
+        raise JobInputError("params: give params (inline) or params_file")
+    if nodes is None:
+        if not nodes_file:
+            raise JobInputError("nodes: give nodes (inline JSON lines) or nodes_file")
+        try:
+            nodes = Path(nodes_file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise JobInputError(f"{nodes_file}: cannot read: {exc.strerror}") from None
+    nodes_parsed = parse_nodes_lines(nodes.splitlines(), nodes_file or "nodes (inline)")
+    return JobInputs(params_json, nodes, parsed, nodes_parsed)
+
+
+@dataclass
+class Part:
+    runner: int
+    step: Step
+    run_id: uuid.UUID
+    state_type: str = "SCHEDULED"
+    state_name: str = "Scheduled"
+    running_since: float | None = None
+
+    @property
+    def queue(self) -> str:
+        return f"{QUEUE_PREFIX}{self.runner}"
+
+    @property
+    def done(self) -> bool:
+        """Final, or suspended after a pause (its process has exited)."""
+        return self.state_type in FINAL or self.state_name == "Suspended"
+
+
+@dataclass
+class Coordination:
+    """Reads the coordinator's own run and its parts; turns Cancel/Pause/SIGTERM into actions."""
+
+    client: Any
+    run_id: uuid.UUID
+    pool: str | None
+    stale_seconds: float
+    poll_seconds: float
+    say: Any
+    terminated: threading.Event = field(default_factory=threading.Event)
+    request: str | None = None
+    """``cancel`` or ``pause`` once asked."""
+
+    def own_request(self) -> str | None:
+        if self.request is None:
+            if self.terminated.is_set():
+                self.request = "cancel"
+            else:
+                try:
+                    state = self.client.read_flow_run(self.run_id).state
+                except Exception:  # noqa: BLE001 - API hiccup: next poll
+                    return None
+                kind = state.type.value if state is not None else ""
+                if kind in ("CANCELLING", "CANCELLED"):
+                    self.request = "cancel"
+                elif kind == "PAUSED":
+                    self.request = "pause"
+        return self.request
+
+    def refresh(self, parts: list[Part]) -> None:
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+        try:
+            runs = self.client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[p.run_id for p in parts])))
+        except Exception:  # noqa: BLE001 - API hiccup: next poll
+            return
+        by_id = {r.id: r for r in runs}
+        for part in parts:
+            run = by_id.get(part.run_id)
+            if run is None or run.state is None:
+                continue
+            part.state_type, part.state_name = run.state.type.value, run.state.name or ""
+            if part.state_type == "RUNNING" and part.running_since is None:
+                part.running_since = time.monotonic()
+
+    def set_state(self, part: Part, state: Any) -> None:
+        try:
+            self.client.set_flow_run_state(part.run_id, state, force=True)
+        except Exception as exc:  # noqa: BLE001 - reported; the wait below still bounds the stop
+            self.say(f"cannot set {part.queue} {part.step.label} to {state.type.value}: {exc}")
+
+    def pass_on(self, parts: list[Part], request: str) -> None:
+        """Cancel or pause every part not done yet; one that never started is just cancelled."""
+        from prefect.states import Cancelled as CancelledState
+        from prefect.states import Cancelling, Paused
+
+        for part in parts:
+            if part.done:
+                continue
+            if part.state_type in ("SCHEDULED", "PENDING"):
+                self.set_state(part, CancelledState(message=f"job {request}: part not started"))
+            elif request == "cancel":
+                self.set_state(part, Cancelling(message="the job was cancelled"))
+            elif part.state_type == "RUNNING":
+                self.set_state(part, Paused(message="the job was paused"))
+
+    def crash_orphans(self, parts: list[Part]) -> None:
+        """A running part whose queue no worker has polled for ``stale_seconds``: its host or worker
+        is gone, and no process is left to end the run, so it is marked Crashed here."""
+        from prefect.states import Crashed
+
+        for part in parts:
+            if part.state_type != "RUNNING" or part.running_since is None:
+                continue
+            idle = self.queue_idle_seconds(part.queue)
+            if idle is not None and idle > self.stale_seconds and time.monotonic() - part.running_since > self.stale_seconds:
+                self.say(f"{part.queue} {part.step.label}: no worker polled {part.queue} for {idle:.0f} s, marking the part Crashed")
+                self.set_state(part, Crashed(message=f"worker of {part.queue} gone (queue not polled for {idle:.0f} s)"))
+                part.state_type = "CRASHED"
+
+    def queue_idle_seconds(self, queue: str) -> float | None:
+        try:
+            wq = self.client.read_work_queue_by_name(queue, work_pool_name=self.pool)
+        except Exception:  # noqa: BLE001 - unknown queue or API hiccup: nothing to conclude
+            return None
+        if wq.last_polled is None:
+            return None
+        return (datetime.now(timezone.utc) - wq.last_polled).total_seconds()
+
+
+def _part_parameters(job_id: str, step: Step, runner: int, inputs: JobInputs | None, common: dict[str, Any]) -> dict[str, Any]:
+    params: dict[str, Any] = dict(common, job_id=job_id, runner_id=runner, phase_groups=str(step.group_no),
+                                  no_fire_next=True)
+    if step.round_no is not None:
+        params.update(round_no=step.round_no, phases=step.phase or "")
+    if inputs is not None:  # the first part of this runner in this run brings the inputs to its host
+        params.update(params=inputs.params_json, nodes=inputs.nodes_text)
+    else:
+        params["first_fire"] = False
+    return params
+
+
+def _start_part(job_id: str, step: Step, runner: int, parameters: dict[str, Any], key: str,
+                deployment: str) -> Part:
+    from prefect.deployments import run_deployment
+
+    run = run_deployment(name=deployment, parameters=parameters, timeout=0, as_subflow=True,
+                         work_queue_name=f"{QUEUE_PREFIX}{runner}", idempotency_key=key,
+                         flow_run_name=f"job-{job_id}/{QUEUE_PREFIX}{runner}/{step.label}")
+    return Part(runner, step, run.id)
+
+
+def _install_sigterm(event: threading.Event) -> None:
+    """A worker answers Cancel on the coordinator with SIGTERM: the parts must hear of it first."""
+    try:
+        signal.signal(signal.SIGTERM, lambda *_: event.set())
+    except ValueError:  # not the main thread (tests calling the flow in a thread)
+        pass
+
+
+@flow(name="autoexec-coordinator", flow_run_name="job-{job_id}", validate_parameters=False, retries=0)
+def coordinated_job_flow(job_id: str | int, exec_user: str = "anonymous", params_file: str = "", nodes_file: str = "",
+                         params: dict | None = None, nodes: str | None = None, force: bool = False,
+                         first_fire: bool = False, dev_mode: bool = True, pass_through_env: dict | None = None,
+                         phase_groups: str | int = "", part_deployment: str = PART_DEPLOYMENT,
+                         work_pool: str | None = None, stale_seconds: float = 60.0, poll_seconds: float = 0.5) -> Any:
+    """One job over several runner hosts. Inputs as the ``autoexec-job/job`` deployment; each part
+    runs on the work queue ``runner-<runnerId>``. ``stale_seconds``: how long a running part's queue
+    may go unpolled before the part is declared Crashed."""
+    from autoexec.loader import parse_id_list
+    from prefect.client.orchestration import get_client
+
+    job_id = str(job_id)
+    logger = get_run_logger()
+    try:
+        inputs = load_inputs(params, params_file, nodes, nodes_file)
+        steps = plan_steps(inputs.params, inputs.nodes, parse_id_list(str(phase_groups), "phasegroups"))
+    except JobInputError as exc:
+        logger.error("%s", exc)
+        return Failed(message=str(exc))
+    ctx = get_run_context()
+    flow_run = getattr(ctx, "flow_run", None)
+    assert flow_run is not None
+    common = {"exec_user": exec_user, "force": force, "first_fire": first_fire, "dev_mode": dev_mode,
+              "pass_through_env": pass_through_env or {}}
+    terminated = threading.Event()
+    _install_sigterm(terminated)
+    fed: set[int] = set()
+    history: list[dict[str, Any]] = []
+    with get_client(sync_client=True) as client:
+        co = Coordination(client, flow_run.id, work_pool, stale_seconds, poll_seconds, logger.info, terminated)
+        for index, step in enumerate(steps):
+            if co.own_request():
+                break
+            parts = []
+            for runner in step.runners:
+                parameters = _part_parameters(job_id, step, runner, None if runner in fed else inputs, common)
+                key = f"{flow_run.id}/{flow_run.run_count}/{index}/{runner}"
+                parts.append(_start_part(job_id, step, runner, parameters, key, part_deployment))
+                fed.add(runner)
+            logger.info("step %s: parts on %s", step.label, ", ".join(p.queue for p in parts))
+            _wait(co, parts)
+            history.append({"step": step.label, "parts": {p.queue: p.state_name for p in parts}})
+            if co.request:
+                break
+            suspended = [p for p in parts if p.state_name == "Suspended"]
+            if suspended:  # a part was paused on its host: pause the job
+                co.request = "pause"
+                break
+            bad = [p for p in parts if p.state_type != "COMPLETED"]
+            if bad:
+                what = ", ".join(f"{p.queue} {p.step.label} {p.state_name}" for p in bad)
+                logger.error("job %s stops after step %s: %s", job_id, step.label, what)
+                return Failed(message=f"job failed: {what}"[:500], data=json.dumps(history))
+    if co.request == "cancel":
+        return Cancelled(message="job cancelled", data=json.dumps(history))
+    if co.request == "pause":
+        if flow_run.deployment_id is not None:
+            from autoexec.flows.prefect_control import suspend_current_run
+
+            suspend_current_run(str(flow_run.id))
+        return Completed(message="job paused", data=history)
+    logger.info("job %s succeed over runners %s", job_id, sorted(fed))
+    return Completed(message="job succeed", data=history)
+
+
+def _wait(co: Coordination, parts: list[Part]) -> None:
+    """The barrier: every part done. A Cancel/Pause of the job is passed on within one poll, and
+    the wait then ends once the parts have stopped."""
+    passed_on = False
+    last_orphan_check = 0.0
+    while True:
+        co.refresh(parts)
+        request = co.own_request()
+        if request and not passed_on:
+            co.pass_on(parts, request)
+            passed_on = True
+        if all(p.done for p in parts):
+            return
+        if not passed_on and any(p.state_name == "Suspended" for p in parts):
+            co.request = "pause"  # a part paused on its host: the others pause too
+            continue
+        if time.monotonic() - last_orphan_check > min(5.0, co.stale_seconds / 2):
+            co.crash_orphans(parts)
+            last_orphan_check = time.monotonic()
+        time.sleep(co.poll_seconds)

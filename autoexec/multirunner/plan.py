@@ -1,0 +1,73 @@
+"""Which runner runs what, step by step: the barriers of a job spread over several runners.
+
+Prefect-free, so it is cheap to test and the coordinator only has to walk the list. The steps are
+the points where the original's runners waited for each other through the console: the end of a
+group (``fireNextGroup``) and, in a grayScale group, the end of each phase of each round
+(``informRoundEnded``, then "round continue"). Every runner computes the same round partition
+from the group's nodes in file order, so the coordinator computes it once here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from autoexec.groups import round_sizes, runner_round
+from autoexec.models.nodes import NodesFile
+from autoexec.models.params import Group, Params
+
+
+@dataclass(frozen=True)
+class Step:
+    group_no: int
+    round_no: int | None
+    """``None``: a whole oneShot group."""
+    phase: str | None
+    """A grayScale step runs one phase of one round; ``None`` for a oneShot group."""
+    runners: tuple[int, ...]
+
+    @property
+    def label(self) -> str:
+        if self.round_no is None:
+            return f"g{self.group_no}"
+        return f"g{self.group_no}-r{self.round_no}-{self.phase}"
+
+
+def plan_steps(params: Params, nodes: NodesFile, groups: set[int] | None = None) -> list[Step]:
+    """The steps of a job in order; a step lists only the runners that have work in it."""
+    steps: list[Step] = []
+    local = nodes.header.localRunnerId
+    for group in params.runFlow:
+        if groups is not None and group.groupNo not in groups:
+            continue
+        round_count = group.roundCount if group.roundCount is not None else params.roundCount
+        if group.gray_scale:
+            steps.extend(_gray_scale_steps(group, nodes, local, round_count))
+            continue
+        runners: set[int] = set()
+        if any(p.runs_on_runner for p in group.phases):
+            runners.add(local)
+        if any(not p.runs_on_runner for p in group.phases):
+            runners.update(n.runnerId for n in nodes.nodes)
+        if runners:
+            steps.append(Step(group.groupNo, None, None, tuple(sorted(runners))))
+    return steps
+
+
+def _gray_scale_steps(group: Group, nodes: NodesFile, local: int, round_count: int | None) -> list[Step]:
+    steps: list[Step] = []
+    sizes = round_sizes(len(nodes.nodes), round_count)
+    offset = 0
+    for round_no, size in enumerate(sizes, 1):
+        batch = nodes.nodes[offset:offset + size]
+        offset += size
+        for phase in group.phases:
+            if phase.runs_on_runner:
+                runners = {local} if round_no == runner_round(phase.execRound, len(sizes)) else set()
+            else:
+                runners = {n.runnerId for n in batch}
+            if runners:
+                steps.append(Step(group.groupNo, round_no, phase.phaseName, tuple(sorted(runners))))
+    return steps
+
+
+def runners_of(steps: list[Step]) -> list[int]:
+    return sorted({r for step in steps for r in step.runners})
