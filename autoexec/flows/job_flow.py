@@ -213,7 +213,19 @@ def outcome_state(outcome: JobOutcome) -> Any:
     return Completed(message=f"job {outcome.status}", data=summary)
 
 
-@flow(name="autoexec-job", flow_run_name="job-{job_id}", validate_parameters=False)
+def _job_run_name() -> str:
+    """``job-<id>``; a part of a coordinated job adds its runner and step."""
+    from prefect.runtime import flow_run
+
+    from autoexec.multirunner.plan import part_run_name, step_label
+
+    p = flow_run.parameters
+    if not p.get("runner_id"):
+        return f"job-{p.get('job_id')}"
+    return part_run_name(str(p.get("job_id")), int(p["runner_id"]), step_label(p.get("phase_groups", ""), p.get("round_no"), p.get("phases")))
+
+
+@flow(name="autoexec-job", flow_run_name=_job_run_name, validate_parameters=False)
 def job_flow(job_id: str | int, exec_user: str = "anonymous", params_file: str = "", nodes_file: str = "",
              params: dict | None = None, nodes: str | None = None, force: bool = False,
              first_fire: bool = False, dev_mode: bool = True, no_fire_next: bool = False,

@@ -27,7 +27,7 @@ from prefect.states import Cancelled, Completed, Failed
 
 from autoexec.models.nodes import NodesFile, parse_nodes_lines
 from autoexec.models.params import JobInputError, Params, load_params, parse_params
-from autoexec.multirunner.plan import Step, plan_steps
+from autoexec.multirunner.plan import Step, part_run_name, plan_steps
 
 FINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "CRASHED"})
 PART_DEPLOYMENT = "autoexec-job/job"
@@ -189,10 +189,10 @@ def _start_part(job_id: str, step: Step, runner: int, parameters: dict[str, Any]
                 deployment: str) -> Part:
     from prefect.deployments import run_deployment
 
-    run = run_deployment(name=deployment, parameters=parameters, timeout=0, as_subflow=True,
+    run: Any = run_deployment(name=deployment, parameters=parameters, timeout=0, as_subflow=True,
                          work_queue_name=f"{QUEUE_PREFIX}{runner}", idempotency_key=key,
-                         flow_run_name=f"job-{job_id}/{QUEUE_PREFIX}{runner}/{step.label}")
-    return Part(runner, step, run.id)
+                         flow_run_name=part_run_name(job_id, runner, step.label))
+    return Part(runner, step, run.id)  # a FlowRun: called from a sync flow, run_deployment runs to completion
 
 
 def _install_sigterm(event: threading.Event) -> None:

@@ -26,9 +26,16 @@ class Step:
 
     @property
     def label(self) -> str:
-        if self.round_no is None:
-            return f"g{self.group_no}"
-        return f"g{self.group_no}-r{self.round_no}-{self.phase}"
+        return step_label(self.group_no, self.round_no, self.phase)
+
+
+def step_label(group_no: int | str, round_no: int | None, phase: str | None) -> str:
+    """``g<group>`` or ``g<group>-r<round>-<phase>``: part flow runs are named after it."""
+    return f"g{group_no}" if round_no is None else f"g{group_no}-r{round_no}-{phase}"
+
+
+def part_run_name(job_id: str, runner_id: int, label: str) -> str:
+    return f"job-{job_id}/runner-{runner_id}/{label}"
 
 
 def plan_steps(params: Params, nodes: NodesFile, groups: set[int] | None = None) -> list[Step]:
