@@ -226,6 +226,8 @@ def coordinated_job_flow(job_id: str | int, exec_user: str = "anonymous", params
     ctx = get_run_context()
     flow_run = getattr(ctx, "flow_run", None)
     assert flow_run is not None
+    if flow_run.run_count > 1:
+        first_fire = False  # a resume continues this generation's console logs
     common = {"exec_user": exec_user, "force": force, "first_fire": first_fire, "dev_mode": dev_mode,
               "pass_through_env": pass_through_env or {}}
     terminated = threading.Event()

@@ -289,6 +289,32 @@ def test_cancel_of_the_job_reaches_every_runner_within_5s(estate: Estate, tmp_pa
         assert set(_status_files(home, job)["prep"].values()) == {"aborted"}
 
 
+def test_pause_of_the_job_reaches_every_runner_and_resume_finishes(estate: Estate, tmp_path: Path) -> None:
+    job, marks, started = "8205", tmp_path / "marks", tmp_path / "started"
+    started.mkdir()
+    params = _job(marks, slow=f"touch {started}/$NODE_NAME\nsleep 3\n", groups=(1,))
+    params["runFlow"][0]["phases"][0]["operations"].append(script_op("after_1", _mark(marks, "after", "true"), "runner_target"))
+    run_id = _trigger(estate, job, params=params, nodes=_nodes())
+    _wait_for(lambda: len(list(started.iterdir())) == 6, 120, "all six nodes started")
+    resp = _api("POST", f"{estate.api}/flow_runs/{run_id}/set_state", {"state": {"type": "PAUSED"}})
+    assert resp.json()["status"] == "ACCEPT", resp.text
+    paused_at = time.monotonic()
+    _wait_for(lambda: (ps := _parts(estate, job)) and all(p["state_type"] == "PAUSED" for p in ps), 10, "parts paused")
+    assert time.monotonic() - paused_at < 5
+    _wait_for(lambda: _run(estate, run_id)["state_name"] == "Suspended", 60, "the job suspended")
+    for home in estate.homes.values():
+        assert set(_status_files(home, job)["prep"].values()) == {"paused"}
+    assert {phase for _, _, phase, _, _ in _marks(marks)} == {"prep"}  # stopped at the op boundary
+
+    resp = _api("POST", f"{estate.api}/flow_runs/{run_id}/resume", {})
+    assert resp.json()["status"] == "ACCEPT", resp.text
+    assert _final(estate, run_id)["state_type"] == "COMPLETED"
+    assert sorted(node for _, _, phase, node, _ in _marks(marks) if phase == "prep") == [f"n{i}" for i in range(1, 7)]
+    assert len([m for m in _marks(marks) if m[2] == "after"]) == 6
+    for runner, home in estate.homes.items():
+        assert _status_files(home, job) == {"prep": {t: "succeed" for t in _triples(runner)}}
+
+
 def test_killed_runner_worker_crashes_its_part_and_refire_resumes_on_each_host(estate: Estate, tmp_path: Path) -> None:
     job, marks, started = "8204", tmp_path / "marks", tmp_path / "started"
     started.mkdir()
