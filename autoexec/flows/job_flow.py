@@ -230,14 +230,22 @@ def job_flow(job_id: str | int, exec_user: str = "anonymous", params_file: str =
              params: dict | None = None, nodes: str | None = None, force: bool = False,
              first_fire: bool = False, dev_mode: bool = True, no_fire_next: bool = False,
              pass_through_env: dict | None = None, phase_groups: str | int = "", phases: str = "",
-             node_ids: str | int = "", runner_id: int | None = None, round_no: int | None = None) -> Any:
+             node_ids: str | int = "", runner_id: int | None = None, round_no: int | None = None,
+             after_runs: list[str] | None = None) -> Any:
     """Entry point for deployments and API-triggered runs: same semantics as the CLI. Ids may come
     as numbers (``prefect deployment run -p job_id=9001`` sends an integer). ``runner_id`` and
     ``round_no`` narrow the run to one runner's nodes (and one grayScale round) of a job a
-    coordinator spreads over several runner hosts."""
+    coordinator spreads over several runner hosts; such a part waits for the runs in
+    ``after_runs`` (the step before) to complete before it starts."""
     job_id, phase_groups, node_ids = str(job_id), str(phase_groups), str(node_ids)
     rt = _runtimes.get(job_id)
     flow_run = _current_flow_run()
+    if after_runs:
+        from autoexec.multirunner.gate import wait_for_previous_step
+
+        blocked = wait_for_previous_step(list(after_runs), str(flow_run.id) if flow_run is not None else None)
+        if blocked:
+            return Cancelled(message=f"part not run: {blocked}"[:500])
     built_here = rt is None
     if rt is None:
         from autoexec.loader import parse_id_list, parse_name_list

@@ -236,29 +236,40 @@ def coordinated_job_flow(job_id: str | int, exec_user: str = "anonymous", params
     history: list[dict[str, Any]] = []
     with get_client(sync_client=True) as client:
         co = Coordination(client, flow_run.id, work_pool, stale_seconds, poll_seconds, logger.info, terminated)
-        for index, step in enumerate(steps):
-            if co.own_request():
-                break
-            parts = []
+
+        def start(index: int, after: list[Part]) -> list[Part]:
+            step, parts = steps[index], []
             for runner in step.runners:
                 parameters = _part_parameters(job_id, step, runner, None if runner in fed else inputs, common)
+                if after:
+                    parameters["after_runs"] = [str(p.run_id) for p in after]
                 key = f"{flow_run.id}/{flow_run.run_count}/{index}/{runner}"
                 parts.append(_start_part(job_id, step, runner, parameters, key, part_deployment))
                 fed.add(runner)
+            return parts
+
+        pending = start(0, []) if steps and not co.own_request() else []
+        for index, step in enumerate(steps):
+            if not pending:
+                break
+            parts = pending
+            # the next step's parts start now and wait for this step inside their own runs, so
+            # their process start-up overlaps this step instead of adding to the barrier
+            pending = start(index + 1, parts) if index + 1 < len(steps) and not co.own_request() else []
             logger.info("step %s: parts on %s", step.label, ", ".join(p.queue for p in parts))
-            _wait(co, parts)
+            _wait(co, parts, pending)
             history.append({"step": step.label, "parts": {p.queue: p.state_name for p in parts}})
-            if co.request:
-                break
             suspended = [p for p in parts if p.state_name == "Suspended"]
-            if suspended:  # a part was paused on its host: pause the job
-                co.request = "pause"
-                break
             bad = [p for p in parts if p.state_type != "COMPLETED"]
-            if bad:
-                what = ", ".join(f"{p.queue} {p.step.label} {p.state_name}" for p in bad)
-                logger.error("job %s stops after step %s: %s", job_id, step.label, what)
-                return Failed(message=f"job failed: {what}"[:500], data=json.dumps(history))
+            if co.request or suspended or bad:
+                if suspended and not co.request:
+                    co.request = "pause"  # a part was paused on its host: pause the job
+                _stop_waiting_parts(co, pending)
+                if bad and not co.request:
+                    what = ", ".join(f"{p.queue} {p.step.label} {p.state_name}" for p in bad)
+                    logger.error("job %s stops after step %s: %s", job_id, step.label, what)
+                    return Failed(message=f"job failed: {what}"[:500], data=json.dumps(history))
+                break
     if co.request == "cancel":
         return Cancelled(message="job cancelled", data=json.dumps(history))
     if co.request == "pause":
@@ -271,16 +282,18 @@ def coordinated_job_flow(job_id: str | int, exec_user: str = "anonymous", params
     return Completed(message="job succeed", data=history)
 
 
-def _wait(co: Coordination, parts: list[Part]) -> None:
-    """The barrier: every part done. A Cancel/Pause of the job is passed on within one poll, and
-    the wait then ends once the parts have stopped."""
+def _wait(co: Coordination, parts: list[Part], waiting: list[Part]) -> None:
+    """The barrier: every part of the step done. A Cancel/Pause of the job is passed on within one
+    poll (the next step's parts, still waiting, are cancelled), and the wait then ends once the
+    parts have stopped."""
     passed_on = False
     last_orphan_check = 0.0
     while True:
-        co.refresh(parts)
+        co.refresh(parts + waiting)
         request = co.own_request()
         if request and not passed_on:
             co.pass_on(parts, request)
+            co.pass_on(waiting, "cancel")
             passed_on = True
         if all(p.done for p in parts):
             return
@@ -288,6 +301,22 @@ def _wait(co: Coordination, parts: list[Part]) -> None:
             co.request = "pause"  # a part paused on its host: the others pause too
             continue
         if time.monotonic() - last_orphan_check > min(5.0, co.stale_seconds / 2):
-            co.crash_orphans(parts)
+            co.crash_orphans(parts + waiting)
             last_orphan_check = time.monotonic()
+        time.sleep(co.poll_seconds)
+
+
+def _stop_waiting_parts(co: Coordination, waiting: list[Part], timeout: float = 120.0) -> None:
+    """The job stops at this barrier: the next step's parts must not run. Cancelled here (a part
+    that never started) or by themselves (their wait sees the failed step); waited for so that the
+    job's run tree is final when the coordinator ends."""
+    if not waiting:
+        return
+    co.refresh(waiting)
+    co.pass_on(waiting, "cancel")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        co.refresh(waiting)
+        if all(p.done for p in waiting):
+            return
         time.sleep(co.poll_seconds)
