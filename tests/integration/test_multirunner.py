@@ -295,7 +295,7 @@ def test_cancel_of_the_job_reaches_every_runner_within_5s(estate: Estate, tmp_pa
 def test_pause_of_the_job_reaches_every_runner_and_resume_finishes(estate: Estate, tmp_path: Path) -> None:
     job, marks, started = "8205", tmp_path / "marks", tmp_path / "started"
     started.mkdir()
-    params = _job(marks, slow=f"touch {started}/$NODE_NAME\nsleep 3\n", groups=(1,))
+    params = _job(marks, slow=f"touch {started}/$NODE_NAME\nsleep 10\n", groups=(1,))  # parts start seconds apart under load
     params["runFlow"][0]["phases"][0]["operations"].append(script_op("after_1", _mark(marks, "after", "true"), "runner_target"))
     run_id = _trigger(estate, job, params=params, nodes=_nodes())
     _wait_for(lambda: len(list(started.iterdir())) == 6, 120, "all six nodes started")
