@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 from autoexec.config import ConfigError, autoexec_home
 
 if TYPE_CHECKING:
-    from autoexec.engine import JobOutcome
     from autoexec.runtime import JobRuntime
 
 
@@ -173,63 +172,31 @@ def _console_named() -> bool:
 
 
 def execute(rt: JobRuntime, verbose: bool = False, term: str = "") -> int:
-    """Runs the job; its Prefect record comes from a sidecar (``autoexec.recording``) unless
-    ``AUTOEXEC_PREFECT_MODE=inline`` asks for the in-process flow run of ``autoexec.flows.job_flow``."""
-    mode = os.environ.get("AUTOEXEC_PREFECT_MODE", "sidecar")
-    if mode not in ("sidecar", "inline"):
-        return _fail(f"AUTOEXEC_PREFECT_MODE must be sidecar or inline, not {mode!r}")
+    """Runs the job; its Prefect record is written by the machine's recorder from the job's event
+    spool (``autoexec.recording``), so this process never imports Prefect."""
     from autoexec.progress import show_progress
+    from autoexec.recording import Recorder
 
     view = show_progress(rt, verbose, term)
-    if mode == "inline":
-        code = _execute_inline(rt, verbose)
-        if code is not None:
-            return code
-        outcome = _run_inline(rt)
-    else:
-        from autoexec.recording import Recorder
-
-        recorder = Recorder(rt, autoexec_home(), verbose=verbose)
-        outcome = recorder.run()
+    recorder = Recorder(rt, autoexec_home(), verbose=verbose)
+    outcome = recorder.run()
     view.close(outcome.status, outcome.message)
     from autoexec.loader import release_runtime
 
     if not release_runtime(rt):
         print(f"autoexec: warning: console callbacks of job {rt.job_id} still queued; "
               f"the next run of this job delivers them", file=sys.stderr)
-    if mode == "sidecar" and os.environ.get("AUTOEXEC_PREFECT_WAIT"):
+    if os.environ.get("AUTOEXEC_PREFECT_WAIT"):
         if not recorder.wait(float(os.environ["AUTOEXEC_PREFECT_WAIT"])):
             print(f"autoexec: warning: the Prefect record of job {rt.job_id} is still being written",
                   file=sys.stderr)
     return outcome.exit_code
 
 
-def _execute_inline(rt: JobRuntime, verbose: bool) -> int | None:
-    from autoexec.prefect_env import PrefectServerError, ensure_api, quiet_client_defaults
-
-    if not verbose:
-        quiet_client_defaults()
-    try:
-        ensure_api(autoexec_home())
-    except PrefectServerError as exc:
-        return _fail(str(exc), 1)
-    return None
-
-
-def _run_inline(rt: JobRuntime) -> JobOutcome:
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-
-    from autoexec.flows.job_flow import run_via_prefect
-
-    # Flow-run heartbeats cost ~1 s per (sub)flow at exit; a CLI run is supervised by its caller.
-    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-        return run_via_prefect(rt)
-
-
 def entry() -> None:
     """Console-script entry. Everything of our own is already closed (``release_runtime``) when
-    :func:`main` returns, so a process that imported Prefect (``AUTOEXEC_PREFECT_MODE=inline``)
-    skips Prefect's slow exit."""
+    :func:`main` returns, so a process that imported Prefect (a
+    production job's console blocks) skips Prefect's slow exit."""
     code = main()
     if "prefect" not in sys.modules:
         sys.exit(code)

@@ -1,5 +1,5 @@
 """The job loop (§8.1, §8.8): groups strictly in order, stop on failure or stop request,
-fire-next at the end. Orchestration-neutral: the flow layer supplies how a group is run."""
+fire-next at the end. The caller (:mod:`autoexec.recording`) supplies how a group is run."""
 from __future__ import annotations
 
 import json
@@ -7,10 +7,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Callable
 
-from autoexec.groups import GroupResult, run_group
+from autoexec.groups import GroupResult
 from autoexec.loader import load_job_env
 from autoexec.models.params import Group
-from autoexec.phase import Submit, per_node
 from autoexec.runtime import JobRuntime
 
 GroupRunner = Callable[[JobRuntime, Group], GroupResult]
@@ -32,12 +31,6 @@ class JobOutcome:
     def summary(self) -> dict:
         return {"status": self.status, "exitCode": self.exit_code, "message": self.message,
                 "groups": {str(k): v for k, v in self.groups.items()}}
-
-
-def local_group_runner(submit: Submit) -> GroupRunner:
-    def run(rt: JobRuntime, group: Group) -> GroupResult:
-        return run_group(rt, group, per_node(submit))
-    return run
 
 
 def write_pid_file(rt: JobRuntime, flow_run_id: str | None = None) -> None:

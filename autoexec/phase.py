@@ -188,16 +188,3 @@ class PhaseRunner:
                 self._account(node, result if isinstance(result, NodeResult) else None, None)
             except BaseException as exc:  # noqa: BLE001 - counted, never propagated
                 self._account(node, None, exc)
-
-
-def per_node(submit: Submit) -> Dispatch:
-    def dispatch(runner: PhaseRunner, nodes: list[Node]) -> None:
-        runner.run_nodes(nodes, submit)
-    return dispatch
-
-
-def thread_submit(pool: Any, rt: JobRuntime) -> Submit:
-    """A Prefect-free submit (tests, and the fallback when no orchestration is wanted)."""
-    def submit(plan: PhasePlan, node: Node) -> Future:
-        return pool.submit(execute_node, rt, plan, node)
-    return submit

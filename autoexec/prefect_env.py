@@ -5,8 +5,8 @@ Prefect's default for a process without an API ("ephemeral mode") starts a tempo
 So unless ``PREFECT_API_URL`` is configured, autoexec starts one local server on first use under
 ``$AUTOEXEC_HOME/prefect`` (SQLite, loopback only, with the event-batching settings that keep
 SQLite from answering 503 under fan-out) and reuses it for every later job: the embedded default.
-``AUTOEXEC_PREFECT_SERVER=ephemeral`` restores Prefect's own per-process behaviour; ``stop`` it with
-``autoexec-server stop``.
+The machine's recorder (:mod:`autoexec.flows.recorder`) writes into it; ``autoexec-server
+start|stop|status`` manages both and prints the UI's URL.
 """
 from __future__ import annotations
 
@@ -60,6 +60,21 @@ def _configured_api_url() -> str | None:
     return None
 
 
+def configured_api_url() -> str | None:
+    """The API a configured Prefect (env or profile) points at, or ``None``."""
+    found = _configured_api_url()
+    if found != "profile":
+        return found
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value() or None
+
+
+def ui_url(api_url: str) -> str:
+    """The UI is served by the same server, at its root."""
+    return api_url[:-len("/api")] if api_url.endswith("/api") else api_url
+
+
 def server_dir(home: Path) -> Path:
     return home / "prefect"
 
@@ -72,12 +87,11 @@ def read_state(home: Path) -> dict | None:
 
 
 def ensure_api(home: Path, wait: float = 90.0) -> str | None:
-    """Make ``PREFECT_API_URL`` point at a live server; returns the URL (``None`` = ephemeral)."""
+    """Make ``PREFECT_API_URL`` point at a live server; returns the URL (``None``: a Prefect
+    profile names it)."""
     configured = _configured_api_url()
     if configured:
         return configured if configured != "profile" else None
-    if os.environ.get("AUTOEXEC_PREFECT_SERVER", "local") == "ephemeral":
-        return None
     state = read_state(home)
     if state and _healthy(state["url"]):
         os.environ["PREFECT_API_URL"] = state["url"]
@@ -125,8 +139,12 @@ def start_server(home: Path, wait: float) -> str:
     directory = server_dir(home)
     port = int(os.environ.get("AUTOEXEC_PREFECT_PORT") or _free_port())
     url = f"http://127.0.0.1:{port}/api"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API_", "PREFECT_UI_", "PREFECT_SERVER_UI_"))}
     env.update(SERVER_ENV)
+    # The UI asks its browser to call the API at this URL; Prefect's default (127.0.0.1:4200) is
+    # wrong for a server on any other port, and every page would say "Can't connect to Server API".
+    env["PREFECT_UI_API_URL"] = url
+    env["PREFECT_SERVER_UI_API_URL"] = url
     env["PREFECT_HOME"] = str(directory)
     log_dir = home / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -206,16 +224,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("action", choices=["start", "stop", "status"])
     args = parser.parse_args(argv)
     home = autoexec_home()
+    from autoexec.flows.recorder import ensure_recorder, recorder_running, stop_recorder
+
     if args.action == "start":
         os.environ.pop("PREFECT_API_URL", None)
-        print(ensure_api(home))
+        url = ensure_api(home)
+        problem = ensure_recorder(home, idle_secs="0")  # started with the server, lives as long
+        print(f"API {url}\nUI  {ui_url(url or '')}")
+        if problem:
+            print(f"recorder not started: {problem}", file=sys.stderr)
         return 0
     if args.action == "stop":
-        print("stopped" if stop_server(home) else "not running")
+        recorder = stop_recorder(home)
+        print("stopped" if stop_server(home) or recorder else "not running")
         return 0
     state = read_state(home)
     alive = bool(state and _healthy(state["url"]))
-    print(f"{'running' if alive else 'not running'}{' at ' + state['url'] if alive and state else ''}")
+    if alive and state:
+        print(f"running\nAPI {state['url']}\nUI  {ui_url(state['url'])}\n"
+              f"recorder {'running' if recorder_running(home) else 'not running (the next CLI job starts it)'}")
+    else:
+        print("not running")
     return 0 if alive else 3
 
 

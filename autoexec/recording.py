@@ -1,30 +1,28 @@
-"""A CLI job runs on plain thread pools and hands its Prefect record to a sidecar process.
+"""The engine as it ships: groups on plain thread pools, every state change an event.
 
-Why: importing Prefect and creating a flow run costs a fixed ~1.6 s of one core per job, and every
-task run ~5 ms of client CPU under the GIL (``shared/spec/prefect-lab.md`` §2) — more than a
-1000-node job of the original takes in all. So the job process never imports Prefect: it appends
-one JSON line per state change (job, group, node or node batch started/ended) to a spool file,
-and a recorder process (:mod:`autoexec.flows.recorder`, started at once, detached) replays them as
-the job's flow run, group subflows and ``<phase>/<node>`` task runs, and turns Cancel/Pause from
-the Prefect UI into the job's own signals. The per-node status files stay the source of truth;
-the spool is only the record's feed and is removed once replayed.
+Why plain threads, everywhere: importing Prefect and creating a flow run costs a fixed ~1.6 s of
+one core, and every task run ~5 ms of client CPU under the GIL — more than a 1000-node job of the
+original takes in all. So the engine never talks to Prefect. It emits typed events
+(:mod:`autoexec.events`) into a sink; the Prefect record is one consumer of them
+(:mod:`autoexec.flows.mirror`), fed from a spool file by the machine's recorder for CLI runs and
+from an in-process queue inside a deployment's flow run. Tests run this same path.
 
-Deployment runs (a worker already runs Prefect) keep the in-process flow of
-:mod:`autoexec.flows.job_flow`; ``AUTOEXEC_PREFECT_MODE=inline`` makes the CLI use it too.
+The per-node status files stay the source of truth; the events only feed the record.
 """
 from __future__ import annotations
 
 import itertools
-import json
 import os
-import subprocess
-import sys
+import queue
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
-from autoexec.engine import GroupRunner, JobOutcome, remove_pid_file, run_job, write_pid_file, _proc_start_time
+from autoexec import events
+from autoexec.engine import GroupRunner, JobOutcome, _proc_start_time, remove_pid_file, run_job, write_pid_file
+from autoexec.events import Event, make
 from autoexec.executor import NodeResult
 from autoexec.groups import GroupResult, run_group
 from autoexec.models.nodes import Node
@@ -42,7 +40,11 @@ def spool_dir(home: Path) -> Path:
     return home / "prefect" / "spool"
 
 
-class EventSpool:
+class EventSink(Protocol):
+    def emit(self, event: Event) -> None: ...
+
+
+class SpoolSink:
     """Append-only JSON lines, one ``os.write`` each on an ``O_APPEND`` descriptor: atomic per
     line for concurrent threads, never blocking on the reader, and still readable after a crash."""
 
@@ -50,18 +52,12 @@ class EventSpool:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-        self._keys = itertools.count(1)
 
-    def emit(self, event: str, **fields: Any) -> None:
-        fields["e"] = event
-        fields["t"] = time.time()
+    def emit(self, event: Event) -> None:
         try:
-            os.write(self._fd, (json.dumps(fields, separators=(",", ":"), default=str) + "\n").encode())
+            os.write(self._fd, events.encode(event))
         except (OSError, ValueError):
             pass  # a full disk or a closed spool loses Prefect's copy only, never the job
-
-    def next_key(self) -> int:
-        return next(self._keys)
 
     def close(self) -> None:
         try:
@@ -70,15 +66,72 @@ class EventSpool:
             pass
 
 
+class QueueSink:
+    """In-process hand-over to a consumer thread (a deployment's flow run)."""
+
+    def __init__(self) -> None:
+        self.queue: queue.SimpleQueue[Event] = queue.SimpleQueue()
+
+    def emit(self, event: Event) -> None:
+        self.queue.put(event)
+
+
+class ListSink:
+    """Keeps the events (tests, and callers that want the stream after the job)."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self._lock = threading.Lock()
+
+    def emit(self, event: Event) -> None:
+        with self._lock:
+            self.events.append(event)
+
+
+class Tee:
+    def __init__(self, *sinks: EventSink) -> None:
+        self.sinks = sinks
+
+    def emit(self, event: Event) -> None:
+        for sink in self.sinks:
+            sink.emit(event)
+
+
+class _Stream:
+    """One job's emitter: event keys, and what the job-end message needs to know."""
+
+    def __init__(self, sink: EventSink) -> None:
+        self.sink = sink
+        self._keys = itertools.count(1)
+        self.handed_out = 0
+        self.skipped: dict[tuple[int, str], int] = {}
+
+    def key(self) -> int:
+        self.handed_out += 1
+        return next(self._keys)
+
+    def emit(self, kind: events.Kind, **fields: object) -> None:
+        self.sink.emit(make(kind, **fields))
+
+
+def node_label(node: Node) -> str:
+    """What an operator recognises in a list of 50 task runs: name, address, resource id."""
+    if node.resourceId == 0:
+        return "runner"
+    address = f"{node.host}:{node.port}" if node.port else node.host
+    return f"{node.nodeName} {address} #{node.resourceId}" if node.nodeName else f"{address} #{node.resourceId}"
+
+
 class _RecordedSubmit:
     """Per-node submit on the group's pool, framed by ``node_start``/``node_end`` events."""
 
-    def __init__(self, rt: JobRuntime, spool: EventSpool, pool: ThreadPoolExecutor) -> None:
-        self.rt, self.spool, self.pool = rt, spool, pool
+    def __init__(self, rt: JobRuntime, stream: _Stream, pool: ThreadPoolExecutor) -> None:
+        self.rt, self.stream, self.pool = rt, stream, pool
 
-    def __call__(self, plan: PhasePlan, node: Node) -> Future:
-        key = self.spool.next_key()
-        self.spool.emit("node_start", k=key, phase=plan.name, node=node.triple)
+    def __call__(self, plan: PhasePlan, node: Node) -> Future[NodeResult]:
+        key = self.stream.key()
+        self.stream.emit("node_start", key=key, group=plan.group_no, phase=plan.name, node=node.triple,
+                         label=node_label(node), log=str(self.rt.jobdir.node_paths(plan.name, node.triple).log))
         return self.pool.submit(self._run, key, plan, node)
 
     def _run(self, key: int, plan: PhasePlan, node: Node) -> NodeResult:
@@ -86,96 +139,136 @@ class _RecordedSubmit:
         try:
             result = execute_node(self.rt, plan, node)
         finally:
-            self.spool.emit("node_end", k=key, status=result.status, summary=result.summary(),
-                            log=self.rt.jobdir.node_paths(plan.name, node.triple).log)
+            self.stream.emit("node_end", key=key, status=result.status, exit_code=result.exit_code,
+                             message=result.message, duration=round(result.duration, 3),
+                             warn_count=result.warn_count)
         return result
 
 
-def _recorded_dispatch(rt: JobRuntime, spool: EventSpool, pool: ThreadPoolExecutor) -> Dispatch:
-    submit = _RecordedSubmit(rt, spool, pool)
+def _counts(runner: PhaseRunner) -> dict[str, int]:
+    with runner.state.lock:
+        return dict(runner.state.counts)
 
-    def plain_submit(plan: PhasePlan, node: Node) -> Future:
+
+def _recorded_dispatch(rt: JobRuntime, stream: _Stream, pool: ThreadPoolExecutor) -> Dispatch:
+    submit = _RecordedSubmit(rt, stream, pool)
+
+    def plain_submit(plan: PhasePlan, node: Node) -> Future[NodeResult]:
         return pool.submit(execute_node, rt, plan, node)
 
     def dispatch(runner: PhaseRunner, nodes: list[Node]) -> None:
+        plan = runner.plan
         if len(nodes) <= node_tasks_max():
             runner.run_nodes(nodes, submit)
-            return
-        key = spool.next_key()
-        spool.emit("batch_start", k=key, phase=runner.plan.name, label=f"{nodes[0].triple}..+{len(nodes) - 1}")
-        before = runner.state.snapshot()
-        try:
-            runner.run_nodes(nodes, plain_submit)
-        finally:
-            after = runner.state.snapshot()
-            summary = {"nodes": len(nodes), "succeed": after.suc - before.suc, "failed": after.fail - before.fail,
-                       "ignored": after.ignore - before.ignore, "skipped": after.skip - before.skip,
-                       "paused": after.pause - before.pause}
-            spool.emit("batch_end", k=key, status="failed" if summary["failed"] else "succeed", summary=summary)
+        else:
+            key = stream.key()
+            stream.emit("batch_start", key=key, group=plan.group_no, phase=plan.name, nodes=len(nodes),
+                        label=f"{node_label(nodes[0])} ..+{len(nodes) - 1}")
+            before = _counts(runner)
+            try:
+                runner.run_nodes(nodes, plain_submit)
+            finally:
+                after = _counts(runner)
+                delta = events.counts_from({k: after[k] - before.get(k, 0) for k in after})
+                failed = delta["failed"] or delta["aborted"]
+                stream.emit("batch_end", key=key, counts=delta,
+                            status="aborted" if delta["aborted"] else "failed" if failed else
+                            "paused" if delta["paused"] else "succeed")
+        raw = _counts(runner)
+        stream.skipped[(plan.group_no, plan.name)] = raw.get("skip", 0)
+        stream.emit("phase_counts", group=plan.group_no, phase=plan.name, counts=events.counts_from(raw),
+                    status=runner.state.status)
 
     return dispatch
 
 
-def recorded_group_runner(spool: EventSpool) -> GroupRunner:
+def _group_status(rt: JobRuntime, result: GroupResult) -> str:
+    status = events.outcome_of(result.phases)
+    if status == "succeed" and rt.control.aborting:
+        return "aborted"
+    if status == "succeed" and rt.control.pausing:
+        return "paused"
+    return status
+
+
+def recorded_group_runner(stream: _Stream) -> GroupRunner:
     def run(rt: JobRuntime, group: Group) -> GroupResult:
-        spool.emit("group_start", group=group.groupNo)
+        stream.emit("group_start", group=group.groupNo)
         result = GroupResult(group.groupNo, {"?": "failed"})
         try:
             with ThreadPoolExecutor(max(1, rt.max_parallel), thread_name_prefix=f"g{group.groupNo}") as pool:
-                result = run_group(rt, group, _recorded_dispatch(rt, spool, pool))
+                result = run_group(rt, group, _recorded_dispatch(rt, stream, pool))
         finally:
-            spool.emit("group_end", group=group.groupNo, failed=result.failed, phases=result.phases)
+            stream.emit("group_end", group=group.groupNo, status=_group_status(rt, result), phases=result.phases)
         return result
     return run
 
 
+def _end_message(outcome: JobOutcome, stream: _Stream) -> str:
+    if outcome.message:
+        return f"job {outcome.status}: {outcome.message}"
+    if outcome.status == "succeed" and stream.handed_out == 0:
+        if sum(stream.skipped.values()):
+            return "nothing to do: every node had already succeeded (re-run with force to run them again)"
+        return "nothing to do: no node to run on this runner"
+    return f"job {outcome.status}"
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def run_engine(rt: JobRuntime, sink: EventSink) -> JobOutcome:
+    """The job, start to end, framed by ``job_start``/``job_end``: what the CLI, a deployment's
+    flow run and the tests all run."""
+    stream = _Stream(sink)
+    stream.emit("job_start", job_id=rt.job_id, exec_user=rt.exec_user, pid=os.getpid(),
+                start_time=_proc_start_time(os.getpid()), width=rt.max_parallel,
+                console=str(rt.jobdir.console_log), console_offset=_size(rt.jobdir.console_log),
+                job_dir=str(rt.jobdir.root))
+    outcome = JobOutcome(status="failed")
+    try:
+        outcome = run_job(rt, recorded_group_runner(stream))
+    finally:
+        stream.emit("job_end", status=outcome.status, exit_code=outcome.exit_code,
+                    message=_end_message(outcome, stream),
+                    groups={str(k): v for k, v in outcome.groups.items()})
+    return outcome
+
+
 class Recorder:
-    """The job's side of the record: the spool, and the detached recorder process replaying it."""
+    """A CLI job's side of its record: the spool, and making sure the machine's recorder runs."""
 
     def __init__(self, rt: JobRuntime, home: Path, verbose: bool = False) -> None:
         self.rt = rt
+        self.home = home
         name = f"{rt.job_id.replace('/', '_')}-{os.getpid()}-{int(time.time() * 1000)}.jsonl"
-        self.spool = EventSpool(spool_dir(home) / name)
-        self.spool.emit("job_start", jobId=rt.job_id, execUser=rt.exec_user, pid=os.getpid(),
-                        startTime=_proc_start_time(os.getpid()), width=rt.max_parallel,
-                        console=str(rt.jobdir.console_log))
-        self.process = self._spawn(home, verbose)
+        self.spool = SpoolSink(spool_dir(home) / name)
+        from autoexec.recorder_service import ensure_recorder
 
-    def _spawn(self, home: Path, verbose: bool) -> subprocess.Popen[bytes] | None:
-        log_dir = home / "logs"
-        log_dir.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ)
-        env.pop("AUTOEXEC_NODE_PASSWORD", None)
-        if verbose:
-            env["AUTOEXEC_RECORDER_VERBOSE"] = "1"
-        try:
-            with open(log_dir / "prefect-recorder.log", "ab") as log:
-                return subprocess.Popen([sys.executable, "-m", "autoexec.flows.recorder", str(self.spool.path)],
-                                        env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True, close_fds=True)
-        except OSError as exc:
-            self.rt.console.line(f"WARN: Prefect recorder not started ({exc}); this run has no Prefect record.")
-            return None
+        problem = ensure_recorder(home, verbose=verbose)
+        if problem:
+            rt.console.line(f"WARN: Prefect recorder not started ({problem}); the record follows once one runs.")
 
-    def run(self) -> JobOutcome:
+    def run(self, extra: EventSink | None = None) -> JobOutcome:
         rt = self.rt
         write_pid_file(rt)
         rt.control.install_signal_handlers()
-        outcome = JobOutcome(status="failed")
         try:
-            outcome = run_job(rt, recorded_group_runner(self.spool))
+            return run_engine(rt, Tee(self.spool, extra) if extra is not None else self.spool)
         finally:
             remove_pid_file(rt)
-            self.spool.emit("job_end", status=outcome.status, message=outcome.message, summary=outcome.summary())
             self.spool.close()
-        return outcome
 
     def wait(self, timeout: float) -> bool:
-        """``AUTOEXEC_PREFECT_WAIT``: callers that read the Prefect record right after the job."""
-        if self.process is None:
-            return True
-        try:
-            self.process.wait(timeout)
-            return True
-        except subprocess.TimeoutExpired:
-            return False
+        """``AUTOEXEC_PREFECT_WAIT``: callers that read the Prefect record right after the job.
+        The recorder removes a spool once its record is complete."""
+        deadline = time.monotonic() + timeout
+        while self.spool.path.exists():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+        return True

@@ -6,16 +6,15 @@ import json
 import os
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
-from autoexec.engine import JobOutcome, local_group_runner, run_job
+from autoexec.engine import JobOutcome
 from autoexec.loader import JobRequest, build_runtime
-from autoexec.phase import thread_submit
+from autoexec.recording import EventSink, ListSink, run_engine
 from autoexec.runtime import JobRuntime
 
 REPO = Path(__file__).resolve().parent.parent
@@ -75,17 +74,16 @@ class JobFiles:
 
     def run(self, job_id: str, params: dict[str, Any] | None = None, nodes_text: str | None = None,
             **req: Any) -> tuple[JobRuntime, JobOutcome]:
-        """Runs a job through the real engine with a plain thread pool instead of Prefect."""
+        """Runs a job through the engine as it ships (the CLI's and a deployment run's path)."""
         rt = self.runtime(job_id, params, nodes_text, **req)
         outcome = run_runtime(rt)
         rt.console.close()
         return rt, outcome
 
 
-def run_runtime(rt: JobRuntime, workers: int | None = None) -> JobOutcome:
-    """Runs a built runtime through the real engine with a plain thread pool instead of Prefect."""
-    with ThreadPoolExecutor(workers or rt.max_parallel) as pool:
-        return run_job(rt, local_group_runner(thread_submit(pool, rt)))
+def run_runtime(rt: JobRuntime, sink: EventSink | None = None) -> JobOutcome:
+    """Runs a built runtime through the engine as it ships; its events go to ``sink``."""
+    return run_engine(rt, sink if sink is not None else ListSink())
 
 
 @pytest.fixture

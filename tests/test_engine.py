@@ -1,7 +1,6 @@
-"""The engine end to end (loader -> groups -> phases -> executor -> stores) on a thread pool.
-
-Prefect is swapped out here on purpose: these tests pin the job semantics in seconds; the
-integration tests run the same jobs through real Prefect runs."""
+"""The engine end to end (loader -> groups -> phases -> executor -> stores), run as it ships:
+:func:`autoexec.recording.run_engine`, the path of CLI and deployment runs alike. Its events go
+to a list here; the integration tests record them in a real Prefect server."""
 from __future__ import annotations
 
 import json
@@ -134,13 +133,13 @@ def test_abort_kills_the_whole_process_group_and_marks_nodes_aborted(jobs: JobFi
     rt = jobs.runtime("71", params, nodes_lines(2))
     def abort_when_started() -> None:
         deadline = time.monotonic() + 20
-        while len(list(pids.glob("*.child"))) < 2 and time.monotonic() < deadline:
+        while len([p for p in pids.glob("*.tool") if p.read_text().strip()]) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
         rt.control.abort()
 
     threading.Thread(target=abort_when_started, daemon=True).start()
     started = time.monotonic()
-    outcome = run_runtime(rt, 4)
+    outcome = run_runtime(rt)
     assert time.monotonic() - started < 15
     assert outcome.status == "aborted" and outcome.exit_code == 1
     for pid_file in pids.iterdir():
@@ -171,7 +170,7 @@ def test_pause_stops_at_the_next_op_boundary_and_resume_continues(jobs: JobFiles
         rt.control.pause()
 
     threading.Thread(target=pause_when_started, daemon=True).start()
-    outcome = run_runtime(rt, 4)
+    outcome = run_runtime(rt)
     assert outcome.status == "paused" and outcome.exit_code == 0
     assert not done.exists()
     status = _read(rt.jobdir.node_status("p", "10.1.0.1-22-101"))

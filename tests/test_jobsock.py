@@ -54,7 +54,7 @@ def test_multi_runner_gray_scale_waits_for_the_console_go_ahead(jobs: JobFiles) 
             time.sleep(0.02)
 
     threading.Thread(target=console, daemon=True).start()
-    outcome = run_runtime(rt, 4)
+    outcome = run_runtime(rt)
     assert outcome.status == "succeed"
     starts = {line.split()[0]: float(line.split()[1]) for line in trace.read_text().splitlines()}
     assert max(starts["n1"], starts["n2"]) < released[0] < min(starts["n3"], starts["n4"])
@@ -80,7 +80,7 @@ def test_round_end_is_told_again_until_the_go_ahead(jobs: JobFiles, monkeypatch)
                      rt.base_env["AUTOEXEC_JOB_SOCK"])
 
     threading.Thread(target=release_late, daemon=True).start()
-    outcome = run_runtime(rt, 4)
+    outcome = run_runtime(rt)
     assert outcome.status == "succeed"
     told = [c for c in rt.notifier.calls if c[0] == "round_ended"]
     assert 3 <= len(told) <= 6 and all(c[1]["round_no"] == 1 for c in told)

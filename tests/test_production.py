@@ -141,7 +141,7 @@ def test_console_down_mid_job_loses_nothing(jobs: Any, console: FakeConsole) -> 
     console.params["503"] = params
     rt = build_job_runtime(JobRequest(job_id="503", dev_mode=False, first_fire=True, pass_through_env=dict(PASS)))
     console.set_mode("down")  # inputs are in; from now on every callback fails to connect
-    outcome = run_runtime(rt, 8)
+    outcome = run_runtime(rt)
     assert outcome.status == "succeed"  # the job never waited for the console
     assert rt.notifier.flush(0.2) is False
     console.set_mode("up")
@@ -159,7 +159,7 @@ def test_callbacks_left_by_a_dead_runner_are_sent_by_the_next_run(jobs: Any, con
     console.params["504"] = params
     rt = build_job_runtime(JobRequest(job_id="504", dev_mode=False, first_fire=True, pass_through_env=dict(PASS)))
     console.set_mode("5xx", code=503)
-    run_runtime(rt, 4)
+    run_runtime(rt)
     rt.notifier.close()  # the process "dies": nothing flushed
     assert sequence(console) == []
     console.set_mode("up")

@@ -1,195 +1,131 @@
-"""A job's runFlow compiled into Prefect runs: job flow -> one subflow per group -> one task run
-per (phase, node), named ``<phase>/<node>`` (the UI shows job -> group -> phase/node).
+"""The deployment's flow: the engine runs inside the flow run exactly as it runs from the CLI.
 
-Parameters stay small and secret-free (job id, names); the live objects a task needs are found in a
-process-local registry, because a task run always executes in the process of its flow run here.
-Node outcomes are read back from that registry too, so Prefect states are only for the UI and
-hooks, never a second source of truth (resume relies on the status files).
+A worker starts this flow run; it builds the job as the CLI does and runs the same thread-pool
+engine (:func:`autoexec.recording.run_engine`). The engine's events go through an in-process
+queue to a :class:`~autoexec.flows.mirror.RunMirror` on a thread of this process, which records
+the group subflow runs and node task runs under this flow run: the record is defined once, for
+CLI and deployment runs alike. Cancel and Pause on this run reach the job through
+:class:`~autoexec.flows.prefect_control.RunWatcher`; a paused job ends the run Suspended, and
+"Resume" runs this flow again on a worker, skipping what already succeeded (the status files).
 """
 from __future__ import annotations
 
-import itertools
 import json
 import os
+import queue
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow, get_run_logger
 from prefect.context import get_run_context
 from prefect.states import Cancelled, Completed, Failed
-from prefect.task_runners import ThreadPoolTaskRunner
 
-from autoexec.engine import JobOutcome, remove_pid_file, run_job, write_pid_file
-from autoexec.executor import NodeResult
+from autoexec.engine import JobOutcome, remove_pid_file, write_pid_file
+from autoexec.events import Event
 from autoexec.flows.prefect_control import RunWatcher, suspend_current_run
-from autoexec.flows.run_logs import forward_node_log
-from autoexec.groups import GroupResult, run_group
 from autoexec.loader import JobRequest
-from autoexec.models.nodes import Node
-from autoexec.models.params import Group
-from autoexec.phase import Dispatch, PhaseRunner, execute_node, thread_submit
-from autoexec.recording import node_tasks_max
-from autoexec.runtime import JobRuntime, PhasePlan
-
-_runtimes: dict[str, JobRuntime] = {}
-_units: dict[tuple[str, str, str], tuple[PhasePlan, Node]] = {}
-_results: dict[tuple[str, str, str], NodeResult] = {}
-_lock = threading.Lock()
+from autoexec.recording import QueueSink, run_engine
+from autoexec.runtime import JobRuntime
 
 
-def register_runtime(rt: JobRuntime) -> None:
-    _runtimes[rt.job_id] = rt
+class MirrorThread:
+    """Consumes the queue into this flow run's record; never holds up or fails the job."""
+
+    def __init__(self, sink: QueueSink, flow_run_id: str, say: Any) -> None:
+        self.queue = sink.queue
+        self.flow_run_id = flow_run_id
+        self.say = say
+        self.stop = threading.Event()
+        self.end: Event | None = None
+        self.error: str | None = None
+        self._thread = threading.Thread(target=self._run, name="autoexec-record", daemon=True)
+
+    def start(self) -> "MirrorThread":
+        self._thread.start()
+        return self
+
+    def _api(self) -> Any:
+        from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_KEY, PREFECT_API_URL
+
+        from autoexec.flows.api import PrefectApi, auth_headers
+
+        url = PREFECT_API_URL.value()
+        if not url:
+            raise RuntimeError("no PREFECT_API_URL in this flow run")
+        key = PREFECT_API_KEY.value()
+        auth = PREFECT_API_AUTH_STRING.value()
+        return PrefectApi(url, self.stop, headers=auth_headers(key.get_secret_value() if key else "",
+                                                               auth.get_secret_value() if auth else ""))
+
+    def _run(self) -> None:
+        from autoexec.flows.api import Stopped
+        from autoexec.flows.mirror import Catalog, RunMirror
+
+        try:
+            api = self._api()
+            mirror = RunMirror(api, Catalog.ensure(api, with_cli_deployment=False), flow_run_id=self.flow_run_id)
+            while not mirror.ended:
+                try:
+                    event = self.queue.get(timeout=0.2)
+                except queue.Empty:
+                    mirror.tick()
+                    continue
+                mirror.apply(event)
+                mirror.tick()
+        except Stopped:
+            pass
+        except Exception as exc:  # noqa: BLE001 - the record may be incomplete, the job is not
+            self.error = f"{type(exc).__name__}: {exc}"
+            self.say(f"WARN: Prefect record of this run incomplete: {self.error}")
+
+    def finish(self, timeout: float) -> None:
+        self._thread.join(timeout)
+        self.stop.set()
+        self._thread.join(5)
 
 
-# retries=0 on purpose: a node re-run belongs to the job (status files decide what re-runs), so
-# PREFECT_TASKS/FLOWS_DEFAULT_RETRIES in a deployment's env may only retry the whole job flow.
-@task(name="node", task_run_name="{phase}/{node}", cache_policy=NO_CACHE, persist_result=False, retries=0)
-def node_task(job_id: str, phase: str, node: str) -> Any:
-    rt = _runtimes[job_id]
-    plan, node_obj = _units[(job_id, phase, node)]
-    result = execute_node(rt, plan, node_obj)
-    with _lock:
-        _results[(job_id, phase, node)] = result
-    try:
-        forward_node_log(get_run_logger(), f"{phase}/{node}", rt.jobdir.node_log(phase, node), result.status,
-                         mask=rt.masker)
-    except Exception:  # noqa: BLE001 - the UI copy of a log must never fail a node
-        pass
-    if result.status in ("failed", "aborted"):
-        return Failed(message=f"{phase}/{node} {result.status}: {result.message}"[:500], data=result.summary())
-    return result.summary()
+class _EndCatcher:
+    """Keeps the ``job_end`` event: its message (e.g. "nothing to do") becomes the run's state message."""
 
+    def __init__(self, inner: QueueSink) -> None:
+        self.inner = inner
+        self.end: Event | None = None
 
-class _NodeFuture:
-    """Adapts a Prefect future to what the phase runner expects, returning our NodeResult."""
-
-    def __init__(self, key: tuple[str, str, str], future: Any) -> None:
-        self.key = key
-        self.future = future
-
-    def add_done_callback(self, fn: Any) -> None:
-        self.future.add_done_callback(fn)
-
-    def result(self, timeout: float | None = None) -> NodeResult:
-        self.future.wait(timeout)
-        with _lock:
-            result = _results.pop(self.key, None)
-            _units.pop(self.key, None)
-        if result is None:
-            state = self.future.state
-            return NodeResult(node=self.key[2], status="failed",
-                              message=f"task ended {state.type.value}: {state.message or ''}".strip())
-        return result
-
-
-def _submitter(job_id: str) -> Any:
-    def submit(plan: PhasePlan, node: Node) -> _NodeFuture:
-        key = (job_id, plan.name, node.triple)
-        with _lock:
-            _units[key] = (plan, node)
-        return _NodeFuture(key, node_task.submit(job_id, plan.name, node.triple))
-    return submit
-
-
-@task(name="node-batch", task_run_name="{phase}/{label}", cache_policy=NO_CACHE, persist_result=False,
-      retries=0)
-def batch_task(job_id: str, phase: str, label: str, key: int) -> Any:
-    """A phase too large for one task run per node: its nodes run on a plain thread pool under
-    this one task run (Prefect costs ~5 ms of CPU per task run; see README, Performance)."""
-    runner, nodes = _batches.pop(key)
-    rt = _runtimes[job_id]
-    with ThreadPoolExecutor(max(1, runner.plan.parallel)) as pool:
-        runner.run_nodes(nodes, thread_submit(pool, rt))
-    counts = runner.state.snapshot()
-    summary = {"nodes": len(nodes), "succeed": counts.suc, "failed": counts.fail, "ignored": counts.ignore,
-               "skipped": counts.skip, "paused": counts.pause}
-    if counts.fail:
-        return Failed(message=f"{phase}: {counts.fail} of {len(nodes)} node(s) failed", data=summary)
-    return summary
-
-
-_batches: dict[int, tuple[PhaseRunner, list[Node]]] = {}
-_batch_ids = itertools.count()
-
-
-def _dispatcher(job_id: str) -> Dispatch:
-    submit = _submitter(job_id)
-
-    def dispatch(runner: PhaseRunner, nodes: list[Node]) -> None:
-        if len(nodes) <= node_tasks_max():
-            runner.run_nodes(nodes, submit)
-            return
-        key = next(_batch_ids)
-        _batches[key] = (runner, nodes)
-        label = f"{nodes[0].triple}..+{len(nodes) - 1}"
-        batch_task.submit(job_id, runner.plan.name, label, key).wait()
-        _batches.pop(key, None)
-
-    return dispatch
-
-
-@flow(name="autoexec-group", flow_run_name="{job_id}/group-{group_no}", validate_parameters=False, retries=0)
-def group_flow(job_id: str, group_no: int) -> dict[str, str]:
-    rt = _runtimes[job_id]
-    # Prefect re-arms its own SIGTERM bridge for every (sub)flow scope; ours must win inside too,
-    # or SIGTERM would crash the run while tools keep running.
-    rt.control.install_signal_handlers()
-    group = next(g for g in rt.params.runFlow if g.groupNo == group_no)
-    result = run_group(rt, group, _dispatcher(job_id))
-    _group_results[(job_id, group_no)] = result
-    if result.failed:
-        return Failed(message=f"group {group_no}: " + ", ".join(f"{k}={v}" for k, v in result.phases.items()),
-                      data=result.phases)  # type: ignore[return-value]
-    return result.phases
-
-
-_group_results: dict[tuple[str, int], GroupResult] = {}
-
-
-def _prefect_group_runner(rt: JobRuntime, group: Group) -> GroupResult:
-    watcher = _watchers.get(rt.job_id)
-    if watcher is not None:
-        watcher.check_now()
-        if rt.control.stopping:
-            return GroupResult(group.groupNo, {})
-    sub = group_flow.with_options(task_runner=ThreadPoolTaskRunner(max_workers=rt.max_parallel))  # type: ignore[arg-type]  # Prefect's TaskRunner type is invariant
-    sub(rt.job_id, group.groupNo, return_state=True)
-    return _group_results.pop((rt.job_id, group.groupNo), GroupResult(group.groupNo, {"?": "failed"}))
-
-
-_watchers: dict[str, RunWatcher] = {}
+    def emit(self, event: Event) -> None:
+        if event.get("event") == "job_end":
+            self.end = event
+        self.inner.emit(event)
 
 
 def _current_flow_run() -> Any:
     try:
         return getattr(get_run_context(), "flow_run", None)
-    except Exception:  # noqa: BLE001 - outside a flow run (tests)
+    except Exception:  # noqa: BLE001 - outside a flow run
         return None
 
 
-def run_runtime(rt: JobRuntime) -> JobOutcome:
-    """The body shared by the CLI and deployment entry points, inside a running flow."""
-    register_runtime(rt)
-    flow_run = _current_flow_run()
-    flow_run_id = str(flow_run.id) if flow_run is not None else None
+def run_in_flow_run(rt: JobRuntime, flow_run_id: str) -> tuple[JobOutcome, str]:
+    """The engine, its record and its Cancel/Pause watcher, inside the running flow run."""
     write_pid_file(rt, flow_run_id)
     rt.control.install_signal_handlers()
     watcher = _start_watcher(rt, flow_run_id)
+    sink = QueueSink()
+    catcher = _EndCatcher(sink)
+    record = MirrorThread(sink, flow_run_id, say=rt.console.line).start()
     try:
-        return run_job(rt, _prefect_group_runner)
+        outcome = run_engine(rt, catcher)
     finally:
         if watcher is not None:
-            _watchers.pop(rt.job_id, None)
             watcher.stop()
         remove_pid_file(rt)
-        _runtimes.pop(rt.job_id, None)
+        record.finish(timeout=60)
+    message = str((catcher.end or {}).get("message") or f"job {outcome.status}")
+    return outcome, message
 
 
-def _start_watcher(rt: JobRuntime, flow_run_id: str | None) -> RunWatcher | None:
-    """Cancel/Pause from the Prefect UI or API, for CLI and deployment runs alike."""
-    if flow_run_id is None or os.environ.get("AUTOEXEC_PREFECT_WATCH", "1") == "0":
+def _start_watcher(rt: JobRuntime, flow_run_id: str) -> RunWatcher | None:
+    """Cancel/Pause from the Prefect UI or API reach the job through its own controls."""
+    if os.environ.get("AUTOEXEC_PREFECT_WATCH", "1") == "0":
         return None
     try:
         watcher = RunWatcher(rt.control, flow_run_id, say=rt.console.line,
@@ -197,20 +133,19 @@ def _start_watcher(rt: JobRuntime, flow_run_id: str | None) -> RunWatcher | None
     except Exception as exc:  # noqa: BLE001 - no API client: signals and --abort still work
         rt.console.line(f"WARN: Cannot watch the Prefect flow run for cancel/pause: {exc}")
         return None
-    _watchers[rt.job_id] = watcher
     return watcher.start()
 
 
-def outcome_state(outcome: JobOutcome) -> Any:
+def outcome_state(outcome: JobOutcome, message: str = "") -> Any:
     """Failed/Cancelled carry the summary as text: under a worker the engine turns a failed state's
     data into an exception, and a dict there fails with a TypeError instead of FailedRun."""
     summary = outcome.summary()
+    message = message or f"job {outcome.status}"
     if outcome.status == "failed":
-        return Failed(message=f"job failed: {outcome.message}" if outcome.message else "job failed",
-                      data=json.dumps(summary))
+        return Failed(message=message, data=json.dumps(summary))
     if outcome.status == "aborted":
-        return Cancelled(message="job aborted", data=json.dumps(summary))
-    return Completed(message=f"job {outcome.status}", data=summary)
+        return Cancelled(message=message, data=json.dumps(summary))
+    return Completed(message=message, data=summary)
 
 
 def _job_run_name() -> str:
@@ -222,7 +157,8 @@ def _job_run_name() -> str:
     p = flow_run.parameters
     if not p.get("runner_id"):
         return f"job-{p.get('job_id')}"
-    return part_run_name(str(p.get("job_id")), int(p["runner_id"]), step_label(p.get("phase_groups", ""), p.get("round_no"), p.get("phases")))
+    return part_run_name(str(p.get("job_id")), int(p["runner_id"]),
+                         step_label(p.get("phase_groups", ""), p.get("round_no"), p.get("phases")))
 
 
 @flow(name="autoexec-job", flow_run_name=_job_run_name, validate_parameters=False)
@@ -237,56 +173,39 @@ def job_flow(job_id: str | int, exec_user: str = "anonymous", params_file: str =
     ``round_no`` narrow the run to one runner's nodes (and one grayScale round) of a job a
     coordinator spreads over several runner hosts; such a part waits for the runs in
     ``after_runs`` (the step before) to complete before it starts."""
+    from autoexec.loader import parse_id_list, parse_name_list, release_runtime
+    from autoexec.production import build_job_runtime
+
     job_id, phase_groups, node_ids = str(job_id), str(phase_groups), str(node_ids)
-    rt = _runtimes.get(job_id)
     flow_run = _current_flow_run()
+    if flow_run is None:
+        raise RuntimeError("job_flow runs as a Prefect flow run (a deployment or a direct call)")
     if after_runs:
         from autoexec.multirunner.gate import wait_for_previous_step
 
-        blocked = wait_for_previous_step(list(after_runs), str(flow_run.id) if flow_run is not None else None)
+        blocked = wait_for_previous_step(list(after_runs), str(flow_run.id))
         if blocked:
             return Cancelled(message=f"part not run: {blocked}"[:500])
-    built_here = rt is None
-    if rt is None:
-        from autoexec.loader import parse_id_list, parse_name_list
-
-        if flow_run is not None and flow_run.run_count > 1:
-            first_fire = False  # a resume or retry continues this generation's console log
-
-        req = JobRequest(job_id=job_id, exec_user=exec_user, params_file=params_file, nodes_file=nodes_file,
-                         params_json=params, nodes_jsonl=nodes, force=force, first_fire=first_fire,
-                         dev_mode=dev_mode, no_fire_next=no_fire_next,
-                         pass_through_env={**(pass_through_env or {}), **({"runnerId": int(runner_id)} if runner_id else {})},
-                         round_no=int(round_no) if round_no else None,
-                         phase_groups=parse_id_list(phase_groups, "phasegroups"),
-                         phases=parse_name_list(phases),
-                         nodes=parse_id_list(node_ids, "nodes"))
-        from autoexec.production import build_job_runtime
-
-        rt = build_job_runtime(req)
-    outcome = run_runtime(rt)
+    if flow_run.run_count > 1:
+        first_fire = False  # a resume or retry continues this generation's console log
+    req = JobRequest(job_id=job_id, exec_user=exec_user, params_file=params_file, nodes_file=nodes_file,
+                     params_json=params, nodes_jsonl=nodes, force=force, first_fire=first_fire,
+                     dev_mode=dev_mode, no_fire_next=no_fire_next,
+                     pass_through_env={**(pass_through_env or {}), **({"runnerId": int(runner_id)} if runner_id else {})},
+                     round_no=int(round_no) if round_no else None,
+                     phase_groups=parse_id_list(phase_groups, "phasegroups"), phases=parse_name_list(phases),
+                     nodes=parse_id_list(node_ids, "nodes"))
+    rt = build_job_runtime(req)
     try:
-        get_run_logger().info("job %s %s", rt.job_id, outcome.status)
+        outcome, message = run_in_flow_run(rt, str(flow_run.id))
+    finally:
+        release_runtime(rt)
+    try:
+        get_run_logger().info("job %s %s: %s", rt.job_id, outcome.status, message)
     except Exception:  # noqa: BLE001
         pass
-    _outcomes[rt.job_id] = outcome
-    if built_here:  # the CLI releases its own runtime after the flow returns
-        from autoexec.loader import release_runtime
-
-        release_runtime(rt)
-    if outcome.status == "paused" and flow_run is not None and flow_run.deployment_id is not None:
+    if outcome.status == "paused" and flow_run.deployment_id is not None:
         # A deployment run stops as Suspended: "Resume" reschedules it on a worker, which runs this
         # flow again from the top, and the status files skip what already succeeded.
         suspend_current_run(str(flow_run.id))
-    return outcome_state(outcome)
-
-
-_outcomes: dict[str, JobOutcome] = {}
-
-
-def run_via_prefect(rt: JobRuntime) -> JobOutcome:
-    """CLI path: the runtime is already built (inputs validated before Prefect starts)."""
-    register_runtime(rt)
-    job_flow.with_options(flow_run_name=f"job-{rt.job_id}")(job_id=rt.job_id, exec_user=rt.exec_user,
-                                                            return_state=True)
-    return _outcomes.pop(rt.job_id, JobOutcome(status="failed"))
+    return outcome_state(outcome, message)

@@ -1,169 +1,393 @@
-"""A CLI job's record in Prefect, replayed from its event spool by the recorder process.
+"""The Prefect record of a job, defined once: a consumer of the engine's events.
 
-Same shape as the in-process flow of :mod:`autoexec.flows.job_flow` (flow ``autoexec-job`` run
-``job-<id>`` -> subflow ``autoexec-group`` run ``<id>/group-<n>`` -> task runs ``<phase>/<node>``
-or, for phases above ``AUTOEXEC_NODE_TASKS_MAX`` nodes, one ``<phase>/<first>..+<n>`` batch), the
-same final states, node log tails in the task run logs, and the same Cancel/Pause handling: the
-watcher's requests become the job process's own signals (SIGTERM aborts, SIGUSR1 pauses, §12.2).
+One :class:`RunMirror` per job invocation turns its event stream (:mod:`autoexec.events`) into
+Prefect runs through the REST API: the job flow run ``job-<id>`` (created here for CLI runs; for a
+deployment run it is the flow run the mirror runs inside), one subflow run ``<id>/group-<n>`` per
+group (parented to the job run through a task run, as Prefect parents subflows), one task run
+``<phase>/<node>`` per (phase, node), or one per batch for phases above
+``AUTOEXEC_NODE_TASKS_MAX`` nodes. It is fed from the spool by the machine's recorder for CLI
+runs and from an in-process queue inside a deployment's flow run: same code, same states.
 
-A task run opens when its node starts and closes when the node ends; while the recorder is still
-starting (importing Prefect, ~1 s) the first runs open late and close at once.
+States mean what they say: succeed/ignored -> Completed, failed -> Failed with one line, aborted
+-> Cancelled, paused -> Paused, at node, group and job level. While nodes run, their new log
+lines go to their task runs (at most ``LOG_BYTES_PER_TICK`` per node per tick) and the job's
+console log to the job run; a markdown artifact summarises phases, failed nodes and durations.
+
+Every create is idempotent (task runs by their key inside a run, flow runs by an idempotency
+key), so a replay after a restart or a deployment run resumed after a pause finds the runs it
+made before instead of showing them twice. All of the mirror's state is in :attr:`state`, plain
+JSON, so the recorder can checkpoint it next to the spool offset.
 """
 from __future__ import annotations
 
+import logging
 import os
-import signal
+import re
+import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
-from prefect.states import Cancelled, Completed, Crashed, Failed
-from prefect.task_runners import ThreadPoolTaskRunner
+from autoexec.events import Event
+from autoexec.flows.api import ApiRefused, PrefectApi, iso
 
-from autoexec.flows.feed import Feed, process_alive
-from autoexec.flows.prefect_control import RunWatcher
-from autoexec.flows.run_logs import forward_node_log
+JOB_FLOW = "autoexec-job"
+GROUP_FLOW = "autoexec-group"
+CLI_DEPLOYMENT = "autoexec-cli"
+LOG_TICK_SECONDS = 1.0
+LOG_BYTES_PER_TICK = 16 * 1024
+ARTIFACT_MIN_SECONDS = 1.0
 
-_feeds: dict[str, Feed] = {}
+STATE_OF = {"succeed": ("COMPLETED", "Completed"), "completed": ("COMPLETED", "Completed"),
+            "ignored": ("COMPLETED", "Ignored"), "failed": ("FAILED", "Failed"),
+            "aborted": ("CANCELLED", "Cancelled"), "paused": ("PAUSED", "Paused"),
+            "crashed": ("CRASHED", "Crashed"), "running": ("RUNNING", "Running")}
 
 
-class SignalControl:
-    """What :class:`RunWatcher` drives, for a job that runs in another process."""
+@dataclass
+class Catalog:
+    """Ids every record refers to, looked up once per process."""
 
-    def __init__(self, pid: int, alive: Any) -> None:
-        self.pid = pid
-        self._alive = alive
-        self.aborting = False
-        self.pausing = False
+    job_flow_id: str
+    group_flow_id: str
+    cli_deployment_id: str | None
+
+    @classmethod
+    def ensure(cls, api: PrefectApi, with_cli_deployment: bool = True) -> "Catalog":
+        job_flow = api.call("POST", "flows/", {"name": JOB_FLOW})["id"]
+        group_flow = api.call("POST", "flows/", {"name": GROUP_FLOW})["id"]
+        deployment = None
+        if with_cli_deployment:
+            deployment = cli_deployment(api, job_flow)
+        return cls(job_flow, group_flow, deployment)
+
+
+def cli_deployment(api: PrefectApi, flow_id: str) -> str | None:
+    """A deployment that CLI runs belong to. Prefect's UIs offer Cancel and Pause only for runs
+    with a deployment; this one has no work pool and is paused, so nothing ever runs from it:
+    the recorder watches its runs and signals the job process."""
+    body = {"name": CLI_DEPLOYMENT, "flow_id": flow_id, "paused": True, "enforce_parameter_schema": False,
+            "tags": ["autoexec"], "description": "Runs of autoexec jobs started from the command line. "
+            "Cancel and Pause reach the job process through the autoexec recorder; do not run it from here."}
+    try:
+        return str(api.call("POST", "deployments/", body)["id"])
+    except ApiRefused:
+        return None
+
+
+def state_body(status: str, message: str = "", **details: Any) -> dict[str, Any]:
+    kind, name = STATE_OF.get(status, ("FAILED", "Failed"))
+    state: dict[str, Any] = {"type": kind, "name": name, "message": message[:500]}
+    if details:
+        state["state_details"] = details
+    return {"state": state, "force": True}
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text or "").split())[:300]
+
+
+def artifact_key(job_id: str) -> str:
+    return "autoexec-job-" + (re.sub(r"[^a-z0-9-]+", "-", str(job_id).lower()).strip("-") or "x")
+
+
+def last_error_line(path: str | None, limit: int = 16384) -> str:
+    """The last ``ERROR`` line of a node log (its tail), else its last non-empty line."""
+    if not path:
+        return ""
+    try:
+        with open(path, "rb") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, size - limit))
+            lines = fh.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return ""
+    lines = [ln.strip() for ln in lines if ln.strip()]
+    for line in reversed(lines):
+        if "ERROR" in line:
+            return line[:300]
+    return lines[-1][:300] if lines else ""
+
+
+class RunMirror:
+    """``flow_run_id`` given: record into that (running) flow run, whose own state its flow
+    engine owns; otherwise create the job's flow run and own its state (CLI runs)."""
+
+    def __init__(self, api: PrefectApi, catalog: Catalog, flow_run_id: str | None = None,
+                 state: dict[str, Any] | None = None, say: Callable[[str], None] = lambda _t: None) -> None:
+        self.api = api
+        self.catalog = catalog
+        self.say = say
+        self.state: dict[str, Any] = state or {"own": flow_run_id is None, "flow_run_id": flow_run_id,
+                                               "groups": {}, "open": {}, "phases": {}, "failed": [],
+                                               "artifact": None, "ended": False, "job": {}, "console": None}
+        self._last_tick = 0.0
+        self._last_artifact = 0.0
+
+    # --- the stream -------------------------------------------------------------------------
+    @property
+    def ended(self) -> bool:
+        return bool(self.state["ended"])
 
     @property
-    def stopping(self) -> bool:
-        return self.aborting or self.pausing
+    def flow_run_id(self) -> str | None:
+        return self.state["flow_run_id"]
 
-    def _signal(self, sig: int) -> None:
-        if self._alive():
-            try:
-                os.kill(self.pid, sig)
-            except (ProcessLookupError, PermissionError):
-                pass
-
-    def abort(self) -> None:
-        if not self.aborting:
-            self.aborting = True
-            self._signal(signal.SIGTERM)
-
-    def pause(self) -> None:
-        if not self.stopping:
-            self.pausing = True
-            self._signal(signal.SIGUSR1)
-
-
-@task(name="node", task_run_name="{phase}/{node}", cache_policy=NO_CACHE, persist_result=False, retries=0)
-def node_record(job_id: str, phase: str, node: str, key: int) -> Any:
-    event = _feeds[job_id].outcome(key)
-    status = str(event.get("status"))
-    summary = event.get("summary") or {}
-    if event.get("log"):
+    def apply(self, event: Event) -> None:
+        handler = getattr(self, "_on_" + str(event.get("event")), None)
+        if handler is None:
+            return  # a kind this version does not record
         try:
-            forward_node_log(get_run_logger(), f"{phase}/{node}", Path(event["log"]), status)
-        except Exception:  # noqa: BLE001 - the UI copy of a log must never fail the record
-            pass
-    if status in ("failed", "aborted"):
-        return Failed(message=f"{phase}/{node} {status}: {summary.get('message', '')}"[:500], data=summary)
-    return summary
+            handler(event)
+        except ApiRefused as exc:  # one refused call must not stop the record of the rest
+            self.say(f"record of {event.get('event')} refused: {exc}")
 
+    def _on_job_start(self, ev: Event) -> None:
+        st = self.state
+        st["job"] = {k: ev.get(k) for k in ("job_id", "exec_user", "pid", "start_time", "console", "job_dir")}
+        st["job"]["started"] = ev.get("time")
+        console = ev.get("console")
+        if console:
+            st["console"] = {"path": console, "off": int(ev.get("console_offset") or 0)}  # type: ignore[call-overload]
+        job_id = str(ev.get("job_id"))
+        if st["own"]:
+            body = {"flow_id": self.catalog.job_flow_id, "name": f"job-{job_id}",
+                    "parameters": {"job_id": job_id, "exec_user": ev.get("exec_user")},
+                    "tags": ["autoexec", "cli"], "idempotency_key": f"autoexec-cli-{job_id}-{ev.get('pid')}-{ev.get('time')}",
+                    "state": {"type": "RUNNING", "name": "Running", "message": f"pid {ev.get('pid')}"}}
+            if self.catalog.cli_deployment_id:
+                body["deployment_id"] = self.catalog.cli_deployment_id
+            st["flow_run_id"] = str(self.api.call("POST", "flow_runs/", body)["id"])
+        self._log(None, logging.INFO, f"job {job_id} started by {ev.get('exec_user')} (pid {ev.get('pid')})",
+                  ev.get("time"))
 
-@task(name="node-batch", task_run_name="{phase}/{label}", cache_policy=NO_CACHE, persist_result=False, retries=0)
-def batch_record(job_id: str, phase: str, label: str, key: int) -> Any:
-    event = _feeds[job_id].outcome(key)
-    summary = event.get("summary") or {}
-    if event.get("status") == "failed":
-        return Failed(message=f"{phase}: {summary.get('failed', '?')} of {summary.get('nodes', '?')} node(s) failed",
-                      data=summary)
-    return summary
+    def _on_group_start(self, ev: Event) -> None:
+        group = int(ev.get("group", 0))
+        st = self.state
+        parent = self.api.call("POST", "task_runs/", {
+            "flow_run_id": st["flow_run_id"], "name": f"group-{group}", "task_key": "autoexec-group",
+            "dynamic_key": f"group-{group}", "state": {"type": "RUNNING", "name": "Running"}})["id"]
+        run = self.api.call("POST", "flow_runs/", {
+            "flow_id": self.catalog.group_flow_id, "name": f"{st['job'].get('job_id')}/group-{group}",
+            "parent_task_run_id": parent, "idempotency_key": f"{st['flow_run_id']}/group-{group}",
+            "parameters": {"job_id": st["job"].get("job_id"), "group_no": group}, "tags": ["autoexec"],
+            "state": {"type": "RUNNING", "name": "Running"}})["id"]
+        # a run found again (a resumed deployment run) is Paused: running once more
+        self.api.call("POST", f"task_runs/{parent}/set_state", state_body("running"))
+        self.api.call("POST", f"flow_runs/{run}/set_state", state_body("running"))
+        st["groups"][str(group)] = {"task": parent, "run": run, "started": ev.get("time")}
+        self._log(None, logging.INFO, f"group {group} started", ev.get("time"))
 
+    def _group_run(self, group: Any) -> str | None:
+        entry = self.state["groups"].get(str(group))
+        return entry["run"] if entry else self.state["flow_run_id"]
 
-@flow(name="autoexec-group", flow_run_name="{job_id}/group-{group_no}", validate_parameters=False, retries=0)
-def group_record(job_id: str, group_no: int) -> Any:
-    feed = _feeds[job_id]
-    futures = []
-    while True:
-        event = feed.next()
-        kind = event.get("e")
-        if kind == "node_start":
-            futures.append(node_record.submit(job_id, event["phase"], event["node"], event["k"]))
-        elif kind == "batch_start":
-            futures.append(batch_record.submit(job_id, event["phase"], event["label"], event["k"]))
-        elif kind == "group_end":
-            for future in futures:
-                future.wait()
-            phases = event.get("phases") or {}
-            if event.get("failed"):
-                return Failed(message=f"group {group_no}: " + ", ".join(f"{k}={v}" for k, v in phases.items()),
-                              data=phases)
-            return phases
+    def _open_task(self, ev: Event, name: str, task_key: str, dynamic_key: str, log: str | None) -> None:
+        run = self._group_run(ev.get("group"))
+        task = self.api.call("POST", "task_runs/", {
+            "flow_run_id": run, "name": name, "task_key": task_key, "dynamic_key": dynamic_key,
+            "tags": [str(ev.get("phase"))], "state": {"type": "RUNNING", "name": "Running"}})["id"]
+        self.api.call("POST", f"task_runs/{task}/set_state", state_body("running"))
+        entry: dict[str, Any] = {"task": task, "run": run, "name": name, "phase": ev.get("phase"),
+                                 "group": ev.get("group"), "node": ev.get("node"), "started": ev.get("time")}
+        if log:
+            try:
+                stat = os.stat(log)
+                entry.update(log=log, ino=stat.st_ino, off=stat.st_size)
+            except OSError:
+                entry.update(log=log, ino=None, off=0)
+        self.state["open"][str(ev.get("key"))] = entry
 
+    def _on_node_start(self, ev: Event) -> None:
+        label = ev.get("label") or ev.get("node")
+        self._open_task(ev, f"{ev.get('phase')}/{label}", f"autoexec-node-{ev.get('phase')}", str(ev.get("node")),
+                        ev.get("log"))
 
-@flow(name="autoexec-job", flow_run_name="job-{job_id}", validate_parameters=False, retries=0)
-def job_record(job_id: str, exec_user: str = "anonymous") -> Any:
-    feed = _feeds[job_id]
-    watcher = _watch(feed)
-    try:
-        while True:
-            event = feed.next()
-            kind = event.get("e")
-            if kind == "group_start":
-                width = max(1, int((feed.job or {}).get("width") or 64))
-                group_record.with_options(task_runner=ThreadPoolTaskRunner(max_workers=width))(  # type: ignore[arg-type]  # Prefect's TaskRunner type is invariant
-                    job_id, event["group"], return_state=True)
-            elif kind == "job_end":
-                return final_state(event)
-    finally:
-        if watcher is not None:
-            watcher.stop()
+    def _on_batch_start(self, ev: Event) -> None:
+        self._open_task(ev, f"{ev.get('phase')}/{ev.get('label')}", f"autoexec-batch-{ev.get('phase')}",
+                        f"batch-{ev.get('key')}", None)
 
+    def _on_node_end(self, ev: Event) -> None:
+        entry = self.state["open"].pop(str(ev.get("key")), None)
+        if entry is None:
+            return
+        status = str(ev.get("status"))
+        self._stream(entry, final=True)
+        message = f"{entry['name']} {status}"
+        if status in ("failed", "aborted"):
+            detail = _one_line(ev.get("message") or "")
+            exit_code = ev.get("exit_code")
+            message += (f": {detail}" if detail else "") + (f" (exit {exit_code})" if exit_code is not None else "")
+            if status == "failed":
+                self.state["failed"].append({"phase": entry["phase"], "group": entry["group"], "node": entry["name"],
+                                             "exit": exit_code, "line": last_error_line(entry.get("log")) or detail})
+        self.api.call("POST", f"task_runs/{entry['task']}/set_state", state_body(status, message))
 
-def final_state(event: dict[str, Any]) -> Any:
-    """The job flow's final state, as :func:`autoexec.flows.job_flow.outcome_state` would give."""
-    import json
+    def _on_batch_end(self, ev: Event) -> None:
+        entry = self.state["open"].pop(str(ev.get("key")), None)
+        if entry is None:
+            return
+        counts = ev.get("counts") or {}
+        text = ", ".join(f"{k} {v}" for k, v in counts.items() if v)
+        self.api.call("POST", f"task_runs/{entry['task']}/set_state",
+                      state_body(str(ev.get("status")), f"{entry['name']}: {text or 'no node'}"))
 
-    status = event.get("status")
-    summary = event.get("summary") or {}
-    if status == "crashed":
-        return Crashed(message=f"job process lost: {summary.get('message', '')}")
-    if status == "failed":
-        return Failed(message=f"job failed: {summary['message']}" if summary.get("message") else "job failed",
-                      data=json.dumps(summary))
-    if status == "aborted":
-        return Cancelled(message="job aborted", data=json.dumps(summary))
-    return Completed(message=f"job {status}", data=summary)
+    def _on_phase_counts(self, ev: Event) -> None:
+        key = f"{ev.get('group')}/{ev.get('phase')}"
+        phase = self.state["phases"].setdefault(key, {"started": ev.get("time")})
+        phase.update(counts=ev.get("counts") or {}, status=ev.get("status"), ended=ev.get("time"))
+        self._artifact(force=False)
 
+    def _on_group_end(self, ev: Event) -> None:
+        group = str(ev.get("group"))
+        entry = self.state["groups"].get(group)
+        self._close_open(lambda e: str(e.get("group")) == group, "crashed" if ev.get("crashed") else "aborted",
+                         "the job ended before this node did")
+        if entry is None or not entry.get("open", True):
+            return
+        entry["open"] = False
+        status = str(ev.get("status") or "failed")
+        phases = ev.get("phases") or {}
+        message = f"group {group} {status}" + (": " + ", ".join(f"{k}={v}" for k, v in phases.items())
+                                               if phases else "")
+        if ev.get("crashed"):
+            status, message = "failed", f"group {group}: {ev.get('message') or 'job process lost'}"
+        self.api.call("POST", f"flow_runs/{entry['run']}/set_state", state_body(status, message))
+        self.api.call("POST", f"task_runs/{entry['task']}/set_state", state_body(status, message))
+        self._log(None, logging.INFO, message, ev.get("time"))
+        self._artifact(force=True)
 
-def _watch(feed: Feed) -> RunWatcher | None:
-    from prefect.context import get_run_context
+    def _on_job_end(self, ev: Event) -> None:
+        st = self.state
+        self._close_open(lambda e: True, "crashed" if ev.get("crashed") else "aborted", "the job ended before it")
+        self._stream_console()
+        status = str(ev.get("status"))
+        message = str(ev.get("message") or f"job {status}")
+        st["job"].update(ended=ev.get("time"), status=status, message=message)
+        self._log(None, logging.ERROR if status in ("failed", "crashed") else logging.INFO,
+                  f"job {st['job'].get('job_id')} {status}: {message}" if message != f"job {status}" else message,
+                  ev.get("time"))
+        self._artifact(force=True)
+        if st["own"]:
+            self.api.call("POST", f"flow_runs/{st['flow_run_id']}/set_state", state_body(status, message))
+        st["ended"] = True
 
-    if os.environ.get("AUTOEXEC_PREFECT_WATCH", "1") == "0" or feed.job is None:
-        return None
-    job = feed.job
-    pid, start = int(job.get("pid") or 0), job.get("startTime")
-    control = SignalControl(pid, lambda: not feed.ended and process_alive(pid, start))
-    try:
-        flow_run = get_run_context().flow_run  # type: ignore[union-attr]
-        watcher = RunWatcher(control, str(flow_run.id),  # type: ignore[arg-type, union-attr]
-                             interval=float(os.environ.get("AUTOEXEC_PREFECT_WATCH_SECONDS", "1")))
-    except Exception:  # noqa: BLE001 - no watcher: signals and --abort still work
-        return None
-    return watcher.start()
+    def _close_open(self, which: Callable[[dict[str, Any]], bool], status: str, why: str) -> None:
+        for key, entry in list(self.state["open"].items()):
+            if which(entry):
+                self.state["open"].pop(key, None)
+                self._stream(entry, final=True)
+                self.api.call("POST", f"task_runs/{entry['task']}/set_state",
+                              state_body(status, f"{entry['name']}: {why}"))
 
+    def crash(self, why: str) -> None:
+        """The job process died without its last events: close what is open, as crashed."""
+        for group, entry in list(self.state["groups"].items()):
+            if not entry.get("open", True):
+                continue
+            self.apply({"v": 1, "event": "group_end", "group": int(group), "status": "failed",  # type: ignore[typeddict-item]
+                        "crashed": True, "message": why, "time": time.time()})
+        self.apply({"v": 1, "event": "job_end", "status": "crashed", "message": why, "crashed": True,
+                    "time": time.time()})
 
-def record(feed: Feed) -> Any:
-    """Replays the whole spool as one flow run; returns its final state."""
-    job = feed.job or {}
-    job_id = str(job.get("jobId"))
-    _feeds[job_id] = feed
-    try:
-        return job_record.with_options(flow_run_name=f"job-{job_id}")(
-            job_id=job_id, exec_user=str(job.get("execUser") or "anonymous"), return_state=True)
-    finally:
-        _feeds.pop(job_id, None)
+    # --- logs -------------------------------------------------------------------------------
+    def tick(self, now: float | None = None) -> None:
+        """New node log lines into their task runs, the console log into the job run: at most
+        once per ``LOG_TICK_SECONDS``, at most ``LOG_BYTES_PER_TICK`` per node."""
+        now = time.monotonic() if now is None else now
+        if now - self._last_tick < LOG_TICK_SECONDS:
+            return
+        self._last_tick = now
+        for entry in list(self.state["open"].values()):
+            self._stream(entry, final=False)
+        self._stream_console()
+
+    def _read_new(self, entry: dict[str, Any], limit: int) -> str:
+        path = entry.get("log") or entry.get("path")
+        try:
+            stat = os.stat(path)  # type: ignore[arg-type]
+        except (OSError, TypeError):
+            return ""
+        if entry.get("ino") is not None and stat.st_ino != entry.get("ino") or stat.st_size < entry.get("off", 0):
+            entry["off"] = 0  # a new file for this run
+        entry["ino"] = stat.st_ino
+        start = int(entry.get("off", 0))
+        if stat.st_size <= start:
+            return ""
+        with open(path, "rb") as fh:  # type: ignore[arg-type]
+            fh.seek(start)
+            data = fh.read(min(stat.st_size - start, limit))
+        cut = data.rfind(b"\n")
+        if cut < 0 and len(data) < limit:
+            return ""  # a line still being written
+        data = data[:cut + 1] if cut >= 0 else data
+        entry["off"] = start + len(data)
+        skipped = stat.st_size - entry["off"]
+        text = data.decode("utf-8", "replace").rstrip("\n")
+        if skipped > limit * 4:  # far behind: jump to the end rather than lag further
+            entry["off"] = stat.st_size
+            text += f"\n... {skipped} bytes of log skipped (see the node log file)"
+        return text
+
+    def _stream(self, entry: dict[str, Any], final: bool) -> None:
+        if not entry.get("log"):
+            return
+        text = self._read_new(entry, LOG_BYTES_PER_TICK * (4 if final else 1))
+        if text:
+            self._log(entry["task"], logging.INFO, text, None, run=entry["run"])
+
+    def _stream_console(self) -> None:
+        console = self.state.get("console")
+        if console and self.state["flow_run_id"]:
+            text = self._read_new(console, LOG_BYTES_PER_TICK)
+            if text:
+                self._log(None, logging.INFO, text, None)
+
+    def _log(self, task_run_id: str | None, level: int, message: str, ts: float | None, run: str | None = None) -> None:
+        flow_run = run or self.state["flow_run_id"]
+        if not flow_run:
+            return
+        self.api.call("POST", "logs/", [{"name": "autoexec", "level": level, "message": message,
+                                         "timestamp": iso(ts or time.time()), "flow_run_id": flow_run,
+                                         "task_run_id": task_run_id}])
+
+    # --- summary artifact -------------------------------------------------------------------
+    def summary_markdown(self) -> str:
+        st = self.state
+        job = st["job"]
+        status = job.get("status") or "running"
+        started, ended = job.get("started"), job.get("ended")
+        lines = [f"## Job {job.get('job_id')}: {status}", ""]
+        if job.get("message") and job.get("message") != f"job {status}":
+            lines += [str(job["message"]), ""]
+        if started:
+            lines += [f"Started {iso(float(started))[:19]}Z" + (f", took {float(ended) - float(started):.1f} s"
+                                                                 if ended else ""), ""]
+        lines += ["| group/phase | status | succeed | failed | aborted | ignored | skipped | paused | duration |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for key, phase in st["phases"].items():
+            c = phase.get("counts") or {}
+            took = (float(phase.get("ended") or 0) - float(phase.get("started") or 0))
+            lines.append(f"| {key} | {phase.get('status')} | {c.get('succeed', 0)} | {c.get('failed', 0)} | "
+                         f"{c.get('aborted', 0)} | {c.get('ignored', 0)} | {c.get('skipped', 0)} | "
+                         f"{c.get('paused', 0)} | {took:.1f} s |")
+        if st["failed"]:
+            lines += ["", "### Failed nodes", "", "| phase | node | exit | last error line |", "|---|---|---|---|"]
+            for f in st["failed"][-50:]:
+                line = str(f.get("line") or "").replace("|", "\\|")
+                lines.append(f"| {f.get('phase')} | {f.get('node')} | {f.get('exit')} | {line} |")
+        return "\n".join(lines) + "\n"
+
+    def _artifact(self, force: bool) -> None:
+        now = time.monotonic()
+        if not self.state["flow_run_id"] or (not force and now - self._last_artifact < ARTIFACT_MIN_SECONDS):
+            return
+        self._last_artifact = now
+        data = self.summary_markdown()
+        if self.state["artifact"]:
+            self.api.call("PATCH", f"artifacts/{self.state['artifact']}", {"data": data})
+            return
+        body = {"key": artifact_key(str(self.state["job"].get("job_id"))), "type": "markdown", "data": data,
+                "flow_run_id": self.state["flow_run_id"], "description": "autoexec job summary"}
+        self.state["artifact"] = str(self.api.call("POST", "artifacts/", body)["id"])
+

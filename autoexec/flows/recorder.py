@@ -1,18 +1,126 @@
-"""``python -m autoexec.flows.recorder SPOOL``: the Prefect side of one CLI job (see
-:mod:`autoexec.recording`). Started detached by the job; finds or starts the Prefect API, replays
-the spool as the job's flow run, then removes the spool. Its own output goes to
-``$AUTOEXEC_HOME/logs/prefect-recorder.log``; a run it could not record gets one WARN line in the
-job's console log, because that is where an operator looks.
+"""``python -m autoexec.flows.recorder``: the one recorder of a machine (of an ``AUTOEXEC_HOME``).
+
+CLI jobs never import Prefect: each appends its events to a spool file under
+``$AUTOEXEC_HOME/prefect/spool/`` (:mod:`autoexec.recording`). This long-lived process follows
+every spool in that directory, turns each into its job's Prefect record
+(:class:`autoexec.flows.mirror.RunMirror`), watches the runs of live jobs for Cancel/Pause from
+the UI (SIGTERM / SIGUSR1 to the job, as ``--abort``/``--pause`` do), and removes a spool once its
+record is complete. It does not import Prefect either (~30 MB instead of ~90 MB per process).
+
+One per home: it holds an exclusive ``flock`` on ``prefect/recorder.lock`` for its life; a second
+one started at the same moment exits at once. It is started with the embedded server
+(``autoexec-server start``) or by the first CLI job that finds none running, and ends after
+``AUTOEXEC_RECORDER_IDLE_SECS`` without spools (600; 0 = never) or on SIGTERM. Nothing is lost
+on the way: every API call is retried with backoff while the server is busy (503) or down, the
+read offset and the record's ids are checkpointed next to each spool (``<spool>.ckpt``), and a
+restarted recorder resumes from there. A job process that died without its last events gets its
+runs closed as Crashed.
 """
 from __future__ import annotations
 
+import fcntl
+import json
+import logging
 import os
+import signal
+import subprocess
 import sys
+import threading
 import time
+import traceback
 from pathlib import Path
+from typing import Any, Callable
+
+from autoexec.events import decode
+
+SPOOL_SUFFIX = ".jsonl"
+CKPT_SUFFIX = ".ckpt"
+POLL_SECONDS = 0.1
+WATCH_SECONDS = 1.0
+CHECKPOINT_SECONDS = 0.5
 
 
-def _console_warn(console: str | None, text: str) -> None:
+def spool_dir(home: Path) -> Path:
+    return home / "prefect" / "spool"
+
+
+def lock_path(home: Path) -> Path:
+    return home / "prefect" / "recorder.lock"
+
+
+def pid_path(home: Path) -> Path:
+    return home / "prefect" / "recorder.pid"
+
+
+def process_alive(pid: int, start_time: str | None) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
+    except OSError:
+        return False
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] == "Z":
+        return False
+    return start_time is None or fields[19] == start_time
+
+
+def recorder_running(home: Path) -> bool:
+    """Whether a recorder holds this home's lock (never races: the lock is the recorder's life)."""
+    path = lock_path(home)
+    if not path.exists():
+        return False
+    with open(path, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return False
+
+
+def ensure_recorder(home: Path, verbose: bool = False, idle_secs: str | None = None) -> str | None:
+    """Starts this home's recorder unless one runs; returns why it could not, else ``None``.
+    Cheap (one ``flock`` try) so that every CLI job can call it."""
+    try:
+        if recorder_running(home):
+            return None
+        (home / "logs").mkdir(parents=True, exist_ok=True)
+        spool_dir(home).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return str(exc)
+    env = {k: v for k, v in os.environ.items() if k != "AUTOEXEC_NODE_PASSWORD"}
+    env["AUTOEXEC_HOME"] = str(home)
+    if verbose:
+        env["AUTOEXEC_RECORDER_VERBOSE"] = "1"
+    if idle_secs is not None:
+        env["AUTOEXEC_RECORDER_IDLE_SECS"] = idle_secs
+    try:
+        with open(home / "logs" / "prefect-recorder.log", "ab") as log:
+            subprocess.Popen([sys.executable, "-m", "autoexec.flows.recorder"], env=env, stdin=subprocess.DEVNULL,
+                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+    except OSError as exc:
+        return str(exc)
+    return None
+
+
+def stop_recorder(home: Path, timeout: float = 10.0) -> bool:
+    try:
+        pid = int(pid_path(home).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return False
+    if not recorder_running(home):
+        return False
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + timeout
+    while recorder_running(home) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return True
+
+
+def console_warn(console: str | None, text: str) -> None:
+    """A run whose record lags gets one line where an operator looks: the job's console log."""
     if not console:
         return
     try:
@@ -25,10 +133,290 @@ def _console_warn(console: str | None, text: str) -> None:
         os.close(fd)
 
 
+class SpoolConsumer(threading.Thread):
+    """Follows one spool from its checkpoint and applies its events to the job's record."""
+
+    def __init__(self, path: Path, api: Any, catalog: Callable[[], Any], stop: threading.Event,
+                 log: logging.Logger) -> None:
+        super().__init__(name=f"spool-{path.stem}", daemon=True)
+        self.path = path
+        self.ckpt = path.with_suffix(CKPT_SUFFIX)
+        self.api = api.view(self._on_retry)  # its retries are reported for this spool
+        self.catalog = catalog
+        self.stop = stop
+        self.log = log
+        self.offset = 0
+        self.mirror: Any = None
+        self.done = False
+        self.failed_at: float | None = None
+        self.signalled: set[int] = set()
+        self._warned = False
+        self._saved = 0.0
+
+    # --- checkpoint -------------------------------------------------------------------------
+    def _load(self) -> dict[str, Any] | None:
+        try:
+            data = json.loads(self.ckpt.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        self.offset = int(data.get("offset", 0))
+        return data.get("state")
+
+    def save(self) -> None:
+        if self.done or self.mirror is None:
+            return
+        tmp = self.ckpt.with_suffix(".ckpt.tmp")
+        try:
+            tmp.write_text(json.dumps({"offset": self.offset, "state": self.mirror.state}), encoding="utf-8")
+            os.replace(tmp, self.ckpt)
+        except OSError:
+            pass
+        self._saved = time.monotonic()
+
+    # --- the loop ---------------------------------------------------------------------------
+    def _on_retry(self, problem: str) -> None:
+        if not self._warned:
+            self._warned = True
+            job = self.mirror.state.get("job") if self.mirror is not None else {}
+            console_warn((job or {}).get("console"), f"Prefect record of this run delayed: {problem}; "
+                         f"the recorder retries and writes it once the API answers (spool {self.path}).")
+            self.log.warning("%s: %s (retrying)", self.path.name, problem)
+
+    def run(self) -> None:
+        from autoexec.flows.api import Stopped
+
+        try:
+            self._follow()
+        except Stopped:
+            pass
+        except Exception:  # noqa: BLE001 - one broken spool must not stop the others; retried later
+            self.failed_at = time.monotonic()
+            self.log.error("%s: %s", self.path.name, traceback.format_exc())
+        finally:
+            self.save()
+
+    def _follow(self) -> None:
+        from autoexec.flows.mirror import RunMirror
+
+        state = self._load()
+        self.mirror = RunMirror(self.api, self.catalog(), state=state, say=lambda t: self.log.warning("%s", t))
+        tail = b""
+        quiet_since = time.monotonic()
+        with open(self.path, "rb") as fh:
+            fh.seek(self.offset)
+            while not self.mirror.ended:
+                chunk = fh.read(1 << 16)
+                if chunk:
+                    quiet_since = time.monotonic()
+                    lines = (tail + chunk).split(b"\n")
+                    tail = lines.pop()
+                    for line in lines:
+                        event = decode(line)
+                        if event is not None:
+                            self.mirror.apply(event)
+                        self.offset += len(line) + 1
+                        if self.mirror.ended:
+                            break
+                        if time.monotonic() - self._saved > CHECKPOINT_SECONDS:
+                            self.save()
+                    continue
+                self.mirror.tick()
+                if time.monotonic() - quiet_since > 1.0 and self._job_gone(fh):
+                    self.mirror.crash("the job process ended without finishing its record")
+                    break
+                if self.stop.wait(POLL_SECONDS):
+                    from autoexec.flows.api import Stopped
+                    raise Stopped(self.path.name)
+        self.done = True
+        self.path.unlink(missing_ok=True)
+        self.ckpt.unlink(missing_ok=True)
+
+    def _job_gone(self, fh: Any) -> bool:
+        job = self.mirror.state.get("job") or {}
+        if not job.get("pid"):
+            # no job_start yet: a writer that never wrote one is given up after a while
+            try:
+                return time.time() - self.path.stat().st_mtime > 60
+            except OSError:
+                return True
+        if process_alive(int(job["pid"]), job.get("start_time")):
+            return False
+        if fh.read(1):  # written just before it ended: read that first
+            fh.seek(-1, os.SEEK_CUR)
+            return False
+        return True
+
+    def signal_job(self, sig: int) -> None:
+        """Cancel/Pause seen on the run: the job's own signals, once each."""
+        if sig in self.signalled or self.mirror is None or self.mirror.ended:
+            return
+        job = self.mirror.state.get("job") or {}
+        pid = int(job.get("pid") or 0)
+        if pid and process_alive(pid, job.get("start_time")):
+            self.signalled.add(sig)
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+class RecorderService:
+    def __init__(self, home: Path, idle_secs: float, log: logging.Logger) -> None:
+        self.home = home
+        self.idle_secs = idle_secs
+        self.log = log
+        self.stop = threading.Event()
+        self.consumers: dict[Path, SpoolConsumer] = {}
+        self.api: Any = None
+        self._catalog: Any = None
+        self._catalog_lock = threading.Lock()
+
+    def catalog(self) -> Any:
+        from autoexec.flows.mirror import Catalog
+
+        with self._catalog_lock:
+            if self._catalog is None:
+                self._catalog = Catalog.ensure(self.api)
+            return self._catalog
+
+    def connect(self) -> bool:
+        from autoexec.flows.api import PrefectApi
+        from autoexec.prefect_env import PrefectServerError, configured_api_url, ensure_api
+
+        delay = 1.0
+        while not self.stop.is_set():
+            try:
+                url = ensure_api(self.home) or configured_api_url()
+            except PrefectServerError as exc:
+                self.log.warning("no Prefect API yet: %s", exc)
+                self.stop.wait(delay)
+                delay = min(delay * 2, 30)
+                continue
+            if not url:
+                self.log.error("no Prefect API configured (the recorder needs a server: the embedded one "
+                               "or PREFECT_API_URL)")
+                return False
+            self.api = PrefectApi(url, self.stop)
+            self.log.info("recording into %s", url)
+            return True
+        return False
+
+    def serve(self) -> int:
+        spools = spool_dir(self.home)
+        spools.mkdir(parents=True, exist_ok=True)
+        last_busy = time.monotonic()
+        last_watch = 0.0
+        while not self.stop.is_set():
+            now = time.monotonic()
+            try:
+                found = sorted(spools.glob("*" + SPOOL_SUFFIX))
+            except OSError:
+                break  # the home went away
+            for path in found:
+                consumer = self.consumers.get(path)
+                if consumer is None or (not consumer.is_alive() and consumer.failed_at is not None
+                                        and now - consumer.failed_at > 10):
+                    consumer = SpoolConsumer(path, self.api, self.catalog, self.stop, self.log)
+                    self.consumers[path] = consumer
+                    consumer.start()
+            for path, consumer in list(self.consumers.items()):
+                if consumer.done or (not consumer.is_alive() and not path.exists()):
+                    del self.consumers[path]
+            if self.consumers or found:
+                last_busy = now
+            elif self.idle_secs and now - last_busy > self.idle_secs:
+                self.log.info("idle for %.0f s: exiting", self.idle_secs)
+                break
+            if now - last_watch >= WATCH_SECONDS:
+                last_watch = now
+                self.watch()
+            if not spools.is_dir():
+                break
+            self.stop.wait(0.2)
+        return self.shutdown()
+
+    def watch(self) -> None:
+        """Cancel/Pause of CLI runs, one query for all live jobs."""
+        live = {c.mirror.flow_run_id: c for c in list(self.consumers.values())
+                if c.mirror is not None and c.mirror.flow_run_id and c.mirror.state.get("own") and not c.mirror.ended}
+        if not live or self.api is None:
+            return
+        try:
+            resp = self.api._client.post("flow_runs/filter", json={"flow_runs": {"id": {"any_": list(live)}},
+                                                                   "limit": len(live)})
+            runs = resp.json() if resp.status_code < 300 else []
+        except Exception:  # noqa: BLE001 - the next look tries again
+            return
+        for run in runs:
+            consumer = live.get(str(run.get("id")))
+            state_type = run.get("state_type")
+            if consumer is None:
+                continue
+            if state_type in ("CANCELLING", "CANCELLED"):
+                consumer.signal_job(signal.SIGTERM)
+            elif state_type == "PAUSED":
+                consumer.signal_job(signal.SIGUSR1)
+
+    def shutdown(self) -> int:
+        self.stop.set()
+        deadline = time.monotonic() + 4.0
+        for consumer in list(self.consumers.values()):
+            consumer.join(max(0.0, deadline - time.monotonic()))
+        for consumer in list(self.consumers.values()):
+            consumer.save()
+        return 0
+
+
+def _logger(verbose: bool) -> logging.Logger:
+    log = logging.getLogger("autoexec.recorder")
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter(f"%(asctime)s recorder[{os.getpid()}] %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)
+    log.propagate = False
+    return log
+
+
+def main(argv: list[str] | None = None) -> int:
+    from autoexec.config import autoexec_home
+
+    home = autoexec_home()
+    (home / "prefect").mkdir(parents=True, exist_ok=True)
+    lock = open(lock_path(home), "a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return 0  # another recorder serves this home
+    pid_path(home).write_text(f"{os.getpid()}\n", encoding="utf-8")
+    log = _logger(os.environ.get("AUTOEXEC_RECORDER_VERBOSE") == "1")
+    try:
+        idle = float(os.environ.get("AUTOEXEC_RECORDER_IDLE_SECS", "600"))
+    except ValueError:
+        idle = 600.0
+    service = RecorderService(home, idle, log)
+
+    def on_term(signum: int, frame: object) -> None:
+        service.stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, on_term)
+    log.info("serving %s", spool_dir(home))
+    try:
+        if not service.connect():
+            return 1 if not service.stop.is_set() else 0
+        _lower_priority()
+        return service.serve()
+    finally:
+        try:
+            if pid_path(home).read_text().split()[0] == str(os.getpid()):
+                pid_path(home).unlink()
+        except (OSError, IndexError):
+            pass
+
+
 def _lower_priority() -> None:
-    """The record may lag; the job and its targets must not. On a 2-core runner, Prefect's import
-    and ~5 ms per task run would otherwise take CPU from the tools and from SSH handshakes. Done
-    after ``ensure_api`` so that an embedded server started from here keeps normal priority."""
+    """The record may lag; the jobs and their targets must not. Done after ``ensure_api`` so that
+    an embedded server started from here keeps normal priority."""
     try:
         niceness = int(os.environ.get("AUTOEXEC_RECORDER_NICE", "10"))
     except ValueError:
@@ -38,58 +426,7 @@ def _lower_priority() -> None:
     lower_priority(niceness)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m autoexec.flows.recorder SPOOL", file=sys.stderr)
-        return 2
-    spool = Path(args[0])
-    from autoexec.flows.feed import Feed
-
-    feed = Feed(spool).start()
-    job = feed.first(timeout=60)
-    if job is None:
-        print(f"{spool}: no job_start event", file=sys.stderr)
-        return 1
-    console = job.get("console")
-    from autoexec.config import autoexec_home
-    from autoexec.prefect_env import PrefectServerError, ensure_api, quiet_client_defaults
-
-    if os.environ.get("AUTOEXEC_RECORDER_VERBOSE") != "1":
-        quiet_client_defaults()
-    try:
-        ensure_api(autoexec_home())
-    except PrefectServerError as exc:
-        _console_warn(console, f"No Prefect record of this run: {exc}; "
-                               f"replay it with: python -m autoexec.flows.recorder {spool}")
-        print(f"job {job.get('jobId')}: {exc}", file=sys.stderr)
-        return 1
-    _lower_priority()
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-
-    from autoexec.flows.mirror import record
-
-    try:
-        # Flow-run heartbeats cost ~1 s per (sub)flow at exit; the job process is the one supervised.
-        with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-            record(feed)
-    except Exception as exc:  # noqa: BLE001 - the job is unaffected; say why its record is missing
-        _console_warn(console, f"Prefect record of this run incomplete: {type(exc).__name__}: {exc}; "
-                               f"replay it with: python -m autoexec.flows.recorder {spool}")
-        print(f"job {job.get('jobId')}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        feed.stop()
-    spool.unlink(missing_ok=True)
-    return 0
-
-
-def entry() -> None:
-    """Waits up to 30 s for Prefect's event and log workers, then exits at once."""
-    from autoexec.prefect_env import exit_after_draining
-
-    exit_after_draining(main(), timeout=30)
-
-
 if __name__ == "__main__":
-    entry()
+    code = main()
+    sys.stdout.flush()
+    os._exit(code)
