@@ -247,7 +247,7 @@ class Recorder:
         self.home = home
         name = f"{rt.job_id.replace('/', '_')}-{os.getpid()}-{int(time.time() * 1000)}.jsonl"
         self.spool = SpoolSink(spool_dir(home) / name)
-        from autoexec.recorder_service import ensure_recorder
+        from autoexec.flows.recorder import ensure_recorder
 
         problem = ensure_recorder(home, verbose=verbose)
         if problem:

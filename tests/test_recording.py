@@ -1,4 +1,4 @@
-"""The job side of the Prefect record: what a real job writes to its event spool."""
+"""The engine's event stream as it ships: what a real job emits, in order, with readable keys."""
 from __future__ import annotations
 
 import json
@@ -6,69 +6,91 @@ from pathlib import Path
 
 import pytest
 
-from autoexec.engine import run_job
-from autoexec.recording import EventSpool, recorded_group_runner
-from tests.fixtures_core import EXAMPLES, JobFiles, nodes_lines, script_op
+from autoexec import events
+from autoexec.recording import ListSink, SpoolSink
+from tests.fixtures_core import EXAMPLES, JobFiles, nodes_lines, run_runtime, script_op
 
 
-def _events(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def _run(jobs: JobFiles, tmp_path: Path, job_id: str, params: dict, nodes: str) -> tuple[list[dict], str]:
-    rt = jobs.runtime(job_id, params, nodes)
-    spool = EventSpool(tmp_path / f"{job_id}.jsonl")
-    outcome = run_job(rt, recorded_group_runner(spool))
-    spool.close()
+def _run(jobs: JobFiles, job_id: str, params: dict | None, nodes: str | None = None,
+         **req: object) -> tuple[list[events.Event], str]:
+    rt = jobs.runtime(job_id, params, nodes, **req)
+    sink = ListSink()
+    outcome = run_runtime(rt, sink)
     rt.console.close()
-    return _events(spool.path), outcome.status
+    return sink.events, outcome.status
 
 
-def test_demo_job_frames_every_node_of_every_group(jobs: JobFiles, tmp_path: Path) -> None:
+def test_demo_job_frames_every_node_of_every_group(jobs: JobFiles) -> None:
     params = json.loads((EXAMPLES / "demo" / "params.json").read_text())
-    events, status = _run(jobs, tmp_path, "8101", params, (EXAMPLES / "demo" / "nodes.jsonl").read_text())
+    evs, status = _run(jobs, "8101", params, (EXAMPLES / "demo" / "nodes.jsonl").read_text())
     assert status == "succeed"
-    groups = [(e["e"], e["group"]) for e in events if e["e"].startswith("group")]
+    assert all(e["v"] == events.VERSION for e in evs)
+    assert evs[0]["event"] == "job_start" and evs[0]["job_id"] == "8101" and evs[-1]["event"] == "job_end"
+    groups = [(e["event"], e["group"]) for e in evs if e["event"].startswith("group")]
     assert groups == [("group_start", 0), ("group_end", 0), ("group_start", 1), ("group_end", 1),
                       ("group_start", 2), ("group_end", 2)]
-    starts = {e["k"]: e for e in events if e["e"] == "node_start"}
-    ends = {e["k"]: e for e in events if e["e"] == "node_end"}
+    starts = {e["key"]: e for e in evs if e["event"] == "node_start"}
+    ends = {e["key"]: e for e in evs if e["event"] == "node_end"}
     assert starts and starts.keys() == ends.keys()
     for key, start in starts.items():  # each node ends after it started
-        assert events.index(start) < events.index(ends[key])
-    deploy = [e for e in starts.values() if e["phase"] == "deploy"]
-    assert {e["node"] for e in deploy} >= {"10.9.0.11-22-1001", "10.9.0.15-22-1005"}
-    end = next(e for e in ends.values() if starts[e["k"]]["node"] == "10.9.0.11-22-1001" and
-               starts[e["k"]]["phase"] == "deploy")
-    assert end["status"] == "succeed" and Path(end["log"]).is_file()
-    assert all(not e["failed"] for e in events if e["e"] == "group_end")
+        assert evs.index(start) < evs.index(ends[key])
+    web1 = next(e for e in starts.values() if e["phase"] == "deploy" and e["node"] == "10.9.0.11-22-1001")
+    assert web1["label"] == "web1 10.9.0.11:22 #1001" and Path(web1["log"]).is_file()
+    assert ends[web1["key"]]["status"] == "succeed" and ends[web1["key"]]["exit_code"] == 0
+    assert all(e["status"] == "succeed" for e in evs if e["event"] == "group_end")
+    assert evs[-1]["message"] == "job succeed"
 
 
-def test_failed_node_and_group_are_marked(jobs: JobFiles, tmp_path: Path) -> None:
+def test_failed_node_and_group_are_marked(jobs: JobFiles) -> None:
     params = {"runFlow": [{"groupNo": 0, "phases": [{"phaseName": "p", "phaseType": "runner_target",
                                                       "operations": [script_op("boom_1", "exit 3", "runner_target")]}]},
                           {"groupNo": 1, "phases": [{"phaseName": "q", "phaseType": "runner_target",
                                                       "operations": [script_op("ok_1", "true", "runner_target")]}]}]}
-    events, status = _run(jobs, tmp_path, "8102", params, nodes_lines(1))
+    evs, status = _run(jobs, "8102", params, nodes_lines(1))
     assert status == "failed"
-    assert [e["e"] for e in events] == ["group_start", "node_start", "node_end", "group_end"]
-    assert events[2]["status"] == "failed" and events[2]["summary"]["exitCode"] == 3
-    assert events[3]["failed"] is True and events[3]["phases"] == {"p": "failed"}
+    kinds = [e["event"] for e in evs]
+    assert kinds == ["job_start", "group_start", "node_start", "node_end", "phase_counts", "group_end", "job_end"]
+    assert evs[3]["status"] == "failed" and evs[3]["exit_code"] == 3
+    assert evs[4]["counts"]["failed"] == 1
+    assert evs[5]["status"] == "failed" and evs[5]["phases"] == {"p": "failed"}
 
 
-def test_large_phase_is_one_batch_with_counts(jobs: JobFiles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AUTOEXEC_NODE_TASKS_MAX", "3")
-    params = {"runFlow": [{"groupNo": 0, "phases": [{"phaseName": "p", "phaseType": "runner_target", "operations": [
-        script_op("x_1", '[ "$NODE_NAME" != n2 ]', "runner_target", failIgnore=1)]}]}]}
-    events, status = _run(jobs, tmp_path, "8103", params, nodes_lines(5))
+def test_gray_scale_batches_report_their_own_round_not_the_running_total(jobs: JobFiles,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch task run per round must say what that round did (the two record paths disagreed)."""
+    monkeypatch.setenv("AUTOEXEC_NODE_TASKS_MAX", "1")
+    params = {"runFlow": [{"groupNo": 0, "execStrategy": "grayScale", "roundCount": 2, "phases": [
+        {"phaseName": "p", "phaseType": "runner_target", "operations": [
+            script_op("x_1", '[ "$NODE_NAME" != n2 ]', "runner_target", failIgnore=1)]}]}]}
+    evs, status = _run(jobs, "8103", params, nodes_lines(5))
     assert status == "succeed"
-    assert [e["e"] for e in events] == ["group_start", "batch_start", "batch_end", "group_end"]
-    assert events[1]["label"] == "10.1.0.1-22-101..+4"
-    assert events[2]["summary"] == {"nodes": 5, "succeed": 4, "failed": 0, "ignored": 1, "skipped": 0, "paused": 0}
+    batches = [e for e in evs if e["event"] == "batch_end"]
+    assert [b["counts"]["succeed"] + b["counts"]["ignored"] for b in batches] == [3, 2]
+    assert batches[0]["counts"]["ignored"] == 1 and batches[1]["counts"]["ignored"] == 0
+    starts = [e for e in evs if e["event"] == "batch_start"]
+    assert [s["label"] for s in starts] == ["n1 10.1.0.1:22 #101 ..+2", "n4 10.1.0.4:22 #104 ..+1"]
+    totals = [e["counts"] for e in evs if e["event"] == "phase_counts"]
+    assert totals[-1]["succeed"] == 4 and totals[-1]["ignored"] == 1  # the phase's running total
 
 
-def test_a_spool_that_cannot_be_written_never_fails_the_job(tmp_path: Path) -> None:
-    spool = EventSpool(tmp_path / "s.jsonl")
+def test_a_rerun_with_everything_done_says_nothing_to_do(jobs: JobFiles) -> None:
+    params = {"runFlow": [{"groupNo": 0, "phases": [{"phaseName": "p", "phaseType": "runner_target",
+                                                      "operations": [script_op("ok_1", "true", "runner_target")]}]}]}
+    _run(jobs, "8104", params, nodes_lines(2))
+    evs, status = _run(jobs, "8104", None)
+    assert status == "succeed"
+    assert not [e for e in evs if e["event"] == "node_start"]
+    assert evs[-1]["message"].startswith("nothing to do: every node had already succeeded")
+    forced, _ = _run(jobs, "8104", None, force=True)
+    assert forced[-1]["message"] == "job succeed"
+
+
+def test_spool_lines_decode_and_a_closed_spool_never_fails_the_job(tmp_path: Path) -> None:
+    spool = SpoolSink(tmp_path / "s.jsonl")
+    spool.emit(events.make("group_start", group=3))
     spool.close()
-    spool.emit("node_start", k=1)  # closed descriptor: dropped, no exception
-    assert spool.path.read_text() == ""
+    spool.emit(events.make("group_start", group=4))  # closed descriptor: dropped, no exception
+    lines = spool.path.read_bytes().splitlines()
+    assert len(lines) == 1 and events.decode(lines[0])["group"] == 3  # type: ignore[index]
+    assert events.decode(b'{"v":1,"event":"grou') is None  # a torn last line
+    assert events.decode(b'{"v":99,"event":"group_start"}') is None  # a newer format: not guessed at

@@ -83,6 +83,14 @@ def state_body(status: str, message: str = "", **details: Any) -> dict[str, Any]
     return {"state": state, "force": True}
 
 
+def _phase_status(counts: dict[str, int]) -> str:
+    for key, status in (("aborted", "aborted"), ("failed", "failed"), ("paused", "paused")):
+        if counts.get(key):
+            return status
+    return "succeed" if counts.get("succeed") or counts.get("ignored") else "skipped" if counts.get("skipped") \
+        else "pending"
+
+
 def _one_line(text: str) -> str:
     return " ".join(str(text or "").split())[:300]
 
@@ -191,12 +199,15 @@ class RunMirror:
         entry: dict[str, Any] = {"task": task, "run": run, "name": name, "phase": ev.get("phase"),
                                  "group": ev.get("group"), "node": ev.get("node"), "started": ev.get("time")}
         if log:
+            # a node's log is a new file per execution: one older than the node is the last run's
             try:
                 stat = os.stat(log)
-                entry.update(log=log, ino=stat.st_ino, off=stat.st_size)
+                fresh = stat.st_ctime >= float(ev.get("time") or 0) - 0.01
+                entry.update(log=log, ino=stat.st_ino, off=0 if fresh else stat.st_size)
             except OSError:
                 entry.update(log=log, ino=None, off=0)
         self.state["open"][str(ev.get("key"))] = entry
+        self.state["phases"].setdefault(f"{ev.get('group')}/{ev.get('phase')}", {"started": ev.get("time")})
 
     def _on_node_start(self, ev: Event) -> None:
         label = ev.get("label") or ev.get("node")
@@ -235,7 +246,8 @@ class RunMirror:
     def _on_phase_counts(self, ev: Event) -> None:
         key = f"{ev.get('group')}/{ev.get('phase')}"
         phase = self.state["phases"].setdefault(key, {"started": ev.get("time")})
-        phase.update(counts=ev.get("counts") or {}, status=ev.get("status"), ended=ev.get("time"))
+        counts = ev.get("counts") or {}
+        phase.update(counts=counts, status=_phase_status(counts), ended=ev.get("time"))
         self._artifact(force=False)
 
     def _on_group_end(self, ev: Event) -> None:
@@ -248,6 +260,9 @@ class RunMirror:
         entry["open"] = False
         status = str(ev.get("status") or "failed")
         phases = ev.get("phases") or {}
+        for name, phase_status in phases.items():  # the phase runner's own verdict, once known
+            if f"{group}/{name}" in self.state["phases"]:
+                self.state["phases"][f"{group}/{name}"]["status"] = phase_status
         message = f"group {group} {status}" + (": " + ", ".join(f"{k}={v}" for k, v in phases.items())
                                                if phases else "")
         if ev.get("crashed"):

@@ -163,7 +163,7 @@ class SpoolConsumer(threading.Thread):
         return data.get("state")
 
     def save(self) -> None:
-        if self.done or self.mirror is None:
+        if self.done or self.mirror is None or not self.path.exists():
             return
         tmp = self.ckpt.with_suffix(".ckpt.tmp")
         try:

@@ -1,4 +1,5 @@
-"""``autoexec`` as an operator runs it: real processes, a real Prefect server, real signals."""
+"""``autoexec`` as an operator runs it: real processes, a real Prefect server, real signals, and
+the record the machine's recorder writes, read back as the UI reads it."""
 from __future__ import annotations
 
 import json
@@ -7,22 +8,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
-import requests
 
 from tests.fixtures_core import EXAMPLES, cli_env, nodes_lines, process_running, script_op
+from tests.prefect_record import api_url, call, final_run, flow_runs, job_record, logs, task_runs, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def _api(home: Path) -> str:
-    return json.loads((home / "prefect" / "server.json").read_text())["url"]
-
-
-def _flow_runs(home: Path, name_like: str) -> list[dict]:
-    body = {"flow_runs": {"name": {"like_": name_like}}, "limit": 50}
-    return requests.post(f"{_api(home)}/flow_runs/filter", json=body, timeout=10).json()
 
 
 def _autoexec(home: Path, *args: str, **kw: object) -> subprocess.CompletedProcess[str]:
@@ -34,48 +27,64 @@ def _job_dir(home: Path, job_id: str) -> Path:
     return home / "data" / "job" / "/".join(job_id[i:i + 3] for i in range(0, len(job_id), 3))
 
 
+def _wait_for(predicate, timeout: float = 60) -> None:  # type: ignore[no-untyped-def]
+    wait_for(predicate, timeout)
+
+
+def _states(record: dict[str, Any]) -> dict[str, str]:
+    return {name: t["state_type"] for tasks in record["tasks"].values() for name, t in tasks.items()}
+
+
 def test_demo_job_is_one_flow_run_with_group_subflows_and_node_tasks(prefect_home: Path) -> None:
     job = "7001"
     proc = _autoexec(prefect_home, "--devmode", "--jobid", job, "--firstfire",
                      "--paramsfile", str(EXAMPLES / "demo/params.json"), "--nodesfile", str(EXAMPLES / "demo/nodes.jsonl"))
     assert proc.returncode == 0, proc.stderr
-    # the record is written by the job's detached recorder process, a moment after the job ended
-    assert _final_state(prefect_home, f"job-{job}") == "COMPLETED"
-    runs = _flow_runs(prefect_home, f"%{job}%")
-    by_name = {r["name"]: r for r in runs}
-    for g in (0, 1, 2):
-        assert by_name[f"{job}/group-{g}"]["state_type"] == "COMPLETED"
-        assert by_name[f"{job}/group-{g}"]["parent_task_run_id"]
-    group1 = by_name[f"{job}/group-1"]["id"]
-    wanted = {"deploy/10.9.0.11-22-1001", "deploy/10.9.0.15-22-1005", "drain/local-0-0", "restore/local-0-0"}
+    rec = job_record(prefect_home, job)  # written by the machine's recorder, a moment after the job ended
+    run = rec["run"]
+    assert run["state_type"] == "COMPLETED" and run["state"]["message"] == "job succeed"
+    assert run["deployment_id"], "a CLI run belongs to the autoexec-cli deployment, so the UI offers Cancel/Pause"
+    assert set(rec["groups"]) == {f"{job}/group-0", f"{job}/group-1", f"{job}/group-2"}
+    assert {g["state_type"] for g in rec["groups"].values()} == {"COMPLETED"}
+    group1 = rec["tasks"][f"{job}/group-1"]
+    assert {"deploy/web1 10.9.0.11:22 #1001", "deploy/web5 10.9.0.15:22 #1005", "drain/runner",
+            "restore/runner"} <= set(group1)
+    assert set(_states(rec).values()) == {"COMPLETED"}
+    # node log lines are in the node's task run, the console log in the job's run
+    web1 = group1["deploy/web1 10.9.0.11:22 #1001"]["id"]
+    node_logs = [m["message"] for m in logs(prefect_home, rec["groups"][f"{job}/group-1"]["id"])
+                 if m["task_run_id"] == web1]
+    assert any("Launched by ssh://deploy@10.9.0.11:22" in m for m in node_logs), node_logs
+    job_logs = "\n".join(m["message"] for m in logs(prefect_home, run["id"]))
+    assert f"INFO: Job {job} finished, status:succeed." in job_logs
+    artifacts = call("POST", f"{api_url(prefect_home)}/artifacts/filter",
+                     {"artifacts": {"flow_run_id": {"any_": [run["id"]]}}}).json()
+    assert len(artifacts) == 1 and artifacts[0]["type"] == "markdown"
+    assert f"## Job {job}: succeed" in artifacts[0]["data"] and "| 1/deploy | succeed | 5 |" in artifacts[0]["data"]
 
-    def task_names() -> set[str]:  # the server records task runs from an event stream, a little later
-        tasks = requests.post(f"{_api(prefect_home)}/task_runs/filter", timeout=10,
-                              json={"flow_runs": {"id": {"any_": [group1]}}, "limit": 50}).json()
-        return {t["name"] for t in tasks}
-
-    _wait_for(lambda: wanted <= task_names(), timeout=30)
     again = _autoexec(prefect_home, "--devmode", "--jobid", job)
     assert again.returncode == 0
     console = (_job_dir(prefect_home, job) / "log/console.txt").read_text()
     assert "INFO: Node(1001) status:succeed 10.9.0.11:22 had been executed, skip." in console
-
-    def node_log_in_prefect() -> bool:  # a quiet CLI run still copies node logs into the run logs
-        logs = requests.post(f"{_api(prefect_home)}/logs/filter", timeout=10,
-                             json={"logs": {"flow_run_id": {"any_": [group1]}}, "limit": 200}).json()
-        return any(m["message"].startswith("node deploy/10.9.0.11-22-1001 succeed") for m in logs)
-
-    _wait_for(node_log_in_prefect, timeout=30)
+    rerun = wait_for(lambda: [r for r in flow_runs(prefect_home, f"job-{job}") if r["id"] != run["id"]
+                              and r["state_type"] == "COMPLETED"], 60)[0]
+    assert rerun["state"]["message"].startswith("nothing to do: every node had already succeeded")
 
 
-def test_failing_job_exits_1_and_the_flow_run_is_failed(prefect_home: Path) -> None:
+def test_failing_job_is_failed_with_one_line_per_failed_node(prefect_home: Path) -> None:
     env = dict(cli_env(prefect_home), AUTOEXEC_PREFECT_WAIT="60")  # exit only once the record is complete
     proc = subprocess.run([sys.executable, "-m", "autoexec.cli", "-d", "-j", "7002", "-p", str(EXAMPLES / "fail/params.json"),
                            "-n", str(EXAMPLES / "fail/nodes.jsonl")], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
-    assert _flow_runs(prefect_home, "job-7002")[0]["state_type"] == "FAILED"
-    groups = {r["name"]: r["state_type"] for r in _flow_runs(prefect_home, "7002/group-%")}
-    assert groups == {"7002/group-0": "FAILED"}  # the failure stops the job before group 1
+    rec = job_record(prefect_home, "7002", timeout=5)
+    assert rec["run"]["state_type"] == "FAILED"
+    assert {n: g["state_type"] for n, g in rec["groups"].items()} == {"7002/group-0": "FAILED"}  # no group 1
+    failed = rec["tasks"]["7002/group-0"]["check/web3 10.9.0.13:22 #1003"]
+    assert failed["state_type"] == "FAILED"
+    assert failed["state"]["message"] == ("check/web3 10.9.0.13:22 #1003 failed: diskcheck exited with status 3 "
+                                          "(exit 3)")
+    for run_id in [rec["run"]["id"], rec["groups"]["7002/group-0"]["id"]]:
+        assert not [m for m in logs(prefect_home, run_id) if "Traceback" in m["message"]]
 
 
 def _start_sleeper(home: Path, tmp: Path, job: str, ops: list[dict]) -> tuple[subprocess.Popen[str], Path]:
@@ -89,32 +98,15 @@ def _start_sleeper(home: Path, tmp: Path, job: str, ops: list[dict]) -> tuple[su
     return proc, params
 
 
-def _wait_for(predicate, timeout: float = 60) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.1)
-
-
-FINAL = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
-
-
-def _final_state(home: Path, name: str, timeout: float = 60) -> str:
-    def final() -> bool:
-        runs = _flow_runs(home, name)
-        return bool(runs) and runs[0]["state_type"] in FINAL
-    _wait_for(final, timeout)
-    return _flow_runs(home, name)[0]["state_type"]
-
-
 @pytest.mark.parametrize("how", ["sigterm", "abort-helper"])
-def test_abort_stops_children_within_seconds(prefect_home: Path, tmp_path: Path, how: str) -> None:
+def test_abort_stops_children_within_seconds_and_the_record_is_cancelled(prefect_home: Path, tmp_path: Path,
+                                                                         how: str) -> None:
     job = "7003" if how == "sigterm" else "7004"
     pids = tmp_path / "pids"
     pids.mkdir()
     op = script_op("sleep_1", f"sleep 300 & echo $! > {pids}/$NODE_NAME\nwait\n", "runner_target")
     proc, _ = _start_sleeper(prefect_home, tmp_path, job, [op])
-    _wait_for(lambda: len(list(pids.iterdir())) == 2)
+    _wait_for(lambda: len([p for p in pids.iterdir() if p.read_text().strip()]) == 2)
     started = time.monotonic()
     if how == "sigterm":
         proc.send_signal(signal.SIGTERM)
@@ -127,10 +119,13 @@ def test_abort_stops_children_within_seconds(prefect_home: Path, tmp_path: Path,
     assert time.monotonic() - started < 10
     status = json.loads((_job_dir(prefect_home, job) / "status/p/10.1.0.1-22-101.json").read_text())
     assert status["status"] == "aborted"
-    assert _final_state(prefect_home, f"job-{job}") == "CANCELLED"
+    rec = job_record(prefect_home, job)
+    assert rec["run"]["state_type"] == "CANCELLED"
+    assert rec["groups"][f"{job}/group-0"]["state_type"] == "CANCELLED"
+    assert set(_states(rec).values()) == {"CANCELLED"} and len(_states(rec)) == 2
 
 
-def test_pause_helper_stops_at_op_boundary_and_rerun_finishes(prefect_home: Path, tmp_path: Path) -> None:
+def test_pause_helper_pauses_every_level_and_rerun_finishes(prefect_home: Path, tmp_path: Path) -> None:
     job = "7005"
     marks = tmp_path / "marks"
     marks.mkdir()
@@ -145,6 +140,9 @@ def test_pause_helper_stops_at_op_boundary_and_rerun_finishes(prefect_home: Path
     assert not list(marks.glob("second.*"))
     status = json.loads((_job_dir(prefect_home, job) / "status/p/10.1.0.2-22-102.json").read_text())
     assert status["status"] == "paused"
+    rec = job_record(prefect_home, job)
+    assert rec["run"]["state_type"] == "PAUSED" and rec["groups"][f"{job}/group-0"]["state_type"] == "PAUSED"
+    assert set(_states(rec).values()) == {"PAUSED"}
     rerun = _autoexec(prefect_home, "-d", "-j", job)
     assert rerun.returncode == 0
     assert len(list(marks.glob("second.*"))) == 2
@@ -157,9 +155,11 @@ def test_killed_job_process_leaves_a_crashed_record_not_a_running_one(prefect_ho
     proc, _ = _start_sleeper(prefect_home, tmp_path, job, [script_op("s_1", f"touch {marks}/$NODE_NAME\nsleep 60\n",
                                                                     "runner_target")])
     _wait_for(lambda: len(list(marks.iterdir())) == 2)
-    _wait_for(lambda: bool(_flow_runs(prefect_home, f"job-{job}")), timeout=30)
+    _wait_for(lambda: bool(flow_runs(prefect_home, f"job-{job}")), timeout=30)
     proc.kill()  # SIGKILL: no job_end ever reaches the spool
     proc.wait(10)
-    assert _final_state(prefect_home, f"job-{job}") == "CRASHED"
-    assert _final_state(prefect_home, f"{job}/group-0") == "FAILED"
-    assert not list((prefect_home / "prefect" / "spool").glob(f"{job}-*"))
+    assert final_run(prefect_home, f"job-{job}")["state_type"] == "CRASHED"
+    assert final_run(prefect_home, f"{job}/group-0")["state_type"] == "FAILED"
+    group = final_run(prefect_home, f"{job}/group-0")
+    assert {t["state_type"] for t in task_runs(prefect_home, group["id"])} == {"CRASHED"}
+    wait_for(lambda: not list((prefect_home / "prefect" / "spool").glob(f"{job}-*")), 10)
