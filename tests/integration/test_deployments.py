@@ -17,6 +17,7 @@ import requests
 
 from tests.fixtures_core import EXAMPLES, REPO, cli_env, nodes_lines, process_running, script_op
 from tests.integration.test_cli_prefect import _autoexec, _job_dir, _wait_for
+from tests.prefect_record import flow_runs, logs, task_runs
 
 pytestmark = pytest.mark.integration
 
@@ -134,12 +135,24 @@ def test_triggered_run_executes_the_job_like_the_cli(prefect_home: Path, deploym
     assert json.loads((jobdir / "status/deploy/10.9.0.11-22-1001.json").read_text())["status"] == "succeed"
     assert f"INFO: Job {job} finished, status:succeed." in (jobdir / "log/console.txt").read_text()
 
-    def node_log_forwarded() -> bool:
-        logs = _api("POST", f"{_url(prefect_home)}/logs/filter",
-                    {"logs": {"level": {"ge_": 20}}, "limit": 200, "sort": "TIMESTAMP_DESC"}).json()
-        return any(m["message"].startswith("node deploy/10.9.0.11-22-1001 succeed") for m in logs)
+    groups = _groups(prefect_home, run_id)
+    assert {n: g["state_type"] for n, g in groups.items()} == {f"{job}/group-{n}": "COMPLETED" for n in range(3)}
+    tasks = {t["name"]: t for t in task_runs(prefect_home, groups[f"{job}/group-1"]["id"])}
+    web1 = tasks["deploy/web1 10.9.0.11:22 #1001"]
+    assert web1["state_type"] == "COMPLETED"
+    node_logs = [m["message"] for m in logs(prefect_home, groups[f"{job}/group-1"]["id"]) if m["task_run_id"] == web1["id"]]
+    assert any("Launched by ssh://deploy@10.9.0.11:22" in m for m in node_logs), node_logs
 
-    _wait_for(node_log_forwarded, timeout=20)
+
+def _groups(home: Path, run_id: str) -> dict[str, dict[str, Any]]:
+    """The group runs recorded under one job flow run (through their parent task runs)."""
+    parents = {t["id"] for t in task_runs(home, run_id)}
+    job = _run(home, run_id)["name"].removeprefix("job-")
+    return {r["name"]: r for r in flow_runs(home, f"{job}/group-%") if r["parent_task_run_id"] in parents}
+
+
+def _task_states(home: Path, run_id: str) -> list[str]:
+    return [t["state_type"] for g in _groups(home, run_id).values() for t in task_runs(home, g["id"])]
 
 
 def test_cancel_from_the_api_kills_the_tools_within_5s(prefect_home: Path, deployment: str, tmp_path: Path) -> None:
@@ -156,6 +169,8 @@ def test_cancel_from_the_api_kills_the_tools_within_5s(prefect_home: Path, deplo
     _wait_state(prefect_home, run_id, "CANCELLED", timeout=30)
     assert _statuses(prefect_home, job) == {"aborted"}
     assert "INFO: Job killed." in (_job_dir(prefect_home, job) / "log/console.txt").read_text()
+    _wait_for(lambda: [g["state_type"] for g in _groups(prefect_home, run_id).values()] == ["CANCELLED"], 20)
+    assert _task_states(prefect_home, run_id) == ["CANCELLED", "CANCELLED"]
 
 
 @pytest.mark.parametrize("how", ["api", "pause-helper"])
@@ -173,6 +188,8 @@ def test_pause_suspends_the_run_and_resume_finishes_the_job(prefect_home: Path, 
     assert run["state"]["state_details"]["pause_reschedule"] is True
     assert _statuses(prefect_home, job) == {"paused"}
     assert not list(tmp_path.glob("second.*"))
+    assert [g["state_type"] for g in _groups(prefect_home, run_id).values()] == ["PAUSED"]
+    assert _task_states(prefect_home, run_id) == ["PAUSED", "PAUSED"]
 
     answers: list[str] = []
 
@@ -190,6 +207,9 @@ def test_pause_suspends_the_run_and_resume_finishes_the_job(prefect_home: Path, 
     assert _statuses(prefect_home, job) == {"succeed"}
     console = (_job_dir(prefect_home, job) / "log/console.txt").read_text()
     assert console.count(f"INFO: JobId:{job} start...") == 2
+    # resumed, the run continues its own group and node runs: nothing appears twice
+    _wait_for(lambda: [g["state_type"] for g in _groups(prefect_home, run_id).values()] == ["COMPLETED"], 20)
+    assert _task_states(prefect_home, run_id) == ["COMPLETED", "COMPLETED"]
 
 
 def _cli_job(home: Path, tmp: Path, job: str, inputs: dict[str, Any]) -> subprocess.Popen[str]:
@@ -223,7 +243,11 @@ def test_cli_run_is_cancelled_from_the_api(prefect_home: Path, tmp_path: Path) -
     assert time.monotonic() - started < 5
     assert proc.wait(30) == 1
     assert _statuses(prefect_home, job) == {"aborted"}
-    _wait_for(lambda: _run(prefect_home, _cli_run_id(prefect_home, job))["state_type"] == "CANCELLED", timeout=30)
+    run_id = _cli_run_id(prefect_home, job)
+    _wait_for(lambda: _run(prefect_home, run_id)["state_type"] == "CANCELLED", timeout=30)
+    assert _run(prefect_home, run_id)["deployment_id"]  # what makes the UIs offer Cancel and Pause
+    assert [g["state_type"] for g in _groups(prefect_home, run_id).values()] == ["CANCELLED"]
+    assert _task_states(prefect_home, run_id) == ["CANCELLED", "CANCELLED"]
 
 
 def test_cli_run_is_paused_from_the_api_and_refire_finishes(prefect_home: Path, tmp_path: Path) -> None:
@@ -237,6 +261,10 @@ def test_cli_run_is_paused_from_the_api_and_refire_finishes(prefect_home: Path, 
     assert proc.wait(30) == 0
     assert _statuses(prefect_home, job) == {"paused"}
     assert not list(marks.glob("second.*"))
+    run_id = _cli_run_id(prefect_home, job)
+    _wait_for(lambda: [g["state_type"] for g in _groups(prefect_home, run_id).values()] == ["PAUSED"], 30)
+    assert _run(prefect_home, run_id)["state_type"] == "PAUSED"
+    assert _task_states(prefect_home, run_id) == ["PAUSED", "PAUSED"]
     assert _autoexec(prefect_home, "-d", "-j", job).returncode == 0
     assert len(list(marks.glob("second.*"))) == 2
 
