@@ -86,7 +86,15 @@ def read_state(home: Path) -> dict | None:
         return None
 
 
-def ensure_api(home: Path, wait: float = 90.0) -> str | None:
+def start_wait() -> float:
+    """How long a first start may take: a loaded 2-core runner needs far longer than an idle one."""
+    try:
+        return float(os.environ.get("AUTOEXEC_PREFECT_START_SECS", "180"))
+    except ValueError:
+        return 180.0
+
+
+def ensure_api(home: Path, wait: float | None = None) -> str | None:
     """Make ``PREFECT_API_URL`` point at a live server; returns the URL (``None``: a Prefect
     profile names it)."""
     configured = _configured_api_url()
@@ -104,7 +112,7 @@ def ensure_api(home: Path, wait: float = 90.0) -> str | None:
         if state and _healthy(state["url"]):
             os.environ["PREFECT_API_URL"] = state["url"]
             return state["url"]
-        url = start_server(home, wait)
+        url = start_server(home, start_wait() if wait is None else wait)
     os.environ["PREFECT_API_URL"] = url
     return url
 

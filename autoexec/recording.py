@@ -247,6 +247,8 @@ class Recorder:
         self.home = home
         name = f"{rt.job_id.replace('/', '_')}-{os.getpid()}-{int(time.time() * 1000)}.jsonl"
         self.spool = SpoolSink(spool_dir(home) / name)
+        if os.environ.get("AUTOEXEC_PREFECT_RECORD", "1") == "0":
+            return  # the spool waits for a recorder started later (autoexec-server start)
         from autoexec.flows.recorder import ensure_recorder
 
         problem = ensure_recorder(home, verbose=verbose)

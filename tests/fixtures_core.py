@@ -91,6 +91,8 @@ def ae_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("AUTOEXEC_HOME", str(home))
+    # jobs run here write their event spool, but start no recorder (and so no Prefect server) per test
+    monkeypatch.setenv("AUTOEXEC_PREFECT_RECORD", "0")
     return home
 
 
@@ -105,13 +107,19 @@ def prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     home = tmp_path_factory.mktemp("prefect-home")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env["AUTOEXEC_HOME"] = str(home)
-    subprocess.run([sys.executable, "-m", "autoexec.prefect_env", "start"], env=env, check=True,
-                   capture_output=True, timeout=180)
+    env["AUTOEXEC_PREFECT_START_SECS"] = "600"  # a loaded 2-core machine: no short start-up limit
+    proc = subprocess.run([sys.executable, "-m", "autoexec.prefect_env", "start"], env=env, capture_output=True,
+                          text=True, timeout=700)
+    if proc.returncode != 0:
+        subprocess.run([sys.executable, "-m", "autoexec.prefect_env", "stop"], env=env, capture_output=True, timeout=60)
+        log = home / "logs" / "prefect-server.log"
+        pytest.fail(f"the embedded Prefect server did not start: {proc.stdout}{proc.stderr}\n--- {log}:\n"
+                    f"{log.read_text()[-6000:] if log.exists() else '(no log)'}")
     yield home
     subprocess.run([sys.executable, "-m", "autoexec.prefect_env", "stop"], env=env, capture_output=True, timeout=60)
 
 
 def cli_env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") and k != "AUTOEXEC_PREFECT_RECORD"}
     env["AUTOEXEC_HOME"] = str(home)
     return env

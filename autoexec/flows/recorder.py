@@ -136,7 +136,7 @@ def console_warn(console: str | None, text: str) -> None:
 class SpoolConsumer(threading.Thread):
     """Follows one spool from its checkpoint and applies its events to the job's record."""
 
-    def __init__(self, path: Path, api: Any, catalog: Callable[[], Any], stop: threading.Event,
+    def __init__(self, path: Path, api: Any, catalog: Callable[[Any], Any], stop: threading.Event,
                  log: logging.Logger) -> None:
         super().__init__(name=f"spool-{path.stem}", daemon=True)
         self.path = path
@@ -147,6 +147,7 @@ class SpoolConsumer(threading.Thread):
         self.log = log
         self.offset = 0
         self.mirror: Any = None
+        self.console: str | None = None
         self.done = False
         self.failed_at: float | None = None
         self.signalled: set[int] = set()
@@ -177,8 +178,7 @@ class SpoolConsumer(threading.Thread):
     def _on_retry(self, problem: str) -> None:
         if not self._warned:
             self._warned = True
-            job = self.mirror.state.get("job") if self.mirror is not None else {}
-            console_warn((job or {}).get("console"), f"Prefect record of this run delayed: {problem}; "
+            console_warn(self.console, f"Prefect record of this run delayed: {problem}; "
                          f"the recorder retries and writes it once the API answers (spool {self.path}).")
             self.log.warning("%s: %s (retrying)", self.path.name, problem)
 
@@ -199,12 +199,14 @@ class SpoolConsumer(threading.Thread):
         from autoexec.flows.mirror import RunMirror
 
         state = self._load()
-        self.mirror = RunMirror(self.api, self.catalog(), state=state, say=lambda t: self.log.warning("%s", t))
+        if state is not None:
+            self.console = (state.get("job") or {}).get("console")
+        mirror: Any = None
         tail = b""
         quiet_since = time.monotonic()
         with open(self.path, "rb") as fh:
             fh.seek(self.offset)
-            while not self.mirror.ended:
+            while mirror is None or not mirror.ended:
                 chunk = fh.read(1 << 16)
                 if chunk:
                     quiet_since = time.monotonic()
@@ -213,16 +215,23 @@ class SpoolConsumer(threading.Thread):
                     for line in lines:
                         event = decode(line)
                         if event is not None:
-                            self.mirror.apply(event)
+                            if event.get("event") == "job_start":
+                                self.console = event.get("console")
+                            if mirror is None:  # the catalog needs the API: once we know whom to warn
+                                mirror = self.mirror = RunMirror(self.api, self.catalog(self.api), state=state,
+                                                                 say=lambda t: self.log.warning("%s", t))
+                            mirror.apply(event)
                         self.offset += len(line) + 1
-                        if self.mirror.ended:
+                        if mirror is not None and mirror.ended:
                             break
                         if time.monotonic() - self._saved > CHECKPOINT_SECONDS:
                             self.save()
                     continue
-                self.mirror.tick()
+                if mirror is not None:
+                    mirror.tick()
                 if time.monotonic() - quiet_since > 1.0 and self._job_gone(fh):
-                    self.mirror.crash("the job process ended without finishing its record")
+                    if mirror is not None:
+                        mirror.crash("the job process ended without finishing its record")
                     break
                 if self.stop.wait(POLL_SECONDS):
                     from autoexec.flows.api import Stopped
@@ -232,7 +241,7 @@ class SpoolConsumer(threading.Thread):
         self.ckpt.unlink(missing_ok=True)
 
     def _job_gone(self, fh: Any) -> bool:
-        job = self.mirror.state.get("job") or {}
+        job = (self.mirror.state.get("job") if self.mirror is not None else None) or {}
         if not job.get("pid"):
             # no job_start yet: a writer that never wrote one is given up after a while
             try:
@@ -271,12 +280,13 @@ class RecorderService:
         self._catalog: Any = None
         self._catalog_lock = threading.Lock()
 
-    def catalog(self) -> Any:
+    def catalog(self, api: Any) -> Any:
+        """Looked up once, through the asking spool's view of the API (its retries are its own)."""
         from autoexec.flows.mirror import Catalog
 
         with self._catalog_lock:
             if self._catalog is None:
-                self._catalog = Catalog.ensure(self.api)
+                self._catalog = Catalog.ensure(api)
             return self._catalog
 
     def connect(self) -> bool:
