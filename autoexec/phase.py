@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import threading
-from concurrent.futures import Future
 from typing import Any, Callable, Iterable, Protocol
 
 from autoexec.executor import NodeResult, NodeRun

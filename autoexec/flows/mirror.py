@@ -25,7 +25,6 @@ import os
 import re
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 from autoexec.events import Event
@@ -156,7 +155,7 @@ class RunMirror:
         st["job"]["started"] = ev.get("time")
         console = ev.get("console")
         if console:
-            st["console"] = {"path": console, "off": int(ev.get("console_offset") or 0)}  # type: ignore[call-overload]
+            st["console"] = {"path": console, "off": int(ev.get("console_offset") or 0)}
         job_id = str(ev.get("job_id"))
         if st["own"]:
             body = {"flow_id": self.catalog.job_flow_id, "name": f"job-{job_id}",
@@ -238,7 +237,7 @@ class RunMirror:
         entry = self.state["open"].pop(str(ev.get("key")), None)
         if entry is None:
             return
-        counts = ev.get("counts") or {}
+        counts: dict[str, int] = {str(k): int(v) for k, v in (ev.get("counts") or {}).items()}
         text = ", ".join(f"{k} {v}" for k, v in counts.items() if v)
         self.api.call("POST", f"task_runs/{entry['task']}/set_state",
                       state_body(str(ev.get("status")), f"{entry['name']}: {text or 'no node'}"))
@@ -246,7 +245,7 @@ class RunMirror:
     def _on_phase_counts(self, ev: Event) -> None:
         key = f"{ev.get('group')}/{ev.get('phase')}"
         phase = self.state["phases"].setdefault(key, {"started": ev.get("time")})
-        counts = ev.get("counts") or {}
+        counts: dict[str, int] = {str(k): int(v) for k, v in (ev.get("counts") or {}).items()}
         phase.update(counts=counts, status=_phase_status(counts), ended=ev.get("time"))
         self._artifact(force=False)
 
@@ -300,7 +299,7 @@ class RunMirror:
         for group, entry in list(self.state["groups"].items()):
             if not entry.get("open", True):
                 continue
-            self.apply({"v": 1, "event": "group_end", "group": int(group), "status": "failed",  # type: ignore[typeddict-item]
+            self.apply({"v": 1, "event": "group_end", "group": int(group), "status": "failed",
                         "crashed": True, "message": why, "time": time.time()})
         self.apply({"v": 1, "event": "job_end", "status": "crashed", "message": why, "crashed": True,
                     "time": time.time()})
