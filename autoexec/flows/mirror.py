@@ -82,6 +82,10 @@ def state_body(status: str, message: str = "", **details: Any) -> dict[str, Any]
     return {"state": state, "force": True}
 
 
+def _plain_counts(raw: Any) -> dict[str, int]:
+    return {str(k): int(v) for k, v in (raw or {}).items()}
+
+
 def _phase_status(counts: dict[str, int]) -> str:
     for key, status in (("aborted", "aborted"), ("failed", "failed"), ("paused", "paused")):
         if counts.get(key):
@@ -237,7 +241,7 @@ class RunMirror:
         entry = self.state["open"].pop(str(ev.get("key")), None)
         if entry is None:
             return
-        counts: dict[str, int] = {str(k): int(v) for k, v in (ev.get("counts") or {}).items()}
+        counts = _plain_counts(ev.get("counts"))
         text = ", ".join(f"{k} {v}" for k, v in counts.items() if v)
         self.api.call("POST", f"task_runs/{entry['task']}/set_state",
                       state_body(str(ev.get("status")), f"{entry['name']}: {text or 'no node'}"))
@@ -245,7 +249,7 @@ class RunMirror:
     def _on_phase_counts(self, ev: Event) -> None:
         key = f"{ev.get('group')}/{ev.get('phase')}"
         phase = self.state["phases"].setdefault(key, {"started": ev.get("time")})
-        counts: dict[str, int] = {str(k): int(v) for k, v in (ev.get("counts") or {}).items()}
+        counts = _plain_counts(ev.get("counts"))
         phase.update(counts=counts, status=_phase_status(counts), ended=ev.get("time"))
         self._artifact(force=False)
 
