@@ -175,19 +175,23 @@ class RunMirror:
     def _on_group_start(self, ev: Event) -> None:
         group = int(ev.get("group", 0))
         st = self.state
-        parent = self.api.call("POST", "task_runs/", {
+        parent = self._running("task_runs", self.api.call("POST", "task_runs/", {
             "flow_run_id": st["flow_run_id"], "name": f"group-{group}", "task_key": "autoexec-group",
-            "dynamic_key": f"group-{group}", "state": {"type": "RUNNING", "name": "Running"}})["id"]
-        run = self.api.call("POST", "flow_runs/", {
+            "dynamic_key": f"group-{group}", "state": {"type": "RUNNING", "name": "Running"}}))
+        run = self._running("flow_runs", self.api.call("POST", "flow_runs/", {
             "flow_id": self.catalog.group_flow_id, "name": f"{st['job'].get('job_id')}/group-{group}",
             "parent_task_run_id": parent, "idempotency_key": f"{st['flow_run_id']}/group-{group}",
             "parameters": {"job_id": st["job"].get("job_id"), "group_no": group}, "tags": ["autoexec"],
-            "state": {"type": "RUNNING", "name": "Running"}})["id"]
-        # a run found again (a resumed deployment run) is Paused: running once more
-        self.api.call("POST", f"task_runs/{parent}/set_state", state_body("running"))
-        self.api.call("POST", f"flow_runs/{run}/set_state", state_body("running"))
+            "state": {"type": "RUNNING", "name": "Running"}}))
         st["groups"][str(group)] = {"task": parent, "run": run, "started": ev.get("time")}
         self._log(None, logging.INFO, f"group {group} started", ev.get("time"))
+
+    def _running(self, kind: str, run: dict[str, Any]) -> str:
+        """A create that found an earlier run (a resumed deployment run, a replayed spool) returns it
+        as it was, e.g. Paused: running once more."""
+        if run.get("state_type") != "RUNNING":
+            self.api.call("POST", f"{kind}/{run['id']}/set_state", state_body("running"))
+        return str(run["id"])
 
     def _group_run(self, group: Any) -> str | None:
         entry = self.state["groups"].get(str(group))
@@ -195,10 +199,9 @@ class RunMirror:
 
     def _open_task(self, ev: Event, name: str, task_key: str, dynamic_key: str, log: str | None) -> None:
         run = self._group_run(ev.get("group"))
-        task = self.api.call("POST", "task_runs/", {
+        task = self._running("task_runs", self.api.call("POST", "task_runs/", {
             "flow_run_id": run, "name": name, "task_key": task_key, "dynamic_key": dynamic_key,
-            "tags": [str(ev.get("phase"))], "state": {"type": "RUNNING", "name": "Running"}})["id"]
-        self.api.call("POST", f"task_runs/{task}/set_state", state_body("running"))
+            "tags": [str(ev.get("phase"))], "state": {"type": "RUNNING", "name": "Running"}}))
         entry: dict[str, Any] = {"task": task, "run": run, "name": name, "phase": ev.get("phase"),
                                  "group": ev.get("group"), "node": ev.get("node"), "started": ev.get("time")}
         if log:
