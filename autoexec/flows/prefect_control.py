@@ -1,10 +1,10 @@
 """Operator control from Prefect: Cancel and Pause set on the flow run reach the job.
 
 Prefect only cancels runs it launched itself (a worker SIGTERMs the process group), and a Paused
-state set from outside does not stop running code at all (prefect-lab §5). So each job watches
-its own flow run: one cheap read per second on a daemon thread, mapped onto the same
-:class:`~autoexec.control.JobControl` that signals and ``--abort``/``--pause`` use. That makes
-Cancel/Pause work the same for CLI-started runs (no worker) and deployment runs.
+state set from outside does not stop running code at all. So a deployment run watches its own
+flow run: one cheap read per second on a daemon thread, mapped onto the same
+:class:`~autoexec.control.JobControl` that signals and ``--abort``/``--pause`` use. CLI-started
+runs (no worker) are watched by the machine's recorder, which sends the job the same signals.
 """
 from __future__ import annotations
 
