@@ -163,3 +163,22 @@ def test_killed_job_process_leaves_a_crashed_record_not_a_running_one(prefect_ho
     group = final_run(prefect_home, f"{job}/group-0")
     assert {t["state_type"] for t in task_runs(prefect_home, group["id"])} == {"CRASHED"}
     wait_for(lambda: not list((prefect_home / "prefect" / "spool").glob(f"{job}-*")), 10)
+
+
+def test_node_log_lines_reach_the_task_run_while_the_node_runs(prefect_home: Path, tmp_path: Path) -> None:
+    job = "7007"
+    op = script_op("step_1", 'echo "step one of 7007 done"\nsleep 60\n', "runner_target")
+    proc, _ = _start_sleeper(prefect_home, tmp_path, job, [op])
+    try:
+        run = wait_for(lambda: [r for r in flow_runs(prefect_home, f"{job}/group-0") if r["state_type"] == "RUNNING"],
+                       60)[0]
+
+        def streamed() -> bool:
+            tasks = {t["id"] for t in task_runs(prefect_home, run["id"]) if t["state_type"] == "RUNNING"}
+            return any("step one of 7007 done" in m["message"] and m["task_run_id"] in tasks
+                       for m in logs(prefect_home, run["id"]))
+
+        wait_for(streamed, 30, "a running node's log line in its running task run")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
