@@ -155,6 +155,21 @@ def _task_states(home: Path, run_id: str) -> list[str]:
     return [t["state_type"] for g in _groups(home, run_id).values() for t in task_runs(home, g["id"])]
 
 
+def test_a_failed_node_is_one_failed_task_line_and_no_traceback(prefect_home: Path, deployment: str) -> None:
+    job = "7109"
+    run_id = _trigger(prefect_home, deployment, job_id=job, params_file=str(EXAMPLES / "fail/params.json"),
+                      nodes_file=str(EXAMPLES / "fail/nodes.jsonl"))
+    _wait_state(prefect_home, run_id, "FAILED")
+    _wait_for(lambda: [g["state_type"] for g in _groups(prefect_home, run_id).values()] == ["FAILED"], 20)
+    group = next(iter(_groups(prefect_home, run_id).values()))
+    failed = [t for t in task_runs(prefect_home, group["id"]) if t["state_type"] == "FAILED"]
+    assert [t["state"]["message"] for t in failed] == [
+        "check/web3 10.9.0.13:22 #1003 failed: diskcheck exited with status 3 (exit 3)"]
+    for rid in (run_id, group["id"]):
+        tracebacks = [m["message"] for m in logs(prefect_home, rid) if "Traceback" in m["message"]]
+        assert not tracebacks, tracebacks[0]
+
+
 def test_cancel_from_the_api_kills_the_tools_within_5s(prefect_home: Path, deployment: str, tmp_path: Path) -> None:
     job = "7102"
     inputs = _inline_job(tmp_path, f"sleep 60 & echo $! > {tmp_path}/pid.$NODE_NAME\nwait\n")
@@ -171,6 +186,8 @@ def test_cancel_from_the_api_kills_the_tools_within_5s(prefect_home: Path, deplo
     assert "INFO: Job killed." in (_job_dir(prefect_home, job) / "log/console.txt").read_text()
     _wait_for(lambda: [g["state_type"] for g in _groups(prefect_home, run_id).values()] == ["CANCELLED"], 20)
     assert _task_states(prefect_home, run_id) == ["CANCELLED", "CANCELLED"]
+    tracebacks = [m["message"] for m in logs(prefect_home, run_id) if "Traceback" in m["message"]]
+    assert not tracebacks, tracebacks[0]
 
 
 @pytest.mark.parametrize("how", ["api", "pause-helper"])
