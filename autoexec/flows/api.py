@@ -46,12 +46,15 @@ def auth_headers(api_key: str | None = None, auth_string: str | None = None) -> 
 class PrefectApi:
     def __init__(self, url: str, stop: threading.Event | None = None, headers: dict[str, str] | None = None,
                  timeout: float = 4.0, max_delay: float = 5.0,
-                 on_retry: Callable[[str], None] | None = None) -> None:
+                 on_retry: Callable[[str], None] | None = None, concurrency: int = 2) -> None:
         self.url = url.rstrip("/")
         self.stop = stop or threading.Event()
         self.max_delay = max_delay
         self.on_retry = on_retry
         self.retries = 0
+        # SQLite takes one write at a time: more calls in flight only make the server answer 503
+        # and every caller back off. Shared by every view of this client.
+        self._slots = threading.BoundedSemaphore(max(1, concurrency))
         self._client = httpx.Client(base_url=self.url + "/", timeout=timeout,
                                     headers=headers if headers is not None else auth_headers())
 
@@ -72,7 +75,8 @@ class PrefectApi:
             if self.stop.is_set():
                 raise Stopped(f"{method} {path}")
             try:
-                resp = self._client.request(method, path, json=body)
+                with self._slots:
+                    resp = self._client.request(method, path, json=body)
             except httpx.HTTPError as exc:
                 problem = f"Failed to reach API at {self.url}: {type(exc).__name__}: {exc}"
             else:

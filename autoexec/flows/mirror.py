@@ -35,7 +35,8 @@ GROUP_FLOW = "autoexec-group"
 CLI_DEPLOYMENT = "autoexec-cli"
 LOG_TICK_SECONDS = 1.0
 LOG_BYTES_PER_TICK = 16 * 1024
-ARTIFACT_MIN_SECONDS = 1.0
+LOG_BATCH = 200
+ARTIFACT_MIN_SECONDS = 2.0
 
 STATE_OF = {"succeed": ("COMPLETED", "Completed"), "completed": ("COMPLETED", "Completed"),
             "ignored": ("COMPLETED", "Ignored"), "failed": ("FAILED", "Failed"),
@@ -133,7 +134,7 @@ class RunMirror:
                                                "groups": {}, "open": {}, "phases": {}, "failed": [],
                                                "artifact": None, "ended": False, "job": {}, "console": None}
         self._last_tick = 0.0
-        self._last_artifact = 0.0
+        self._last_artifact = time.monotonic()  # a short job gets its summary once, at its end
 
     # --- the stream -------------------------------------------------------------------------
     @property
@@ -276,7 +277,7 @@ class RunMirror:
         self.api.call("POST", f"flow_runs/{entry['run']}/set_state", state_body(status, message))
         self.api.call("POST", f"task_runs/{entry['task']}/set_state", state_body(status, message))
         self._log(None, logging.INFO, message, ev.get("time"))
-        self._artifact(force=True)
+        self._artifact(force=False)
 
     def _on_job_end(self, ev: Event) -> None:
         st = self.state
@@ -289,6 +290,7 @@ class RunMirror:
                   f"job {st['job'].get('job_id')} {status}: {message}" if message != f"job {status}" else message,
                   ev.get("time"))
         self._artifact(force=True)
+        self.flush_logs()
         if st["own"]:
             self.api.call("POST", f"flow_runs/{st['flow_run_id']}/set_state", state_body(status, message))
         st["ended"] = True
@@ -322,6 +324,7 @@ class RunMirror:
         for entry in list(self.state["open"].values()):
             self._stream(entry, final=False)
         self._stream_console()
+        self.flush_logs()
 
     def _read_new(self, entry: dict[str, Any], limit: int) -> str:
         path = entry.get("log") or entry.get("path")
@@ -365,12 +368,22 @@ class RunMirror:
                 self._log(None, logging.INFO, text, None)
 
     def _log(self, task_run_id: str | None, level: int, message: str, ts: float | None, run: str | None = None) -> None:
+        """Queued (in the checkpointed state) and sent in one call per tick: one call per line
+        would cost the server more than the runs themselves."""
         flow_run = run or self.state["flow_run_id"]
         if not flow_run:
             return
-        self.api.call("POST", "logs/", [{"name": "autoexec", "level": level, "message": message,
-                                         "timestamp": iso(ts or time.time()), "flow_run_id": flow_run,
-                                         "task_run_id": task_run_id}])
+        pending = self.state.setdefault("logs", [])
+        pending.append({"name": "autoexec", "level": level, "message": message, "timestamp": iso(ts or time.time()),
+                        "flow_run_id": flow_run, "task_run_id": task_run_id})
+        if len(pending) >= LOG_BATCH:
+            self.flush_logs()
+
+    def flush_logs(self) -> None:
+        pending = self.state.get("logs")
+        if pending:
+            self.api.call("POST", "logs/", pending)
+            self.state["logs"] = []
 
     # --- summary artifact -------------------------------------------------------------------
     def summary_markdown(self) -> str:

@@ -306,7 +306,7 @@ class RecorderService:
                 self.log.error("no Prefect API configured (the recorder needs a server: the embedded one "
                                "or PREFECT_API_URL)")
                 return False
-            self.api = PrefectApi(url, self.stop)
+            self.api = PrefectApi(url, self.stop, concurrency=_int_env("AUTOEXEC_RECORDER_API_CONCURRENCY", 2))
             self.log.info("recording into %s", url)
             return True
         return False
@@ -422,6 +422,13 @@ def main(argv: list[str] | None = None) -> int:
                 pid_path(home).unlink()
         except (OSError, IndexError):
             pass
+
+
+def _int_env(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, str(default)))
+    except ValueError:
+        return default
 
 
 def _lower_priority() -> None:
