@@ -2,7 +2,7 @@
 
 Why not Prefect's client: the recorder serves every job of a machine for hours and must never
 lose a record to a busy server (the embedded SQLite server answers 503 under fan-out) or to a
-server that is down for a while; and importing Prefect costs ~90 MB per process. So: plain
+server that is down for a while; and importing Prefect would more than double its size. So: plain
 ``httpx`` (a Prefect dependency), and every call that fails for a transient reason (no
 connection, timeout, 408/429/5xx) is repeated with capped exponential backoff until it lands or
 the caller stops. A 4xx answer is a refusal, raised as :class:`ApiRefused`.

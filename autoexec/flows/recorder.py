@@ -5,7 +5,7 @@ CLI jobs never import Prefect: each appends its events to a spool file under
 every spool in that directory, turns each into its job's Prefect record
 (:class:`autoexec.flows.mirror.RunMirror`), watches the runs of live jobs for Cancel/Pause from
 the UI (SIGTERM / SIGUSR1 to the job, as ``--abort``/``--pause`` do), and removes a spool once its
-record is complete. It does not import Prefect either (~40 MB, where a Prefect client process takes ~90 MB).
+record is complete. It does not import Prefect either, which would more than double its size.
 
 One per home: it holds an exclusive ``flock`` on ``prefect/recorder.lock`` for its life; a second
 one started at the same moment exits at once. It is started with the embedded server
