@@ -17,9 +17,15 @@ def api_url(home: Path) -> str:
 
 def call(method: str, url: str, body: Any = None) -> requests.Response:
     """The embedded SQLite server may answer 503 when busy: a reader retries, as the UI does."""
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while True:
-        resp = requests.request(method, url, json=body, timeout=10)
+        try:
+            resp = requests.request(method, url, json=body, timeout=10)
+        except (requests.ConnectionError, requests.Timeout):  # a loaded server, not a refusal
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+            continue
         if resp.status_code < 500 or time.monotonic() > deadline:
             return resp
         time.sleep(0.3)

@@ -78,9 +78,15 @@ def deployment(prefect_home: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 def _api(method: str, url: str, body: Any = None) -> requests.Response:
     """The embedded SQLite server answers 503 when its database is busy (prefect-lab §2): a caller
     retries, as the console would."""
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     while True:
-        resp = requests.request(method, url, json=body, timeout=10)
+        try:
+            resp = requests.request(method, url, json=body, timeout=10)
+        except (requests.ConnectionError, requests.Timeout):  # a loaded server, not a refusal
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+            continue
         if resp.status_code < 500 or time.monotonic() > deadline:
             return resp
         time.sleep(0.3)
