@@ -3,7 +3,6 @@ Prefect-forwarded log text, MongoDB documents, node messages; job files are the 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import stat
 from pathlib import Path
@@ -113,25 +112,46 @@ def test_node_message_and_mongo_documents_are_masked(jobs: JobFiles) -> None:
 
 
 def test_prefect_forwarded_log_text_is_masked(tmp_path: Path) -> None:
-    from prefect.logging.handlers import APILogHandler
+    """The record's copy of a node log goes through the job's masker (a deployment run has it),
+    sent to a real HTTP server standing in for the Prefect API."""
+    import http.server
+    import threading
 
-    from autoexec.flows.run_logs import forward_node_log
+    from autoexec.events import make
+    from autoexec.flows.api import PrefectApi
+    from autoexec.flows.mirror import Catalog, RunMirror
 
-    seen: list[str] = []
+    sent: list[str] = []
 
-    class Collect(APILogHandler):
-        def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
-            seen.append(record.getMessage())
-            return True
+    class Api(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            body = self.rfile.read(int(self.headers.get("content-length") or 0)).decode()
+            sent.append(body)
+            data = b'{"id": "00000000-0000-0000-0000-000000000001", "state_type": "RUNNING"}'
+            self.send_response(201)
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
 
-    log = tmp_path / "n.txt"
-    log.write_text(f"12:00:00 tool said {OPT_PW}\n")  # e.g. appended by a writer without the masker
-    logger = logging.getLogger("test-masked-forward")
-    logger.propagate = False
-    logger.addHandler(Collect())
-    adapter = logging.LoggerAdapter(logger, {})
-    forward_node_log(adapter, "p/n", log, "failed", mask=Masker([OPT_PW]))
-    assert seen and OPT_PW not in seen[0] and MASK in seen[0]
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Api)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        log = tmp_path / "n.txt"
+        mirror = RunMirror(PrefectApi(f"http://127.0.0.1:{server.server_port}/api"), Catalog("f", "g", None),
+                           flow_run_id="r", mask=Masker([OPT_PW]))
+        mirror.apply(make("job_start", job_id="1", pid=1))
+        mirror.apply(make("node_start", key=1, group=0, phase="p", node="n", label="n", log=str(log)))
+        log.write_text(f"12:00:00 tool said {OPT_PW}\n")  # e.g. appended by a writer without the masker
+        mirror.apply(make("node_end", key=1, status="failed", message=f"said {OPT_PW}", exit_code=1))
+        mirror.flush_logs()
+    finally:
+        server.shutdown()
+        server.server_close()
+    text = "\n".join(sent)
+    assert "tool said" in text and OPT_PW not in text and MASK in text
 
 
 def test_the_job_mongodb_mirror_writes_masked_documents(jobs: JobFiles, monkeypatch: object) -> None:

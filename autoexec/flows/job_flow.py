@@ -31,8 +31,9 @@ from autoexec.runtime import JobRuntime
 class MirrorThread:
     """Consumes the queue into this flow run's record; never holds up or fails the job."""
 
-    def __init__(self, sink: QueueSink, flow_run_id: str, say: Any) -> None:
+    def __init__(self, sink: QueueSink, flow_run_id: str, say: Any, mask: Any = None) -> None:
         self.queue = sink.queue
+        self.mask = mask
         self.flow_run_id = flow_run_id
         self.say = say
         self.stop = threading.Event()
@@ -63,7 +64,8 @@ class MirrorThread:
 
         try:
             api = self._api()
-            mirror = RunMirror(api, Catalog.ensure(api, with_cli_deployment=False), flow_run_id=self.flow_run_id)
+            mirror = RunMirror(api, Catalog.ensure(api, with_cli_deployment=False), flow_run_id=self.flow_run_id,
+                               mask=self.mask)
             while not mirror.ended:
                 try:
                     event = self.queue.get(timeout=0.2)
@@ -111,7 +113,7 @@ def run_in_flow_run(rt: JobRuntime, flow_run_id: str) -> tuple[JobOutcome, str]:
     watcher = _start_watcher(rt, flow_run_id)
     sink = QueueSink()
     catcher = _EndCatcher(sink)
-    record = MirrorThread(sink, flow_run_id, say=rt.console.line).start()
+    record = MirrorThread(sink, flow_run_id, say=rt.console.line, mask=rt.masker).start()
     try:
         outcome = run_engine(rt, catcher)
     finally:

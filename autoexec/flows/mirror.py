@@ -76,6 +76,8 @@ def cli_deployment(api: PrefectApi, flow_id: str) -> str | None:
 
 
 def state_body(status: str, message: str = "", **details: Any) -> dict[str, Any]:
+    """A state set with ``force``: the record states what happened, Prefect's rules for running
+    code do not apply to it."""
     kind, name = STATE_OF.get(status, ("FAILED", "Failed"))
     state: dict[str, Any] = {"type": kind, "name": name, "message": message[:500]}
     if details:
@@ -126,8 +128,12 @@ class RunMirror:
     engine owns; otherwise create the job's flow run and own its state (CLI runs)."""
 
     def __init__(self, api: PrefectApi, catalog: Catalog, flow_run_id: str | None = None,
-                 state: dict[str, Any] | None = None, say: Callable[[str], None] = lambda _t: None) -> None:
+                 state: dict[str, Any] | None = None, say: Callable[[str], None] = lambda _t: None,
+                 mask: Callable[[str], str] | None = None) -> None:
         self.api = api
+        # Node logs and messages are masked when written; the job's masker, where this process
+        # has it (a deployment run), masks again what other writers may have appended.
+        self.mask = mask or (lambda text: text)
         self.catalog = catalog
         self.say = say
         self.state: dict[str, Any] = state or {"own": flow_run_id is None, "flow_run_id": flow_run_id,
@@ -239,7 +245,7 @@ class RunMirror:
             if status == "failed":
                 self.state["failed"].append({"phase": entry["phase"], "group": entry["group"], "node": entry["name"],
                                              "exit": exit_code, "line": last_error_line(entry.get("log")) or detail})
-        self.api.call("POST", f"task_runs/{entry['task']}/set_state", state_body(status, message))
+        self.api.call("POST", f"task_runs/{entry['task']}/set_state", state_body(status, self.mask(message)))
 
     def _on_batch_end(self, ev: Event) -> None:
         entry = self.state["open"].pop(str(ev.get("key")), None)
@@ -374,7 +380,8 @@ class RunMirror:
         if not flow_run:
             return
         pending = self.state.setdefault("logs", [])
-        pending.append({"name": "autoexec", "level": level, "message": message, "timestamp": iso(ts or time.time()),
+        pending.append({"name": "autoexec", "level": level, "message": self.mask(message),
+                        "timestamp": iso(ts or time.time()),
                         "flow_run_id": flow_run, "task_run_id": task_run_id})
         if len(pending) >= LOG_BATCH:
             self.flush_logs()
