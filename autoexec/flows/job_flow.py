@@ -11,6 +11,7 @@ CLI and deployment runs alike. Cancel and Pause on this run reach the job throug
 from __future__ import annotations
 
 import json
+import logging
 import os
 import queue
 import threading
@@ -138,11 +139,32 @@ def _start_watcher(rt: JobRuntime, flow_run_id: str) -> RunWatcher | None:
     return watcher.start()
 
 
+class _OwnOutcomeFilter(logging.Filter):
+    """Under a worker, Prefect's engine re-raises the Failed/Cancelled state this flow returned
+    and logs that exception's traceback at ERROR into the run. The state already says what
+    happened, in one line; the traceback of our own return value only buries it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from prefect.exceptions import CancelledRun, FailedRun
+
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(exc, (FailedRun, CancelledRun))
+                    and record.getMessage().startswith("Engine execution exited with unexpected exception"))
+
+
+def _quiet_own_outcome() -> None:
+    run_logger = logging.getLogger("prefect.flow_runs")
+    if not any(isinstance(f, _OwnOutcomeFilter) for f in run_logger.filters):
+        run_logger.addFilter(_OwnOutcomeFilter())
+
+
 def outcome_state(outcome: JobOutcome, message: str = "") -> Any:
     """Failed/Cancelled carry the summary as text: under a worker the engine turns a failed state's
     data into an exception, and a dict there fails with a TypeError instead of FailedRun."""
     summary = outcome.summary()
     message = message or f"job {outcome.status}"
+    if outcome.status in ("failed", "aborted"):
+        _quiet_own_outcome()
     if outcome.status == "failed":
         return Failed(message=message, data=json.dumps(summary))
     if outcome.status == "aborted":
