@@ -149,16 +149,20 @@ def test_gray_scale_counts_failures_per_round(jobs: JobFiles) -> None:
     assert outcome.status == "failed" and outcome.message.startswith("phase p round 2/2: 2 of 2 node(s) failed")
 
 
-def test_the_reason_reaches_the_job_end_event_and_both_prefect_final_states() -> None:
-    """The recorder's final state (sidecar) and the in-process flow's (inline, deployments) carry
-    the threshold's reason as their message."""
-    from autoexec.engine import JobOutcome
+def test_the_reason_reaches_the_job_end_event_and_the_prefect_final_state(jobs: JobFiles) -> None:
+    """One record for CLI and deployment runs: the job_end event (what the recorder and a
+    deployment's record thread turn into the final state) and the deployment flow's own return
+    state carry the threshold's reason."""
     from autoexec.flows.job_flow import outcome_state
-    from autoexec.flows.mirror import final_state
+    from autoexec.recording import ListSink
 
+    runs = jobs.tmp / "runs.txt"
+    params = _two_groups(_phase("p", _failing("n1 n2 n3", runs), maxFailCount=1), runs)
+    rt = jobs.runtime("316", params, nodes_lines(5))
+    sink = ListSink()
+    outcome = run_runtime(rt, sink)
+    rt.console.close()
     why = "phase p: 2 of 5 node(s) failed, more than maxFailCount 1"
-    outcome = JobOutcome(status="failed", message=why)
-    assert outcome.summary()["message"] == why
-    assert outcome_state(outcome).message == f"job failed: {why}"
-    assert final_state({"e": "job_end", "status": "failed", "message": why, "summary": outcome.summary()}).message \
-        == f"job failed: {why}"
+    end = sink.events[-1]
+    assert end["event"] == "job_end" and end["message"] == f"job failed: {why}"
+    assert outcome_state(outcome, end["message"]).message == f"job failed: {why}"
