@@ -158,7 +158,8 @@ def test_a_cli_job_runs_without_prefect_and_says_when_its_record_is_delayed(jobs
 
     params, nodes = jobs.write({"runFlow": [{"groupNo": 0, "phases": [{"phaseName": "p", "phaseType": "runner_target",
                                 "operations": [script_op("ok_1", "true", "runner_target")]}]}]}, nodes_lines(1))
-    env = dict(cli_env(jobs.home), PREFECT_API_URL="http://127.0.0.1:9/api")  # nothing listens on port 9
+    env = dict(cli_env(jobs.home), PREFECT_API_URL="http://127.0.0.1:9/api",  # nothing listens on port 9
+               AUTOEXEC_PREFECT_RECORD="1")
     code = ("import sys; from autoexec.cli import main; "
             f"rc = main(['-d', '-j', '31', '-p', {str(params)!r}, '-n', {str(nodes)!r}]); "
             "print(rc, sorted(m for m in sys.modules if m == 'prefect'))")
