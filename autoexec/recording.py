@@ -24,9 +24,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from autoexec.engine import GroupRunner, JobOutcome, remove_pid_file, run_job, write_pid_file, _proc_start_time
+from autoexec.engine import GroupRunner, JobOutcome, run_job
 from autoexec.executor import NodeResult
 from autoexec.groups import GroupResult, run_group
+from autoexec.joblock import proc_start_time
 from autoexec.models.nodes import Node
 from autoexec.models.params import Group
 from autoexec.phase import Dispatch, PhaseRunner, execute_node
@@ -137,7 +138,7 @@ class Recorder:
         name = f"{rt.job_id.replace('/', '_')}-{os.getpid()}-{int(time.time() * 1000)}.jsonl"
         self.spool = EventSpool(spool_dir(home) / name)
         self.spool.emit("job_start", jobId=rt.job_id, execUser=rt.exec_user, pid=os.getpid(),
-                        startTime=_proc_start_time(os.getpid()), width=rt.max_parallel,
+                        startTime=proc_start_time(os.getpid()), width=rt.max_parallel,
                         console=str(rt.jobdir.console_log))
         self.process = self._spawn(home, verbose)
 
@@ -159,13 +160,11 @@ class Recorder:
 
     def run(self) -> JobOutcome:
         rt = self.rt
-        write_pid_file(rt)
         rt.control.install_signal_handlers()
         outcome = JobOutcome(status="failed")
         try:
             outcome = run_job(rt, recorded_group_runner(self.spool))
         finally:
-            remove_pid_file(rt)
             self.spool.emit("job_end", status=outcome.status, message=outcome.message, summary=outcome.summary())
             self.spool.close()
         return outcome

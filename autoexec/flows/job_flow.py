@@ -21,7 +21,7 @@ from prefect.context import get_run_context
 from prefect.states import Cancelled, Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from autoexec.engine import JobOutcome, remove_pid_file, run_job, write_pid_file
+from autoexec.engine import JobOutcome, run_job
 from autoexec.executor import NodeResult
 from autoexec.flows.prefect_control import RunWatcher, suspend_current_run
 from autoexec.flows.run_logs import forward_node_log
@@ -174,7 +174,8 @@ def run_runtime(rt: JobRuntime) -> JobOutcome:
     register_runtime(rt)
     flow_run = _current_flow_run()
     flow_run_id = str(flow_run.id) if flow_run is not None else None
-    write_pid_file(rt, flow_run_id)
+    if rt.job_lock is not None and flow_run_id is not None:
+        rt.job_lock.record(flow_run_id)  # --abort/--pause and a refused second run name the run
     rt.control.install_signal_handlers()
     watcher = _start_watcher(rt, flow_run_id)
     try:
@@ -183,7 +184,6 @@ def run_runtime(rt: JobRuntime) -> JobOutcome:
         if watcher is not None:
             _watchers.pop(rt.job_id, None)
             watcher.stop()
-        remove_pid_file(rt)
         _runtimes.pop(rt.job_id, None)
 
 
@@ -239,20 +239,43 @@ def job_flow(job_id: str | int, exec_user: str = "anonymous", params_file: str =
     ``after_runs`` (the step before) to complete before it starts."""
     job_id, phase_groups, node_ids = str(job_id), str(phase_groups), str(node_ids)
     rt = _runtimes.get(job_id)
+    if rt is not None:  # the CLI's inline mode: runtime built, lock held by the CLI
+        return _finish(rt, run_runtime(rt), built_here=False)
     flow_run = _current_flow_run()
-    if after_runs:
+    if after_runs:  # before the lock: the step before may be running this job here right now
         from autoexec.multirunner.gate import wait_for_previous_step
 
         blocked = wait_for_previous_step(list(after_runs), str(flow_run.id) if flow_run is not None else None)
         if blocked:
             return Cancelled(message=f"part not run: {blocked}"[:500])
-    built_here = rt is None
-    if rt is None:
-        from autoexec.loader import parse_id_list, parse_name_list
+    from autoexec.config import autoexec_home
+    from autoexec.control import JobControl
+    from autoexec.jobdir import JobDir, UnsafeName
+    from autoexec.joblock import JobBusy, JobLock
+    from autoexec.loader import parse_id_list, parse_name_list
+    from autoexec.models.params import JobInputError
 
+    # As in the CLI: signals and the job's lock before anything slow, so a second trigger of a
+    # running job (a retried REST call) ends here without touching the job.
+    control = JobControl()
+    control.install_signal_handlers()
+    try:
+        root = JobDir.for_job(autoexec_home() / "data", job_id).root
+    except UnsafeName as exc:
+        raise JobInputError(f"job_id: {exc}") from None
+    try:
+        lock = JobLock.acquire(root, job_id, str(flow_run.id) if flow_run is not None else None)
+    except JobBusy as exc:
+        _log(str(exc))
+        return Cancelled(message=str(exc))
+    try:
+        request = lock.take_request()
+        if request == "abort":
+            control.abort()
+        elif request == "pause":
+            control.pause()
         if flow_run is not None and flow_run.run_count > 1:
             first_fire = False  # a resume or retry continues this generation's console log
-
         req = JobRequest(job_id=job_id, exec_user=exec_user, params_file=params_file, nodes_file=nodes_file,
                          params_json=params, nodes_jsonl=nodes, force=force, first_fire=first_fire,
                          dev_mode=dev_mode, no_fire_next=no_fire_next,
@@ -263,17 +286,28 @@ def job_flow(job_id: str | int, exec_user: str = "anonymous", params_file: str =
                          nodes=parse_id_list(node_ids, "nodes"))
         from autoexec.production import build_job_runtime
 
-        rt = build_job_runtime(req)
-    outcome = run_runtime(rt)
+        rt = build_job_runtime(req, control=control)
+        rt.job_lock = lock
+        return _finish(rt, run_runtime(rt), built_here=True)
+    finally:
+        lock.release()
+
+
+def _log(message: str) -> None:
     try:
-        get_run_logger().info("job %s %s", rt.job_id, outcome.status)
-    except Exception:  # noqa: BLE001
+        get_run_logger().info(message)
+    except Exception:  # noqa: BLE001 - outside a run context (tests)
         pass
+
+
+def _finish(rt: JobRuntime, outcome: JobOutcome, built_here: bool) -> Any:
+    _log(f"job {rt.job_id} {outcome.status}")
     _outcomes[rt.job_id] = outcome
     if built_here:  # the CLI releases its own runtime after the flow returns
         from autoexec.loader import release_runtime
 
         release_runtime(rt)
+    flow_run = _current_flow_run()
     if outcome.status == "paused" and flow_run is not None and flow_run.deployment_id is not None:
         # A deployment run stops as Suspended: "Resume" reschedules it on a worker, which runs this
         # flow again from the top, and the status files skip what already succeeded.
