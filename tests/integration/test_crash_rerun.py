@@ -11,6 +11,7 @@ have nothing to do with what is tested).
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -166,7 +167,7 @@ def test_sigkill_loop_runs_every_op_once_and_never_overlapping(sshd_pool, tagent
         for key, execs in sorted(runs.items()):
             spans = sorted(execs.values(), key=lambda e: e.start)
             assert any(e.ended for e in spans), f"{key} never completed"
-            for before, after in zip(spans, spans[1:]):
+            for before, after in itertools.pairwise(spans):
                 assert after.start > before.last, (
                     f"{key}: an execution started at {after.start:.3f} while the one started at "
                     f"{before.start:.3f} was still running (last record {before.last:.3f})")
