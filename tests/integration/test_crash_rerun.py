@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,8 @@ def _params(ledger: Path) -> dict[str, Any]:
              "operations": [script_op("loc_1", _tool(ledger, "runner", "loc_1", 10), "runner")]},
             {"phaseName": "remote", "phaseType": "target", "operations": [target("a_1"), target("b_1")]}]},
         {"groupNo": 1, "execStrategy": "grayScale", "roundCount": 3, "phases": [
-            {"phaseName": "gray", "phaseType": "target", "operations": [target("c_1"), target("d_1")]}]}]}
+            {"phaseName": "gray", "phaseType": "target",
+             "operations": [target("c_1"), target("d_1")]}]}]}
 
 
 def _nodes(sshd_pool: Any, agent: Any) -> list[dict[str, Any]]:
@@ -67,6 +68,21 @@ def _nodes(sshd_pool: Any, agent: Any) -> list[dict[str, Any]]:
            for rid, port in ((11, sshd_pool.ports[0]), (12, sshd_pool.ports[1]))]
     return ssh + [{"resourceId": 13, "runnerId": 1, "host": "127.0.0.1", "port": agent.port, "nodeName": "n13",
                    "protocol": "tagent", "protocolPort": agent.port, "username": "root", "password": agent.password}]
+
+
+GRAY_OPS = ("c_1", "d_1")
+
+
+def _starts(ledger: Path) -> list[str]:
+    """The ops of every start record so far, in file order per node."""
+    return [line.split()[0] for path in sorted(ledger.glob("*.log"))
+            for line in path.read_text().splitlines() if line.split()[1:2] == ["start"]]
+
+
+def _wait_for_a_start(ledger: Path, known: int, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while len(_starts(ledger)) <= known and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 class Execution:
@@ -143,14 +159,22 @@ def test_sigkill_loop_runs_every_op_once_and_never_overlapping(sshd_pool, tagent
             proc = subprocess.Popen([sys.executable, "-c", RUNNER, "-d", "-j", job_id, *inputs,
                                      *([] if kills else ["--firstfire"])],
                                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            time.sleep(rng.uniform(0.2, 2.4))
+            # One kill in four at any moment from the launch (loading, reaping, starting); the others
+            # a random while after this run started an op, so that every run makes some progress
+            # however slow the machine is.
+            started = _starts(ledger)
+            if rng.random() < 0.25:
+                time.sleep(rng.uniform(0.0, 1.0))
+            else:
+                _wait_for_a_start(ledger, len(started), proc)
+                time.sleep(rng.uniform(0.05, 1.8))
             if proc.poll() is not None:  # the job got to its end before this kill
                 assert proc.returncode == 0, proc.stderr.read().decode()  # type: ignore[union-attr]
                 break
             proc.send_signal(signal.SIGKILL)
             proc.wait(30)
             kills += 1
-            gray_kills += any('"running"' in p.read_text() for p in (job_dir / "status" / "gray").glob("*.json"))
+            gray_kills += any(op in GRAY_OPS for op in Counter(_starts(ledger)) - Counter(started))
             runs = _ledger(ledger)
             for key in _recorded_succeed(job_dir):
                 succeeded_starts.setdefault(key, len(runs.get(key, {})))
@@ -159,7 +183,7 @@ def test_sigkill_loop_runs_every_op_once_and_never_overlapping(sshd_pool, tagent
         assert final.returncode == 0, final.stderr + (job_dir / "log/console.txt").read_text()
         runs = _ledger(ledger)
         expected = {("runner", "loc_1")} | {(f"n{rid}", op) for rid in (11, 12, 13)
-                                           for op in ("a_1", "b_1", "c_1", "d_1")}
+                                           for op in ("a_1", "b_1", *GRAY_OPS)}
         assert set(runs) == expected
         reaped = sum(p.read_text().count("waited until they were gone")
                      for p in (job_dir / "log").rglob("*.txt"))
@@ -178,8 +202,58 @@ def test_sigkill_loop_runs_every_op_once_and_never_overlapping(sshd_pool, tagent
         print(f"{kills} kills ({gray_kills} in the grayScale group), {reaped} reaps that killed a survivor, ops completed again because their "
               f"first completion was not recorded before the kill: {doubled}")
         assert kills >= KILLS and gray_kills >= 3
-        assert reaped >= 1, "no kill left a remote op running: the loop did not test the reap"
         assert not _job_processes(job_id), "processes of the job outlived its end"
+    finally:
+        for pid in _job_processes(job_id):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        shutil.rmtree(ledger, ignore_errors=True)
+
+
+def test_rerun_after_a_crash_kills_what_the_old_op_left_on_ssh_and_tagent_hosts(sshd_pool, tagent_agent,  # type: ignore[no-untyped-def]
+                                                                                tmp_path: Path) -> None:
+    """The first execution of the op hangs and leaves a detached daemon (its own session: neither
+    the SSH session's end nor the Tagent agent's kill of the command reaches it). The runner is
+    SIGKILLed; the plain re-run kills all of it, waits, says so in the node log, then runs the op."""
+    home, job_id = tmp_path / "home", "7991"
+    ledger = Path(f"/tmp/ae-ledger-{uuid.uuid4().hex[:12]}")
+    ledger.mkdir(mode=0o777)
+    ledger.chmod(0o777)
+    tool = (f'L="{ledger}/$NODE_NAME.log"\n'
+            'if [ ! -f "$L.again" ]; then touch "$L.again"\n'
+            '  setsid sh -c \'while :; do echo "daemon x x $(date +%s.%N)" >> "$0"; sleep 0.05; done\' "$L" &\n'
+            '  echo "op start x $(date +%s.%N)" >> "$L"; sleep 300; fi\n'
+            'echo "op rerun x $(date +%s.%N)" >> "$L"\n')
+    params = {"runFlow": [{"groupNo": 0, "phases": [{"phaseName": "remote", "phaseType": "target", "operations": [
+        script_op("hang_1", tool, "target", interpreter="sh")]}]}]}
+    params_file, nodes_file = tmp_path / "params.json", tmp_path / "nodes.jsonl"
+    params_file.write_text(json.dumps(params))
+    nodes = [n for n in _nodes(sshd_pool, tagent_agent) if n["resourceId"] in (11, 13)]
+    header = {"jobRunnerIds": [1], "localRunnerId": 1, "totalCount": 2}
+    nodes_file.write_text("\n".join(json.dumps(x) for x in [header, *nodes]) + "\n")
+    env = dict(cli_env(home), PREFECT_API_URL="http://127.0.0.1:9/api")
+    argv = [sys.executable, "-c", RUNNER, "-d", "-j", job_id, "-p", str(params_file), "-n", str(nodes_file)]
+    job_dir = home / "data" / "job" / "799" / "1"
+    try:
+        first = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _wait_for_a_start(ledger, 1, first)
+        assert len(_starts(ledger)) == 2, first.stderr.read().decode() if first.poll() is not None else "no start"  # type: ignore[union-attr]
+        first.send_signal(signal.SIGKILL)
+        first.wait(30)
+        time.sleep(0.3)
+        assert _job_processes(job_id), "nothing of the op survived the runner: nothing to test"
+        rerun = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+        assert rerun.returncode == 0, rerun.stderr + (job_dir / "log/console.txt").read_text()
+        for name, node in (("n11", nodes[0]), ("n13", nodes[1])):
+            log = (job_dir / "log" / "remote" / f"127.0.0.1-{node['port']}-{node['resourceId']}.txt").read_text()
+            assert "WARN: Operation hang_1 of the previous run of this job was still running on 127.0.0.1: killed" in log
+            assert log.index("waited until they were gone") < log.index("------START--[hang_1]")
+            records = [line.split() for line in (ledger / f"{name}.log").read_text().splitlines()]
+            rerun_at = next(float(r[3]) for r in records if r[1] == "rerun")
+            assert all(float(r[3]) < rerun_at for r in records if r[0] == "daemon"), f"{name}: the daemon outlived the reap"
+        assert not _job_processes(job_id)
     finally:
         for pid in _job_processes(job_id):
             try:
