@@ -134,11 +134,7 @@ def run_locked(args: argparse.Namespace) -> int:
     except OSError as exc:
         return _fail(f"{root}: cannot lock the job: {exc.strerror or exc}")
     try:
-        request = lock.take_request()
-        if request == "abort":
-            control.abort()
-        elif request == "pause":
-            control.pause()
+        lock.honour_request(control)
         _encrypt_config()
         return run(args, control, lock)
     finally:

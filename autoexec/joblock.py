@@ -22,13 +22,20 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 EXIT_BUSY = 3
 """Exit status of a run refused because the job is already running."""
 
 LOCK_NAME = "autoexec.pid"
 REQUEST_NAME = "autoexec.request"
+
+
+class Controllable(Protocol):
+    """What a control request acts on (``control.JobControl``)."""
+
+    def abort(self) -> None: ...
+    def pause(self) -> None: ...
 
 
 class JobBusy(Exception):
@@ -123,6 +130,14 @@ class JobLock:
         raw = json.dumps(_record(self.job_id, flow_run_id)).encode()
         os.pwrite(self._fd, raw.ljust(self._size), 0)
         self._size = max(self._size, len(raw))
+
+    def honour_request(self, control: Controllable) -> None:
+        """Apply a control request left for this run (see :meth:`take_request`)."""
+        request = self.take_request()
+        if request == "abort":
+            control.abort()
+        elif request == "pause":
+            control.pause()
 
     def take_request(self) -> str | None:
         """A control request (``abort``/``pause``) left for this run by a command that found no

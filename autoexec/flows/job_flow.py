@@ -269,11 +269,7 @@ def job_flow(job_id: str | int, exec_user: str = "anonymous", params_file: str =
         _log(str(exc))
         return Cancelled(message=str(exc))
     try:
-        request = lock.take_request()
-        if request == "abort":
-            control.abort()
-        elif request == "pause":
-            control.pause()
+        lock.honour_request(control)
         if flow_run is not None and flow_run.run_count > 1:
             first_fire = False  # a resume or retry continues this generation's console log
         req = JobRequest(job_id=job_id, exec_user=exec_user, params_file=params_file, nodes_file=nodes_file,
