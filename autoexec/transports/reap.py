@@ -47,14 +47,15 @@ def reap_script(job_id: str, node_key: str, wait_secs: int = REAP_WAIT_SECS) -> 
         "pg() { sed 's/.*) //' \"/proc/$1/stat\" 2>/dev/null | cut -d' ' -f3; }; "
         # process groups with a member that is not a zombie (a zombie's parent may be slow to reap)
         "live() { sed -n 's/.*) [A-Y] [0-9-]* \\([0-9]*\\) .*/\\1/p' /proc/[0-9]*/stat 2>/dev/null; }; "
-        "mine=$(pg $me); n=0; groups=''; i=0; "
+        "mine=$(pg $me); found=''; groups=''; i=0; "
         f"while [ $i -lt {loops} ]; do pids=$(scan); [ -z \"$pids\" ] && break; "
         "for p in $pids; do g=$(pg $p); "
         "if [ -n \"$g\" ] && [ \"$g\" -gt 1 ] && [ \"$g\" != \"$mine\" ]; then "
         "kill -9 -\"$g\" 2>/dev/null; groups=\"$groups $g\"; fi; "
-        "kill -9 \"$p\" 2>/dev/null && n=$((n+1)); done; i=$((i+1)); sleep 0.1; done; "
+        "kill -9 \"$p\" 2>/dev/null; done; found=\"$found $pids\"; i=$((i+1)); sleep 0.1; done; "
         f"j=0; for g in $groups; do while live | grep -qx \"$g\" && [ $j -lt {loops} ]; do "
         "sleep 0.1; j=$((j+1)); done; done; "
+        "n=$(for p in $found; do echo \"$p\"; done | sort -u | grep -c .); "
         "echo \"autoexec-reap: reaped $n left $(scan | tr '\\n' ' ')\""
     )
 
