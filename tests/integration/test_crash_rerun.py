@@ -6,8 +6,8 @@ nodes, all against real peers (sshd on loopback, the Tagent test agent). Every t
 ``start``/``tick``/``end`` records (execution id, wall time) to a per-node ledger on the target
 every 50 ms, so an old execution still alive when a new one starts leaves a record after the new
 start. Kill moments are drawn from a seeded generator; the runner's Prefect recorder is left out
-of the child (twenty recorders importing Prefect would cost the suite about a minute of CPU and
-have nothing to do with what is tested).
+of the child (each of twenty recorders would import Prefect, CPU that has nothing to do with what
+is tested).
 """
 from __future__ import annotations
 
