@@ -7,7 +7,7 @@ nodes, all against real peers (sshd on loopback, the Tagent test agent). Every t
 every 50 ms, so an old execution still alive when a new one starts leaves a record after the new
 start. Kill moments are drawn from a seeded generator; the runner's Prefect recorder is left out
 of the child (each of twenty recorders would import Prefect, CPU that has nothing to do with what
-is tested).
+is tested). A longer loop: ``AUTOEXEC_TEST_KILLS=200 AUTOEXEC_TEST_KILL_SEED=<n>``.
 """
 from __future__ import annotations
 
