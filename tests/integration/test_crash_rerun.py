@@ -46,6 +46,12 @@ def _tool(ledger: Path, name: str, op: str, ticks: int) -> str:
             f'echo "{op} end $x $(date +%s.%N)" >> "$L"\n')
 
 
+OPS_PER_PHASE = max(2, KILLS // 10)
+"""A longer loop gets a longer job, so the kills keep landing in it."""
+REMOTE_OPS = tuple(f"r{i}_1" for i in range(OPS_PER_PHASE))
+GRAY_OPS = tuple(f"g{i}_1" for i in range(OPS_PER_PHASE))
+
+
 def _params(ledger: Path) -> dict[str, Any]:
     def target(op: str) -> dict[str, Any]:
         # sh, not bash: a root login bash runs ~/.bashrc here (pyenv rehash, whose lock file a kill
@@ -56,10 +62,9 @@ def _params(ledger: Path) -> dict[str, Any]:
         {"groupNo": 0, "execStrategy": "oneShot", "phases": [
             {"phaseName": "local", "phaseType": "runner",
              "operations": [script_op("loc_1", _tool(ledger, "runner", "loc_1", 10), "runner")]},
-            {"phaseName": "remote", "phaseType": "target", "operations": [target("a_1"), target("b_1")]}]},
+            {"phaseName": "remote", "phaseType": "target", "operations": [target(op) for op in REMOTE_OPS]}]},
         {"groupNo": 1, "execStrategy": "grayScale", "roundCount": 3, "phases": [
-            {"phaseName": "gray", "phaseType": "target",
-             "operations": [target("c_1"), target("d_1")]}]}]}
+            {"phaseName": "gray", "phaseType": "target", "operations": [target(op) for op in GRAY_OPS]}]}]}
 
 
 def _nodes(sshd_pool: Any, agent: Any) -> list[dict[str, Any]]:
@@ -68,9 +73,6 @@ def _nodes(sshd_pool: Any, agent: Any) -> list[dict[str, Any]]:
            for rid, port in ((11, sshd_pool.ports[0]), (12, sshd_pool.ports[1]))]
     return ssh + [{"resourceId": 13, "runnerId": 1, "host": "127.0.0.1", "port": agent.port, "nodeName": "n13",
                    "protocol": "tagent", "protocolPort": agent.port, "username": "root", "password": agent.password}]
-
-
-GRAY_OPS = ("c_1", "d_1")
 
 
 def _starts(ledger: Path) -> list[str]:
@@ -183,7 +185,7 @@ def test_sigkill_loop_runs_every_op_once_and_never_overlapping(sshd_pool, tagent
         assert final.returncode == 0, final.stderr + (job_dir / "log/console.txt").read_text()
         runs = _ledger(ledger)
         expected = {("runner", "loc_1")} | {(f"n{rid}", op) for rid in (11, 12, 13)
-                                           for op in ("a_1", "b_1", *GRAY_OPS)}
+                                           for op in (*REMOTE_OPS, *GRAY_OPS)}
         assert set(runs) == expected
         reaped = sum(p.read_text().count("waited until they were gone")
                      for p in (job_dir / "log").rglob("*.txt"))
