@@ -60,8 +60,10 @@ def test_reap_kills_that_job_and_node_only_and_waits(procs: dict[str, subprocess
 
 
 def test_reap_output_that_is_not_the_scripts_is_an_error() -> None:
-    assert parse_reap_output("reaped 2 left 41 42\n", 0, "h").error == \
+    assert parse_reap_output("autoexec-reap: reaped 2 left 41 42\n", 0, "h").error == \
         "h: processes of the previous run still alive after SIGKILL: 41 42"
+    noisy = "Welcome!\nautoexec-reap: reaped 1 left \nlogout: bye\n"  # profile and .bash_logout noise
+    assert parse_reap_output(noisy, 0, "h") == Reaped(killed=1)
     bad = parse_reap_output("sh: 1: grep: not found\n", 127, "ssh u@h:22")
     assert bad.error == "ssh u@h:22: checking for processes of the previous run failed (status 127): sh: 1: grep: not found"
 
