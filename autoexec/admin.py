@@ -1,11 +1,11 @@
 """The non-run modes: ``--abort``, ``--pause``, ``--cleanstatus``, ``--register`` (§2.7, §12.1).
 
-A running job is found through the pid file it writes (pid + process start time), never by
-scanning command lines for the job id (§21 items 20 and 32: ``--abort 123`` must not hit job 1234).
+A running job is found through the record in its lock file (pid + process start time, see
+``joblock``), never by scanning command lines for the job id (§21 items 20 and 32: ``--abort 123``
+must not hit job 1234).
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 from autoexec.config import load_config
-from autoexec.engine import _proc_start_time
 from autoexec.jobdir import JobDir, UnsafeName
+from autoexec.joblock import leave_request, process_alive, running_pid
 
 
 def _jobdir(job_id: str) -> JobDir:
@@ -23,46 +23,32 @@ def _jobdir(job_id: str) -> JobDir:
 
 def find_job_process(job_id: str) -> int | None:
     try:
-        data = json.loads(_jobdir(job_id).pid_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnsafeName):
+        return running_pid(_jobdir(job_id).root, job_id)
+    except UnsafeName:
         return None
-    pid = data.get("pid")
-    if not isinstance(pid, int) or str(data.get("jobId")) != str(job_id):
-        return None
-    if not _alive(pid):
-        return None
-    recorded = data.get("startTime")
-    if recorded is not None and _proc_start_time(pid) != recorded:
-        return None  # the pid was recycled by an unrelated process
-    return pid
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is as good as gone
-        with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def _wait_gone(pid: int, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not process_alive(pid):
             return True
         time.sleep(0.05)
-    return not _alive(pid)
+    return not process_alive(pid)
 
 
 def _job_process(job_id: str, status: str, devmode: bool, pass_through: dict | None) -> int | None:
-    """The job's pid; with no process, the console is told the job is ``status`` (not in devmode)."""
+    """The job's pid; with no process, the console is told the job is ``status`` (not in devmode).
+
+    A run that is starting but has not written its pid record yet gets the request through the
+    job dir (see ``joblock``): it is left first, then the record is read again."""
     pid = find_job_process(job_id)
+    if pid is None:
+        try:
+            leave_request(_jobdir(job_id).root, "abort" if status == "aborted" else "pause")
+        except (OSError, UnsafeName):
+            pass
+        pid = find_job_process(job_id)
     if pid is None:
         if not devmode:
             from autoexec.production import notify_job_status

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 from autoexec.config import ConfigError, autoexec_home
 
 if TYPE_CHECKING:
+    from autoexec.control import JobControl
+    from autoexec.joblock import JobLock
     from autoexec.runtime import JobRuntime
 
 
@@ -77,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.devmode:
         os.environ["AUTOEXEC_DEV_MODE"] = "1"
     try:
+        if not (args.cleanstatus or args.register or args.pause or args.abort or args.report
+                or args.purgejobdata is not None or args.dryrun):
+            return run_locked(args)
         _encrypt_config()
         if args.cleanstatus:
             from autoexec.admin import clean_status
@@ -102,9 +107,37 @@ def main(argv: list[str] | None = None) -> int:
                 return _fail(days)
             from autoexec.purge import purge_main
             return purge_main(str(days))
-        return run(args)
+        return run(args)  # a dry run writes nothing, so it takes no lock either
     except ConfigError as exc:
         return _fail(str(exc))
+
+
+def run_locked(args: argparse.Namespace) -> int:
+    """Run mode. Before anything slow: signal handlers, then the job's lock and pid record, so
+    ``--abort``/``--pause`` reach the job from its first moments (an abort during loading is
+    remembered: no op starts), and a second run of a running job leaves at once, changing nothing."""
+    from autoexec.control import JobControl
+    from autoexec.jobdir import JobDir, UnsafeName
+    from autoexec.joblock import EXIT_BUSY, JobBusy, JobLock
+
+    control = JobControl()
+    control.install_signal_handlers()
+    try:
+        root = JobDir.for_job(autoexec_home() / "data", args.jobid).root
+    except UnsafeName as exc:
+        return _fail(f"--jobid: {exc}")
+    try:
+        lock = JobLock.acquire(root, args.jobid)
+    except JobBusy as exc:
+        return _fail(str(exc), EXIT_BUSY)
+    except OSError as exc:
+        return _fail(f"{root}: cannot lock the job: {exc.strerror or exc}")
+    try:
+        lock.honour_request(control)
+        _encrypt_config()
+        return run(args, control, lock)
+    finally:
+        lock.release()
 
 
 def _encrypt_config() -> None:
@@ -132,7 +165,7 @@ def _pass_through(args: argparse.Namespace) -> dict | str:
     return value
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, control: JobControl | None = None, lock: JobLock | None = None) -> int:
     from autoexec.loader import JobRequest, parse_id_list, parse_name_list
     from autoexec.models.params import JobInputError
 
@@ -154,13 +187,14 @@ def run(args: argparse.Namespace) -> int:
         if req.dev_mode and not _console_named():  # skip importing the console's HTTP client (~0.12 s)
             from autoexec.loader import build_runtime
 
-            rt = build_runtime(req)
+            rt = build_runtime(req, control=control)
         else:  # devmode with a console still downloads custom scripts and files from it
             from autoexec.production import build_job_runtime
 
-            rt = build_job_runtime(req)
+            rt = build_job_runtime(req, control=control)
     except JobInputError as exc:
         return _fail(str(exc))
+    rt.job_lock = lock
     return execute(rt, verbose=args.verbose, term=args.user_term)
 
 

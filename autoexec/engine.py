@@ -2,8 +2,6 @@
 fire-next at the end. The caller (:mod:`autoexec.recording`) supplies how a group is run."""
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -33,32 +31,6 @@ class JobOutcome:
                 "groups": {str(k): v for k, v in self.groups.items()}}
 
 
-def write_pid_file(rt: JobRuntime, flow_run_id: str | None = None) -> None:
-    """Who runs this job, for ``--abort``/``--pause`` (§21 items 20 and 32: no process scanning)."""
-    data = {"pid": os.getpid(), "jobId": rt.job_id, "flowRunId": flow_run_id,
-            "startTime": _proc_start_time(os.getpid())}
-    tmp = rt.jobdir.pid_file.with_name(".autoexec.pid.tmp")
-    tmp.write_text(json.dumps(data), encoding="utf-8")
-    os.replace(tmp, rt.jobdir.pid_file)
-
-
-def remove_pid_file(rt: JobRuntime) -> None:
-    try:
-        data = json.loads(rt.jobdir.pid_file.read_text(encoding="utf-8"))
-        if data.get("pid") == os.getpid():
-            rt.jobdir.pid_file.unlink()
-    except (OSError, ValueError):
-        pass
-
-
-def _proc_start_time(pid: int) -> str | None:
-    """Start time in clock ticks from /proc: with the pid it identifies a process uniquely, so a
-    recycled pid is never mistaken for the job."""
-    try:
-        stat = open(f"/proc/{pid}/stat", encoding="utf-8").read()
-        return stat.rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
 
 
 def run_job(rt: JobRuntime, run_one_group: GroupRunner) -> JobOutcome:

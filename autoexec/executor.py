@@ -19,6 +19,7 @@ from autoexec.notify import NodeRef, PhaseCounts
 from autoexec.observer import NodeEnd
 from autoexec.ops.dispatch import OpOutcome, run_operation
 from autoexec.ops.nodectx import NodeContext
+from autoexec.ops.stale import clear_in_flight, in_flight
 from autoexec.runtime import JobRuntime, PhasePlan
 from autoexec.store import NodeOutput, NodeStatus, read_json
 from autoexec.thresholds import halt_line
@@ -110,12 +111,18 @@ class NodeRun:
         # The node's own lines between the waits go out together: up to an op's start (flushed
         # before the op runs), from an op's end to the next op's start or the node's end.
         self.log.hold()
+        left_running = in_flight(self.status.data)  # before "running" is written again
         try:
             self.set_status("running")
             self.ctx = NodeContext(rt, self.plan, node, self.status, self.output, self.log, self.paths)
-            final, last = self._run_ops(self.plan.phase.operations)
-            result.exit_code = last.exit_code if last else None
-            result.message = last.message if last and final != "succeed" else ""
+            blocked = clear_in_flight(self.ctx, *left_running) if left_running else None
+            if blocked:
+                self.log.line(f"ERROR: {blocked}")
+                final, result.message = "failed", blocked
+            else:
+                final, last = self._run_ops(self.plan.phase.operations)
+                result.exit_code = last.exit_code if last else None
+                result.message = last.message if last and final != "succeed" else ""
         except Exception as exc:  # noqa: BLE001 - a node never takes the phase down with it
             self.log.line(f"ERROR: Some error occurred: {exc}")
             self.log.write(traceback.format_exc())

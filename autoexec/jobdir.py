@@ -58,6 +58,11 @@ class NodePaths:
     triple: str
 
     @property
+    def key(self) -> str:
+        """``<phase>/<triple>``: which node's op a process on a host belongs to (``AUTOEXEC_NODE_KEY``)."""
+        return f"{self.phase}/{self.triple}"
+
+    @property
     def log(self) -> str:
         return f"{self.root}/log/{self.phase}/{self.triple}.txt"
 

@@ -8,7 +8,6 @@ semantics (bounds, skips, halting, counting) live here, once.
 """
 from __future__ import annotations
 
-import os
 import threading
 from typing import Any, Callable, Iterable, Protocol
 
@@ -32,22 +31,6 @@ Dispatch = Callable[["PhaseRunner", list[Node]], None]
 def execute_node(rt: JobRuntime, plan: PhasePlan, node: Node) -> NodeResult:
     """The unit of work behind one (phase, node) task run."""
     return NodeRun(rt, plan, node).execute()
-
-
-def _pid_alive(pid: object) -> bool:
-    try:
-        pid_int = int(pid)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        return False
-    if pid_int <= 0 or pid_int == os.getpid():
-        return False
-    try:
-        os.kill(pid_int, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class PhaseRunner:
@@ -110,7 +93,10 @@ class PhaseRunner:
 
     # --- dispatch -----------------------------------------------------------------------
     def _should_skip(self, node: Node) -> tuple[str | None, str]:
-        """(``skip`` | ``busy`` | None, console line) from the node's recorded status (§8.4, §9.3)."""
+        """(``skip`` | None, console line) from the node's recorded status (§8.4, §9.3). A node
+        recorded ``running`` is not somebody else's to leave alone, as the original assumed when its
+        pid was alive: the job's lock means no other run of this job is running here, so that pid is
+        a dead runner's or a recycled one; the node executor clears what its op may have left."""
         data = read_json(self.rt.jobdir.node_paths(self.plan.name, node.triple).status)
         if data is None and self.rt.mirror is not None:
             data = self.rt.mirror.load_node_status(self.rt.job_id, self.plan.name, node.resourceId)
@@ -118,9 +104,6 @@ class PhaseRunner:
         if not self.rt.force:
             if status in ("succeed", "ignored"):
                 return "skip", f"INFO: Node({node.resourceId}) status:{status} {node.label} had been executed, skip."
-            if status == "running" and _pid_alive((data or {}).get("pid")):
-                return "busy", (f"ERROR: Node({node.resourceId}) status:running {node.label} is running, "
-                                f"please check the status.")
         verb = "try to execute again" if status == "running" else "execute begin"
         return None, f"INFO: Node({node.resourceId}) status:{status or 'pending'} {node.label} {verb}..."
 
@@ -157,12 +140,8 @@ class PhaseRunner:
             decision, line = self._should_skip(node)
             if decision is not None:
                 self.rt.console.line(line)
-                self.state.add("skip" if decision == "skip" else "fail")
-                if decision == "busy":
-                    self._failed(node)
-                observer.node_finished(NodeEnd(self.plan.name, node.triple, node.label,
-                                               "skipped" if decision == "skip" else "failed",
-                                               message="" if decision == "skip" else "already running elsewhere"))
+                self.state.add("skip")
+                observer.node_finished(NodeEnd(self.plan.name, node.triple, node.label, "skipped", message=""))
                 continue
             while not slots.acquire(timeout=0.2):
                 if self.rt.control.halted:

@@ -18,6 +18,7 @@ from autoexec.console.client import ConsoleClient
 from autoexec.console.errors import ConsoleError
 from autoexec.console.notifier import ConsoleNotifier
 from autoexec.console.scripts import ScriptStore
+from autoexec.control import JobControl
 from autoexec.jobdir import JobDir, UnsafeName
 from autoexec.loader import JobRequest, build_runtime, resolve_input
 from autoexec.models.nodes import Node
@@ -27,12 +28,13 @@ from autoexec.runtime import JobRuntime
 T = TypeVar("T")
 
 
-def build_job_runtime(req: JobRequest, cfg: Config | None = None) -> JobRuntime:
+def build_job_runtime(req: JobRequest, cfg: Config | None = None, control: JobControl | None = None) -> JobRuntime:
     """The one entry for the CLI and deployment runs: devmode builds from local inputs only,
-    production downloads inputs from the console and reports back through its outbox."""
+    production downloads inputs from the console and reports back through its outbox.
+    ``control`` is the job's, when signals were already being taken before loading."""
     cfg = cfg or load_config()
     if req.dev_mode:
-        rt = build_runtime(req, cfg)
+        rt = build_runtime(req, cfg, control=control)
         if console_configured(cfg):
             _attach_devmode_downloads(rt, cfg, req)
         return rt
@@ -41,7 +43,8 @@ def build_job_runtime(req: JobRequest, cfg: Config | None = None) -> JobRuntime:
     client = console_client(cfg, tenant)
     try:
         _download_inputs(client, req, cfg)
-        rt = build_runtime(req, cfg, complete_config=lambda params, c: _complete_config(client, params, c),
+        rt = build_runtime(req, cfg, control=control,
+                           complete_config=lambda params, c: _complete_config(client, params, c),
                            deploy_lookup=_DeployLookup(client))
     except ConsoleError as exc:
         client.close()

@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Protocol
 
 from autoexec import events
-from autoexec.engine import GroupRunner, JobOutcome, _proc_start_time, remove_pid_file, run_job, write_pid_file
+from autoexec.engine import GroupRunner, JobOutcome, run_job
 from autoexec.events import Event, make
 from autoexec.executor import NodeResult
 from autoexec.groups import GroupResult, run_group
+from autoexec.joblock import proc_start_time
 from autoexec.models.nodes import Node
 from autoexec.models.params import Group
 from autoexec.phase import Dispatch, PhaseRunner, execute_node
@@ -226,7 +227,7 @@ def run_engine(rt: JobRuntime, sink: EventSink) -> JobOutcome:
     flow run and the tests all run."""
     stream = _Stream(sink)
     stream.emit("job_start", job_id=rt.job_id, exec_user=rt.exec_user, pid=os.getpid(),
-                start_time=_proc_start_time(os.getpid()), width=rt.max_parallel,
+                start_time=proc_start_time(os.getpid()), width=rt.max_parallel,
                 console=str(rt.jobdir.console_log), console_offset=_size(rt.jobdir.console_log),
                 job_dir=str(rt.jobdir.root))
     outcome = JobOutcome(status="failed")
@@ -257,12 +258,10 @@ class Recorder:
 
     def run(self, extra: EventSink | None = None) -> JobOutcome:
         rt = self.rt
-        write_pid_file(rt)
         rt.control.install_signal_handlers()
         try:
             return run_engine(rt, Tee(self.spool, extra) if extra is not None else self.spool)
         finally:
-            remove_pid_file(rt)
             self.spool.close()
 
     def wait(self, timeout: float) -> bool:

@@ -14,6 +14,7 @@ from typing import Any, Callable
 from autoexec.config import Config
 from autoexec.control import JobControl
 from autoexec.jobdir import JobDir
+from autoexec.joblock import JobLock
 from autoexec.logs import ConsoleLog
 from autoexec.masking import Masker
 from autoexec.models.nodes import Node, NodesHeader
@@ -75,6 +76,8 @@ class JobRuntime:
     """Runner-side tools' environments, built once per job and tool (``ops.childenv``)."""
     observer: JobObserver = field(default_factory=NullObserver)
     """Who watches the job's progress (the CLI's terminal view); told by phases and nodes."""
+    job_lock: JobLock | None = None
+    """The job's held lock and pid record (``joblock``); runs inside a flow add their flow-run id."""
 
 
 @dataclass

@@ -38,7 +38,7 @@ def test_malformed_params_one_line_exit_2_and_nothing_written(jobs: JobFiles, ca
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert len(err.splitlines()) == 1 and str(bad) in err and "operations[0]" in err
-    assert not (jobs.home / "data/job/5").exists()
+    assert_only_an_empty_lock_file(jobs.home / "data/job/5")
 
 
 def test_malformed_nodes_file_names_the_line(jobs: JobFiles, capsys: pytest.CaptureFixture[str]) -> None:
@@ -46,7 +46,13 @@ def test_malformed_nodes_file_names_the_line(jobs: JobFiles, capsys: pytest.Capt
     code = main(["--devmode", "--jobid", "6", "--paramsfile", str(params), "--nodesfile", str(nodes)])
     err = capsys.readouterr().err
     assert code == 2 and "line 4: field runnerId" in err
-    assert not (jobs.home / "data/job/6").exists()
+    assert_only_an_empty_lock_file(jobs.home / "data/job/6")
+
+
+def assert_only_an_empty_lock_file(job_dir: Path) -> None:
+    """Bad input: the job's lock file (taken before loading) is all there is, and it says nobody runs."""
+    assert [p.name for p in job_dir.iterdir()] == ["autoexec.pid"]
+    assert (job_dir / "autoexec.pid").read_bytes() == b""
 
 
 def test_bad_filters_and_passthrough_are_usage_errors(jobs: JobFiles, capsys: pytest.CaptureFixture[str]) -> None:
@@ -70,7 +76,7 @@ def test_abort_and_pause_without_a_running_job_exit_2(jobs: JobFiles) -> None:
 def test_abort_uses_the_recorded_identity_not_a_command_line_substring(jobs: JobFiles) -> None:
     """A process recorded for job 1234 must not be hit by ``--abort`` of job 123 (§21 item 32)."""
     from autoexec.jobdir import JobDir
-    from autoexec.engine import _proc_start_time
+    from autoexec.joblock import proc_start_time as _proc_start_time
 
     victim = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "--jobid", "123"])
     try:

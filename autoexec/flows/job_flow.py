@@ -21,7 +21,7 @@ from prefect import flow, get_run_logger
 from prefect.context import get_run_context
 from prefect.states import Cancelled, Completed, Failed
 
-from autoexec.engine import JobOutcome, remove_pid_file, write_pid_file
+from autoexec.engine import JobOutcome
 from autoexec.events import Event
 from autoexec.flows.prefect_control import RunWatcher, suspend_current_run
 from autoexec.loader import JobRequest
@@ -100,6 +100,13 @@ class _EndCatcher:
         self.inner.emit(event)
 
 
+def _log(message: str) -> None:
+    try:
+        get_run_logger().info(message)
+    except Exception:  # noqa: BLE001 - outside a run context (tests)
+        pass
+
+
 def _current_flow_run() -> Any:
     try:
         return getattr(get_run_context(), "flow_run", None)
@@ -109,7 +116,8 @@ def _current_flow_run() -> Any:
 
 def run_in_flow_run(rt: JobRuntime, flow_run_id: str) -> tuple[JobOutcome, str]:
     """The engine, its record and its Cancel/Pause watcher, inside the running flow run."""
-    write_pid_file(rt, flow_run_id)
+    if rt.job_lock is not None:
+        rt.job_lock.record(flow_run_id)  # --abort/--pause and a refused second run name the run
     rt.control.install_signal_handlers()
     watcher = _start_watcher(rt, flow_run_id)
     sink = QueueSink()
@@ -120,7 +128,6 @@ def run_in_flow_run(rt: JobRuntime, flow_run_id: str) -> tuple[JobOutcome, str]:
     finally:
         if watcher is not None:
             watcher.stop()
-        remove_pid_file(rt)
         record.finish(timeout=60)
     message = str((catcher.end or {}).get("message") or f"job {outcome.status}")
     return outcome, message
@@ -202,32 +209,54 @@ def job_flow(job_id: str | int, exec_user: str = "anonymous", params_file: str =
 
     job_id, phase_groups, node_ids = str(job_id), str(phase_groups), str(node_ids)
     flow_run = _current_flow_run()
-    if flow_run is None:
-        raise RuntimeError("job_flow runs as a Prefect flow run (a deployment or a direct call)")
-    if after_runs:
+    flow_run_id = str(flow_run.id) if flow_run is not None else None
+    if after_runs:  # before the lock: the step before may be running this job here right now
         from autoexec.multirunner.gate import wait_for_previous_step
 
-        blocked = wait_for_previous_step(list(after_runs), str(flow_run.id))
+        blocked = wait_for_previous_step(list(after_runs), flow_run_id)
         if blocked:
             return Cancelled(message=f"part not run: {blocked}"[:500])
-    if flow_run.run_count > 1:
-        first_fire = False  # a resume or retry continues this generation's console log
-    req = JobRequest(job_id=job_id, exec_user=exec_user, params_file=params_file, nodes_file=nodes_file,
-                     params_json=params, nodes_jsonl=nodes, force=force, first_fire=first_fire,
-                     dev_mode=dev_mode, no_fire_next=no_fire_next,
-                     pass_through_env={**(pass_through_env or {}), **({"runnerId": int(runner_id)} if runner_id else {})},
-                     round_no=int(round_no) if round_no else None,
-                     phase_groups=parse_id_list(phase_groups, "phasegroups"), phases=parse_name_list(phases),
-                     nodes=parse_id_list(node_ids, "nodes"))
-    rt = build_job_runtime(req)
+    from autoexec.config import autoexec_home
+    from autoexec.control import JobControl
+    from autoexec.jobdir import JobDir, UnsafeName
+    from autoexec.joblock import JobBusy, JobLock
+    from autoexec.models.params import JobInputError
+
+    # As in the CLI: signals and the job's lock before anything slow, so a second trigger of a
+    # running job (a retried REST call) ends here without touching the job.
+    control = JobControl()
+    control.install_signal_handlers()
     try:
-        outcome, message = run_in_flow_run(rt, str(flow_run.id))
+        root = JobDir.for_job(autoexec_home() / "data", job_id).root
+    except UnsafeName as exc:
+        raise JobInputError(f"job_id: {exc}") from None
+    try:
+        lock = JobLock.acquire(root, job_id, flow_run_id)
+    except JobBusy as exc:
+        _log(str(exc))
+        return Cancelled(message=str(exc))
+    try:
+        if flow_run is None:
+            raise RuntimeError("job_flow runs as a Prefect flow run (a deployment or a direct call)")
+        lock.honour_request(control)
+        if flow_run.run_count > 1:
+            first_fire = False  # a resume or retry continues this generation's console log
+        req = JobRequest(job_id=job_id, exec_user=exec_user, params_file=params_file, nodes_file=nodes_file,
+                         params_json=params, nodes_jsonl=nodes, force=force, first_fire=first_fire,
+                         dev_mode=dev_mode, no_fire_next=no_fire_next,
+                         pass_through_env={**(pass_through_env or {}), **({"runnerId": int(runner_id)} if runner_id else {})},
+                         round_no=int(round_no) if round_no else None,
+                         phase_groups=parse_id_list(phase_groups, "phasegroups"), phases=parse_name_list(phases),
+                         nodes=parse_id_list(node_ids, "nodes"))
+        rt = build_job_runtime(req, control=control)
+        rt.job_lock = lock
+        try:
+            outcome, message = run_in_flow_run(rt, str(flow_run.id))
+        finally:
+            release_runtime(rt)
     finally:
-        release_runtime(rt)
-    try:
-        get_run_logger().info("job %s %s: %s", rt.job_id, outcome.status, message)
-    except Exception:  # noqa: BLE001
-        pass
+        lock.release()
+    _log(f"job {rt.job_id} {outcome.status}: {message}")
     if outcome.status == "paused" and flow_run.deployment_id is not None:
         # A deployment run stops as Suspended: "Resume" reschedules it on a worker, which runs this
         # flow again from the top, and the status files skip what already succeeded.

@@ -25,6 +25,7 @@ from autoexec.ops.tools import ToolNotFound, locate_tool, script_argv, write_inl
 from autoexec.store import ensure_dir, file_lock, read_json, write_json_atomic
 from autoexec.transports.base import RemoteOp, Upload
 from autoexec.transports.local import LocalProcess
+from autoexec.transports.reap import NODE_KEY_ENV
 
 
 @dataclass
@@ -330,7 +331,7 @@ def _remote_lib(plugin_dirs: list[Path], tool: Path | None) -> Path | None:
 def _remote_env(ctx: NodeContext) -> dict[str, str]:
     node = ctx.node
     env = {"HISTSIZE": "0", "NODE_HOST": node.host, "NODE_PORT": node.port_text,
-           "NODE_NAME": node.nodeName or "", "AUTOEXEC_JOBID": ctx.rt.job_id,
+           "NODE_NAME": node.nodeName or "", "AUTOEXEC_JOBID": ctx.rt.job_id, NODE_KEY_ENV: ctx.paths.key,
            "AUTOEXEC_NODE": json.dumps(node.tool_dict(""), ensure_ascii=False)}  # no password on the target
     if node.protocol == "ssh":
         env["TERM"] = "dumb"  # the original's shell had a "dumb" terminal; Tagent's agent sets its own

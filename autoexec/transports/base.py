@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol, runtime_checkable
 
+from autoexec.transports.reap import Reaped
+
 LineSink = Callable[[str], None]
 """Receives one decoded output line (without the trailing newline) as soon as it arrives."""
 
@@ -123,6 +125,12 @@ class RemoteTransport(Protocol):
     def kill_job(self, job_id: str) -> str | None:
         """Stop every process of ``job_id`` on the host (found by its ``AUTOEXEC_JOBID`` marker,
         never by a command-line substring). Returns an error line or ``None``."""
+        ...
+
+    def reap(self, job_id: str, node_key: str) -> Reaped:
+        """Kill and wait out what an earlier, crashed run left of ``job_id``'s op for ``node_key``
+        (processes carrying both ``AUTOEXEC_JOBID`` and ``AUTOEXEC_NODE_KEY``), so the op can run
+        again without overlapping itself."""
         ...
 
     def close(self) -> None: ...

@@ -45,6 +45,7 @@ import paramiko
 
 from autoexec.transports.base import Endpoint, LineSink, RemoteOp, RemoteResult, Timeouts
 from autoexec.transports.base import fetch_plan
+from autoexec.transports.reap import REAP_WAIT_SECS, Reaped, parse_reap_output, reap_script
 from autoexec.transports.ssh_common import Cancelled, Failure, describe, log, quote
 from autoexec.transports.ssh_connect import (  # the public names are re-exported here
     DEFAULT_PER_DESTINATION,  # noqa: F401
@@ -226,6 +227,21 @@ class SshTransport:
         if status != 0 or alive is None or alive:
             return self._error(f"kill job {job_id}: processes still running: {alive or '?'} (status {status})")
         return None
+
+    def reap(self, job_id: str, node_key: str) -> Reaped:
+        """Kill what is left of an op of ``job_id`` for ``node_key`` (a crashed runner's) and wait
+        until it is gone (see ``reap``); over this node's connection, reused by the next op."""
+        try:
+            transport = self._connection(threading.Event(), lambda _line: None)
+            status, output = exec_collect(transport, reap_script(job_id, node_key),
+                                          self.timeouts.connect + REAP_WAIT_SECS + 5)
+        except Failure as failure:
+            return Reaped(error=self._error(f"checking for processes of the previous run failed: {failure}"))
+        except (paramiko.SSHException, OSError, EOFError) as err:
+            return Reaped(error=self._error(f"checking for processes of the previous run failed: {describe(err)}"))
+        except Cancelled:  # pragma: no cover - the event above is never set
+            return Reaped(error=self._error("cancelled"))
+        return parse_reap_output(output, status, f"ssh {self.destination}")
 
     def close(self) -> None:
         with self._lock:

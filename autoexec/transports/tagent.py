@@ -15,6 +15,7 @@ from pathlib import Path
 
 from autoexec.transports.base import (Endpoint, LineSink, RemoteOp, RemoteResult, Timeouts, fetch_plan,
                                       local_fetch_path)
+from autoexec.transports.reap import REAP_WAIT_SECS, Reaped, parse_reap_output, reap_script
 from autoexec.transports.tagent_client import (
     AgentInfo, TagentAuthError, TagentCancelled, TagentClient, TagentConnectError, TagentConnection, TagentError,
     TagentRemoteError, TagentTimeout, one_line,
@@ -283,6 +284,20 @@ class TagentTransport:
         except TagentError as err:
             return f"kill of job {job_id} failed: {err}"
         return None
+
+    def reap(self, job_id: str, node_key: str) -> Reaped:
+        """Kill what is left of an op of ``job_id`` for ``node_key`` (a crashed runner's) and wait
+        until it is gone (see ``reap``). The agent kills a command whose connection closed, but
+        not what it detached, and not necessarily before the next run starts the op again."""
+        where = f"tagent {self.endpoint.host}:{self.endpoint.port}"
+        out: list[str] = []
+        try:
+            if self._agent_info().is_windows:
+                return Reaped()  # no /proc: the agent's own kill of a closed connection's command is all there is
+            code = self._client(read_timeout=REAP_WAIT_SECS + 30).execmd(reap_script(job_id, node_key), out.append)
+        except TagentError as err:
+            return Reaped(error=f"{where}: checking for processes of the previous run failed: {err}")
+        return parse_reap_output("\n".join(out), code, where)
 
     def close(self) -> None:
         """Closing an exec connection makes the agent kill that command's process session."""
