@@ -296,6 +296,7 @@ class RunMirror:
                   f"job {st['job'].get('job_id')} {status}: {message}" if message != f"job {status}" else message,
                   ev.get("time"))
         self._artifact(force=True)
+        self._report_link()
         self.flush_logs()
         if st["own"]:
             self.api.call("POST", f"flow_runs/{st['flow_run_id']}/set_state", state_body(status, message))
@@ -418,6 +419,27 @@ class RunMirror:
                 line = str(f.get("line") or "").replace("|", "\\|")
                 lines.append(f"| {f.get('phase')} | {f.get('node')} | {f.get('exit')} | {line} |")
         return "\n".join(lines) + "\n"
+
+    def _report_link(self) -> None:
+        """The job's HTML report (what ``autoexec report`` writes), made when the job ends and linked
+        from its run: the page itself stays in the job dir, where its node-log links resolve."""
+        job = self.state["job"]
+        if not job.get("job_dir") or not self.state["flow_run_id"]:
+            return
+        try:
+            from pathlib import Path
+
+            from autoexec.jobdir import JobDir
+            from autoexec.report import write_report
+
+            page = write_report(JobDir(Path(str(job["job_dir"]))), str(job.get("job_id")))
+        except Exception as exc:  # noqa: BLE001 - a report that cannot be written never fails the record
+            self._log(None, logging.WARNING, f"job report not written: {_one_line(str(exc))}", None)
+            return
+        body = {"key": artifact_key(str(job.get("job_id"))) + "-report", "type": "link",
+                "data": page.resolve().as_uri(), "flow_run_id": self.state["flow_run_id"],
+                "description": "autoexec job report (HTML page in the job dir on the runner host)"}
+        self.api.call("POST", "artifacts/", body)
 
     def _artifact(self, force: bool) -> None:
         now = time.monotonic()

@@ -59,8 +59,14 @@ def test_demo_job_is_one_flow_run_with_group_subflows_and_node_tasks(prefect_hom
     assert f"INFO: Job {job} finished, status:succeed." in job_logs
     artifacts = call("POST", f"{api_url(prefect_home)}/artifacts/filter",
                      {"artifacts": {"flow_run_id": {"any_": [run["id"]]}}}).json()
-    assert len(artifacts) == 1 and artifacts[0]["type"] == "markdown"
-    assert f"## Job {job}: succeed" in artifacts[0]["data"] and "| 1/deploy | succeed | 5 |" in artifacts[0]["data"]
+    by_type = {a["type"]: a for a in artifacts}
+    assert len(artifacts) == 2 and set(by_type) == {"markdown", "link"}, artifacts
+    summary = by_type["markdown"]["data"]
+    assert f"## Job {job}: succeed" in summary and "| 1/deploy | succeed | 5 |" in summary
+    # the job's HTML report, written at its end, is linked from the run
+    report = _job_dir(prefect_home, job) / "report.html"
+    assert by_type["link"]["data"] == report.resolve().as_uri()
+    assert "web1" in report.read_text(encoding="utf-8")
 
     again = _autoexec(prefect_home, "--devmode", "--jobid", job)
     assert again.returncode == 0
