@@ -125,20 +125,16 @@ def _allowed(rel: str) -> bool:
 @contextlib.contextmanager
 def _isolated(root: Path) -> Iterator[None]:
     """A CLI run in this process: its own home and cwd; environment and signal handlers restored."""
-    from autoexec.recording import Recorder
-
     saved_env = dict(os.environ)
     saved_cwd = os.getcwd()
     saved_signals = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)}
-    spawn = Recorder._spawn
-    Recorder._spawn = lambda self, home, verbose: None  # type: ignore[method-assign,assignment,misc]
+    os.environ["AUTOEXEC_PREFECT_RECORD"] = "0"  # the spool only: no recorder process per example
     os.environ["AUTOEXEC_HOME"] = str(root / "home")
     os.environ["AUTOEXEC_OUTBOX_FLUSH_SECS"] = "1"
     os.chdir(root)
     try:
         yield
     finally:
-        Recorder._spawn = spawn  # type: ignore[method-assign]
         os.chdir(saved_cwd)
         os.environ.clear()
         os.environ.update(saved_env)
@@ -204,8 +200,7 @@ def test_broken_structure(params: bytes, nodes: bytes) -> None:
 
 
 # A handful through a real process: the command line, its exit code and stderr as a caller sees them.
-_SUBPROCESS = ("import sys; from autoexec.recording import Recorder; Recorder._spawn = lambda *a: None; "
-               "from autoexec.cli import entry; sys.argv[0] = 'autoexec'; entry()")
+_SUBPROCESS = "import sys; from autoexec.cli import entry; sys.argv[0] = 'autoexec'; entry()"
 
 
 @settings(max_examples=8, **SETTINGS)  # type: ignore[arg-type]
@@ -215,7 +210,7 @@ def test_subprocess_examples(params: bytes, nodes: str) -> None:
     try:
         _write(root, params, nodes.encode())
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "AUTOEXEC_"))}
-        env.update(AUTOEXEC_HOME=str(root / "home"), AUTOEXEC_OUTBOX_FLUSH_SECS="1",
+        env.update(AUTOEXEC_HOME=str(root / "home"), AUTOEXEC_OUTBOX_FLUSH_SECS="1", AUTOEXEC_PREFECT_RECORD="0",
                    PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])))
         proc = subprocess.run([sys.executable, "-c", _SUBPROCESS, "--devmode", "--jobid", JOB,
                                "--paramsfile", "params.json", "--nodesfile", "nodes.jsonl"],

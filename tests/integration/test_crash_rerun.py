@@ -34,8 +34,7 @@ pytestmark = pytest.mark.integration
 KILLS = int(os.environ.get("AUTOEXEC_TEST_KILLS", "20"))
 SEED = int(os.environ.get("AUTOEXEC_TEST_KILL_SEED", "12"))
 
-RUNNER = ("import sys; import autoexec.recording as r; r.Recorder._spawn = lambda self, home, verbose: None; "
-          "from autoexec.cli import main; sys.exit(main(sys.argv[1:]))")
+RUNNER = "import sys; from autoexec.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
 def _tool(ledger: Path, name: str, op: str, ticks: int) -> str:
@@ -149,7 +148,8 @@ def test_sigkill_loop_runs_every_op_once_and_never_overlapping(sshd_pool, tagent
     params.write_text(json.dumps(_params(ledger)))
     header = {"jobRunnerIds": [1], "localRunnerId": 1, "totalCount": 3}
     nodes.write_text("\n".join(json.dumps(x) for x in [header, *_nodes(sshd_pool, tagent_agent)]) + "\n")
-    env = dict(cli_env(home), PREFECT_API_URL="http://127.0.0.1:9/api", AUTOEXEC_OUTBOX_FLUSH_SECS="0")
+    env = dict(cli_env(home), PREFECT_API_URL="http://127.0.0.1:9/api", AUTOEXEC_OUTBOX_FLUSH_SECS="0",
+               AUTOEXEC_PREFECT_RECORD="0")  # no recorder: only the job's own files are checked
     job_dir = home / "data" / "job" / "/".join(job_id[i:i + 3] for i in range(0, len(job_id), 3))
     rng = random.Random(SEED)
     succeeded_starts: dict[tuple[str, str], int] = {}
@@ -235,7 +235,7 @@ def test_rerun_after_a_crash_kills_what_the_old_op_left_on_ssh_and_tagent_hosts(
     nodes = [n for n in _nodes(sshd_pool, tagent_agent) if n["resourceId"] in (11, 13)]
     header = {"jobRunnerIds": [1], "localRunnerId": 1, "totalCount": 2}
     nodes_file.write_text("\n".join(json.dumps(x) for x in [header, *nodes]) + "\n")
-    env = dict(cli_env(home), PREFECT_API_URL="http://127.0.0.1:9/api")
+    env = dict(cli_env(home), PREFECT_API_URL="http://127.0.0.1:9/api", AUTOEXEC_PREFECT_RECORD="0")
     argv = [sys.executable, "-c", RUNNER, "-d", "-j", job_id, "-p", str(params_file), "-n", str(nodes_file)]
     job_dir = home / "data" / "job" / "799" / "1"
     try:
