@@ -17,20 +17,16 @@ import requests
 
 from tests.fixtures_core import EXAMPLES, REPO, cli_env, nodes_lines, process_running, script_op
 from tests.integration.test_cli_prefect import _autoexec, _job_dir, _wait_for
-from tests.prefect_record import flow_runs, logs, task_runs
+from tests.prefect_record import api_url, call, flow_runs, logs, task_runs
 
 pytestmark = pytest.mark.integration
 
 POOL = "autoexec"
 
 
-def _url(home: Path) -> str:
-    return json.loads((home / "prefect" / "server.json").read_text())["url"]
-
-
 def _prefect_env(home: Path, tmp: Path) -> dict[str, str]:
     env = cli_env(home)
-    env.update({"PREFECT_API_URL": _url(home), "PREFECT_HOME": str(tmp / "prefect-client"),
+    env.update({"PREFECT_API_URL": api_url(home), "PREFECT_HOME": str(tmp / "prefect-client"),
                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PWD": str(REPO),
                 # the default 10 s polling would dominate every test
                 "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_RUNNER_POLL_FREQUENCY": "1"})
@@ -57,7 +53,7 @@ def deployment(prefect_home: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     """Deploys prefect.yaml and runs one process worker on its pool; yields the deployment id."""
     tmp = tmp_path_factory.mktemp("worker")
     env = _prefect_env(prefect_home, tmp)
-    api = _url(prefect_home)
+    api = api_url(prefect_home)
     if requests.get(f"{api}/work_pools/{POOL}", timeout=10).status_code == 404:
         subprocess.run([sys.executable, "-m", "prefect", "work-pool", "create", POOL, "--type", "process"],
                        env=env, check=True, capture_output=True, timeout=60)
@@ -75,31 +71,14 @@ def deployment(prefect_home: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         log.close()
 
 
-def _api(method: str, url: str, body: Any = None) -> requests.Response:
-    """The embedded SQLite server answers 503 when its database is busy (prefect-lab §2): a caller
-    retries, as the console would."""
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            resp = requests.request(method, url, json=body, timeout=10)
-        except (requests.ConnectionError, requests.Timeout):  # a loaded server, not a refusal
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.3)
-            continue
-        if resp.status_code < 500 or time.monotonic() > deadline:
-            return resp
-        time.sleep(0.3)
-
-
 def _trigger(home: Path, dep_id: str, **parameters: Any) -> str:
-    resp = _api("POST", f"{_url(home)}/deployments/{dep_id}/create_flow_run", {"parameters": parameters})
+    resp = call("POST", f"{api_url(home)}/deployments/{dep_id}/create_flow_run", {"parameters": parameters})
     assert resp.status_code == 201, resp.text
     return str(resp.json()["id"])
 
 
 def _run(home: Path, run_id: str) -> dict[str, Any]:
-    return _api("GET", f"{_url(home)}/flow_runs/{run_id}").json()
+    return call("GET", f"{api_url(home)}/flow_runs/{run_id}").json()
 
 
 def _wait_state(home: Path, run_id: str, state_type: str, timeout: float = 60, name: str | None = None) -> dict:
@@ -115,7 +94,7 @@ def _wait_state(home: Path, run_id: str, state_type: str, timeout: float = 60, n
 
 
 def _set_state(home: Path, run_id: str, state_type: str) -> None:
-    resp = _api("POST", f"{_url(home)}/flow_runs/{run_id}/set_state",
+    resp = call("POST", f"{api_url(home)}/flow_runs/{run_id}/set_state",
                 {"state": {"type": state_type, "message": f"operator {state_type.lower()}"}})
     assert resp.json()["status"] == "ACCEPT", resp.text
 
@@ -224,7 +203,7 @@ def test_pause_suspends_the_run_and_resume_finishes_the_job(prefect_home: Path, 
     answers: list[str] = []
 
     def resumed() -> bool:  # the embedded SQLite server may answer 500 under load: an operator retries
-        resp = _api("POST", f"{_url(prefect_home)}/flow_runs/{run_id}/resume", {})
+        resp = call("POST", f"{api_url(prefect_home)}/flow_runs/{run_id}/resume", {})
         answers.append(f"{resp.status_code} {resp.text[:300]}")
         return resp.status_code < 300 and resp.json().get("status") == "ACCEPT"
 
@@ -253,7 +232,7 @@ def _cli_job(home: Path, tmp: Path, job: str, inputs: dict[str, Any]) -> subproc
 
 def _cli_run_id(home: Path, job: str) -> str:
     body = {"flow_runs": {"name": {"any_": [f"job-{job}"]}}, "limit": 1}
-    runs = _api("POST", f"{_url(home)}/flow_runs/filter", body).json()
+    runs = call("POST", f"{api_url(home)}/flow_runs/filter", body).json()
     return str(runs[0]["id"]) if runs else ""
 
 
@@ -303,7 +282,7 @@ def test_blocks_register_from_the_package(prefect_home: Path, tmp_path: Path) ->
     proc = subprocess.run([sys.executable, "-m", "prefect", "block", "register", "-m", "autoexec.blocks"], cwd=REPO,
                           env=_prefect_env(prefect_home, tmp_path), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    types = requests.post(f"{_url(prefect_home)}/block_types/filter", json={}, timeout=10).json()
+    types = requests.post(f"{api_url(prefect_home)}/block_types/filter", json={}, timeout=10).json()
     assert {"autoexec-console-credentials", "autoexec-mongodb-connection",
             "autoexec-node-credentials"} <= {t["slug"] for t in types}
 
@@ -314,7 +293,7 @@ def test_blocks_load_inside_a_deployment_run(prefect_home: Path, deployment: str
 
     from autoexec.blocks import NodeCredentials
 
-    with temporary_settings(updates={PREFECT_API_URL: _url(prefect_home)}):
+    with temporary_settings(updates={PREFECT_API_URL: api_url(prefect_home)}):
         NodeCredentials(username="deployer", password="bl0ck-s3cret").save("deploy-login", overwrite=True)
     node = json.loads(nodes_lines(1).splitlines()[1])
     node.update(password="", credentialsBlock="deploy-login")
