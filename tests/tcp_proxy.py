@@ -1,6 +1,7 @@
-"""A real TCP forwarder in front of the Prefect server that a test can take down and bring back:
-how "the server is down for a while" looks to a client (connection refused), without stopping
-the server the other tests share."""
+"""A real TCP forwarder in front of a server that a test can take down and bring back (how "the
+server is down for a while" looks to a client: connection refused, without stopping a server other
+tests share), cut (every live connection dropped at once, as a network failure would), or set to
+refuse new connections while live ones go on."""
 from __future__ import annotations
 
 import socket
@@ -16,6 +17,7 @@ class TcpProxy:
         self._listener: socket.socket | None = None
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
+        self.refuse = False
 
     def up(self) -> None:
         listener = socket.socket()
@@ -28,9 +30,14 @@ class TcpProxy:
     def down(self) -> None:
         with self._lock:
             listener, self._listener = self._listener, None
-            conns, self._conns = self._conns, []
         if listener is not None:
             listener.close()
+        self.cut()
+
+    def cut(self) -> None:
+        """Drop every live connection; new ones are still accepted."""
+        with self._lock:
+            conns, self._conns = self._conns, []
         for conn in conns:
             try:
                 conn.shutdown(socket.SHUT_RDWR)
@@ -44,11 +51,15 @@ class TcpProxy:
                 client, _ = listener.accept()
             except OSError:
                 return
+            if self.refuse:
+                client.close()
+                continue
             try:
                 upstream = socket.create_connection(self.target, timeout=10)
             except OSError:
                 client.close()
                 continue
+            upstream.settimeout(None)  # an idle connection is not a dead one
             with self._lock:
                 self._conns += [client, upstream]
             for src, dst in ((client, upstream), (upstream, client)):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import time
 import uuid
@@ -19,6 +18,7 @@ import pytest
 
 from autoexec.transports.base import Endpoint, RemoteOp, RemoteResult, Timeouts, Upload
 from autoexec.transports.ssh import SshTransport
+from tests.tcp_proxy import TcpProxy
 from tests.sshd_pool import Account, Sshd, SshdPool
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -255,73 +255,12 @@ def test_max_sessions_one(sshd_pool: SshdPool, sshd_one_session: Sshd, transport
 # ------------------------------------------------------------------------------------ dropped connections
 
 
-class _Proxy:
-    """A TCP forwarder between the transport and an sshd that a test can cut."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.listener = socket.socket()
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(16)
-        self.listener.settimeout(0.1)
-        self.port = self.listener.getsockname()[1]
-        self.refuse = False
-        self.sockets: list[socket.socket] = []
-        self.stopped = threading.Event()
-        self.lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self.stopped.is_set():
-            try:
-                client, _ = self.listener.accept()
-            except (socket.timeout, OSError):
-                continue
-            if self.refuse:
-                client.close()
-                continue
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            with self.lock:
-                self.sockets += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        for sock in (src, dst):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def cut(self) -> None:
-        """Drop every connection at once, as a network failure would."""
-        with self.lock:
-            sockets, self.sockets = self.sockets, []
-        for sock in sockets:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            sock.close()
-
-    def close(self) -> None:
-        self.stopped.set()
-        self.cut()
-        self.listener.close()
-
-
 @pytest.fixture
-def proxy(sshd_pool: SshdPool) -> Iterator[_Proxy]:
-    made = _Proxy(sshd_pool.ports[0])
+def proxy(sshd_pool: SshdPool) -> Iterator[TcpProxy]:
+    made = TcpProxy(("127.0.0.1", sshd_pool.ports[0]))
+    made.up()
     yield made
-    made.close()
+    made.down()
 
 
 def _pids_with_env(entry: str) -> list[int]:
@@ -342,7 +281,7 @@ def _long_op() -> RemoteOp:
                     argv=["sh", "-c", "echo started; sleep 60"], env={"AUTOEXEC_JOBID": job})
 
 
-def _run_and_cut(transport: SshTransport, proxy: _Proxy, op: RemoteOp) -> RemoteResult:
+def _run_and_cut(transport: SshTransport, proxy: TcpProxy, op: RemoteOp) -> RemoteResult:
     lines: list[str] = []
     out: list[RemoteResult] = []
     worker = threading.Thread(target=lambda: out.append(transport.run(op, lines.append, threading.Event())))
@@ -354,7 +293,7 @@ def _run_and_cut(transport: SshTransport, proxy: _Proxy, op: RemoteOp) -> Remote
     return out[0]
 
 
-def test_connection_dropped_mid_op_kills_it_and_removes_its_dir(sshd_pool: SshdPool, proxy: _Proxy,
+def test_connection_dropped_mid_op_kills_it_and_removes_its_dir(sshd_pool: SshdPool, proxy: TcpProxy,
                                                                 transports) -> None:
     transport = transports(Endpoint("127.0.0.1", proxy.port, sshd_pool.user, sshd_pool.password))
     op = _long_op()
@@ -366,7 +305,7 @@ def test_connection_dropped_mid_op_kills_it_and_removes_its_dir(sshd_pool: SshdP
 
 
 def test_dir_left_by_a_dropped_connection_is_named_then_removed_at_the_next_contact(
-        sshd_pool: SshdPool, proxy: _Proxy, transports) -> None:
+        sshd_pool: SshdPool, proxy: TcpProxy, transports) -> None:
     transport = transports(Endpoint("127.0.0.1", proxy.port, sshd_pool.user, sshd_pool.password),
                            Timeouts(connect=2, read=20, write=10, op=60))
     warm_up = _long_op()
