@@ -117,7 +117,3 @@ class Masker:
             return [self.value(v) for v in data]
         return data
 
-
-def mask_text(text: str, masker: Mask | None) -> str:
-    """For callers holding an optional masker (the Prefect log forwarding, error messages)."""
-    return masker(text) if masker is not None and text else text

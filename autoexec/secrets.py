@@ -186,9 +186,6 @@ def encrypt_config_in_place(path: Path) -> list[str]:
 
 
 # --- what a job knows that must never be shown (fed to autoexec.masking.Masker) -------------------
-_SECRET_OPTION_TYPES = ("password", "account")
-
-
 def _decrypted(value: str, decrypt: Callable[[str], str]) -> list[str]:
     """The marked value itself and, when it can be decrypted, its plaintext."""
     try:

@@ -72,7 +72,6 @@ def hidePwdInCmdLine():
 def setEnv():
     """Point ``$OUTPUT_PATH`` at the tool's ``output.json`` (as the runner fetches it)."""
     os.environ['OUTPUT_PATH'] = outputPath()
-    hidePwdInCmdLine()
 
 
 def saveOutput(outputData):
