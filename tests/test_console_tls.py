@@ -8,6 +8,7 @@ import json
 import shutil
 import ssl
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,3 +128,23 @@ def test_mongodb_tls_is_verified_unless_turned_off(tmp_path: Path, console: str,
     assert "certificate verify failed" in _mongo_error(url, tmp_path, "")
     assert "certificate verify failed" not in _mongo_error(url, tmp_path, f"db.caFile = {ip_cert[0]}\n")
     assert "certificate verify failed" not in _mongo_error(url, tmp_path, "db.verifyTLS = 0\n")
+
+
+def test_tool_console_calls_check_the_certificate_as_the_runner_does(tmp_path: Path, console: str,
+                                                                       ip_cert: tuple[Path, Path]) -> None:
+    """Tools reach the console through the tool library's ServerAdapter: the same config.ini keys
+    decide whether a self-signed console is refused, trusted through its CA file, or not checked."""
+    from autoexec.ops.toolenv import CORE_LIB_DIRS
+
+    code = ("import AutoExecUtils\ntry:\n    AutoExecUtils._serverAdapter().getMongoDBConf()\n"
+            "    print(AutoExecUtils.getAutoexecContext().config['autoexec']['db.url'])\n"
+            "except Exception as exc:\n    print('refused:', exc)\n")
+    for extra, expect in (("", "CERTIFICATE_VERIFY_FAILED"), (f"server.caFile = {ip_cert[0]}\n", "db.example"),
+                          ("server.verifyTLS = 0\n", "db.example")):
+        (tmp_path / "conf").mkdir(exist_ok=True)
+        (tmp_path / "conf" / "config.ini").write_text(f"[server]\nserver.baseurl = {console}\nserver.username = ak\n"
+                                                      f"server.password = tok\n{extra}")
+        env = {"PATH": "/usr/bin:/bin", "AUTOEXEC_HOME": str(tmp_path),
+               "PYTHONPATH": ":".join(str(d) for d in CORE_LIB_DIRS)}
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+        assert expect in out.stdout, (extra, out.stdout, out.stderr)

@@ -65,12 +65,18 @@ _RESOURCE_GROUP_UUID = '6f81871c303b458b8be100ee64aa9506'
 TIMEOUT = float(os.getenv('AUTOEXEC_TOOL_CONSOLE_TIMEOUT') or 60)
 
 
-def _no_verify_context():
-    # Consoles often run with self-signed certificates; the original never verified them either.
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
+def _tls_context(server):
+    """The console's certificate is checked as the runner checks it: always, against
+    ``server.caFile`` when config.ini names one, unless ``server.verifyTLS = 0`` turns checking off
+    (``AUTOEXEC_SERVER_VERIFY_TLS`` / ``AUTOEXEC_SERVER_CA_FILE`` override). ConfigParser lowercases
+    the keys."""
+    verify = (os.getenv('AUTOEXEC_SERVER_VERIFY_TLS') or server.get('server.verifytls') or '1').strip().lower()
+    if verify in ('0', 'false', 'no', 'off'):
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    return ssl.create_default_context(cafile=os.getenv('AUTOEXEC_SERVER_CA_FILE') or server.get('server.cafile') or None)
 
 
 class ServerAdapter(object):
@@ -81,7 +87,7 @@ class ServerAdapter(object):
         self.serverBaseUrl = (server.get('server.baseurl') or '').rstrip('/')
         self.serverUserName = server.get('server.username') or ''
         self.serverPassword = server.get('server.password') or ''
-        self._ssl = _no_verify_context()
+        self._ssl = _tls_context(server)
 
     # -- transport -------------------------------------------------------------------------------
     def getSignHeaders(self, apiUri, postBody=None, currentUsername=None, currentPassword=None):
