@@ -194,23 +194,25 @@ def running_pid(root: Path, job_id: str) -> int | None:
     if data is None:
         return None
     pid = data.get("pid")
-    if not isinstance(pid, int) or str(data.get("jobId")) != str(job_id) or not process_alive(pid):
+    if not isinstance(pid, int) or str(data.get("jobId")) != str(job_id):
         return None
     recorded = data.get("startTime")
-    if recorded is not None and proc_start_time(pid) != recorded:
-        return None
-    return pid
+    return pid if process_alive(pid, None if recorded is None else str(recorded)) else None
 
 
-def process_alive(pid: int) -> bool:
+def process_alive(pid: int, start_time: str | None = None) -> bool:
+    """Whether ``pid`` runs and is no zombie (a zombie is as good as gone); with ``start_time`` (clock
+    ticks since boot, as :func:`proc_start_time` reads them) also that it is that same process, not
+    a recycled pid."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    try:  # a zombie is as good as gone
+        pass
+    try:
         with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+            fields = fh.read().rsplit(")", 1)[1].split()
     except OSError:
-        return True
+        return start_time is None  # no /proc entry to read: the signal check is all there is
+    return fields[0] != "Z" and (start_time is None or fields[19] == start_time)

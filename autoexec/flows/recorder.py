@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from autoexec.events import decode
+from autoexec.joblock import process_alive
 
 SPOOL_SUFFIX = ".jsonl"
 CKPT_SUFFIX = ".ckpt"
@@ -50,17 +51,6 @@ def lock_path(home: Path) -> Path:
 
 def pid_path(home: Path) -> Path:
     return home / "prefect" / "recorder.pid"
-
-
-def process_alive(pid: int, start_time: str | None) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
-    except OSError:
-        return False
-    fields = stat.rsplit(")", 1)[1].split()
-    if fields[0] == "Z":
-        return False
-    return start_time is None or fields[19] == start_time
 
 
 def recorder_running(home: Path) -> bool:

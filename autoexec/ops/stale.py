@@ -15,6 +15,7 @@ import signal
 import time
 from typing import Any
 
+from autoexec.joblock import process_alive
 from autoexec.ops.nodectx import NodeContext
 
 WAIT_SECS = 10.0
@@ -66,7 +67,7 @@ def _reap_local(job_id: str, pid: int) -> bool:
             environ = fh.read().split(b"\0")
     except OSError:
         return False
-    if f"AUTOEXEC_JOBID={job_id}".encode() not in environ or not _running(pid):
+    if f"AUTOEXEC_JOBID={job_id}".encode() not in environ or not process_alive(pid):
         return False
     try:
         if os.getpgid(pid) == pid:
@@ -76,14 +77,6 @@ def _reap_local(job_id: str, pid: int) -> bool:
     except OSError:
         return False
     deadline = time.monotonic() + WAIT_SECS
-    while _running(pid) and time.monotonic() < deadline:
+    while process_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.02)
     return True
-
-
-def _running(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
