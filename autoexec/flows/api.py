@@ -69,6 +69,16 @@ class PrefectApi:
     def close(self) -> None:
         self._client.close()
 
+    def once(self, method: str, path: str, body: Any = None) -> Any:
+        """One attempt within the same concurrency cap, ``None`` on any failure: for polls whose
+        next round is the retry (the Cancel/Pause watch)."""
+        try:
+            with self._slots:
+                resp = self._client.request(method, path, json=body)
+            return resp.json() if resp.status_code < 300 and resp.content else None
+        except (httpx.HTTPError, ValueError):
+            return None
+
     def call(self, method: str, path: str, body: Any = None, on_retry: Callable[[str], None] | None = None) -> Any:
         delay = 0.1
         while True:

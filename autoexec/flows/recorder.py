@@ -341,13 +341,8 @@ class RecorderService:
                 if c.mirror is not None and c.mirror.flow_run_id and c.mirror.state.get("own") and not c.mirror.ended}
         if not live or self.api is None:
             return
-        try:
-            resp = self.api._client.post("flow_runs/filter", json={"flow_runs": {"id": {"any_": list(live)}},
-                                                                   "limit": len(live)})
-            runs = resp.json() if resp.status_code < 300 else []
-        except Exception:  # noqa: BLE001 - the next look tries again
-            return
-        for run in runs:
+        runs = self.api.once("POST", "flow_runs/filter", {"flow_runs": {"id": {"any_": list(live)}}, "limit": len(live)})
+        for run in runs or []:  # a failed look: the next one tries again
             consumer = live.get(str(run.get("id")))
             state_type = run.get("state_type")
             if consumer is None:
