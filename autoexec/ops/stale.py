@@ -54,6 +54,10 @@ def clear_in_flight(ctx: NodeContext, op_id: str, op_pid: int | None) -> str | N
     if reaped.killed:
         log.line(f"WARN: Operation {op_id} of the previous run of this job was still running on {node.host}: "
                  f"killed {reaped.killed} process(es) and waited until they were gone.")
+    elif not reaped.checked:
+        log.line(f"WARN: Operation {op_id} was running when the previous run of this job ended; {node.host} "
+                 f"offers no way to look for what is left of it (only the agent's own kill of a dropped "
+                 f"connection's command applies).")
     else:
         log.line(f"INFO: Operation {op_id} was running when the previous run of this job ended; "
                  f"nothing of it is left on {node.host}.")

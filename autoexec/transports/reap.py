@@ -28,6 +28,8 @@ class Reaped:
     """Processes of the old op that were still there and were killed."""
     error: str | None = None
     """Why the host could not be checked, or what survived; one line."""
+    checked: bool = True
+    """False where the host offers no way to look (a Windows agent): nothing was confirmed gone."""
 
 
 def reap_script(job_id: str, node_key: str, wait_secs: int = REAP_WAIT_SECS) -> str:

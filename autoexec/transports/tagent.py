@@ -293,7 +293,7 @@ class TagentTransport:
         out: list[str] = []
         try:
             if self._agent_info().is_windows:
-                return Reaped()  # no /proc: the agent's own kill of a closed connection's command is all there is
+                return Reaped(checked=False)  # no /proc: the agent's own kill of a closed connection's command is all there is
             code = self._client(read_timeout=REAP_WAIT_SECS + 30).execmd(reap_script(job_id, node_key), out.append)
         except TagentError as err:
             return Reaped(error=f"{where}: checking for processes of the previous run failed: {err}")
