@@ -39,6 +39,7 @@ CKPT_SUFFIX = ".ckpt"
 POLL_SECONDS = 0.1
 WATCH_SECONDS = 1.0
 CHECKPOINT_SECONDS = 0.5
+LOCK_FD_ENV = "AUTOEXEC_RECORDER_LOCK_FD"  # the locked descriptor a starting job hands over
 
 
 def spool_dir(home: Path) -> Path:
@@ -69,27 +70,36 @@ def recorder_running(home: Path) -> bool:
 
 def ensure_recorder(home: Path, verbose: bool = False, idle_secs: str | None = None) -> str | None:
     """Starts this home's recorder unless one runs; returns why it could not, else ``None``.
-    Cheap (one ``flock`` try) so that every CLI job can call it."""
+
+    Cheap (one ``flock`` try) so that every CLI job can call it. The caller takes the recorder's
+    lock itself and hands the locked descriptor to the child, so that of a burst of jobs starting
+    together exactly one starts a recorder: the others find the lock held and start nothing."""
     try:
-        if recorder_running(home):
-            return None
         (home / "logs").mkdir(parents=True, exist_ok=True)
         spool_dir(home).mkdir(parents=True, exist_ok=True)
+        lock = open(lock_path(home), "a")
     except OSError as exc:
         return str(exc)
-    env = {k: v for k, v in os.environ.items() if k != "AUTOEXEC_NODE_PASSWORD"}
-    env["AUTOEXEC_HOME"] = str(home)
-    if verbose:
-        env["AUTOEXEC_RECORDER_VERBOSE"] = "1"
-    if idle_secs is not None:
-        env["AUTOEXEC_RECORDER_IDLE_SECS"] = idle_secs
-    try:
-        with open(home / "logs" / "prefect-recorder.log", "ab") as log:
-            subprocess.Popen([sys.executable, "-m", "autoexec.flows.recorder"], env=env, stdin=subprocess.DEVNULL,
-                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
-    except OSError as exc:
-        return str(exc)
-    return None
+    with lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return None  # a recorder serves this home, or another job is starting it
+        env = {k: v for k, v in os.environ.items() if k != "AUTOEXEC_NODE_PASSWORD"}
+        env["AUTOEXEC_HOME"] = str(home)
+        env[LOCK_FD_ENV] = str(lock.fileno())
+        if verbose:
+            env["AUTOEXEC_RECORDER_VERBOSE"] = "1"
+        if idle_secs is not None:
+            env["AUTOEXEC_RECORDER_IDLE_SECS"] = idle_secs
+        try:
+            with open(home / "logs" / "prefect-recorder.log", "ab") as log:
+                subprocess.Popen([sys.executable, "-m", "autoexec.flows.recorder"], env=env,
+                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                 start_new_session=True, close_fds=True, pass_fds=(lock.fileno(),))
+        except OSError as exc:
+            return str(exc)
+    return None  # closing our descriptor leaves the lock with the child's copy of it
 
 
 def stop_recorder(home: Path, timeout: float = 10.0) -> bool:
@@ -377,10 +387,8 @@ def main(argv: list[str] | None = None) -> int:
 
     home = autoexec_home()
     (home / "prefect").mkdir(parents=True, exist_ok=True)
-    lock = open(lock_path(home), "a")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    lock = _take_lock(home)
+    if lock is None:
         return 0  # another recorder serves this home
     pid_path(home).write_text(f"{os.getpid()}\n", encoding="utf-8")
     log = _logger(os.environ.get("AUTOEXEC_RECORDER_VERBOSE") == "1")
@@ -407,6 +415,24 @@ def main(argv: list[str] | None = None) -> int:
                 pid_path(home).unlink()
         except (OSError, IndexError):
             pass
+
+
+def _take_lock(home: Path) -> Any:
+    """The home's recorder lock: the descriptor the starting job handed over (already locked), or
+    our own if started by hand; ``None`` when another recorder holds it."""
+    handed = os.environ.pop(LOCK_FD_ENV, "")
+    if handed.isdigit():
+        try:
+            return os.fdopen(int(handed), "a")
+        except OSError:
+            pass
+    lock = open(lock_path(home), "a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        return None
+    return lock
 
 
 def _int_env(name: str, default: int) -> int:
