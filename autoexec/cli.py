@@ -184,7 +184,7 @@ def run(args: argparse.Namespace, control: JobControl | None = None, lock: JobLo
         if args.dryrun:
             from autoexec.dryrun import dry_run
             return dry_run(req)
-        if req.dev_mode and not _console_named():  # skip importing the console's HTTP client (~0.12 s)
+        if req.dev_mode and not _console_named():  # skip importing the console's HTTP client (docs/performance.md)
             from autoexec.loader import build_runtime
 
             rt = build_runtime(req, control=control)

@@ -1,25 +1,9 @@
-"""Option/argument processing (§10.4) and rendering into an argv LIST (§10.6).
+"""Option/argument processing and rendering into an argv LIST.
 
-Two steps, because the executor needs the intermediate result for three consumers:
-
-* :func:`prepare_params` — per node per op: resolve references, decrypt passwords, look up
-  accounts, map file ids to ``file/<name>``; I/O (console downloads, account lookup, secret key)
-  is injected as callables so this module stays pure and cheap.
-* :func:`render_argv` (what runs), :func:`masked_cmdline` (the ``INFO: Execute -> ...`` text),
-  :func:`recorded_inputs` (``input/<triple>.json``).
-
-The argv is handed to ``exec``/the transport as a list, never through ``/bin/sh -c``: values
-reach the tool byte for byte (``$``, backticks, quotes, backslashes), where the original's
-double-quoted rendering let the shell expand them. Consequences and §21 fixes:
-
-* ``switch`` (item 12): a bare flag (``--key``, ``-k``, ``/key``) when true, omitted when false.
-* ``file`` (item 14 for arguments too): ids are fetched through ``fetch_file``; an empty list is
-  omitted like any empty option (the original passed ``''``).
-* ``filepath`` on remote ops (item 24): rendered as :func:`remote_filepath` = ``file/<basename>``;
-  uploaders must put the file at the same place by calling the same function.
-* ``cmd`` interpreter: batch files see their raw command line, so ``/key:"v w"`` tokens carry
-  cmd's own quotes; the Windows transport must join argv with plain spaces for ``cmd``.
-"""
+:func:`prepare_params` resolves a node's values (I/O injected, so this module stays pure);
+:func:`render_argv`, :func:`masked_cmdline` and :func:`recorded_inputs` serve the three consumers.
+The argv never goes through a shell, so values reach the tool byte for byte. How ``switch``,
+``file`` and ``filepath`` options render: docs/design.md."""
 from __future__ import annotations
 
 import json
