@@ -71,7 +71,7 @@ class RefContext:
 
 
 def to_text(value: Any) -> str:
-    """The string form every option value takes once resolved (§10.4 last paragraph)."""
+    """The string form every option value takes once resolved: non-strings JSON-encoded, non-ASCII kept."""
     if value is None:
         return ""
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)

@@ -52,7 +52,7 @@ def _decrypt(value: str, decrypt: Callable[[str], str], what: str, warnings: lis
         return value
     try:
         return decrypt(value)
-    except Exception:  # noqa: BLE001 - any failure of the injected decryptor is a warning (§10.4)
+    except Exception:  # noqa: BLE001 - any failure of the injected decryptor is a warning, as in the original
         warnings.append(f"WARN: Decrypt password {what} failed.")
         return value
 
@@ -94,7 +94,7 @@ def _process(key: str, typ: str, raw: Any, ctx: RefContext, out: PreparedParams,
              get_account: Callable[[str, str, str], str] | None, job_dir: str | None,
              what: str, is_arg: bool) -> str:
     if typ == "password":
-        text = to_text(raw) if is_arg else resolve(raw, ctx)  # arguments: decrypt only (§10.4)
+        text = to_text(raw) if is_arg else resolve(raw, ctx)  # arguments: decrypt only, no reference resolution
         return _decrypt(text, decrypt, what, out.warnings)
     if typ == "file":
         names = _file_names(raw, ctx, fetch_file, what, out.warnings)
@@ -106,7 +106,7 @@ def _process(key: str, typ: str, raw: Any, ctx: RefContext, out: PreparedParams,
         try:
             password = get_account(parts[0], parts[1], parts[2])
             text = f"{parts[0]}/{_decrypt(password or '', decrypt, what, out.warnings)}"
-        except Exception as exc:  # noqa: BLE001 - console/lookup errors leave the value as is (§10.4)
+        except Exception as exc:  # noqa: BLE001 - console/lookup errors leave the value as is, as in the original
             out.warnings.append(f"WARN: Get account for {what} failed: {exc}")
     elif typ == "filepath" and text:
         text = _job_relative(text, job_dir)
@@ -226,7 +226,7 @@ def masked_cmdline(params: PreparedParams, command: str = "", *, interpreter: st
 
 
 def recorded_inputs(params: PreparedParams) -> dict[str, Any]:
-    """``{"options": {...}, "arguments": [...]}`` of §10.15, secrets masked, textareas unescaped."""
+    """``{"options": {...}, "arguments": [...]}`` of ``input/<triple>.json``, secrets masked, textareas unescaped."""
     def record(key: str, typ: str, value: str) -> str:
         if _is_secret(key, typ):
             return MASK if value != "" else ""
