@@ -1,8 +1,8 @@
-"""The non-run modes: ``--abort``, ``--pause``, ``--cleanstatus``, ``--register`` (§2.7, §12.1).
+"""The non-run modes: ``--abort``, ``--pause``, ``--cleanstatus``, ``--register``.
 
 A running job is found through the record in its lock file (pid + process start time, see
-``joblock``), never by scanning command lines for the job id (§21 items 20 and 32: ``--abort 123``
-must not hit job 1234).
+``joblock``), never by scanning command lines for the job id as the original did (``--abort 123`` must not hit
+job 1234, and a job started under another name must still be found).
 """
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def _job_process(job_id: str, status: str, devmode: bool, pass_through: dict | N
 
 
 def abort_job(job_id: str, devmode: bool = False, grace: float = 15.0, pass_through: dict | None = None) -> int:
-    """0 killed, 1 could not kill, 2 no process (§2.8). Waits only as long as the job needs."""
+    """0 killed, 1 could not kill, 2 no process, as the original exits. Waits only as long as the job needs."""
     print(f"INFO: try to kill job:{job_id}...")
     pid = _job_process(job_id, "aborted", devmode, pass_through)
     if pid is None:
@@ -80,7 +80,7 @@ def abort_job(job_id: str, devmode: bool = False, grace: float = 15.0, pass_thro
 
 def pause_job(job_id: str, devmode: bool = False, pass_through: dict | None = None) -> int:
     """0 paused (signalled once; the job stops at its next op boundary and reports itself),
-    2 no process (§21 item 19: no endless re-signalling)."""
+    2 no process (no re-signalling every few seconds as the original did)."""
     print(f"INFO: try to pause job:{job_id}")
     pid = _job_process(job_id, "paused", devmode, pass_through)
     if pid is None:

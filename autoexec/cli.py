@@ -1,4 +1,4 @@
-"""``autoexec``: the command line of the original runner (§2), same flags, meanings and exit codes.
+"""``autoexec``: the command line of the original runner, same flags, meanings and exit codes.
 
 Inputs are validated before Prefect is even imported, so a typo in params.json costs a second,
 not a server start, and nothing is written into the job's status.
@@ -141,7 +141,7 @@ def run_locked(args: argparse.Namespace) -> int:
 
 
 def _encrypt_config() -> None:
-    """Plaintext secrets typed into config.ini are encrypted in place on every start (§3.2)."""
+    """Plaintext secrets typed into config.ini are encrypted in place on every start, as the original does."""
     path = autoexec_home() / "conf" / "config.ini"
     if path.exists():
         from autoexec.secrets import encrypt_config_in_place
@@ -150,7 +150,7 @@ def _encrypt_config() -> None:
 
 
 def _pass_through(args: argparse.Namespace) -> dict | str:
-    """``--passthroughenv``, else ``$PASSTHROUGH_ENV`` (§2.3); a string is the error to report."""
+    """``--passthroughenv``, else ``$PASSTHROUGH_ENV`` (as the original reads it); a string is the error to report."""
     source, text = "--passthroughenv", args.passthroughenv or "{}"
     if text == "{}" and os.environ.get("PASSTHROUGH_ENV"):
         source, text = "PASSTHROUGH_ENV", os.environ["PASSTHROUGH_ENV"]
@@ -184,7 +184,7 @@ def run(args: argparse.Namespace, control: JobControl | None = None, lock: JobLo
         if args.dryrun:
             from autoexec.dryrun import dry_run
             return dry_run(req)
-        if req.dev_mode and not _console_named():  # skip importing the console's HTTP client (~0.12 s)
+        if req.dev_mode and not _console_named():  # skip importing the console's HTTP client (docs/performance.md)
             from autoexec.loader import build_runtime
 
             rt = build_runtime(req, control=control)

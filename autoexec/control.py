@@ -1,4 +1,4 @@
-"""Job-wide flags and the kill/pause machinery (§8.6, §12.2).
+"""Job-wide flags and the kill/pause machinery.
 
 One :class:`JobControl` per job invocation. Signal handlers, the Prefect cancellation path and
 ``--abort``/``--pause`` all end here: they set a flag and wake whatever is running, and every
@@ -125,7 +125,7 @@ class JobControl:
 
     # --- signals -------------------------------------------------------------------------
     def install_signal_handlers(self) -> None:
-        """SIGTERM/SIGINT/SIGHUP abort, SIGUSR1 pauses (§12.2). The handlers only start a thread:
+        """SIGTERM/SIGINT/SIGHUP abort, SIGUSR1 pauses, as in the original. The handlers only start a thread:
         the real work must not run inside a signal handler on the main thread."""
         if threading.current_thread() is not threading.main_thread():
             return

@@ -1,4 +1,4 @@
-"""Deploy variables (semantics §6.4): a job whose environment names ``DEPLOY_PATH`` ("automatic
+"""Deploy variables: a job whose environment names ``DEPLOY_PATH`` ("automatic
 release" jobs) gets the system/module/environment names and ids and the standard directories of
 its version data, so that deploy tools find workspace, artifacts and mirrors where the original put
 them. Ids not given by the job are asked from the console (production mode)."""

@@ -1,4 +1,4 @@
-"""The job loop (§8.1, §8.8): groups strictly in order, stop on failure or stop request,
+"""The job loop: groups strictly in order, stop on failure or stop request,
 fire-next at the end. The caller (:mod:`autoexec.recording`) supplies how a group is run."""
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ class JobOutcome:
 
     @property
     def exit_code(self) -> int:
-        """§2.8: 1 on a global failure (an abort counts), 0 otherwise (paused included)."""
+        """The original's exit code: 1 on a global failure (an abort counts), 0 otherwise (paused included)."""
         return 1 if self.status in ("failed", "aborted") else 0
 
     def summary(self) -> dict:

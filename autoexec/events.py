@@ -1,23 +1,7 @@
 """The engine's event stream: what a job reports while it runs, for whoever records or shows it.
 
-It is a cross-process contract (a CLI job writes it to a spool file that the machine's recorder
-reads, possibly after an upgrade), so every event carries a version ``v`` and readable keys, and a
-reader ignores keys it does not know. The same events feed the Prefect record of a deployment
-run through an in-process queue: one producer (the engine, :mod:`autoexec.recording`), one
-definition of the record (:mod:`autoexec.flows.mirror`).
-
-Kinds, in the order a job emits them::
-
-    job_start   job_id exec_user pid start_time width console console_offset job_dir
-    group_start group
-    node_start  key group phase node label log        one (phase, node) handed out
-    node_end    key status exit_code message duration warn_count
-    batch_start key group phase label nodes           a phase too large for one record per node
-    batch_end   key status counts                     counts of this batch only
-    phase_counts group phase status counts             after each dispatch (a phase, or a round of it)
-    group_end   group status phases
-    job_end     status exit_code message groups
-"""
+A cross-process contract (spool files outlive upgrades), so every event carries a version ``v``
+and readable keys, and readers ignore keys they do not know. The event kinds: docs/design.md."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""Runs the operations of one phase on one node (§9.4, §10.16) and records what happened.
+"""Runs the operations of one phase on one node and records what happened.
 
 The executor owns the node's log, status file and outputs for the duration of the run; where an
 op runs (runner child process, SSH, Tagent, inside the runner for native ops) is decided by
@@ -87,13 +87,13 @@ class NodeRun:
                                      status=status, fail_ignore=fail_ignore, warn_count=warn)
 
     def wait_input(self, interact: dict | None) -> None:
-        """``informNodeWaitInput`` from the node's tool (§13): ``waitInput`` with the question the
+        """``informNodeWaitInput`` from the node's tool over the job socket: ``waitInput`` with the question the
         console shows, or back to ``running`` (``interact`` None) once answered."""
         status = "waitInput" if interact is not None else "running"
         if self.status.set_interact(status, interact):
             self._announce(status, False, int(self.status.data.get("warnCount") or 0))
         counts = self.rt.phase_counts.get(self.plan.name)
-        # §21 item 28: the original pushed phase ``waitInput`` on the answer too; the phase runs again
+        # the original pushed phase ``waitInput`` on the answer too; the phase runs again
         self.rt.notifier.phase_status(group_no=self.plan.group_no, phase=self.plan.name, status=status,
                                       counts=counts() if counts else PhaseCounts())
 

@@ -1,4 +1,4 @@
-"""File parameters (§5.3, §10.4 ``file`` options): a console file id is downloaded once into the
+"""File parameters (``file`` options): a console file id is downloaded once into the
 shared cache ``data/cache/<fileId>`` and linked into the job as ``file/<name>``; in devmode a local
 path works the same way without a console."""
 from __future__ import annotations
@@ -45,7 +45,7 @@ class FileParams:
         return name
 
     def _link(self, source: Path, name: str) -> None:
-        """``file/<name>`` -> source, replaced only when it points elsewhere (§5.3)."""
+        """``file/<name>`` -> source, replaced only when it points elsewhere."""
         self.job_file_dir.mkdir(parents=True, exist_ok=True)
         link = self.job_file_dir / name
         with file_lock(link):

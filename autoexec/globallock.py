@@ -1,9 +1,9 @@
-"""Job-scoped proxy to the console's distributed lock (semantics §14).
+"""Job-scoped proxy to the console's distributed lock.
 
 Deploy tools serialise access to shared deploy data (workspace, artifacts, mirrors) across jobs
 and runners by asking the job, over the job socket, for a console lock. The job remembers what it
 holds so that locks never outlive it: at the end every queued lock is cancelled and every held one
-released. Fixed from the original (§21 item 18): asking again for a handle already held returns
+released. Fixed from the original: asking again for a handle already held returns
 its lock instead of failing.
 """
 from __future__ import annotations

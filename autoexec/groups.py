@@ -1,5 +1,6 @@
 """Groups of a runFlow: oneShot (phases concurrently) and grayScale (node batches through all
-phases, round by round) — §8.1, §8.2, §8.5, with §21 items 6, 8 and 9 fixed."""
+phases, round by round). Fixed from the original: phases with no nodes still report a status, a
+``middle`` runner round runs once instead of hanging, and round waits are bounded."""
 from __future__ import annotations
 
 import contextvars
@@ -29,7 +30,7 @@ class GroupResult:
 
 
 def nodes_file_for(rt: JobRuntime, group_no: int, phase: str | None) -> Path:
-    """§7.2: per-phase file, else per-group file, else the job's nodes.json."""
+    """Per-phase file, else per-group file, else the job's nodes.json."""
     jd = rt.jobdir
     candidates = ([jd.phase_nodes(phase)] if phase else []) + [jd.group_nodes(group_no), jd.nodes]
     for path in candidates:
@@ -81,7 +82,7 @@ def plan_phase(rt: JobRuntime, group: Group, phase: Phase, index: int, round_cou
 
 def refresh_nodes(rt: JobRuntime, node_from: str, phase: str, group_no: int) -> bool:
     """Production: the console decides a phase's (oneShot) or group's (grayScale) nodes just before
-    it runs (§7.2). A download that fails with no earlier copy, or a nodes file that is malformed
+    it runs. A download that fails with no earlier copy, or a nodes file that is malformed
     (downloaded now or left in the job dir), stops the job with one line."""
     what = f"phase {phase}" if node_from == "phase" else f"group {group_no}"
     if rt.nodes_refresh is not None:
@@ -153,7 +154,7 @@ def run_one_shot(rt: JobRuntime, group: Group, dispatch: Dispatch, round_count: 
 
 
 def round_sizes(node_count: int, round_count: int | None) -> list[int]:
-    """§8.5: ``R <= 0`` means one round per node; sizes differ by at most one, larger first."""
+    """``R <= 0`` means one round per node; sizes differ by at most one, larger first."""
     r = round_count if round_count and round_count > 0 else node_count
     rounds = max(1, min(r, node_count))
     if node_count <= 0:
@@ -164,7 +165,7 @@ def round_sizes(node_count: int, round_count: int | None) -> list[int]:
 
 def runner_round(exec_round: str | None, rounds: int) -> int:
     """The single round a runner phase runs in: first (default), last, or middle = the first
-    round at or past the midpoint (§21 item 8: it runs once, it never hangs)."""
+    round at or past the midpoint (it runs once; the original hung on it)."""
     if exec_round == "last":
         return rounds
     if exec_round == "middle":
@@ -226,7 +227,7 @@ def run_gray_scale(rt: JobRuntime, group: Group, dispatch: Dispatch, round_count
 def _cross_runner_barrier(rt: JobRuntime, group_no: int, phase: str, round_no: int) -> None:
     """Other runners work on the same round: tell the console this runner is done and wait for its
     go-ahead (``informRoundContinue`` on the job socket). devmode has no console to answer, so it
-    does not wait (§21 item 9); the wait is bounded by ``job.maxExecSecs``."""
+    does not wait (the original waited for nothing until timeout); the wait is bounded by ``job.maxExecSecs``."""
     rt.notifier.round_ended(group_no=group_no, phase=phase, round_no=round_no)
     rt.console.line(f"INFO: Inform server group:{group_no} round:{round_no} ended.")
     if rt.dev_mode or rt.round_barrier is None:

@@ -1,7 +1,7 @@
 """The job directory contract shared with the neatlogic runner service.
 
 The Java runner service reads these files by name, so names and shapes follow the original
-exactly (§5). Every name derived from console input (job id, phase, host, op id) goes through
+exactly. Every name derived from console input (job id, phase, host, op id) goes through
 :func:`safe_name` / :func:`safe_relpath` so that nothing a console or nodes file says can write
 outside the job directory.
 """
@@ -20,7 +20,7 @@ class UnsafeName(ValueError):
 
 
 def split_job_id(job_id: str) -> str:
-    """``624490098515988`` -> ``624/490/098/515/988`` (3-character chunks, §5.1)."""
+    """``624490098515988`` -> ``624/490/098/515/988`` (3-character chunks, as the original splits it)."""
     if not re.fullmatch(r"[0-9A-Za-z_-]+", job_id or ""):
         raise UnsafeName(f"job id {job_id!r} must be non-empty and contain only letters, digits, '_' or '-'")
     return "/".join(job_id[i:i + 3] for i in range(0, len(job_id), 3))
@@ -48,7 +48,7 @@ def node_triple(host: str, port: object, resource_id: int) -> str:
 
 @dataclass(frozen=True)
 class NodePaths:
-    """The one spelling of a node's file names (§5), as plain strings: a node run builds this once
+    """The one spelling of a node's file names, as plain strings: a node run builds this once
     instead of a dozen ``Path`` objects on the hot path; :class:`JobDir`'s per-node methods wrap
     the same names in ``Path``. ``phase`` and ``triple`` are already :func:`safe_name`-d; the
     phase-independent names (output, input, output-op) do not use ``phase``."""
@@ -126,7 +126,7 @@ class JobDir:
 
     @property
     def pid_file(self) -> Path:
-        """Our fix of §12.1: the running invocation records who it is, abort/pause read it."""
+        """Unlike the original (which matched process names): the running invocation records who it is, abort/pause read it."""
         return self.root / "autoexec.pid"
 
     @property

@@ -1,19 +1,9 @@
 """One run per job, and a job that can be controlled from its first millisecond.
 
-A job's identity is ``<job dir>/autoexec.pid``: an exclusive ``flock`` on that file, held for the
-whole invocation, plus the holder's record in it (pid, process start time, Prefect flow-run id).
-The kernel drops the lock when the holder dies, however it dies, so a crashed run never blocks
-the next one, and two runs of one job never overlap: the second finds the lock taken, reads who
-holds it and leaves without writing anything. The file is never unlinked or replaced (a new inode
-would let a third process lock "the same" file beside the holder); a finished run empties it.
-
-The lock is taken before anything slow (imports, input validation, console downloads), so
-``--abort``/``--pause`` find the job almost at once. For the few milliseconds before that, a
-control command that finds nobody leaves a request file (``autoexec.request``); a run takes it up
-right after locking if the request is younger than the run's own process, and ignores (removes)
-an older one. The request is written before the pid record is read again, and the run writes its
-record before it reads the request: one of the two always sees the other.
-"""
+A job's identity is an exclusive ``flock`` on ``<job dir>/autoexec.pid`` plus the holder's record
+in it: the kernel drops the lock however the holder dies, and two runs never overlap. A control
+request that arrives before the lock is taken waits in ``autoexec.request``. Details:
+docs/design.md."""
 from __future__ import annotations
 
 import errno

@@ -1,9 +1,9 @@
-"""The job socket (§13): a Unix datagram socket tools and the runner service talk to while a
+"""The job socket: a Unix datagram socket tools and the runner service talk to while a
 job runs (``$AUTOEXEC_JOB_SOCK`` = ``<job dir>/job<pid>.sock``).
 
 Handled: ``informRoundContinue`` (the console lets a multi-runner grayScale round go on),
 ``informNodeWaitInput`` (a tool waits for a human: node status ``waitInput``), ``setEnv`` (job
-variables — broken in the original, §21 item 17), ``queryCollectDB`` (read-only MongoDB query,
+variables — broken in the original), ``queryCollectDB`` (read-only MongoDB query,
 replied to the sender) and ``exit``.
 """
 from __future__ import annotations

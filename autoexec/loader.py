@@ -214,7 +214,7 @@ def build_runtime(req: JobRequest, cfg: Config | None = None, notifier: Notifier
         env["_SQL_FILES"] = req.sql_files
     for key, value in params.opt.items():
         text = _env_text(value)
-        env[key] = decrypt(text) if text.startswith("{RC4}") else text  # §21 item 16: plaintext
+        env[key] = decrypt(text) if text.startswith("{RC4}") else text  # plaintext, not {RC4} text as the original passed on
     for key, value in params.environment.items():
         env[key] = _env_text(value)
     from autoexec.deployvars import DeployVarsError, deploy_env
@@ -298,7 +298,7 @@ def _open_mirror(cfg: Config, console: ConsoleLog) -> Any:
 
 def load_job_env(rt: JobRuntime) -> None:
     """Job-global variables set by ``native/setenv`` scope ``global`` in earlier phases, invocations
-    or on other runners (§11.3) — re-read at each group start."""
+    or on other runners (MongoDB ``_autoexec_env``) — re-read at each group start."""
     loader = getattr(rt.mirror, "load_env", None)
     if loader is None:
         return

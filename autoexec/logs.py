@@ -1,16 +1,8 @@
-"""Line-stamped log writers for the console log and per-node logs (§16).
+"""Line-stamped log writers for the console log and per-node logs.
 
 Both are external interfaces: the neatlogic runner service tails them while they grow, so every
-complete line is written (and reaches the OS) at once, prefixed with ``HH:MM:SS ``.
-
-Cost matters here: a node writes a dozen lines of its own plus its tool's output, and each
-``write`` is a syscall during which another node thread may take the GIL. So the writers use a
-raw descriptor (no Python file object), reuse the stamp within a second, and write lines that
-come together as one ``write``: the lines of one read of tool output, :meth:`StampedWriter.lines`,
-and — the one exception to "at once" — lines the caller emits in a quick sequence between
-:meth:`StampedWriter.hold` and :meth:`StampedWriter.flush` (the node's own lines around an op,
-never across a wait for a tool; each still stamped when emitted). The bytes are the same.
-"""
+complete line is written (and reaches the OS) at once, prefixed with ``HH:MM:SS ``. Lines that
+arrive together are written together; why: docs/performance.md."""
 from __future__ import annotations
 
 import os

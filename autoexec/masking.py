@@ -1,17 +1,9 @@
 """One job-scoped masker: every secret the runner knows for a job becomes ``******`` in what
-autoexec writes or forwards (node and console logs, Prefect run logs, MongoDB documents, error
-messages), as Jenkins and Rundeck mask secure options.
+autoexec writes or forwards (logs, Prefect run logs, MongoDB documents, error messages).
 
-The secrets are compiled into one regular expression shaped as a trie (common prefixes shared),
-so a line costs one C-level scan however many secrets there are, and a job without secrets costs
-one ``None`` check per line. The longest secret wins where one contains another. Secrets are
-added as they become known (nodes files per phase, credential blocks, console accounts); each
-batch that brings something new recompiles once.
-
-Secrets shorter than :data:`MIN_LENGTH` characters are not masked: a one- or two-character value
-would turn every line into asterisks and, through the pattern of masks, give the value away
-anyway. A multi-line secret is masked line by line (logs are written line by line).
-"""
+The secrets form one trie-shaped regular expression, so a line costs one C-level scan however
+many there are. Secrets shorter than :data:`MIN_LENGTH` are not masked: asterisks everywhere
+would give them away anyway."""
 from __future__ import annotations
 
 import re

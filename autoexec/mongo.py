@@ -1,4 +1,4 @@
-"""The MongoDB side of the output/status store (§11): ``_node_output``, ``_node_status``, ``_autoexec_env``.
+"""The MongoDB side of the output/status store: ``_node_output``, ``_node_status``, ``_autoexec_env``.
 
 Local files stay the primary record; Mongo is the fallback after a runner switch and the channel
 between runners. So a Mongo that is slow or gone must never fail or stall a node: writes go to a
@@ -30,7 +30,7 @@ NODE_OUTPUT = "_node_output"
 NODE_STATUS = "_node_status"
 AUTOEXEC_ENV = "_autoexec_env"
 
-#: The runner pseudo-node (§7.3) under which runner ("local") output is stored.
+#: The runner pseudo-node (the original's "local node") under which runner ("local") output is stored.
 LOCAL_NODE: Mapping[str, Any] = {"resourceId": 0, "host": "local", "port": 0}
 
 
@@ -321,7 +321,7 @@ class MongoStore:
     def find_documents(
         self, collection: str, condition: dict[str, Any], projection: dict[str, Any] | None = None, limit: int = 10
     ) -> list[dict[str, Any]] | None:
-        """For the job socket's ``queryCollectDB`` (§13): at most ``limit`` documents, ``_id`` removed."""
+        """For the job socket's ``queryCollectDB``: at most ``limit`` documents, ``_id`` removed."""
         def query() -> list[dict[str, Any]]:
             cursor = self._db[collection].find(condition, projection).limit(limit)
             return [{k: v for k, v in doc.items() if k != "_id"} for doc in cursor]

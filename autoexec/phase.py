@@ -1,4 +1,4 @@
-"""Dispatching the nodes of one phase, bounded, and aggregating their outcome (§8.2–§8.4, §8.7).
+"""Dispatching the nodes of one phase, bounded, and aggregating their outcome.
 
 The phase runner does not know about Prefect. A :data:`Dispatch` decides how a batch of nodes is
 run: per node through a ``submit`` function returning a future (the flow layer's submit creates
@@ -65,8 +65,8 @@ class PhaseRunner:
             self.rt.observer.phase_started(self.plan.group_no, self.plan.name, len(self.plan.nodes))
 
     def finish(self) -> str:
-        """§8.3 step 4, with §21 item 10 fixed: a clean phase is not called ``paused`` merely
-        because a concurrent phase failed."""
+        """The phase's final status as the original aggregates it, except that a clean phase is not
+        called ``paused`` merely because a concurrent phase failed."""
         c = self.state.counts
         ctl = self.rt.control
         if c["abort"] or (ctl.aborting and (c["fail"] or c["pause"])):
@@ -93,7 +93,7 @@ class PhaseRunner:
 
     # --- dispatch -----------------------------------------------------------------------
     def _should_skip(self, node: Node) -> tuple[str | None, str]:
-        """(``skip`` | None, console line) from the node's recorded status (§8.4, §9.3). A node
+        """(``skip`` | None, console line) from the node's recorded status. A node
         recorded ``running`` is not somebody else's to leave alone, as the original assumed when its
         pid was alive: the job's lock means no other run of this job is running here, so that pid is
         a dead runner's or a recycled one; the node executor clears what its op may have left."""
@@ -127,8 +127,8 @@ class PhaseRunner:
 
     def run_nodes(self, nodes: Iterable[Node], submit: Submit) -> None:
         """Runs nodes with at most ``plan.parallel`` in flight; stops handing out new ones once the
-        job halts or this phase has a failure. Nodes never handed out get no status (§21 item 31:
-        they are not counted as failed). A failed node halts the job unless the phase's failure
+        job halts or this phase has a failure. Nodes never handed out get no status (the
+        original counted them as failed). A failed node halts the job unless the phase's failure
         threshold tolerates it."""
         slots = threading.Semaphore(self.plan.parallel)
         pending: list[tuple[Node, NodeFuture]] = []

@@ -1,13 +1,8 @@
 """Which Prefect API a job talks to, decided before Prefect is imported.
 
-Prefect's default for a process without an API ("ephemeral mode") starts a temporary server in
-*every* process: 7-10 s per job on this class of machine, for a job the original finishes in ~1 s.
-So unless ``PREFECT_API_URL`` is configured, autoexec starts one local server on first use under
-``$AUTOEXEC_HOME/prefect`` (SQLite, loopback only, with the event-batching settings that keep
-SQLite from answering 503 under fan-out) and reuses it for every later job: the embedded default.
-The machine's recorder (:mod:`autoexec.flows.recorder`) writes into it; ``autoexec-server
-start|stop|status`` manages both and prints the UI's URL.
-"""
+Prefect's ephemeral mode starts a temporary server in every process, which costs more than a
+whole job (docs/performance.md). So unless ``PREFECT_API_URL`` is set, one local server under
+``$AUTOEXEC_HOME/prefect`` is started on first use and reused by every later job."""
 from __future__ import annotations
 
 import fcntl
@@ -162,8 +157,8 @@ def start_server(home: Path, wait: float) -> str:
             env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             cwd=str(directory),
         )
-    # The record may lag, the jobs may not: a job's flow run costs the server ~10 ms of CPU per
-    # node, which on a small runner would otherwise be taken from the tools and SSH handshakes.
+    # The record may lag, the jobs may not: the server's CPU per recorded node would otherwise be
+    # taken from the tools and SSH handshakes on a small runner (docs/performance.md).
     lower_priority(_server_niceness(), proc.pid)
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
@@ -200,7 +195,7 @@ def stop_server(home: Path) -> bool:
 
 def exit_after_draining(code: int, timeout: float) -> None:
     """Ends a process that ran Prefect client code. Prefect's exit-time shutdown of its background
-    services costs ~0.3 s per process (measured); what matters of it, queued run events and logs,
+    services is slow (docs/performance.md); what matters of it, queued run events and logs,
     is drained here explicitly, and the process then ends at once. Everything of the caller's own
     must already be closed: ``os._exit`` runs no ``atexit`` handlers."""
     try:

@@ -1,7 +1,7 @@
-"""Production mode: inputs come from the neatlogic console and every state change goes back to it
-(console-api.md §4). devmode and production share everything below the job loader; this module
-only adds the console: downloads before the job starts, fetchers the op path calls on demand,
-and the outbox-backed notifier.
+"""Production mode: inputs come from the neatlogic console and every state change goes back to it.
+devmode and production share everything below the job loader; this module only adds the console:
+downloads before the job starts, fetchers the op path calls on demand, and the outbox-backed
+notifier.
 """
 from __future__ import annotations
 
@@ -114,7 +114,7 @@ def with_retries(what: str, fn: Callable[[], T]) -> T:
 
 # --- inputs ------------------------------------------------------------------------------------------
 def _download_inputs(client: ConsoleClient, req: JobRequest, cfg: Config) -> None:
-    """§2.6: params when first fired or missing, job-level nodes likewise unless the job brings its
+    """As the original: params when first fired or missing, job-level nodes likewise unless the job brings its
     own (``runNode``, ``--nodesfile``, inline nodes)."""
     try:
         jobdir = JobDir.for_job(cfg.data_dir, req.job_id)
@@ -168,8 +168,8 @@ def _runner_id(req: JobRequest, params: dict[str, Any]) -> int:
 
 
 def _complete_config(client: ConsoleClient, params: Params, cfg: Config) -> Config:
-    """Once params are known: their tenant wins (console-api §1.2), and a runner without a local
-    MongoDB asks the console for one (§3.3). A console that cannot say is not fatal: local files
+    """Once params are known: their tenant wins over passthrough/env, and a runner without a local
+    MongoDB asks the console for one. A console that cannot say is not fatal: local files
     are authoritative."""
     if params.tenant:
         client.tenant = params.tenant
@@ -184,7 +184,7 @@ def _complete_config(client: ConsoleClient, params: Params, cfg: Config) -> Conf
 
 
 class _DeployLookup:
-    """Deploy ids and runner group of a release job (§6.4), from the console."""
+    """Deploy ids and runner group of a release job, from the console."""
 
     def __init__(self, client: ConsoleClient) -> None:
         self.client = client

@@ -1,8 +1,8 @@
-"""``--purgejobdata DAYS`` (§15): remove old job dirs, old history logs and old Prefect spools
+"""``--purgejobdata DAYS``: remove old job dirs, old history logs and old Prefect spools
 (those a recorder could not replay, kept for a replay by hand).
 
 A job's age is the mtime of its params.json. Job dirs nest (job ``123`` contains job ``123456``),
-so a job dir is removed only down to its own files: nested younger jobs survive (§21 item 21).
+so a job dir is removed only down to its own files: nested younger jobs survive (the original deleted them).
 """
 from __future__ import annotations
 

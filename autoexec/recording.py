@@ -1,14 +1,8 @@
 """The engine as it ships: groups on plain thread pools, every state change an event.
 
-Why plain threads, everywhere: importing Prefect and creating a flow run costs a fixed ~1.6 s of
-one core, and every task run ~5 ms of client CPU under the GIL — more than a 1000-node job of the
-original takes in all. So the engine never talks to Prefect. It emits typed events
-(:mod:`autoexec.events`) into a sink; the Prefect record is one consumer of them
-(:mod:`autoexec.flows.mirror`), fed from a spool file by the machine's recorder for CLI runs and
-from an in-process queue inside a deployment's flow run. Tests run this same path.
-
-The per-node status files stay the source of truth; the events only feed the record.
-"""
+Prefect costs too much per task run to sit on the node path (docs/performance.md), so the engine
+never talks to Prefect: it emits typed events (:mod:`autoexec.events`) that the Prefect record
+(:mod:`autoexec.flows.mirror`) consumes. The per-node status files stay the source of truth."""
 from __future__ import annotations
 
 import itertools

@@ -56,14 +56,14 @@ class JobRuntime:
     account_lookup: Callable[[Node, str, str, str], str] | None = None
     """Production mode: ``(node, username, accountId, protocol) -> password`` (console getAccount)."""
     nodes_refresh: Callable[[str, str, int], None] | None = None
-    """Production mode: ``(nodeFrom, phase, groupNo)`` re-downloads a phase/group nodes file (§7.2)."""
+    """Production mode: ``(nodeFrom, phase, groupNo)`` re-downloads a phase/group nodes file."""
     runner_output: NodeOutput | None = None
     env_lock: threading.Lock = field(default_factory=threading.Lock)
     round_barrier: Any = None
-    """Set by the job socket: multi-runner grayScale rounds wait on it (§8.5)."""
+    """Set by the job socket: multi-runner grayScale rounds wait on it."""
     dev_mode: bool = False
     global_lock_call: Callable[[dict[str, Any]], Any] | None = None
-    """Production mode: the console's global lock API (§14); devmode tools are told it is absent."""
+    """Production mode: the console's global lock API; devmode tools are told it is absent."""
     running_nodes: dict[tuple[str, int], Any] = field(default_factory=dict)
     """(phase, resourceId) -> the NodeRun executing it: the job socket routes tool events there."""
     phase_counts: dict[str, Callable[[], PhaseCounts]] = field(default_factory=dict)
@@ -122,8 +122,8 @@ class PhaseState:
 
 
 def parallel_count(node_count: int, round_count: int | None, cap: int) -> int:
-    """§8.2 with the fix of §21 item 7: ``roundCount <= 0`` means all nodes at once (bounded by
-    the global cap), not one at a time."""
+    """Nodes in flight: ``ceil(N / roundCount)``, and ``roundCount <= 0`` means all nodes at once
+    (bounded by the global cap), not one at a time as in the original."""
     if node_count <= 0:
         return 1
     if not round_count or round_count <= 0:

@@ -1,14 +1,8 @@
-"""RC4 secrets as the neatlogic console, config.ini and existing tools encode them (§3.2).
+"""RC4 secrets as the neatlogic console, config.ini and existing tools encode them.
 
-The wire format is fixed by the other side: hex of RC4 over the plaintext, keyed by the code points
-of the key text, behind a marker prefix. We encrypt UTF-8 bytes and, when decrypting, return UTF-8
-text whenever the bytes are valid UTF-8 (falling back to latin-1). For ASCII this is byte-for-byte
-what the original produced; for non-ASCII it repairs the original's mojibake while still reading
-latin-1 ciphertexts written by it.
-
-Secret values never appear in an exception message or log line raised from here: errors name the
-config file and key, never the value.
-"""
+The wire format is fixed by the other side (hex of RC4, keyed by the key text's code points,
+behind a marker prefix). UTF-8 in, UTF-8 out where valid, latin-1 otherwise, so old ciphertexts
+still read. Errors name the config file and key, never the value."""
 from __future__ import annotations
 
 import binascii

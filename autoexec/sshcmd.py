@@ -1,13 +1,9 @@
 """``sshcmd``: run one command on one or many hosts over SSH (used to bootstrap agents).
 
-Differences from the original, on purpose (§21 item 22): blank and ``#`` lines of the hosts file
-are skipped, a one-field line uses ``--user``/``--password`` as documented (not
-``anonymouse``/``nopassword``), a missing hosts file is a one-line error with exit 2, hosts run in
-parallel with bounded width, and every output line is prefixed with its host so parallel output
-stays readable. A single command argument is read by the remote shell (``sshcmd --host h
-'cmd1; cmd2'``, as with ``ssh``); several are one command's argv items. The password may come
-from ``SSHCMD_PASSWORD`` so it need not appear in the process list. The SSH work is :class:`autoexec.transports.ssh.SshTransport`'s.
-"""
+Unlike the original, blank and ``#`` lines of the hosts file are skipped, a one-field line uses
+``--user``/``--password``, a missing hosts file is a one-line error (exit 2), and hosts run in
+parallel with every output line prefixed by its host. The password may come from
+``SSHCMD_PASSWORD`` so it stays out of the process list."""
 from __future__ import annotations
 
 import argparse

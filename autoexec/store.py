@@ -1,4 +1,4 @@
-"""Per-node status and outputs on disk: the source of truth for resume (§9.2, §10.9).
+"""Per-node status and outputs on disk: the source of truth for resume.
 
 Files are replaced atomically (write a temp file, then rename), so a reader — the runner service,
 another invocation, a crash — never sees half a document. A mirror (MongoDB) may be attached; it

@@ -1,4 +1,4 @@
-"""A real HTTP server playing the neatlogic console for tests (console-api.md §2, §3).
+"""A real HTTP server playing the neatlogic console for tests: signed requests, the job lifecycle and tool APIs.
 
 It checks every request's HMAC signature the way the console does (over the raw request URI and
 body bytes, so client-side encoding mistakes surface), serves what the test configured, records

@@ -1,4 +1,4 @@
-"""A Tagent-protocol server for tests, written from ``tagent-protocol.md`` (§10 checklist).
+"""A Tagent-protocol server for tests, playing the agent's side of the protocol.
 
 It behaves like the Perl agent on the wire (byte for byte for the captured traces) so the client
 can be tested without Perl; fault switches (``stall_after_lines``, ``stall_mid_chunk``) let tests

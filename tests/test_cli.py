@@ -74,7 +74,7 @@ def test_abort_and_pause_without_a_running_job_exit_2(jobs: JobFiles) -> None:
 
 
 def test_abort_uses_the_recorded_identity_not_a_command_line_substring(jobs: JobFiles) -> None:
-    """A process recorded for job 1234 must not be hit by ``--abort`` of job 123 (§21 item 32)."""
+    """A process recorded for job 1234 must not be hit by ``--abort`` of job 123 (the original matched the id as a command-line substring)."""
     from autoexec.jobdir import JobDir
     from autoexec.joblock import proc_start_time as _proc_start_time
 

@@ -1,4 +1,4 @@
-"""Custom scripts by scriptId: versioned files, links, libraries and the 204 path (semantics §10.3)."""
+"""Custom scripts by scriptId: versioned files, links, libraries and the 204 path, laid out as the original does."""
 from __future__ import annotations
 
 import io

@@ -1,4 +1,4 @@
-"""Deploy variables of release jobs (semantics §6.4)."""
+"""Deploy variables of release jobs."""
 from __future__ import annotations
 
 import json

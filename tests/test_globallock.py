@@ -1,4 +1,4 @@
-"""The job's proxy to the console's global lock (semantics §14)."""
+"""The job's proxy to the console's global lock."""
 from __future__ import annotations
 
 import threading

@@ -4,7 +4,7 @@ written outside the job directory (and autoexec's own spool/log area), and exit 
 
 Most examples call :func:`autoexec.cli.main` in-process with a fresh ``AUTOEXEC_HOME`` (a process
 per example would cost the suite minutes); a handful go through a real ``python`` subprocess. In
-both, the detached Prefect recorder is not started (it imports Prefect, ~2 s of CPU per job, and
+both, the detached Prefect recorder is not started (it imports Prefect, seconds of CPU per job, and
 only replays the job's event spool, which the assertions here do not concern).
 Fixed seed (``derandomize``), bounded example counts: the whole file stays well under a minute.
 """

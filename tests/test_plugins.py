@@ -1,4 +1,4 @@
-"""Bundled tools run as the runner runs them: a subprocess with the §10.8 environment."""
+"""Bundled tools run as the runner runs them: a subprocess with a runner-side tool's environment."""
 from __future__ import annotations
 
 import json

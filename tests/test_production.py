@@ -128,7 +128,7 @@ def test_second_run_gets_204s_and_skips_what_succeeded(jobs: Any, console: FakeC
     rt, outcome, _ = run("502")
     assert outcome.status == "succeed"
     assert [r.api for r in console.log if r.api == "getParams"] == []  # params.json kept locally
-    assert console.callbacks("updateNodeStatus") == []  # status unchanged: nothing to report (§3.1 #4)
+    assert console.callbacks("updateNodeStatus") == []  # status unchanged: nothing to report, as the original skips it
     final = console.callbacks("updatePhaseStatus")[-1].body
     assert (final["status"], final["skipNodeCount"], final["sucNodeCount"]) == ("succeed", 2, 0)
     assert "succeed" in rt.jobdir.node_status("check", "10.1.0.1-22-101").read_text()

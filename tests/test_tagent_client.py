@@ -1,5 +1,5 @@
-"""Tagent framing and handshakes against the byte traces captured from the real agent
-(tagent-protocol.md §8), in both directions: our test agent must emit the agent's bytes, and our
+"""Tagent framing and handshakes against the byte traces captured from the real agent,
+in both directions: our test agent must emit the agent's bytes, and our
 client must emit the client's bytes."""
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from pydantic import Field, SecretStr
 
 
 class ConsoleCredentials(Block):
-    """How the runner signs requests to the neatlogic console (§4.1)."""
+    """How the runner signs requests to the neatlogic console (user, HMAC password, URL)."""
 
     _block_type_name = "Autoexec Console Credentials"
     _block_type_slug = "autoexec-console-credentials"

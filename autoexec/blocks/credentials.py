@@ -31,6 +31,6 @@ class NodeCredentials(Block):
         return self.passphrase.get_secret_value() if self.passphrase is not None else None
 
     def to_node_fields(self) -> dict[str, str]:
-        """Fields to overlay on a nodes-file entry (§7.1) that lacks credentials."""
+        """Fields to overlay on a nodes-file entry that lacks credentials."""
         args = self.to_endpoint_args()
         return {"username": args["username"], "password": args["password"]}

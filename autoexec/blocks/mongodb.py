@@ -1,4 +1,4 @@
-"""MongoDB connection as a Prefect block (the shared output/status store, §11)."""
+"""MongoDB connection as a Prefect block (the shared output/status store)."""
 from __future__ import annotations
 
 from typing import Any

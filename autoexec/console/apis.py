@@ -1,4 +1,4 @@
-"""Names and paths of every console API (console-api.md §3).
+"""Names and paths of every console API.
 
 The outbox stores the API *name*, not the path, so that a queued entry stays meaningful if a path
 is ever corrected; this table is the single place mapping one to the other.
@@ -9,7 +9,7 @@ _REST = "/neatlogic/api/rest"
 _BIN = "/neatlogic/api/binary"
 
 PATHS: dict[str, str] = {
-    # §3.1 core job lifecycle
+    # core job lifecycle
     "getMongoDBConf": f"{_REST}/mongodb/datasource/get",
     "getParams": f"{_REST}/autoexec/job/create/param/get",
     "getNodes": f"{_BIN}/autoexec/job/phase/nodes/download",
@@ -29,7 +29,7 @@ PATHS: dict[str, str] = {
     "getDeployRunnerGroup": f"{_REST}/deploy/runner/group/get/forautoexec",
     "registerTool": f"{_REST}/autoexec/tool/register",
     "cleanNativeTools": f"{_REST}/autoexec/tool/batch/delete",
-    # §3.2 calls made by plugins/tools
+    # calls made by plugins/tools
     "getScript": f"{_REST}/autoexec/script/active/version/get",
     "getNodePwd": f"{_REST}/resourcecenter/resource/account/get",
     "getInspectConf": f"{_REST}/autoexec/inspect/nodeconf/get",

@@ -1,4 +1,4 @@
-"""HTTP client of the neatlogic console (console-api.md §2, §3.1).
+"""HTTP client of the neatlogic console: signed requests, response envelopes, the job lifecycle calls.
 
 One ``requests.Session`` per client (connection reuse across the many status callbacks), explicit
 ``(connect, read)`` timeouts (the original had none and could hang a job forever on a stalled
@@ -69,7 +69,7 @@ class ConsoleClient(PluginCalls):
     """Signed calls to one console as one API user.
 
     ``tenant`` is a plain attribute because the effective tenant is only known once params.json
-    is loaded (it overrides passthrough/env, §1.2); the engine updates it then.
+    is loaded (it overrides passthrough/env); the engine updates it then.
     """
 
     def __init__(self, base_url: str, username: str, token: str, *, tenant: str = "none",
@@ -184,7 +184,7 @@ class ConsoleClient(PluginCalls):
         return self.post_json(path_of(api), payload, check=check, tenant=tenant, user=user,
                               token=token, api=api)
 
-    # -- §3.1 downloads --------------------------------------------------------------------------
+    # -- downloads --------------------------------------------------------------------------------
     def get_mongodb_conf(self) -> MongoDBConf:
         env = self.get_json(path_of("getMongoDBConf"), api="getMongoDBConf")
         return MongoDBConf.model_validate(env.return_)
@@ -223,7 +223,7 @@ class ConsoleClient(PluginCalls):
                              username=username, account_id=account_id, protocol=protocol)
         return self.call("getAccount", payload).return_
 
-    # -- §3.1 JSON calls that are not queued callbacks ---------------------------------------------
+    # -- JSON calls that are not queued callbacks --------------------------------------------------
     def register_tool(self, descriptor: Mapping[str, Any], *, tenant: str | None = None) -> Envelope:
         return self.call("registerTool", descriptor, tenant=tenant)
 

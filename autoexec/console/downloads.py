@@ -1,8 +1,8 @@
-"""Downloads from the console into the job dir and the file cache (console-api.md §3.1 #2, 3, 11, 12).
+"""Downloads from the console into the job dir and the file cache: params, nodes files, files and scripts.
 
 Every download streams into a temp file in the destination directory and is renamed into place
 only once complete and fsync'd. The original truncated the target first, so a failed or cut-off
-download left an empty or half file that broke the next run (semantics §21 item 30); here the
+download left an empty or half file that broke the next run; here the
 previous copy (if any) survives every failure.
 """
 from __future__ import annotations
@@ -51,7 +51,7 @@ def mtime_or_zero(path: Path) -> float:
 
 
 def script_file_name(name: str, interpreter: str, is_lib: bool) -> str:
-    """Script name plus the interpreter's extension unless already present (semantics §10.3)."""
+    """Script name plus the interpreter's extension unless already present, as the original names them."""
     ext = ".pm" if is_lib and interpreter == "perl" else EXTENSIONS.get(interpreter, "")
     name = _safe_file_name(name)
     return name if not ext or name.endswith(ext) else name + ext

@@ -1,4 +1,4 @@
-"""Wire shapes of the console calls (console-api.md §2.3, §3; semantics §4.3).
+"""Wire shapes of the console calls: request payloads and the response envelope.
 
 Field names are snake_case in Python and serialise to the console's camelCase through an alias
 generator, so a misspelt field is a Python error rather than a silently ignored JSON key. Field
@@ -147,7 +147,7 @@ class MongoDBConf(BaseModel):
 
     @property
     def url(self) -> str:
-        """Built the way the original does (semantics §3.3)."""
+        """Built the way the original does."""
         return f"mongodb://{self.host}/?{self.option}" if self.option else f"mongodb://{self.host}/"
 
 

@@ -2,7 +2,7 @@
 
 Calls never block the engine on the network: they are appended to the job's durable
 :class:`~autoexec.console.outbox.Outbox` and delivered in order in the background. Field names
-and shapes are exactly the original's (console-api.md §3.1, semantics §4.3), each carrying
+and shapes are exactly the original's, each carrying
 ``passThroughEnv`` so the console can route the answer to the right job execution.
 """
 from __future__ import annotations
@@ -86,7 +86,7 @@ class ConsoleNotifier:
                                                  pass_through_env=self.pass_through_env))
 
     def export_env(self, *, name: str, value: str, hidden: bool) -> None:
-        # The original always sent isHidden 0 (semantics §21 item 17); send what the tool asked.
+        # The original always sent isHidden 0; send what the tool asked.
         self._put("exportJobEnv", m.ExportEnv(
             job_id=self.job_id, env_name=name, env_value=value, is_hidden=1 if hidden else 0,
             time=self._clock(), pass_through_env=self.pass_through_env))
@@ -119,7 +119,7 @@ class ConsoleNotifier:
     def _dead_lettered(self, entry: OutboxEntry, message: str) -> None:
         """A phase status the console never accepted: make the next run re-download nodes.
 
-        That is what the original did on any updatePhaseStatus failure (console-api.md §3.1 #5),
+        That is what the original did on any updatePhaseStatus failure,
         so that console and runner agree again on the node list.
         """
         if entry.api != "updatePhaseStatus" or self.job_dir is None:

@@ -1,17 +1,8 @@
 """Durable, ordered delivery of console callbacks.
 
-The original called the console synchronously from worker threads with no retry: a console
-restart lost status updates and could fail nodes. Here every callback is first appended
-(fsync'd) to ``<job dir>/outbox/queue.jsonl`` and one sender thread delivers the entries in file
-order, retrying connection errors and 5xx with capped, jittered exponential backoff. An ack cursor
-(byte offset + seq, replaced atomically) records progress, so a later process for the same job
-(next group, re-run, the ``--abort`` helper) delivers whatever was left: at-least-once, which the
-console tolerates because every callback states an absolute status.
-
-Several processes may share one job's outbox. Appends are serialised with ``flock`` on
-``append.lock``; delivery with ``flock`` on ``sender.lock``, which only one sender holds at a time
-(a new process takes over when the holder exits or dies), so the order stays global.
-"""
+The original called the console synchronously with no retry, so a console restart lost status
+updates. Here every callback is appended (fsync'd) to ``<job dir>/outbox/queue.jsonl`` and one
+sender delivers in order, with backoff, at least once, across processes. Details: docs/design.md."""
 from __future__ import annotations
 
 import contextlib

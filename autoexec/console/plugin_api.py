@@ -1,4 +1,4 @@
-"""Console calls made by tools rather than by the runner (console-api.md §3.2).
+"""Console calls made by tools rather than by the runner.
 
 Kept as a mixin of :class:`~autoexec.console.client.ConsoleClient` so Python tools get the same
 signing, timeouts and typed errors as the runner. All of them raise on ``Status != OK``.

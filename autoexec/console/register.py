@@ -1,7 +1,7 @@
-"""``autoexec --register TENANT``: publish the tool descriptors to the console (semantics §2.7.2).
+"""``autoexec --register TENANT``: publish the tool descriptors to the console.
 
 Differences from the original, on purpose: the exit code reflects the outcome (the original
-always exited 1, §21 item 1); tools in ``$AUTOEXEC_HOME/plugins`` override bundled tools of the
+always exited 1); tools in ``$AUTOEXEC_HOME/plugins`` override bundled tools of the
 same opName; and when any registration failed the console's clean-up of "tools not in this
 import" is skipped, because it would delete the tools that merely failed to register.
 """

@@ -1,5 +1,5 @@
-"""Custom scripts by scriptId, stored in the job's script dir the way the original lays them out
-(semantics §10.3): ``<verId>.<fileName>`` plus ``<verId>.<fileName>.lib``, with the links
+"""Custom scripts by scriptId, stored in the job's script dir the way the original lays them out:
+``<verId>.<fileName>`` plus ``<verId>.<fileName>.lib``, with the links
 ``<scriptId>``, ``<fileName>`` and ``<opId>`` pointing at the current version.
 
 The version link doubles as the cache key: its target names the version sent as

@@ -1,4 +1,4 @@
-"""The console's HMAC request signature (console-api.md §2.2).
+"""The console's HMAC request signature.
 
 The console recomputes ``user#<request URI>#<base64(body)>`` from what arrives on the wire, so the
 client must sign *exactly* the bytes and the query string it sends; that is why the query encoder
@@ -20,7 +20,7 @@ def api_uri(path: str, query: Mapping[str, Any] | None = None) -> str:
     """Path with a leading ``/`` plus ``?query`` for GET calls.
 
     ``urlencode`` applies ``str()`` to non-string values, which reproduces the original's
-    Python-repr encoding of nested objects (``passThroughEnv={'runnerId': 1}``, §2.1 quirk); the
+    Python-repr encoding of nested objects (``passThroughEnv={'runnerId': 1}``, a quirk of the original); the
     console's fastjson parser accepts it and byte-compatibility keeps console logs comparable.
     """
     uri = path if path.startswith("/") else "/" + path

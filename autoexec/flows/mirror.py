@@ -1,23 +1,8 @@
 """The Prefect record of a job, defined once: a consumer of the engine's events.
 
-One :class:`RunMirror` per job invocation turns its event stream (:mod:`autoexec.events`) into
-Prefect runs through the REST API: the job flow run ``job-<id>`` (created here for CLI runs; for a
-deployment run it is the flow run the mirror runs inside), one subflow run ``<id>/group-<n>`` per
-group (parented to the job run through a task run, as Prefect parents subflows), one task run
-``<phase>/<node>`` per (phase, node), or one per batch for phases above
-``AUTOEXEC_NODE_TASKS_MAX`` nodes. It is fed from the spool by the machine's recorder for CLI
-runs and from an in-process queue inside a deployment's flow run: same code, same states.
-
-States mean what they say: succeed/ignored -> Completed, failed -> Failed with one line, aborted
--> Cancelled, paused -> Paused, at node, group and job level. While nodes run, their new log
-lines go to their task runs (at most ``LOG_BYTES_PER_TICK`` per node per tick) and the job's
-console log to the job run; a markdown artifact summarises phases, failed nodes and durations.
-
-Every create is idempotent (task runs by their key inside a run, flow runs by an idempotency
-key), so a replay after a restart or a deployment run resumed after a pause finds the runs it
-made before instead of showing them twice. All of the mirror's state is in :attr:`state`, plain
-JSON, so the recorder can checkpoint it next to the spool offset.
-"""
+One :class:`RunMirror` per job invocation turns its event stream into Prefect runs (job flow run,
+group subflow runs, node task runs) through the REST API; every create is idempotent so a replay
+never shows runs twice. Run names, states and logs: docs/design.md."""
 from __future__ import annotations
 
 import logging

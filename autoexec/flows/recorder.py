@@ -1,21 +1,8 @@
 """``python -m autoexec.flows.recorder``: the one recorder of a machine (of an ``AUTOEXEC_HOME``).
 
-CLI jobs never import Prefect: each appends its events to a spool file under
-``$AUTOEXEC_HOME/prefect/spool/`` (:mod:`autoexec.recording`). This long-lived process follows
-every spool in that directory, turns each into its job's Prefect record
-(:class:`autoexec.flows.mirror.RunMirror`), watches the runs of live jobs for Cancel/Pause from
-the UI (SIGTERM / SIGUSR1 to the job, as ``--abort``/``--pause`` do), and removes a spool once its
-record is complete. It does not import Prefect either, which would more than double its size.
-
-One per home: it holds an exclusive ``flock`` on ``prefect/recorder.lock`` for its life; a second
-one started at the same moment exits at once. It is started with the embedded server
-(``autoexec-server start``) or by the first CLI job that finds none running, and ends after
-``AUTOEXEC_RECORDER_IDLE_SECS`` without spools (600; 0 = never) or on SIGTERM. Nothing is lost
-on the way: every API call is retried with backoff while the server is busy (503) or down, the
-read offset and the record's ids are checkpointed next to each spool (``<spool>.ckpt``), and a
-restarted recorder resumes from there. A job process that died without its last events gets its
-runs closed as Crashed.
-"""
+CLI jobs never import Prefect; they append events to spool files, and this process turns each
+into its job's Prefect record, passes Cancel/Pause from the UI to the job, and loses nothing
+across server outages or its own restarts. Life cycle: docs/design.md."""
 from __future__ import annotations
 
 import fcntl

@@ -1,4 +1,4 @@
-"""Nodes files (§7): JSON lines, a header line first, one node per line."""
+"""Nodes files: JSON lines, a header line first, one node per line."""
 from __future__ import annotations
 
 import json
@@ -76,7 +76,7 @@ class Node(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _normalise(cls, data: Any) -> Any:
-        """Effective protocol port (§7.1): protocolPort, then servicePorts[protocol], then
+        """Effective protocol port, as the original picks it: protocolPort, then servicePorts[protocol], then
         ``tagent.<n>``, then the service port."""
         if not isinstance(data, dict):
             return data

@@ -1,4 +1,4 @@
-"""params.json as the console sends it (§6). Unknown fields are kept, so a newer console's
+"""params.json as the console sends it. Unknown fields are kept, so a newer console's
 extras survive a round trip through the runner."""
 from __future__ import annotations
 
@@ -143,7 +143,7 @@ class Phase(FailLimits):
 
     @property
     def runs_on_runner(self) -> bool:
-        """§8.3: a runner-typed phase, or one containing any runner op, runs once on the runner."""
+        """A runner-typed phase, or one containing any runner op, runs once on the runner."""
         if (self.phaseType or "") in RUNNER_PHASE_TYPES:
             return True
         return any(op.kind == "local" for top in self.operations for op in top.walk())

@@ -1,14 +1,8 @@
 """The coordinator flow: one trigger runs a job over every runner host it names.
 
-For each step of the job (see :mod:`autoexec.multirunner.plan`) it starts one part per runner with
-work in it — a run of the ``autoexec-job/job`` deployment narrowed to that runner (and group,
-round, phase), on the work queue ``runner-<id>`` that only that runner host's worker serves — and
-waits for all of them: that wait is the barrier the console kept in the original
-(``informRoundEnded``/``fireNextGroup``). A part that did not complete stops the job there, as
-``hasFailNode`` does. Parts are deployment runs created as subflows, so the UI shows one tree per
-job. Cancel and Pause set on the coordinator run are passed on to every running part; a part whose
-worker stopped polling its queue is marked Crashed, since no process is left to report.
-"""
+Per step of the job it starts one deployment run per runner with work in it (on that runner's
+queue) and waits for all of them: the barrier the console kept in the original. A part that did
+not complete stops the job there. Cancel and Pause are passed on to every running part."""
 from __future__ import annotations
 
 import json

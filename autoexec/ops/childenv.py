@@ -1,18 +1,8 @@
-"""The environment of a runner-side tool (§10.8), built once per job and tool directory.
+"""The environment of a runner-side tool, built once per job and tool directory.
 
-A child's environment is the job's (``rt.base_env``: the runner's own plus the job's variables,
-~70 entries) plus a dozen ``autoexec`` variables, of which only six depend on the node or op.
-Rebuilding all of it per node (and ``PATH``/``PYTHONPATH``/``PERL5LIB`` with it) cost ~0.1 ms;
-here a template holds the job-wide part, with placeholders where the per-node values go so the
-result has exactly the entries *and order* the per-node build had, and each node copies it and
-fills six to ten values.
-
-The templates live on the job runtime (``rt.child_env_templates``) and stay valid while
-``rt.base_env`` is unchanged: ``native/setenv`` (scope global), ``setEnv`` from a tool through the
-job socket and the group-start reload all change it in place, so each use compares the job env with the snapshot the template was built from (a
-C-level dict comparison of identical objects, ~1 µs) and rebuilds on any difference. The program
-(``bash`` of a ``bash`` script) is looked up on the template's ``PATH`` once per template as well.
-"""
+A template holds the job-wide part with placeholders for the few per-node values, so a node only
+copies it and fills those in; it is rebuilt whenever the job environment changes. Why and
+figures: docs/performance.md."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,30 +1,8 @@
-"""IF-Block condition DSL (§10.13), hand-written: tokenizer, precedence climbing, AST, evaluator.
+"""IF-Block condition DSL, hand-written: tokenizer, precedence climbing, AST, evaluator.
 
-Grammar, loosest binding first (same levels as the original's pyparsing ``infixNotation``)::
-
-    or_expr   := and_expr  ("or"  and_expr)*
-    and_expr  := not_expr  ("and" not_expr)*
-    not_expr  := "not" not_expr | file_expr
-    file_expr := ("-f" | "-d" | "-e" | "-l") file_expr | binary
-    binary    := operand (BINOP operand)*          # one level, left-associative
-    operand   := NUMBER | "-" NUMBER | STRING | $name | ${name} | "(" or_expr ")"
-    BINOP     := = == != >= <= < > + - * / contains startswith
-
-Keywords are case-insensitive. Deliberate differences from the original (which were crashes or
-silent misparses there): chains like ``a + b + c`` or ``x and y and z`` evaluate left to right;
-trailing text after a complete expression is a syntax error instead of being ignored; a lone
-operand is allowed and tested for truthiness; real literals stay floats (the original truncated
-them with ``int``); comparing a number with a non-numeric string compares their text instead of
-raising ``ValueError``.
-
-Coercions kept from the original: a string that is exactly ``$name``/``${name}`` (quoted or not)
-becomes the variable's value when it is defined — digit strings become ``int``, digit-and-dot
-strings ``float`` — and stays literal text when undefined; other strings have ``${x}``/``$x``
-interpolated (defined names only) and stay strings. For a binary operator, when the left value
-is a string the right one is turned into its text; when the left is a number a numeric-looking
-right string becomes a number. ``contains`` means "right is in left". Every operand is evaluated
-(no short-circuit), which only matters for errors since lookups have no side effects.
-"""
+Same precedence levels and coercions as the original's pyparsing grammar, without its crashes and
+silent misparses (chains evaluate left to right, trailing text is an error). Grammar and the
+differences from the original: docs/design.md."""
 from __future__ import annotations
 
 import operator

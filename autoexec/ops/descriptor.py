@@ -1,4 +1,4 @@
-"""Tool description JSON (§18.1): ``plugins/<local|remote>/<bundle>/<tool>.json`` next to the tool.
+"""Tool description JSON: ``plugins/<local|remote>/<bundle>/<tool>.json`` next to the tool.
 
 The console owns the format and existing tools are loose with it (``required`` as ``"true"`` or a
 bool, ``validate: null``, ``option: null``, ad-hoc extra keys), so parsing is lenient on shape,
@@ -120,11 +120,11 @@ class ToolDescriptor(_Loose):
         return KIND_OF_OP_TYPE[self.opType]
 
     def option_types(self) -> dict[str, str]:
-        """``opt -> type``, the ``desc`` map of a params.json op (§10.1)."""
+        """``opt -> type``, the ``desc`` map of a params.json op."""
         return {o.opt: o.type for o in self.option}
 
     def output_defaults(self) -> dict[str, Any]:
-        """Declared outputs with their default (None if none), filled into missing outputs (§10.9)."""
+        """Declared outputs with their default (None if none), filled into missing outputs."""
         return {o.opt: o.defaultValue for o in self.output}
 
     def to_json_dict(self) -> dict[str, Any]:

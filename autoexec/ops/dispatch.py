@@ -1,8 +1,8 @@
 """Where and how one operation runs: a runner child, a remote host, or inside the runner.
 
-§10.7 (local), §10.10/§10.11 (remote), §10.12 (native). The placement rules of the original are
-kept, with §21 item 29 fixed: an op that cannot run where its phase puts it fails with a message
-saying why, instead of being skipped silently on the runner node.
+The placement rules of the original are kept, except where it failed a local-typed op on a
+target node or silently skipped a non-local op on the runner node: an op that cannot run where its
+phase puts it fails with a message saying why.
 """
 from __future__ import annotations
 
@@ -293,7 +293,7 @@ def exit_phrase(exit_code: int | None) -> str:
 
 def _output_sink(ctx: NodeContext, op: Operation) -> tuple[Any, Any]:
     """Tool output goes to the node log; with ``native/failkeys`` installed every line is also
-    checked, and a match fails this op (recorded ``failed``, so a resume re-runs it — §21 item 11)."""
+    checked, and a match fails this op (recorded ``failed``, so a resume re-runs it; the original recorded it ``succeed``)."""
     matcher = ctx.fail_matcher
     if matcher is None:
         return ctx.log.line, lambda: False
@@ -336,7 +336,7 @@ def _remote_env(ctx: NodeContext) -> dict[str, str]:
     if node.protocol == "ssh":
         env["TERM"] = "dumb"  # the original's shell had a "dumb" terminal; Tagent's agent sets its own
     node_env = ctx.node_env
-    for key in ("INS_PATH", "INS_ID_PATH"):  # from the node env (§21 item 26), not the runner env
+    for key in ("INS_PATH", "INS_ID_PATH"):  # from the node env, not the runner env as the original did
         if key in node_env:
             env[key] = str(node_env[key])
     return env
@@ -347,7 +347,7 @@ def _filepath_keys(op: Operation) -> list[str]:
 
 
 def _filepaths_named_in(op: Operation) -> Any:
-    """Second fetch round of a remote op: the files its ``filepath`` outputs point at (§10.9)."""
+    """Second fetch round of a remote op: the files its ``filepath`` outputs point at."""
     keys = _filepath_keys(op)
 
     def wanted(fetched: dict[str, Path]) -> list[str]:
@@ -382,7 +382,7 @@ def _collect_filepaths(ctx: NodeContext, op: Operation, data: dict[str, Any], fe
 
 # --- outputs & inputs ---------------------------------------------------------------------
 def _finish(ctx: NodeContext, op: Operation, outcome: OpOutcome, data: Any = None) -> OpOutcome:
-    """Declared outputs filled with their defaults (§10.9), stored per op and merged per node."""
+    """Declared outputs filled with their defaults, stored per op and merged per node."""
     if outcome.final != "succeed":
         return outcome
     if op.output is None and not isinstance(data, dict):
@@ -395,7 +395,7 @@ def _finish(ctx: NodeContext, op: Operation, outcome: OpOutcome, data: Any = Non
         write_json_atomic(ctx.paths.op_output(op.opId), values)
     ctx.output.update({op.opId: values})
     if ctx.plan.header.totalCount == 1 and ctx.node.resourceId != 0 and ctx.rt.runner_output is not None:
-        ctx.rt.runner_output.update({op.opId: values})  # single-node phases feed runner references (§10.5)
+        ctx.rt.runner_output.update({op.opId: values})  # single-node phases feed runner references, as in the original
     outcome.outputs = values
     return outcome
 

@@ -1,24 +1,8 @@
-"""Log fail patterns installed by ``native/failkeys`` (§10.14), checked per node-log line.
+"""Log fail patterns installed by ``native/failkeys``, checked per node-log line.
 
-The rule chosen (fix of §21 item 11):
-
-* A ``native/failkeys`` op builds a new :class:`FailKeys` that *replaces* any earlier one for the
-  rest of the node's ops in this phase (a failkeys op with no patterns therefore switches checking
-  off). Nothing carries over to the next phase or node: the executor creates the matcher per node.
-* A matching line fails **the op during whose run it was written** — not the ops after it. The
-  executor calls :meth:`FailKeys.start_op` before an op, feeds its output lines, and
-  :meth:`FailKeys.finish_op` after it: ``True`` means the op's final status is ``failed`` (or
-  ``ignored`` when that op is failIgnore), recorded as such in the status file so a resumed job
-  re-runs it. The original instead set a node-wide flag that was never reset and recorded the op
-  as ``succeed``, so every later op failed and a rerun skipped the culprit.
-* ``and`` mode: every pattern must match (``re.search``) the same line; ``or``: any one.
-  Lines matching the ``exclude`` regex are ignored. A matcher with no patterns never matches.
-* Installed by a failIgnore op, the matcher only warns: notices use ``WARN:`` and no op fails.
-* Lines fed while no op is started (e.g. the failkeys op's own messages) are not checked.
-
-The matcher only looks at what it is fed; feed tool output lines — feeding the runner's own
-framing lines (``INFO: Execute -> ...`` shows the options) would let them trip the patterns.
-"""
+A match fails the op during whose run the line was written, and is recorded ``failed`` so a
+resumed job runs it again (the original recorded ``succeed`` and failed every later op instead).
+Rules: docs/design.md."""
 from __future__ import annotations
 
 import re

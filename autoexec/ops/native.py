@@ -1,4 +1,4 @@
-"""Native operations run inside the runner (§10.12), with the original's defects fixed:
+"""Native operations run inside the runner process (``native/<x>``), with the original's defects fixed:
 ``extractprestepstatus`` global scope works, ``hidden`` is honoured, ``export`` sends isHidden."""
 from __future__ import annotations
 

@@ -69,7 +69,7 @@ class NodeContext:
     # --- variables -----------------------------------------------------------------------
     @property
     def node_env(self) -> dict[str, Any]:
-        """§9.1: persisted ``output.nodeEnv`` plus the node's identity variables."""
+        """The persisted ``output.nodeEnv`` plus the node's identity variables."""
         node = self.node
         env = dict(self.output.data.get("nodeEnv") or {})
         port = node.port_text

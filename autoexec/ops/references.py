@@ -1,30 +1,8 @@
-"""``${name}`` / ``$word`` references inside option and argument values (spec §10.5).
+"""``${name}`` / ``$word`` references inside option and argument values.
 
-Lookup order for a name, first hit wins:
-
-1. job ``opt``, 2. job ``globalOpt``, 3. the node's ``nodeEnv``,
-4. the runner environment — **only for the braced form** ``${NAME}``,
-5. outputs of earlier ops: ``${phase.opId.key}`` (≥ 2 dots: the first segment is ignored, the
-   op id is everything up to the last dot, so op ids containing ``/`` or ``.`` work) and the short
-   ``${opId.key}`` when ``opId`` is an op present in the outputs. The node's output is searched
-   first, then the runner ("local") output.
-
-Why the environment is braced-only (fix of §21 item 13): the original expanded ``$word`` from the
-runner process environment in every value, so a textarea shell script containing ``$HOME`` or
-``$PATH`` silently got the *runner's* values baked in. Here ``$word`` is expanded only for names
-the job itself defines (opt, globalOpt, nodeEnv); any other ``$word`` — ``$HOME``, ``$1``, ``$i``
-— is kept verbatim for the tool's own shell. Writing ``${HOME}`` is the explicit way to ask for
-the runner's value. ``$word`` never reaches op outputs either (a word has no dots).
-
-Unresolved names are kept verbatim, except a dotted output reference (≥ 2 dots, or the 2-part
-form whose op id exists) that cannot be found: that raises :class:`UnresolvedReference`, because
-running a tool with a half-rendered reference to missing output is never what the author meant.
-
-Substitution is a single left-to-right pass building a new string: substituted values are never
-re-scanned (no injection via values) and backslashes in values are copied as-is (the original used
-``re.sub`` replacement templates, which mangled ``\\``). Non-string values are JSON-encoded with
-non-ASCII kept, matching what tools received from the original.
-"""
+Lookup order: job ``opt``, ``globalOpt``, the node's ``nodeEnv``, the runner environment (braced
+form only, so a script's ``$HOME`` is left for its own shell), then earlier ops' outputs. One
+left-to-right pass: substituted values are never re-scanned. Rules: docs/design.md."""
 from __future__ import annotations
 
 import json
@@ -93,7 +71,7 @@ class RefContext:
 
 
 def to_text(value: Any) -> str:
-    """The string form every option value takes once resolved (§10.4 last paragraph)."""
+    """The string form every option value takes once resolved: non-strings JSON-encoded, non-ASCII kept."""
     if value is None:
         return ""
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)

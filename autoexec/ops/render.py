@@ -1,25 +1,9 @@
-"""Option/argument processing (§10.4) and rendering into an argv LIST (§10.6).
+"""Option/argument processing and rendering into an argv LIST.
 
-Two steps, because the executor needs the intermediate result for three consumers:
-
-* :func:`prepare_params` — per node per op: resolve references, decrypt passwords, look up
-  accounts, map file ids to ``file/<name>``; I/O (console downloads, account lookup, secret key)
-  is injected as callables so this module stays pure and cheap.
-* :func:`render_argv` (what runs), :func:`masked_cmdline` (the ``INFO: Execute -> ...`` text),
-  :func:`recorded_inputs` (``input/<triple>.json``).
-
-The argv is handed to ``exec``/the transport as a list, never through ``/bin/sh -c``: values
-reach the tool byte for byte (``$``, backticks, quotes, backslashes), where the original's
-double-quoted rendering let the shell expand them. Consequences and §21 fixes:
-
-* ``switch`` (item 12): a bare flag (``--key``, ``-k``, ``/key``) when true, omitted when false.
-* ``file`` (item 14 for arguments too): ids are fetched through ``fetch_file``; an empty list is
-  omitted like any empty option (the original passed ``''``).
-* ``filepath`` on remote ops (item 24): rendered as :func:`remote_filepath` = ``file/<basename>``;
-  uploaders must put the file at the same place by calling the same function.
-* ``cmd`` interpreter: batch files see their raw command line, so ``/key:"v w"`` tokens carry
-  cmd's own quotes; the Windows transport must join argv with plain spaces for ``cmd``.
-"""
+:func:`prepare_params` resolves a node's values (I/O injected, so this module stays pure);
+:func:`render_argv`, :func:`masked_cmdline` and :func:`recorded_inputs` serve the three consumers.
+The argv never goes through a shell, so values reach the tool byte for byte. How ``switch``,
+``file`` and ``filepath`` options render: docs/design.md."""
 from __future__ import annotations
 
 import json
@@ -68,7 +52,7 @@ def _decrypt(value: str, decrypt: Callable[[str], str], what: str, warnings: lis
         return value
     try:
         return decrypt(value)
-    except Exception:  # noqa: BLE001 - any failure of the injected decryptor is a warning (§10.4)
+    except Exception:  # noqa: BLE001 - any failure of the injected decryptor is a warning, as in the original
         warnings.append(f"WARN: Decrypt password {what} failed.")
         return value
 
@@ -110,7 +94,7 @@ def _process(key: str, typ: str, raw: Any, ctx: RefContext, out: PreparedParams,
              get_account: Callable[[str, str, str], str] | None, job_dir: str | None,
              what: str, is_arg: bool) -> str:
     if typ == "password":
-        text = to_text(raw) if is_arg else resolve(raw, ctx)  # arguments: decrypt only (§10.4)
+        text = to_text(raw) if is_arg else resolve(raw, ctx)  # arguments: decrypt only, no reference resolution
         return _decrypt(text, decrypt, what, out.warnings)
     if typ == "file":
         names = _file_names(raw, ctx, fetch_file, what, out.warnings)
@@ -122,7 +106,7 @@ def _process(key: str, typ: str, raw: Any, ctx: RefContext, out: PreparedParams,
         try:
             password = get_account(parts[0], parts[1], parts[2])
             text = f"{parts[0]}/{_decrypt(password or '', decrypt, what, out.warnings)}"
-        except Exception as exc:  # noqa: BLE001 - console/lookup errors leave the value as is (§10.4)
+        except Exception as exc:  # noqa: BLE001 - console/lookup errors leave the value as is, as in the original
             out.warnings.append(f"WARN: Get account for {what} failed: {exc}")
     elif typ == "filepath" and text:
         text = _job_relative(text, job_dir)
@@ -242,7 +226,7 @@ def masked_cmdline(params: PreparedParams, command: str = "", *, interpreter: st
 
 
 def recorded_inputs(params: PreparedParams) -> dict[str, Any]:
-    """``{"options": {...}, "arguments": [...]}`` of §10.15, secrets masked, textareas unescaped."""
+    """``{"options": {...}, "arguments": [...]}`` of ``input/<triple>.json``, secrets masked, textareas unescaped."""
     def record(key: str, typ: str, value: str) -> str:
         if _is_secret(key, typ):
             return MASK if value != "" else ""

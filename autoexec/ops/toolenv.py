@@ -1,22 +1,8 @@
 """Where a runner-side tool finds its libraries and its configuration, as under the original.
 
-The original ran every runner-side tool with, in this order, the tool's own directory, that
-directory's ``lib``, the installation's ``plugins/local/lib``, then its core ``lib`` and ``plib``
-(Python packages) on ``PYTHONPATH``, and ``plugins/local/pllib/lib/perl5`` (Perl modules built by its
-media scripts) on ``PERL5LIB``. Here the installation is one or more plugin trees, so:
-
-* the tool's own tree comes first, then the other trees in search order (a tool of an estate's tree
-  may use a library module of the original's tree), so a tree's tools keep the library they were
-  written against (Perl tools put ``$FindBin::Bin/../lib`` first themselves anyway);
-* autoexec's tool library stands in for the original's core ``lib/``: the bundled
-  ``plugins/local/lib`` (``AutoExecUtils`` for trees without one) and ``autoexec/toollib``
-  (``ServerAdapter``, ``TagentClient``… that a tree's ``AutoExecUtils`` imports);
-* Python packages come with autoexec's install (Python tools run on autoexec's interpreter, see
-  :func:`autoexec.ops.tools.local_tool_argv`), then a tree's ``plib`` when it has one.
-
-Tools read ``conf/config.ini`` three levels above their real path (``realpath(__file__)``,
-``$FindBin::Bin``), i.e. in the tree's root: :func:`point_tree_configs` makes that autoexec's file.
-"""
+``PYTHONPATH``/``PERL5LIB`` list the tool's own tree first, then the other plugin trees and
+autoexec's tool library standing in for the original's core ``lib``, so each tree's tools keep
+the library they were written against. Order in detail: docs/design.md."""
 from __future__ import annotations
 
 import os

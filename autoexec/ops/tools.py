@@ -1,4 +1,4 @@
-"""Finding the executable of an operation: a bundled/dropped-in tool or a custom script (§10.2, §10.3)."""
+"""Finding the executable of an operation: a bundled/dropped-in tool or a custom script."""
 from __future__ import annotations
 
 import os
@@ -23,8 +23,8 @@ EXTENSIONS = {"package": ".tar", "perl": ".pl", "python": ".py", "ruby": ".rb", 
               "powershell": ".ps1", "vbscript": ".vbs", "bash": ".sh", "ksh": ".sh", "csh": ".sh",
               "sh": ".sh", "javascript": ".js"}
 
-# How a script file is started. Local launches no longer depend on a shebang and exec bit (§21
-# item 15); ``python`` means python3 because current targets rarely ship a ``python`` binary.
+# How a script file is started. Local launches no longer depend on a shebang and exec bit (the
+# original's inline scripts were not executable); ``python`` means python3 because current targets rarely ship a ``python`` binary.
 LAUNCHERS = {"bash": ["bash"], "sh": ["sh"], "ksh": ["ksh"], "csh": ["csh"], "perl": ["perl"],
              "python": ["python3"], "ruby": ["ruby"], "javascript": ["node"], "powershell": ["pwsh", "-File"]}
 

@@ -1,16 +1,9 @@
 # -*- coding: utf-8 -*-
 """Console calls a tool makes, as the class ``ServerAdapter(context)`` tools of the original use.
 
-``context`` is what ``AutoExecUtils.getAutoexecContext()`` returns: ``config`` (``{section: {key:
-value}}`` of ``conf/config.ini``, secrets already decrypted), ``tenant``, ``jobId`` and ``devMode``.
-Requests are signed the way the console checks them: HMAC-SHA256 keyed with ``server.password``
-over ``user#<path and query>#<base64 of the body>``, with the ``Tenant``, ``AuthType``,
-``x-access-key`` and ``Authorization`` headers. Every call fails with :class:`AutoExecError`
-naming the call and the console's message.
-
-Standard library only, because a tool may run under any python3 found on ``PATH``. Unlike the
-original, requests have a timeout (a stalled console must not hang a tool forever).
-"""
+Requests are signed the way the console checks them (HMAC-SHA256 with ``server.password``) and,
+unlike the original, time out. Standard library only, because a tool may run under any python3
+found on ``PATH``."""
 import base64
 import hashlib
 import hmac

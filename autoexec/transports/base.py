@@ -71,7 +71,7 @@ class RemoteOp:
     """Command and arguments. Each item reaches the remote process as one argv item:
     transports quote them for the remote shell, never re-split them."""
     env: dict[str, str]
-    """Extra environment (§10.8); always contains ``AUTOEXEC_JOBID`` so kill can find the job."""
+    """Extra environment for the tool; always contains ``AUTOEXEC_JOBID`` so kill can find the job."""
     timeout: float | None = None
     """Whole-op limit in seconds; ``None`` = ``Timeouts.op``."""
     fetch: list[str] = field(default_factory=list)

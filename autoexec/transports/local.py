@@ -1,23 +1,8 @@
-"""Run a tool as a child process on the runner (§10.7), killable as a whole process group.
+"""Run a tool as a child process on the runner, killable as a whole process group.
 
-Children get their own session (so abort reaches grandchildren too), are started without
-``preexec_fn`` (which forces fork() of the whole runner, page tables of a 100+ MB process, per
-node — measured 3.9 s vs 0.3 s for 500 children) and take their arguments as an argv list, never
-re-parsed by a shell. Per-node cost in the runner is what limits a large fan-out, so:
-
-* they are started by :mod:`autoexec.transports.spawn` (glibc ``posix_spawn``, ``Popen`` as the
-  fallback) with the program already resolved on the child's ``PATH``, once per job and tool
-  directory (the child used to try each ``PATH`` entry with an ``execve``: 17 failed execs per
-  node with this machine's ``PATH``);
-* a SIGKILLed runner does not leave them orphaned (the original did, §20.4): the watcher of
-  :mod:`autoexec.transports.orphans` kills their process groups. ``setpriv --pdeathsig KILL``
-  in front of each tool did this before; that second exec cost ~0.85 ms of CPU per child (1000 ×
-  ``bash script``: 1.95 ms of child CPU with it, 1.1 ms without), so it is only the fallback
-  when no watcher can run;
-* output is read in chunks of up to 64 KiB and cut into lines here; the lines of one chunk reach
-  the sink together (one log ``write``), each still as soon as its newline arrived;
-* the time limit is a shared timer (:mod:`autoexec.transports.deadlines`), not a thread per op.
-"""
+Per-node cost in the runner limits a large fan-out, so children are started without forking the
+runner (:mod:`autoexec.transports.spawn`), kept from outliving it by one watcher
+(:mod:`autoexec.transports.orphans`), and timed by a shared timer. Figures: docs/performance.md."""
 from __future__ import annotations
 
 import os

@@ -1,25 +1,8 @@
-"""Children must not outlive a runner that is SIGKILLed (the original left them running, §20.4).
+"""Children must not outlive a runner that is SIGKILLed (the original left them running).
 
-The usual tool is a parent-death signal, but it can only be set inside the child between fork and
-exec: with ``preexec_fn`` (which forces a real fork of the 100+ MB runner) or by exec'ing
-``setpriv --pdeathsig KILL --`` in front of every tool. That second exec was measured at ~0.85 ms
-of CPU per child on this machine (1000 × ``bash script``: 1.1 ms of child CPU without it, 1.95 ms
-with it) — at 64-wide fan-out on two cores, about 0.4 s per 1000 nodes, a third of the whole job.
-
-Instead, one small watcher process per runner process (started on first use, in its own session,
-so terminal and group signals do not reach it) holds the read end of a pipe. Each started child's
-process group is announced on it (``+<pgid>``) and withdrawn once the child is reaped
-(``-<pgid>``): one short ``write`` each (a few µs, against ~0.85 ms for the extra exec). When the
-runner ends, however it ends, the kernel closes the write end; the watcher reads EOF and SIGKILLs
-every group still announced — the tool and what it started in its group, where the parent-death
-signal reached the tool only. A group is withdrawn right after its leader is reaped (until then
-its id cannot be reused, and pids are not recycled within microseconds), so the watcher does not
-signal a process group id that could belong to someone else.
-
-If the watcher cannot be started (no usable ``sys.executable``), :func:`available` says so and
-the caller falls back to ``setpriv``. A process forked from the runner (without exec) inherits the
-write end and keeps the watcher waiting until it exits too.
-"""
+One watcher process per runner holds the read end of a pipe on which each child's process group
+is announced; when the runner dies the kernel closes the write end and the watcher kills every
+group still announced. Cheaper than a parent-death signal per child (docs/performance.md)."""
 from __future__ import annotations
 
 import os

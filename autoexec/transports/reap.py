@@ -1,14 +1,8 @@
 """Making sure an op a crashed runner left running on a host is gone before it runs again.
 
-Every remote op carries two exact environment entries, ``AUTOEXEC_JOBID=<job>`` and
-``AUTOEXEC_NODE_KEY=<phase>/<node>``. The reap script (POSIX sh, Linux ``/proc``) finds the
-processes whose environment holds both — so another job, or another node of the same job on the
-same host, is never hit — SIGKILLs each one and its whole process group (which takes the shell
-that would otherwise go on to its cleanup steps, e.g. removing the op's work dir that the next run
-uses again), repeats until none is left, then waits for those groups to be gone. Environment
-entries are compared as whole NUL-separated strings (``grep -z``, with a ``tr`` fallback), as the
-job-wide kill does. It prints one line ``autoexec-reap: reaped <count> left <pids>`` for the caller.
-"""
+Every remote op carries ``AUTOEXEC_JOBID=<job>`` and ``AUTOEXEC_NODE_KEY=<phase>/<node>``; the reap
+script kills exactly the processes (and their groups) whose environment holds both, so another
+job or node is never hit, and prints one ``autoexec-reap:`` line for the caller."""
 from __future__ import annotations
 
 import re

@@ -1,20 +1,8 @@
-"""Starting one runner-side child: new session, stdin ``/dev/null``, stdout+stderr into a pipe,
-every other descriptor closed, given cwd and environment — what ``subprocess.Popen(...,
-start_new_session=True, close_fds=True, stdin=DEVNULL, stdout=PIPE, stderr=STDOUT)`` does.
+"""Starting one runner-side child as ``Popen(start_new_session=True, close_fds=True,
+stdin=DEVNULL, stdout=PIPE, stderr=STDOUT, cwd=...)`` would, at less cost per start.
 
-Why not just ``Popen``: the runner is GIL-bound and starts one child per node. ``Popen`` costs the
-starting thread ~0.12 ms of CPU per start (environment re-encoding in Python, an error pipe, file
-objects) and releases the GIL around half a dozen syscalls, each a chance for another node thread
-to take it; glibc's ``posix_spawn`` does the same work in C: ~0.094 ms, with one GIL release for
-the spawn itself (1000 starts of ``bash script`` with a 72-entry environment on this machine).
-``os.posix_spawn`` cannot set the child's cwd, so the libc function is called through ctypes, with
-``posix_spawn_file_actions_addchdir_np`` (glibc 2.29) and ``..._addclosefrom_np`` (glibc 2.34,
-the equivalent of ``close_fds``). Where those are missing (older glibc, musl) — or with
-``AUTOEXEC_SPAWN=popen`` — :func:`spawn` uses ``Popen`` with the same semantics.
-
-Signals as ``Popen(restore_signals=True)``: SIGPIPE and SIGXFSZ (ignored by Python) go back to
-default in the child; the signal mask is the calling thread's.
-"""
+The runner is GIL-bound and starts one child per node, so the spawn is done in C by libc's
+``posix_spawn``; ``Popen`` is the fallback. Why and figures: docs/performance.md."""
 from __future__ import annotations
 
 import ctypes

@@ -1,38 +1,9 @@
 """Reaching a node over SSH (paramiko): one connection per node per phase, reused by its ops.
 
-:class:`SshTransport` composes the pieces, each in its own module with its own design notes:
-
-* ``ssh_connect``: host-key policies (``auto-add``, ``reject``, ``warn``), the process-wide
-  limit on handshakes in flight (``AUTOEXEC_SSH_MAX_HANDSHAKES``), connecting and authenticating
-  with retries of dropped handshakes, private key loading.
-* ``ssh_exec``: the op's shell text (fed on stdin so secrets stay out of the process list), its
-  process group and pgid file, the exec channel with its timeouts, and the kill commands.
-* ``ssh_inline`` and ``ssh_sftp``: the two ways of staging uploads and fetching results.
-
-Design choices made here, and why:
-
-* **Staging in the one exec channel.** When an op's uploads are small (``ssh_inline.INLINE_LIMIT``,
-  512 KiB) they travel inside that stdin script (text as ``printf`` arguments, binary as base64
-  here-documents), and the fetched files come back on stdout as checked records (``gzip | base64``
-  between lines carrying a per-op random marker) that the reader strips out of the log stream;
-  stderr is read as a stream of its own. After each fetch round the host waits for the reader's
-  answer over the same channel's stdin (the next round, or the end), so a record that another
-  process's output garbled is fetched again over SFTP before the root goes. One channel per op,
-  no SFTP in the usual case: on a fan-out the SFTP subsystem and its dozen round trips per node
-  cost more than the op. Hosts without ``base64``/``openssl`` (remembered per connection), big
-  uploads and fetched directories use SFTP, with its error messages.
-
-* **Cleanup.** The op's own script removes its root at its end (one exec per op) unless something
-  must still be fetched over SFTP; otherwise, and after timeouts, cancels and kills, a separate
-  ``rm -rf <root>`` follows. ``keep_dir_on_failure`` keeps the root whenever the op did not succeed.
-  When the connection drops mid-op, a new connection kills the op's process group and removes
-  the root at once; if the host cannot be reached, the error names the root left behind and the
-  next connection of this transport removes it first. The SFTP session of an op that needed one
-  is closed with the op, so a host with ``MaxSessions 1`` still takes the next exec channel.
-
-* **Errors.** Every host-side failure becomes ``RemoteResult.error``: one line,
-  ``ssh user@host:port: <what>``, never containing the password or key text.
-"""
+:class:`SshTransport` composes ``ssh_connect`` (host keys, handshake limits, auth), ``ssh_exec``
+(the op's shell text, process group, kill) and ``ssh_inline``/``ssh_sftp`` (staging and fetching).
+Small uploads and fetches travel inside the one exec channel, because on a fan-out an SFTP session
+per node costs more than the op. Design notes: docs/design.md."""
 from __future__ import annotations
 
 import os

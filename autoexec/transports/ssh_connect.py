@@ -1,30 +1,8 @@
 """Opening an authenticated paramiko connection for :class:`~autoexec.transports.ssh.SshTransport`.
 
-Design choices, and why:
-
-* **Host keys.** ``host_key_policy`` is one of
-
-  - ``"auto-add"`` (default): accept whatever key the host presents, as the original runner does
-    (it uses paramiko's AutoAddPolicy and never persists keys). Jobs that work against the
-    original must keep working after a host is reinstalled, so a changed key is not an error.
-    Keys are *not* written anywhere: hundreds of node threads and several job processes appending
-    to one file would need cross-process locking, and recording keys that are never checked buys
-    no security.
-  - ``"reject"``: strict. The key must match an entry in ``$AUTOEXEC_SSH_KNOWN_HOSTS`` (default
-    ``$AUTOEXEC_HOME/known_hosts``) or ``~/.ssh/known_hosts`` (OpenSSH format, e.g. filled with
-    ``ssh-keyscan``); otherwise the op fails before any password is sent.
-  - ``"warn"``: like ``auto-add``, but an unknown or changed key puts a ``WARN:`` line into the
-    node log, so operators can see what strict mode would refuse before switching to it.
-
-* **Concurrency of handshakes.** A stock sshd (``MaxStartups 10:30:100``) starts dropping
-  unauthenticated connections at 10 in flight; a phase fanning out to many nodes that share one
-  sshd (jump hosts, containers, test pools) would see random "Error reading SSH protocol banner"
-  failures. A module-level limiter bounds handshakes in flight per ``host:port`` (default 8) and
-  overall (default 32, since handshakes are CPU-bound on the runner too). Configure with
-  ``AUTOEXEC_SSH_MAX_HANDSHAKES="PER_DEST[,TOTAL]"``. A connection that is dropped before the
-  banner, or reset during the handshake, is retried a few times with short jittered backoff.
-  Waiting for a limiter slot is local queueing and does not count against the connect timeout.
-"""
+Host keys are accepted as the original accepts them unless ``reject``/``warn`` is chosen, and
+handshakes in flight are bounded per destination and overall (``AUTOEXEC_SSH_MAX_HANDSHAKES``)
+because a stock sshd drops unauthenticated connections beyond 10. Design notes: docs/design.md."""
 from __future__ import annotations
 
 import io

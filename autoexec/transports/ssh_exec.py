@@ -1,25 +1,9 @@
 """Running commands on a connected host for :class:`~autoexec.transports.ssh.SshTransport`: the
 shell text of an op, the exec channel that streams its output, and the kill commands.
 
-Design choices, and why:
-
-* **Remote process identity.** The command runs through the login shell (Bourne-compatible
-  shells only) in its own process group: OpenSSH already makes every session a new session
-  leader, and ``setsid`` is used when it did not. The group id is written to
-  ``<root>/.autoexec.pid`` so an op's own timeout or cancel can ``kill -9`` the whole group over
-  the existing connection. ``kill_job`` instead scans ``/proc/*/environ`` for the exact entry
-  ``AUTOEXEC_JOBID=<id>`` (GNU ``grep -z``, with a ``tr`` fallback) on a new connection, as the
-  original's kill command does: it also catches daemons a tool detached, and an exact NUL-separated
-  match means job 123 never hits job 1234. Needs ``/proc`` (Linux) on the target.
-
-* **Secrets.** The exec request only carries a fixed bootstrap; the script with the exported
-  ``op.env`` values arrives on stdin, so environment values never appear in the remote process
-  list (argv items still do: they are arguments).
-
-* **Two streams.** stdout and stderr are read apart and cut into lines each (a stderr write can
-  never split a stdout line or a protocol record), and an op ends at its exit status even when a
-  process it left running keeps the channel's output open (``LINGER_QUIET``).
-"""
+The op runs in its own process group (pgid file for kill), its environment arrives on stdin so
+secrets stay out of the remote process list, and stdout/stderr are read apart. Design notes:
+docs/design.md."""
 from __future__ import annotations
 
 import posixpath

@@ -1,30 +1,8 @@
 """Single-channel staging for :class:`~autoexec.transports.ssh.SshTransport`.
 
-When an op's uploads are small, the files travel inside the script fed on stdin of the one exec
-channel instead of over an SFTP subsystem: text files as single-quoted ``printf`` arguments (a
-shell builtin, no extra process), other files as base64 here-documents decoded by ``base64 -d``
-(or ``openssl base64 -d``). The same script runs the command, sends the files to fetch back on
-stdout and removes the op root.
-
-What the target prints must never be mistaken for those files, so the records on stdout are
-framed (``InlineReader`` parses them):
-
-* Every record line carries a marker with a fresh random nonce per op (``<nonce>:<kind>:...``),
-  found anywhere in a line: a login shell, profile, motd or a left-behind process cannot know it,
-  and text before it on the same line (output without a newline) stays output.
-* stderr is its own stream (``ssh_exec.execute`` reads it apart), so nothing a shell or tool
-  writes to stderr can land inside a record; while staging, errors are sent to stdout so the one
-  that made staging fail can be quoted.
-* A fetched file travels as ``gzip | base64``: base64 lines cannot contain the ``:`` of a marker,
-  and gzip's CRC-32 and length make the reader check every byte. Lines inside a record that are
-  not base64 are another process's output and go to the log. A record that does not check out is
-  fetched again over SFTP, which a foreign writer cannot disturb: the host keeps the root until
-  the reader has answered (``<nonce>:W``), which it does after each fetch round.
-
-Anything the inline path cannot do (no base64 tool on the target, a fetched path that is a
-directory, no gzip) is reported with a marker and the caller uses SFTP for that part. A staging
-step that fails (``/tmp`` not writable or full) fails the op with the host's own message.
-"""
+Small uploads travel inside the script fed on the exec channel's stdin, and fetched files come
+back on stdout as framed, checksummed records that nothing the target prints can forge; what the
+inline path cannot do falls back to SFTP. Framing rules: docs/design.md."""
 from __future__ import annotations
 
 import binascii

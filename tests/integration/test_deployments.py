@@ -34,7 +34,7 @@ def _prefect_env(home: Path, tmp: Path) -> dict[str, str]:
 
 
 def _stop_worker(proc: subprocess.Popen[bytes]) -> None:
-    """prefect-lab §5: the first signal only asks the worker to stop; the second one does."""
+    """A Prefect process worker: the first signal only asks the worker to stop; the second one does."""
     for sig in (signal.SIGTERM, signal.SIGTERM):
         if proc.poll() is not None:
             return
