@@ -11,6 +11,7 @@ import shutil
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 from autoexec.config import load_config
 from autoexec.jobdir import JobDir, UnsafeName
@@ -37,7 +38,7 @@ def _wait_gone(pid: int, seconds: float) -> bool:
     return not process_alive(pid)
 
 
-def _job_process(job_id: str, status: str, devmode: bool, pass_through: dict | None) -> int | None:
+def _job_process(job_id: str, status: str, devmode: bool, pass_through: dict[str, Any] | None) -> int | None:
     """The job's pid; with no process, the console is told the job is ``status`` (not in devmode).
 
     A run that is starting but has not written its pid record yet gets the request through the
@@ -58,7 +59,7 @@ def _job_process(job_id: str, status: str, devmode: bool, pass_through: dict | N
     return pid
 
 
-def abort_job(job_id: str, devmode: bool = False, grace: float = 15.0, pass_through: dict | None = None) -> int:
+def abort_job(job_id: str, devmode: bool = False, grace: float = 15.0, pass_through: dict[str, Any] | None = None) -> int:
     """0 killed, 1 could not kill, 2 no process, as the original exits. Waits only as long as the job needs."""
     print(f"INFO: try to kill job:{job_id}...")
     pid = _job_process(job_id, "aborted", devmode, pass_through)
@@ -78,7 +79,7 @@ def abort_job(job_id: str, devmode: bool = False, grace: float = 15.0, pass_thro
     return 0
 
 
-def pause_job(job_id: str, devmode: bool = False, pass_through: dict | None = None) -> int:
+def pause_job(job_id: str, devmode: bool = False, pass_through: dict[str, Any] | None = None) -> int:
     """0 paused (signalled once; the job stops at its next op boundary and reports itself),
     2 no process (no re-signalling every few seconds as the original did)."""
     print(f"INFO: try to pause job:{job_id}")

@@ -10,7 +10,7 @@ import json
 import math
 import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from autoexec.config import ConfigError, autoexec_home
 
@@ -149,7 +149,7 @@ def _encrypt_config() -> None:
         encrypt_config_in_place(path)
 
 
-def _pass_through(args: argparse.Namespace) -> dict | str:
+def _pass_through(args: argparse.Namespace) -> dict[str, Any] | str:
     """``--passthroughenv``, else ``$PASSTHROUGH_ENV`` (as the original reads it); a string is the error to report."""
     source, text = "--passthroughenv", args.passthroughenv or "{}"
     if text == "{}" and os.environ.get("PASSTHROUGH_ENV"):

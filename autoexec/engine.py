@@ -3,7 +3,7 @@ fire-next at the end. The caller (:mod:`autoexec.recording`) supplies how a grou
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from autoexec.groups import GroupResult
 from autoexec.loader import load_job_env
@@ -26,7 +26,7 @@ class JobOutcome:
         """The original's exit code: 1 on a global failure (an abort counts), 0 otherwise (paused included)."""
         return 1 if self.status in ("failed", "aborted") else 0
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         return {"status": self.status, "exitCode": self.exit_code, "message": self.message,
                 "groups": {str(k): v for k, v in self.groups.items()}}
 

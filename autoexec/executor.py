@@ -86,7 +86,7 @@ class NodeRun:
         self.rt.notifier.node_status(group_no=self.plan.group_no, phase=self.plan.name, node=self.ref,
                                      status=status, fail_ignore=fail_ignore, warn_count=warn)
 
-    def wait_input(self, interact: dict | None) -> None:
+    def wait_input(self, interact: dict[str, Any] | None) -> None:
         """``informNodeWaitInput`` from the node's tool over the job socket: ``waitInput`` with the question the
         console shows, or back to ``running`` (``interact`` None) once answered."""
         status = "waitInput" if interact is not None else "running"

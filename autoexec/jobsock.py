@@ -82,8 +82,8 @@ class JobSocket:
         self.path.unlink(missing_ok=True)
 
     def _serve(self) -> None:
-        while self.sock is not None:
-            sock = self.sock
+        while True:
+            sock = self.sock  # None once stop() has run, in another thread
             if sock is None:
                 return
             try:
@@ -118,7 +118,7 @@ class JobSocket:
         """A lock may wait for minutes: answered from its own thread, the listener goes on."""
         self._reply(self.locks.request(message.get("lockParams") or {}), sender)
 
-    def handle(self, message: dict[str, Any]) -> dict | None:
+    def handle(self, message: dict[str, Any]) -> dict[str, Any] | None:
         action = message.get("action")
         if action == "informRoundContinue":
             self.barrier.release(str(message.get("phaseName")), int(message.get("roundNo") or 0))

@@ -272,7 +272,8 @@ def _mongodb_from_block(cfg: Config) -> Config:
         return cfg
     from dataclasses import replace
 
-    from autoexec.blocks.lookup import MONGODB_BLOCK_ENV, BlockUnavailable, mongodb_connection
+    from autoexec.block_names import MONGODB_BLOCK_ENV
+    from autoexec.blocks.lookup import BlockUnavailable, mongodb_connection
 
     try:
         values = mongodb_connection(name).to_config_values()

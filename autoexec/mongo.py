@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 if TYPE_CHECKING:
     from autoexec.config import Config
@@ -52,6 +52,15 @@ def node_identity(node: Any) -> tuple[int, str, Any]:
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+_T = TypeVar("_T")
+
+
+def _data(doc: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The ``data`` field of a node status/output document, when it holds one."""
+    data = doc.get("data") if doc is not None else None
+    return data if isinstance(data, dict) else None
 
 
 @dataclass
@@ -276,10 +285,10 @@ class MongoStore:
                 return self._inflight[1]
         return None
 
-    def _read(self, what: str, fn: Callable[[], Any]) -> Any:
+    def _read(self, what: str, fn: Callable[[], _T]) -> _T | None:
         try:
             result = fn()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - any client failure means "Mongo unavailable"; reads fall back
             self._enter_outage(f"read of {what}", exc)
             return None
         self._leave_outage()
@@ -289,20 +298,20 @@ class MongoStore:
         job, rid = str(job_id), int(resource_id)
         queued = self._queued((NODE_OUTPUT, job, rid))
         if queued is not None:
-            return queued.doc["data"]
+            return _data(queued.doc)
         doc = self._read(NODE_OUTPUT, lambda: self._db[NODE_OUTPUT].find_one({"jobId": job, "resourceId": rid}, {"data": True}))
-        return None if doc is None else doc.get("data")
+        return _data(doc)
 
     def load_node_status(self, job_id: str | int, phase: str, resource_id: int) -> dict[str, Any] | None:
         job, rid = str(job_id), int(resource_id)
         queued = self._queued((NODE_STATUS, job, phase, rid))
         if queued is not None:
-            return queued.doc["data"]
+            return _data(queued.doc)
         if self._queued(("delete", NODE_STATUS, job)) is not None:
             return None
         pk = {"jobId": job, "phase": phase, "resourceId": rid}
         doc = self._read(NODE_STATUS, lambda: self._db[NODE_STATUS].find_one(pk, {"data": True}))
-        return None if doc is None else doc.get("data")
+        return _data(doc)
 
     def load_env(self, job_id: str | int) -> dict[str, str] | None:
         """Job-global variables as strings (non-strings JSON-encoded); ``None`` if Mongo is unreachable."""

@@ -7,7 +7,7 @@ The engine only ever talks to a :class:`Notifier`; devmode uses :class:`NullNoti
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class Notifier(Protocol):
 class NullNotifier:
     """devmode: nothing leaves the machine. Records calls so tests and the console log can see them."""
 
-    calls: list[tuple[str, dict]] = field(default_factory=list)
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
     def _rec(self, name: str, **kw: object) -> None:
         self.calls.append((name, kw))

@@ -92,6 +92,11 @@ class PhaseRunner:
                              f"pauseCount:{c['pause']}, skipCount:{c['skip']}")
 
     # --- dispatch -----------------------------------------------------------------------
+    def _halted(self) -> bool:
+        """Read afresh each time (a method, so type narrowing does not assume it unchanged): node
+        threads halt the job while this one hands out nodes."""
+        return self.rt.control.halted
+
     def _should_skip(self, node: Node) -> tuple[str | None, str]:
         """(``skip`` | None, console line) from the node's recorded status. A node
         recorded ``running`` is not somebody else's to leave alone, as the original assumed when its
@@ -134,7 +139,7 @@ class PhaseRunner:
         pending: list[tuple[Node, NodeFuture]] = []
         observer = self.rt.observer
         for node in nodes:
-            if self.rt.control.halted:
+            if self._halted():
                 self._unfinished = True
                 break
             decision, line = self._should_skip(node)
@@ -144,10 +149,10 @@ class PhaseRunner:
                 observer.node_finished(NodeEnd(self.plan.name, node.triple, node.label, "skipped", message=""))
                 continue
             while not slots.acquire(timeout=0.2):
-                if self.rt.control.halted:
+                if self._halted():
                     break
             else:
-                if self.rt.control.halted:  # the node whose end freed the slot may have halted the job
+                if self._halted():  # the node whose end freed the slot may have halted the job
                     slots.release()
                     self._unfinished = True
                     break

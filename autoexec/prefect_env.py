@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 SERVER_ENV = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -32,8 +33,9 @@ class PrefectServerError(Exception):
 
 def _healthy(url: str, timeout: float = 1.0) -> bool:
     try:
-        with urllib.request.urlopen(f"{url}/health", timeout=timeout) as resp:  # noqa: S310 - loopback
-            return resp.status == 200
+        with urllib.request.urlopen(f"{url}/health", timeout=timeout) as resp:
+            status: int = resp.status
+            return status == 200
     except OSError:
         return False
 
@@ -74,11 +76,19 @@ def server_dir(home: Path) -> Path:
     return home / "prefect"
 
 
-def read_state(home: Path) -> dict | None:
+def read_state(home: Path) -> dict[str, Any] | None:
     try:
-        return json.loads((server_dir(home) / "server.json").read_text(encoding="utf-8"))
+        state = json.loads((server_dir(home) / "server.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    return state if isinstance(state, dict) else None
+
+
+def _live_url(home: Path) -> str | None:
+    """The URL of the server this home started, if it answers."""
+    state = read_state(home)
+    url = state.get("url") if state else None
+    return url if isinstance(url, str) and _healthy(url) else None
 
 
 def start_wait() -> float:
@@ -95,18 +105,18 @@ def ensure_api(home: Path, wait: float | None = None) -> str | None:
     configured = _configured_api_url()
     if configured:
         return configured if configured != "profile" else None
-    state = read_state(home)
-    if state and _healthy(state["url"]):
-        os.environ["PREFECT_API_URL"] = state["url"]
-        return state["url"]
+    live = _live_url(home)
+    if live:
+        os.environ["PREFECT_API_URL"] = live
+        return live
     directory = server_dir(home)
     directory.mkdir(parents=True, exist_ok=True)
     with open(directory / "server.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two jobs starting at once must not start two servers
-        state = read_state(home)
-        if state and _healthy(state["url"]):
-            os.environ["PREFECT_API_URL"] = state["url"]
-            return state["url"]
+        live = _live_url(home)
+        if live:
+            os.environ["PREFECT_API_URL"] = live
+            return live
         url = start_server(home, start_wait() if wait is None else wait)
     os.environ["PREFECT_API_URL"] = url
     return url

@@ -9,7 +9,7 @@ import math
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from autoexec.config import Config
 from autoexec.control import JobControl
@@ -22,6 +22,9 @@ from autoexec.models.params import Params, Phase
 from autoexec.notify import Notifier, PhaseCounts
 from autoexec.observer import JobObserver, NullObserver
 from autoexec.store import Mirror, NodeOutput
+
+if TYPE_CHECKING:
+    from autoexec.ops.childenv import EnvTemplate
 
 
 @dataclass
@@ -72,7 +75,7 @@ class JobRuntime:
     """Released after the job's last callback was flushed (console session, …)."""
     masker: Masker = field(default_factory=Masker)
     """Every secret known for this job -> ``******`` in logs, run logs, MongoDB documents, messages."""
-    child_env_templates: dict[tuple, Any] = field(default_factory=dict)
+    child_env_templates: dict[tuple[Any, ...], EnvTemplate] = field(default_factory=dict)
     """Runner-side tools' environments, built once per job and tool (``ops.childenv``)."""
     observer: JobObserver = field(default_factory=NullObserver)
     """Who watches the job's progress (the CLI's terminal view); told by phases and nodes."""

@@ -9,14 +9,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Iterator, TypeVar
 
 if TYPE_CHECKING:
+    from prefect.blocks.core import Block
+
     from autoexec.blocks.console import ConsoleCredentials
     from autoexec.blocks.credentials import NodeCredentials
     from autoexec.blocks.mongodb import MongoDBConnection
-
-from autoexec.block_names import CONSOLE_BLOCK_ENV, MONGODB_BLOCK_ENV, NODE_CREDENTIALS_BLOCK_ENV  # noqa: F401
 
 
 class BlockUnavailable(Exception):
@@ -45,12 +45,19 @@ def _api() -> Iterator[None]:
         yield
 
 
-def _load(cls: Any, name: str) -> Any:
+B = TypeVar("B", bound="Block")
+
+
+def _load(cls: type[B], name: str) -> B:
     try:
         with _api():
-            return cls.load(name)
+            block = cls.load(name)
     except Exception as exc:  # noqa: BLE001 - unknown name, API down, schema mismatch
         raise BlockUnavailable(f"{cls.get_block_type_slug()} block {name!r}: {_first_line(exc)}") from None
+    if not isinstance(block, cls):  # Block.load hands back a coroutine when called inside an event loop
+        block.close()
+        raise BlockUnavailable(f"{cls.get_block_type_slug()} block {name!r}: loaded inside an event loop")
+    return block
 
 
 @functools.lru_cache(maxsize=64)

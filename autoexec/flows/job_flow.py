@@ -194,9 +194,9 @@ def _job_run_name() -> str:
 
 @flow(name="autoexec-job", flow_run_name=_job_run_name, validate_parameters=False)
 def job_flow(job_id: str | int, exec_user: str = "anonymous", params_file: str = "", nodes_file: str = "",
-             params: dict | None = None, nodes: str | None = None, force: bool = False,
+             params: dict[str, Any] | None = None, nodes: str | None = None, force: bool = False,
              first_fire: bool = False, dev_mode: bool = True, no_fire_next: bool = False,
-             pass_through_env: dict | None = None, phase_groups: str | int = "", phases: str = "",
+             pass_through_env: dict[str, Any] | None = None, phase_groups: str | int = "", phases: str = "",
              node_ids: str | int = "", runner_id: int | None = None, round_no: int | None = None,
              after_runs: list[str] | None = None) -> Any:
     """Entry point for deployments and API-triggered runs: same semantics as the CLI. Ids may come

@@ -134,7 +134,8 @@ class RunMirror:
 
     @property
     def flow_run_id(self) -> str | None:
-        return self.state["flow_run_id"]
+        run = self.state["flow_run_id"]
+        return None if run is None else str(run)
 
     def apply(self, event: Event) -> None:
         handler = getattr(self, "_on_" + str(event.get("event")), None)
@@ -187,7 +188,7 @@ class RunMirror:
 
     def _group_run(self, group: Any) -> str | None:
         entry = self.state["groups"].get(str(group))
-        return entry["run"] if entry else self.state["flow_run_id"]
+        return str(entry["run"]) if entry else self.flow_run_id
 
     def _open_task(self, ev: Event, name: str, task_key: str, dynamic_key: str, log: str | None) -> None:
         run = self._group_run(ev.get("group"))
@@ -320,9 +321,11 @@ class RunMirror:
 
     def _read_new(self, entry: dict[str, Any], limit: int) -> str:
         path = entry.get("log") or entry.get("path")
+        if not isinstance(path, str):
+            return ""
         try:
-            stat = os.stat(path)  # type: ignore[arg-type]
-        except (OSError, TypeError):
+            stat = os.stat(path)
+        except OSError:
             return ""
         if entry.get("ino") is not None and stat.st_ino != entry.get("ino") or stat.st_size < entry.get("off", 0):
             entry["off"] = 0  # a new file for this run
@@ -330,7 +333,7 @@ class RunMirror:
         start = int(entry.get("off", 0))
         if stat.st_size <= start:
             return ""
-        with open(path, "rb") as fh:  # type: ignore[arg-type]
+        with open(path, "rb") as fh:
             fh.seek(start)
             data = fh.read(min(stat.st_size - start, limit))
         cut = data.rfind(b"\n")

@@ -147,8 +147,11 @@ class SpoolConsumer(threading.Thread):
             data = json.loads(self.ckpt.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
+        if not isinstance(data, dict):
+            return None
         self.offset = int(data.get("offset", 0))
-        return data.get("state")
+        state = data.get("state")
+        return state if isinstance(state, dict) else None
 
     def save(self) -> None:
         if self.done or self.mirror is None or not self.path.exists():

@@ -90,7 +90,7 @@ class Operation(_Model):
 
     @property
     def is_script(self) -> bool:
-        return bool(self.isScript) and self.isScript not in ("0",)
+        return bool(self.isScript)
 
     @property
     def bundle(self) -> str:

@@ -162,9 +162,10 @@ class Coordination:
             wq = self.client.read_work_queue_by_name(queue, work_pool_name=self.pool)
         except Exception:  # noqa: BLE001 - unknown queue or API hiccup: nothing to conclude
             return None
-        if wq.last_polled is None:
+        last_polled: datetime | None = wq.last_polled
+        if last_polled is None:
             return None
-        return (datetime.now(timezone.utc) - wq.last_polled).total_seconds()
+        return (datetime.now(timezone.utc) - last_polled).total_seconds()
 
 
 def _part_parameters(job_id: str, step: Step, runner: int, inputs: JobInputs | None, common: dict[str, Any]) -> dict[str, Any]:
@@ -199,8 +200,8 @@ def _install_sigterm(event: threading.Event) -> None:
 
 @flow(name="autoexec-coordinator", flow_run_name="job-{job_id}", validate_parameters=False, retries=0)
 def coordinated_job_flow(job_id: str | int, exec_user: str = "anonymous", params_file: str = "", nodes_file: str = "",
-                         params: dict | None = None, nodes: str | None = None, force: bool = False,
-                         first_fire: bool = False, dev_mode: bool = True, pass_through_env: dict | None = None,
+                         params: dict[str, Any] | None = None, nodes: str | None = None, force: bool = False,
+                         first_fire: bool = False, dev_mode: bool = True, pass_through_env: dict[str, Any] | None = None,
                          phase_groups: str | int = "", part_deployment: str = PART_DEPLOYMENT,
                          work_pool: str | None = None, stale_seconds: float = 60.0, poll_seconds: float = 0.5) -> Any:
     """One job over several runner hosts. Inputs as the ``autoexec-job/job`` deployment; each part

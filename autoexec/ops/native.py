@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import subprocess
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from autoexec.ops.dispatch import OpOutcome, _fail, _record_inputs
 from autoexec.ops.prepare import prepare_arguments
@@ -47,7 +47,7 @@ def _set_env(ctx: "NodeContext", name: str, value: str, scope: str, hidden: bool
             ctx.rt.mirror.save_env(ctx.rt.job_id, name, value, hidden)
         ctx.rt.notifier.export_env(name=name, value=value, hidden=hidden)
     else:
-        changes: dict = {"nodeEnv": {name: value}}
+        changes: dict[str, Any] = {"nodeEnv": {name: value}}
         if hidden:
             changes["hiddenNodeEnv"] = {name: 1}
         ctx.output.update(changes)

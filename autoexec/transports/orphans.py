@@ -39,7 +39,7 @@ class _Watcher:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._fd = -1
-        self._proc: subprocess.Popen | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
         self._live: set[int] = set()
         self._starts = 0
 
@@ -88,7 +88,8 @@ class _Watcher:
             if self._fd == dead_fd and self._proc is not None:
                 try:
                     self._proc.kill()
-                    self._proc.stdin.close()  # type: ignore[union-attr]
+                    if self._proc.stdin is not None:
+                        self._proc.stdin.close()
                     self._proc.wait(timeout=1)
                 except (OSError, subprocess.TimeoutExpired):
                     pass

@@ -28,7 +28,7 @@ class Spawned:
 
     pid: int
     fd: int
-    popen: subprocess.Popen | None = None
+    popen: subprocess.Popen[bytes] | None = None
     returncode: int | None = None
     _wait_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

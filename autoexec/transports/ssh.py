@@ -18,9 +18,7 @@ from autoexec.transports.base import Endpoint, LineSink, RemoteOp, RemoteResult,
 from autoexec.transports.base import fetch_plan
 from autoexec.transports.reap import REAP_WAIT_SECS, Reaped, parse_reap_output, reap_script
 from autoexec.transports.ssh_common import Cancelled, Failure, describe, log, quote
-from autoexec.transports.ssh_connect import (  # the public names are re-exported here
-    DEFAULT_PER_DESTINATION,  # noqa: F401
-    DEFAULT_TOTAL,  # noqa: F401
+from autoexec.transports.ssh_connect import (
     HOST_KEY_POLICIES,
     HandshakeLimiter,
     handshake_limiter,
