@@ -82,12 +82,18 @@ _ENV_OVERRIDES = {
 }
 
 
+class _CasePreserving(configparser.ConfigParser):
+    """Keys as written (``server.baseUrl``), not lower-cased as ConfigParser does by default."""
+
+    def optionxform(self, optionstr: str) -> str:
+        return optionstr
+
+
 def read_config_values(path: Path) -> dict[str, str]:
     """All ``key = value`` pairs of every section, keys case-preserved, plus env overrides."""
     values: dict[str, str] = {}
     if path.exists():
-        parser = configparser.ConfigParser(interpolation=None)
-        parser.optionxform = str  # type: ignore[assignment,method-assign]
+        parser = _CasePreserving(interpolation=None)
         try:
             parser.read_string(read_config_text(path), source=str(path))
         except configparser.Error as exc:

@@ -14,14 +14,14 @@ import os
 import posixpath
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, cast
 
 from autoexec.config import Config, load_config
 from autoexec.control import JobControl
 from autoexec.groups import nodes_file_for, plan_phase, read_nodes, round_sizes, runner_round
-from autoexec.jobdir import JobDir, UnsafeName, safe_name
+from autoexec.jobdir import JobDir, NodePaths, UnsafeName, safe_name
 from autoexec.loader import JobRequest, _decryptor, _env_text, _max_parallel, _runner_id, resolve_input
-from autoexec.logs import ConsoleLog
+from autoexec.logs import ConsoleLog, NodeLog
 from autoexec.models.nodes import RUNNER_NODE, Node, NodesHeader, load_nodes, parse_nodes_lines
 from autoexec.models.params import Group, JobInputError, Operation, Params, load_params
 from autoexec.notify import NullNotifier
@@ -50,6 +50,12 @@ class _Lines:
 
 
 class _DryContext(NodeContext):
+    def __init__(self, rt: JobRuntime, plan: PhasePlan, node: Node, status: NodeStatus, output: NodeOutput,
+                 lines: _Lines, paths: NodePaths) -> None:
+        # _Lines has the part of a node log that argument preparation uses (line, hold, flush)
+        super().__init__(rt, plan, node, status, output, cast("NodeLog", lines), paths)
+        self.lines = lines
+
     def _credentials_from_block(self) -> None:
         name = (self.node.model_extra or {}).get("credentialsBlock")
         if name:  # looking a block up would call the Prefect API
@@ -186,10 +192,10 @@ class DryRun:
         via = "" if node.resourceId == 0 else f" via {node.protocol}://{node.username}@{node.host}:{node.protocolPort}"
         self.say(indent, f"{node.triple}{via}" + (f" (status {recorded}: runs again)" if recorded else ""))
         log = _Lines()
-        ctx = _DryContext(rt, plan, node, status, output, log, paths)  # type: ignore[arg-type]
+        ctx = _DryContext(rt, plan, node, status, output, log, paths)
         self.ops(ctx, plan.phase.operations, indent + 1)
 
-    def ops(self, ctx: NodeContext, ops: list[Operation], indent: int) -> None:
+    def ops(self, ctx: _DryContext, ops: list[Operation], indent: int) -> None:
         for op in ops:
             if op.is_if_block:
                 self.say(indent, f"{op.opId}: IF [ {op.condition} ] (decided at run time)")
@@ -200,7 +206,7 @@ class DryRun:
                 continue
             self.op(ctx, op, indent)
 
-    def op(self, ctx: NodeContext, op: Operation, indent: int) -> None:
+    def op(self, ctx: _DryContext, op: Operation, indent: int) -> None:
         rt = self.rt
         on_runner = ctx.node.resourceId == 0
         if ctx.status.op_status(op.opId) == "succeed" and not rt.force:
@@ -222,9 +228,9 @@ class DryRun:
         remote = kind == "remote"
         program = self.program(op, remote)
         prepared = prepare_arguments(ctx, op, remote=remote)
-        for warning in ctx.log.collected:  # type: ignore[attr-defined]
+        for warning in ctx.lines.collected:
             self.say(indent + 1, warning)
-        ctx.log.collected.clear()  # type: ignore[attr-defined]
+        ctx.lines.collected.clear()
         if prepared.error:
             self.say(indent + 1, f"argv: {program} … (not resolvable before the run: {prepared.error})")
         else:

@@ -38,15 +38,16 @@ def run_job(rt: JobRuntime, run_one_group: GroupRunner) -> JobOutcome:
 
     rt.round_barrier = RoundBarrier()
     sock = JobSocket(rt, rt.round_barrier)
+    started = True
     try:
         sock.start()
     except OSError as exc:
         rt.console.line(f"WARN: Job socket not available ({exc}); tools cannot talk to the runner.")
-        sock = None  # type: ignore[assignment]
+        started = False
     try:
         return _run_groups(rt, run_one_group)
     finally:
-        if sock is not None:
+        if started:
             sock.stop()
 
 

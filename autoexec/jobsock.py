@@ -127,9 +127,10 @@ class JobSocket:
             items = message.get("items") or {}
             with self.rt.env_lock:
                 self.rt.base_env.update({str(k): str(v) for k, v in items.items()})
-            if not message.get("onlyInProcess") and hasattr(self.rt.mirror, "save_env"):
+            mirror = self.rt.mirror
+            if not message.get("onlyInProcess") and mirror is not None and hasattr(mirror, "save_env"):
                 for name, value in items.items():
-                    self.rt.mirror.save_env(self.rt.job_id, str(name), str(value), False)  # type: ignore[union-attr]
+                    mirror.save_env(self.rt.job_id, str(name), str(value), False)
             return None
         if action == "informNodeWaitInput":
             key = (str(message.get("phaseName")), int(message.get("resourceId") or 0))

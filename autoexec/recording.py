@@ -12,7 +12,7 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, Unpack
 
 from autoexec import events
 from autoexec.engine import GroupRunner, JobOutcome, run_job
@@ -105,7 +105,7 @@ class _Stream:
         self.handed_out += 1
         return next(self._keys)
 
-    def emit(self, kind: events.Kind, **fields: object) -> None:
+    def emit(self, kind: events.Kind, **fields: Unpack[Event]) -> None:
         self.sink.emit(make(kind, **fields))
 
 

@@ -71,7 +71,9 @@ class LocalProcess:
         return self._reaped(self._child.poll())
 
     def wait(self) -> int:
-        return self._reaped(self._child.wait())  # type: ignore[return-value]
+        code = self._child.wait()
+        self._reaped(code)
+        return code
 
     def _reaped(self, code: int | None) -> int | None:
         if code is not None and self._watched:

@@ -10,9 +10,12 @@ import tarfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from autoexec.transports.decoding import decode_line
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 from autoexec.transports.tagent_wire import (DATA_PIECE, End, TagentConnection, TagentError,
                                              TagentProtocolError)
 
@@ -81,9 +84,10 @@ class _PieceWriter(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, data: bytes) -> int:  # type: ignore[override]
-        self.pieces.append(bytes(data))
-        return len(data)
+    def write(self, data: ReadableBuffer) -> int:
+        piece = bytes(data)
+        self.pieces.append(piece)
+        return len(piece)
 
 
 def tar_pieces(local: Path, arcroot: str, codec: str) -> Iterator[bytes]:
