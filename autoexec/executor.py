@@ -250,7 +250,7 @@ class NodeRun:
         started = time.monotonic()
         try:
             outcome = run_operation(self.ctx, op)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - a broken op fails this op (logged with its traceback), not the node thread
             log.line(f"ERROR: Error ocurred. {exc}")
             log.write(traceback.format_exc())
             outcome = OpOutcome(final="failed", message=str(exc))

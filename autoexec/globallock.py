@@ -108,7 +108,7 @@ class GlobalLocks:
             try:
                 self._post({"lockId": lock_id, "action": action})
                 break
-            except Exception as exc:  # noqa: BLE001 - retried: a lock must not stay held
+            except Exception as exc:  # retried (the last failure re-raised): a lock must not stay held
                 if attempt == tries - 1:
                     raise
                 self.say(f"WARN: {action} lock {lock_id} failed ({exc}), retrying.")
@@ -139,5 +139,5 @@ class GlobalLocks:
         for lock_id in held:
             try:
                 self._release(lock_id, "unlock", tries=2)  # the job is ending: do not hang it
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - reported; the job's own outcome stands
                 self.say(f"ERROR: unlock {lock_id} failed at job end: {exc}")

@@ -271,7 +271,7 @@ class MongoStore:
         if self._owns_client:
             try:
                 self._client.close()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - closing a broken client must not fail the job's end
                 pass
         _LIVE.discard(self)
 
@@ -385,5 +385,5 @@ def _flush_all_at_exit() -> None:
     for store in list(_LIVE):
         try:
             store.close(timeout=2.0)
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - at exit, one store's failure must not keep the others from flushing
             pass

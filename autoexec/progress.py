@@ -138,7 +138,7 @@ class JobProgress:
             p.status, p.ended = status, time.monotonic()
         try:
             self.phase_ended(p)
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - a display problem never reaches the job
             pass
         self.changed(phase)
 

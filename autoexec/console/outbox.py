@@ -232,7 +232,7 @@ class Outbox:
                     if entry.seq >= 0 and not self._deliver(entry):
                         return  # stopping; the entry stays pending
                     self._write_cursor(entry)
-        except Exception:  # noqa: BLE001 - the sender must never die silently
+        except Exception:  # the sender must never die silently: logged with its traceback
             log.exception("outbox %s: sender thread failed", self.dir)
         finally:
             if holding:
@@ -268,7 +268,7 @@ class Outbox:
             for handler in self._handlers.get(entry.api, []):
                 try:
                     handler(entry, envelope)
-                except Exception:  # noqa: BLE001
+                except Exception:  # one failing handler must not undo the delivery: logged with its traceback
                     log.exception("outbox: handler for %s failed", entry.api)
             return True
         return False
@@ -295,7 +295,7 @@ class Outbox:
         for handler in self._dead_handlers:
             try:
                 handler(entry, message)
-            except Exception:  # noqa: BLE001
+            except Exception:  # the entry is dead-lettered already: logged with its traceback
                 log.exception("outbox: dead-letter handler failed")
 
     def dead_letters(self) -> list[dict[str, Any]]:
