@@ -58,8 +58,9 @@ class NullNotifier:
 
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
-    def _rec(self, name: str, **kw: object) -> None:
-        self.calls.append((name, kw))
+    def _rec(self, call: str, /, **kw: object) -> None:
+        # positional-only: export_env's keywords include ``name``
+        self.calls.append((call, kw))
 
     def node_status(self, **kw: object) -> None:
         self._rec("node_status", **kw)
