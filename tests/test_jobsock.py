@@ -1,11 +1,18 @@
-"""The job socket: tools setting job variables, and the cross-runner grayScale barrier."""
+"""The job socket (:mod:`autoexec.jobsock`): through whole jobs (tools setting job variables, the
+cross-runner grayScale barrier, wait-for-input), and on its own with a real client socket."""
 from __future__ import annotations
 
 import json
 import socket
 import threading
 import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
+import pytest
+
+from autoexec.jobsock import JobSocket, RoundBarrier
+from autoexec.runtime import JobRuntime
 from tests.fixtures_core import JobFiles, nodes_lines, run_runtime, script_op
 
 SEND = ('import json, os, socket\n'
@@ -109,3 +116,159 @@ def test_tool_waiting_for_input_sets_wait_input_and_back(jobs: JobFiles) -> None
     assert statuses == [("phase_status", "running"), ("node_status", "running"), ("node_status", "waitInput"),
                         ("phase_status", "waitInput"), ("node_status", "running"), ("phase_status", "running"),
                         ("node_status", "succeed"), ("phase_status", "succeed")]
+
+
+# --- the socket on its own: a started JobSocket and a real client socket ------------------------
+ONE_PHASE = {"runFlow": [{"groupNo": 0, "phases": [{"phaseName": "p", "phaseType": "runner",
+                                                     "operations": [script_op("x_1", "true\n")]}]}]}
+
+
+def _wait_until(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def served(jobs: JobFiles) -> Iterator[tuple[JobRuntime, JobSocket]]:
+    rt = jobs.runtime("450", ONE_PHASE)
+    sock = JobSocket(rt, RoundBarrier())
+    sock.start()
+    try:
+        yield rt, sock
+    finally:
+        sock.stop()
+        rt.console.close()
+
+
+def _send(sock: JobSocket, message: Any) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.sendto(message if isinstance(message, bytes) else json.dumps(message).encode(), str(sock.path))
+
+
+def _ask(sock: JobSocket, message: dict[str, Any], where: Path) -> Any:
+    """Sends from a bound socket, as tools do when they want a reply, and returns the reply."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.bind(str(where / "client.sock"))
+        s.settimeout(30)
+        s.sendto(json.dumps(message).encode(), str(sock.path))
+        return json.loads(s.recv(65536))
+
+
+def _console_has(rt: JobRuntime, text: str) -> bool:
+    return text in rt.jobdir.console_log.read_text()
+
+
+class Recorder:
+    """Stands in for the MongoDB store: what the socket saves and queries."""
+
+    def __init__(self) -> None:
+        self.saved: list[tuple[str, str, str, bool]] = []
+        self.queries: list[tuple[Any, ...]] = []
+
+    def save_env(self, job_id: str, name: str, value: str, hidden: bool = False) -> None:
+        self.saved.append((job_id, name, value, hidden))
+
+    def find_documents(self, collection: str, condition: dict[str, Any], projection: Any, limit: int) -> Any:
+        self.queries.append((collection, condition, projection, limit))
+        return [{"name": "doc-1"}]
+
+
+def test_start_exports_the_socket_and_stop_removes_it(jobs: JobFiles) -> None:
+    rt = jobs.runtime("451", ONE_PHASE)
+    sock = JobSocket(rt, RoundBarrier())
+    sock.start()
+    path = sock.path
+    assert rt.base_env["AUTOEXEC_JOB_SOCK"] == str(path) and path.is_socket()
+    assert path.parent == rt.jobdir.root
+    thread = sock.thread
+    sock.stop()
+    assert not path.exists() and thread is not None and not thread.is_alive()
+    sock.stop()  # a second stop is harmless
+    rt.console.close()
+
+
+def test_a_job_dir_too_deep_for_a_socket_name_falls_back_to_tmp(jobs: JobFiles) -> None:
+    rt = jobs.runtime("9" * 60, ONE_PHASE)
+    assert len(str(rt.jobdir.root)) > 100
+    sock = JobSocket(rt, RoundBarrier())
+    sock.start()
+    try:
+        assert sock.path.parent == Path("/tmp") and rt.base_env["AUTOEXEC_JOB_SOCK"] == str(sock.path)
+        _send(sock, {"action": "setEnv", "items": {"DEEP": "ok"}, "onlyInProcess": 1})
+        _wait_until(lambda: rt.base_env.get("DEEP") == "ok", "setEnv through the /tmp socket")
+    finally:
+        sock.stop()
+        rt.console.close()
+    assert not sock.path.exists()
+
+
+def test_set_env_updates_the_job_env_and_the_store_unless_in_process_only(served: tuple[JobRuntime, JobSocket]) -> None:
+    rt, sock = served
+    store = Recorder()
+    rt.mirror = store
+    _send(sock, {"action": "setEnv", "items": {"A": 1, "B": "two"}})
+    _wait_until(lambda: rt.base_env.get("B") == "two", "setEnv")
+    assert rt.base_env["A"] == "1"
+    assert sorted(store.saved) == [("450", "A", "1", False), ("450", "B", "two", False)]
+    _send(sock, {"action": "setEnv", "items": {"C": "3"}, "onlyInProcess": True})
+    _wait_until(lambda: rt.base_env.get("C") == "3", "in-process setEnv")
+    assert [s[1] for s in store.saved] == ["A", "B"]
+
+
+def test_a_bad_datagram_is_logged_and_the_listener_goes_on(served: tuple[JobRuntime, JobSocket]) -> None:
+    rt, sock = served
+    _send(sock, b"{not json")
+    _send(sock, {"action": "fly"})
+    _send(sock, {"action": "setEnv", "items": {"AFTER": "yes"}, "onlyInProcess": 1})
+    _wait_until(lambda: rt.base_env.get("AFTER") == "yes", "the listener to go on")
+    _wait_until(lambda: _console_has(rt, "unknown action 'fly'"), "the unknown action in the console log")
+    assert _console_has(rt, "ERROR: Process event:b'{not json' failed")
+
+
+def test_query_collect_db_replies_to_the_sender(served: tuple[JobRuntime, JobSocket], tmp_path: Path) -> None:
+    rt, sock = served
+    query = {"action": "queryCollectDB", "queryParams": {"collection": "COLLECT_OS", "condition": {"ip": "10.0.0.1"}}}
+    assert _ask(sock, query, tmp_path) == {"result": None, "error": "MongoDB is not configured"}
+    store = Recorder()
+    rt.mirror = store
+    (tmp_path / "client.sock").unlink()
+    assert _ask(sock, query, tmp_path) == {"result": [{"name": "doc-1"}], "error": None}
+    assert store.queries == [("COLLECT_OS", {"ip": "10.0.0.1"}, None, 10)]
+
+
+def test_global_lock_without_a_console_is_refused_with_a_reason(served: tuple[JobRuntime, JobSocket], tmp_path: Path) -> None:
+    _, sock = served
+    reply = _ask(sock, {"action": "globalLock", "lockParams": {"lockTarget": "t", "lockMode": "write"}}, tmp_path)
+    assert reply["lockId"] is None and "needs the console" in reply["message"]
+
+
+def test_wait_input_is_routed_to_the_running_node(served: tuple[JobRuntime, JobSocket]) -> None:
+    rt, sock = served
+    seen: list[Any] = []
+
+    class Run:
+        def wait_input(self, interact: Any) -> None:
+            seen.append(interact)
+
+    _send(sock, {"action": "informNodeWaitInput", "phaseName": "p", "resourceId": 7, "interact": {"title": "?"}})
+    _wait_until(lambda: _console_has(rt, "no running node 7 in phase p"), "the unknown node in the console log")
+    rt.running_nodes[("p", 7)] = Run()
+    _send(sock, {"action": "informNodeWaitInput", "phaseName": "p", "resourceId": 7, "interact": {"title": "?"}})
+    _send(sock, {"action": "informNodeWaitInput", "phaseName": "p", "resourceId": 7, "interact": "plain text"})
+    _send(sock, {"action": "informNodeWaitInput", "phaseName": "p", "resourceId": 7, "clean": 1})
+    _wait_until(lambda: len(seen) == 3, "three wait-input calls")
+    assert seen == [{"title": "?"}, {"message": "plain text"}, None]
+
+
+def test_round_continue_releases_the_barrier(served: tuple[JobRuntime, JobSocket]) -> None:
+    _, sock = served
+    barrier = sock.barrier
+    assert not barrier.wait("p", 1, timeout=0.05, stop=lambda: False)
+    _send(sock, {"action": "informRoundContinue", "phaseName": "p", "roundNo": 1})
+    assert barrier.wait("p", 1, timeout=30, stop=lambda: False)
+    assert not barrier.wait("p", 2, timeout=30, stop=lambda: True), "a stopping job does not wait"
