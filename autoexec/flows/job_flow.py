@@ -19,6 +19,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.context import get_run_context
+from prefect.exceptions import MissingContextError
 from prefect.states import Cancelled, Completed, Failed
 
 from autoexec.engine import JobOutcome
@@ -103,14 +104,14 @@ class _EndCatcher:
 def _log(message: str) -> None:
     try:
         get_run_logger().info(message)
-    except Exception:  # noqa: BLE001 - outside a run context (tests)
+    except MissingContextError:  # outside a run context (tests)
         pass
 
 
 def _current_flow_run() -> Any:
     try:
         return getattr(get_run_context(), "flow_run", None)
-    except Exception:  # noqa: BLE001 - outside a flow run
+    except MissingContextError:  # outside a flow run
         return None
 
 
