@@ -42,12 +42,6 @@ class _Lines:
     def line(self, text: str) -> None:
         self.collected.append(text)
 
-    def hold(self) -> None:
-        pass
-
-    def flush(self) -> None:
-        pass
-
 
 class _DryContext(NodeContext):
     def _credentials_from_block(self) -> None:

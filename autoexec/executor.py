@@ -108,40 +108,41 @@ class NodeRun:
         final = "failed"
         key = (self.plan.name, node.resourceId)
         rt.running_nodes[key] = self
-        # The node's own lines between the waits go out together: up to an op's start (flushed
-        # before the op runs), from an op's end to the next op's start or the node's end.
-        self.log.hold()
         left_running = in_flight(self.status.data)  # before "running" is written again
-        try:
-            self.set_status("running")
-            self.ctx = NodeContext(rt, self.plan, node, self.status, self.output, self.log, self.paths)
-            blocked = clear_in_flight(self.ctx, *left_running) if left_running else None
-            if blocked:
-                self.log.line(f"ERROR: {blocked}")
-                final, result.message = "failed", blocked
-            else:
-                final, last = self._run_ops(self.plan.phase.operations)
-                result.exit_code = last.exit_code if last else None
-                result.message = last.message if last and final != "succeed" else ""
-        except Exception as exc:  # noqa: BLE001 - a node never takes the phase down with it
-            self.log.line(f"ERROR: Some error occurred: {exc}")
-            self.log.write(traceback.format_exc())
-            final = "failed"
-            result.message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        finally:
-            rt.running_nodes.pop(key, None)
-            if self.ctx is not None:
-                if self.ctx.transport is not None:
-                    self.log.flush()  # closing a connection may take a while
-                self.ctx.close()
-        self.log.hold()
-        ignored = final == "ignored"
-        self.set_status(final, fail_ignore=ignored)
-        final = self.status.status
-        duration = time.monotonic() - started
-        self.log.line(f"{FINAL_HINT.get(final, 'INFO:')} Node execute complete, status:{final}.")
-        self.log.line(f"======[{node.resourceId}]{node.label} executed by {launched} ended, "
-                      f"duration:{duration:.2f} second ======")
+        # The node's own lines between the waits go out together; every wait (an op's run, a retry
+        # delay, closing a connection) is unbatched, so what was logged before it is visible.
+        with self.log.batch():
+            try:
+                self.set_status("running")
+                self.ctx = NodeContext(rt, self.plan, node, self.status, self.output, self.log, self.paths)
+                blocked = clear_in_flight(self.ctx, *left_running) if left_running else None
+                if blocked:
+                    self.log.line(f"ERROR: {blocked}")
+                    final, result.message = "failed", blocked
+                else:
+                    final, last = self._run_ops(self.plan.phase.operations)
+                    result.exit_code = last.exit_code if last else None
+                    result.message = last.message if last and final != "succeed" else ""
+            except Exception as exc:  # noqa: BLE001 - a node never takes the phase down with it
+                self.log.line(f"ERROR: Some error occurred: {exc}")
+                self.log.write(traceback.format_exc())
+                final = "failed"
+                result.message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            finally:
+                rt.running_nodes.pop(key, None)
+                if self.ctx is not None:
+                    if self.ctx.transport is not None:
+                        with self.log.unbatched():  # closing a connection may take a while
+                            self.ctx.close()
+                    else:
+                        self.ctx.close()
+            ignored = final == "ignored"
+            self.set_status(final, fail_ignore=ignored)
+            final = self.status.status
+            duration = time.monotonic() - started
+            self.log.line(f"{FINAL_HINT.get(final, 'INFO:')} Node execute complete, status:{final}.")
+            self.log.line(f"======[{node.resourceId}]{node.label} executed by {launched} ended, "
+                          f"duration:{duration:.2f} second ======")
         result.warn_count = self.log.warn_count
         self.status.close()
         self.log.finish(final)
@@ -214,10 +215,9 @@ class NodeRun:
             why = f": {outcome.message}" if outcome.message else ""
             log.line(f"WARN: Operation {op.opId} attempt {attempt}/{attempts} failed{why}; "
                      f"retry in {op.retryDelay:g} second(s).")
-            log.flush()
-            stopped = rt.control.stopping or rt.control.wait_stop(op.retryDelay)
+            with log.unbatched():
+                stopped = rt.control.stopping or rt.control.wait_stop(op.retryDelay)
             if stopped:
-                log.hold()
                 break
             attempt += 1
         if stopped:  # the job stopped while a retry was pending: the op neither failed nor ran out
@@ -246,20 +246,19 @@ class NodeRun:
         if attempts > 1:
             log.line(f"INFO: Operation {op.opId} attempt {attempt}/{attempts}.")
         log.lines((f"------START--[{op.opId}] {kind} execution start...", f"------{op.help or ''}---"))
-        log.flush()  # what the node logged so far is visible before the op runs
         started = time.monotonic()
-        try:
-            outcome = run_operation(self.ctx, op)
-        except Exception as exc:  # noqa: BLE001
-            log.line(f"ERROR: Error ocurred. {exc}")
-            log.write(traceback.format_exc())
-            outcome = OpOutcome(final="failed", message=str(exc))
+        with log.unbatched():  # what the node logged so far is visible before the op runs
+            try:
+                outcome = run_operation(self.ctx, op)
+            except Exception as exc:  # noqa: BLE001
+                log.line(f"ERROR: Error ocurred. {exc}")
+                log.write(traceback.format_exc())
+                outcome = OpOutcome(final="failed", message=str(exc))
         if outcome.final == "failed" and rt.control.aborting:
             outcome.final = "aborted"
         final = "ignored" if outcome.final == "failed" and op.fail_ignore and attempt >= attempts else outcome.final
         where = {"local": "on runner", "remote": "on remote OS", "localremote": "on runner to target"}.get(kind, "")
         hint = {"succeed": "FINE:", "ignored": "WARN:"}.get(final, "ERROR:")
-        log.hold()  # with what follows up to the next op's start or the node's end
         log.lines((f"{hint} Execute operation {op.opName} {where} {final}.".replace("  ", " "),
                    f"------END--[{op.opId}] {kind} execution complete -- duration: {time.monotonic() - started:.2f} second."))
         return outcome

@@ -9,8 +9,9 @@ import os
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import Callable, Iterator, TextIO
 
 from autoexec.masking import Mask
 from autoexec.store import open_fd_creating_dirs, write_all
@@ -129,18 +130,37 @@ class StampedWriter:
         if texts:
             self.write("\n".join(texts) + "\n")
 
-    def hold(self) -> None:
-        """Collect the following lines (each stamped when emitted) and write them all with the
-        next :meth:`flush` (or :meth:`close`): for lines emitted in one quick sequence of the
-        caller's, with nothing between them that waits. Warn counting and hooks are not delayed."""
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Lines emitted inside the block (each stamped when emitted) are written together, in one
+        ``write``, when it ends (or at an :meth:`unbatched` inside it). For a quick sequence of the
+        caller's own lines with nothing between them that waits. Warn counting, echo and hooks are
+        not delayed. Inside another batch this is part of the outer one."""
         with self._lock:
-            if self._held is None:
+            outer = self._held is not None
+            if not outer:
                 self._held = []
+        try:
+            yield
+        finally:
+            if not outer:
+                with self._lock:
+                    self._flush_held()
 
-    def flush(self) -> None:
-        """Write what :meth:`hold` collected, in one ``write``; lines go out at once again."""
+    @contextmanager
+    def unbatched(self) -> Iterator[None]:
+        """Inside a :meth:`batch`: write what it collected, and let lines go out at once until the
+        block ends (around a wait, such as an op's run); then the batch collects again."""
         with self._lock:
+            batched = self._held is not None
             self._flush_held()
+        try:
+            yield
+        finally:
+            if batched:
+                with self._lock:
+                    if self._fd >= 0 and self._held is None:
+                        self._held = []
 
     def _flush_held(self) -> None:
         held, self._held = self._held, None

@@ -89,18 +89,18 @@ def test_status_records_the_saving_process(tmp_path: Path) -> None:
 STAMP = re.compile(r"^\d\d:\d\d:\d\d $")
 
 
-def test_lines_are_stamped_and_held_lines_go_out_together(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lines_are_stamped_and_batched_lines_go_out_together(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     writes: list[bytes] = []
     real_write = os.write
     monkeypatch.setattr(store.os, "write", lambda fd, data: writes.append(bytes(data)) or real_write(fd, data))
     log = StampedWriter(tmp_path / "x" / "log.txt", append=False)
     log.line("one")
-    log.hold()
-    log.line("WARN: two")
-    log.lines(["three", "ERROR: four"])
-    log.write("fi")
-    assert len(writes) == 1
-    log.flush()
+    with log.batch():
+        log.line("WARN: two")
+        with log.batch():  # part of the outer batch
+            log.lines(["three", "ERROR: four"])
+        log.write("fi")
+        assert len(writes) == 1
     assert len(writes) == 2
     log.write("ve\nsix")
     log.close()
@@ -114,11 +114,28 @@ def test_lines_are_stamped_and_held_lines_go_out_together(tmp_path: Path, monkey
         log.line("closed")
 
 
-def test_close_writes_what_is_held(tmp_path: Path) -> None:
+def test_unbatched_writes_what_was_collected_and_then_each_line_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "log.txt"
+    log = StampedWriter(path)
+    with log.batch():
+        log.line("before the wait")
+        assert path.read_text() == ""
+        with log.unbatched():
+            assert path.read_text().endswith(" before the wait\n")
+            log.line("during the wait")
+            assert path.read_text().endswith(" during the wait\n")
+        log.line("after the wait")
+        assert path.read_text().endswith(" during the wait\n")
+    assert path.read_text().endswith(" after the wait\n")
+    log.line("unbatched")
+    assert path.read_text().endswith(" unbatched\n")
+
+
+def test_close_writes_what_is_batched(tmp_path: Path) -> None:
     log = StampedWriter(tmp_path / "log.txt")
-    log.hold()
-    log.line("held")
-    log.close()
+    with log.batch():
+        log.line("held")
+        log.close()
     assert (tmp_path / "log.txt").read_text().endswith(" held\n")
 
 

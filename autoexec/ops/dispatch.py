@@ -83,7 +83,6 @@ def _run_local(ctx: NodeContext, op: Operation, to_target: bool) -> OpOutcome:
     if to_target and not ctx.password and ctx.node.protocol in ("ssh", "tagent"):
         ctx.log.line(f"WARN: Can not find password for {ctx.node.username}@{ctx.node.host}:{ctx.node.protocolPort}, "
                      f"Please check the account settings of the node.")
-    ctx.log.hold()  # flushed once the child runs, before its first line
     ctx.log.line(f"INFO: Execute -> {op.opName} {prepared.masked}".rstrip())
     template = template_for(ctx, plugin_dir, to_target)
     if tool is not None:
@@ -106,7 +105,6 @@ def _run_local(ctx: NodeContext, op: Operation, to_target: bool) -> OpOutcome:
     try:
         try:
             ctx.status.set_op(op.opId, "running", proc.pid)
-            ctx.log.flush()
         except BaseException:
             proc.abandon()
             raise
