@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import pytest
 
 from autoexec.models.params import JobInputError, parse_params
 from tests.fixtures_core import JobFiles, nodes_lines, run_runtime, script_op
+from tests.waiting import wait_until
 
 
 def _read(path: Path) -> dict:
@@ -20,13 +20,6 @@ def _read(path: Path) -> dict:
 
 def _phase(name: str, *ops: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {"phaseName": name, "phaseType": "runner_target", "operations": list(ops), **extra}
-
-
-def _wait_for(predicate: Any, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 # --- retries ---------------------------------------------------------------------------------
@@ -67,7 +60,7 @@ def test_abort_or_pause_ends_the_retry_wait_at_once(jobs: JobFiles, stop: str) -
     result: dict[str, Any] = {}
     job = threading.Thread(target=lambda: result.update(outcome=run_runtime(rt)), daemon=True)
     job.start()
-    _wait_for(lambda: log.exists() and "retry in 3600 second(s)." in log.read_text(), "the first retry wait")
+    wait_until(lambda: log.exists() and "retry in 3600 second(s)." in log.read_text(), 60, "the first retry wait")
     getattr(rt.control, stop)()
     job.join(120)  # far below the hour of retryDelay: the wait ended on the stop event
     assert not job.is_alive()
