@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from autoexec.config import Config, load_config
 from autoexec.control import JobControl
+from autoexec.fileio import write_new
 from autoexec.jobdir import JobDir, UnsafeName
 from autoexec.logs import ConsoleLog
 from autoexec.masking import Masker
@@ -87,9 +87,7 @@ def _copy_if_changed(source: Path, dest: Path) -> None:
         return
     tmp = dest.with_name(f".{dest.name}.tmp")
     tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # node passwords: owner only
-    with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
-        shutil.copyfileobj(src, out)
+    write_new(tmp, source.read_bytes())  # node passwords: owner only
     os.replace(tmp, dest)
 
 
@@ -143,15 +141,9 @@ def prepare_job_dir(req: JobRequest, cfg: Config) -> tuple[JobDir, Params]:
     elif params_src is not None:
         _copy_if_changed(params_src, jobdir.params)
     if nodes_text is not None:
-        from autoexec.store import write_all
-
         tmp = jobdir.nodes.with_name(".nodes.json.tmp")
         tmp.unlink(missing_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            write_all(fd, nodes_text.encode("utf-8"))
-        finally:
-            os.close(fd)
+        write_new(tmp, nodes_text.encode("utf-8"))
         os.replace(tmp, jobdir.nodes)
     elif nodes_src is not None:
         _copy_if_changed(nodes_src, jobdir.nodes)

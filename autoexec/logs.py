@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable, Iterator, TextIO
 
 from autoexec.masking import Mask
-from autoexec.store import open_fd_creating_dirs, write_all
+from autoexec.fileio import open_fd_creating_dirs, write_all
 
 LineHook = Callable[[str], None]
 

@@ -18,6 +18,7 @@ from autoexec import events
 from autoexec.engine import GroupRunner, JobOutcome, run_job
 from autoexec.events import Event, make
 from autoexec.executor import NodeResult
+from autoexec.fileio import AppendFile
 from autoexec.groups import GroupResult, run_group
 from autoexec.joblock import proc_start_time
 from autoexec.models.nodes import Node
@@ -44,19 +45,18 @@ class SpoolSink:
     line for concurrent threads, never blocking on the reader, and still readable after a crash."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        self._file = AppendFile(path)
 
     def emit(self, event: Event) -> None:
         try:
-            os.write(self._fd, events.encode(event))
+            self._file.write(events.encode(event))
         except (OSError, ValueError):
             pass  # a full disk or a closed spool loses Prefect's copy only, never the job
 
     def close(self) -> None:
         try:
-            os.close(self._fd)
+            self._file.close()
         except OSError:
             pass
 
