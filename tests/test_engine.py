@@ -133,10 +133,8 @@ def test_abort_kills_the_whole_process_group_and_marks_nodes_aborted(jobs: JobFi
                                                       "operations": [script_op("s_1", script, "runner_target")]}]}]}
     rt = jobs.runtime("71", params, nodes_lines(2))
     def abort_when_started() -> None:
-        try:
-            wait_until(lambda: len([p for p in pids.glob("*.tool") if p.read_text().strip()]) >= 2, 20, "both tools to start")
-        finally:
-            rt.control.abort()
+        wait_until(lambda: len([p for p in pids.glob("*.tool") if p.read_text().strip()]) >= 2, 20, required=False)
+        rt.control.abort()
 
     threading.Thread(target=abort_when_started, daemon=True).start()
     started = time.monotonic()

@@ -29,3 +29,7 @@ def test_fails_naming_what_was_awaited_and_asks_a_callable_only_then() -> None:
         wait_until(lambda: next(calls) < 0, 0.05, what, interval=0.01)
     assert asked == [1]
     assert next(calls) >= 2  # polled, and once more at the deadline
+
+
+def test_a_chance_not_required_returns_the_last_value() -> None:
+    assert wait_until(lambda: 0, 0.01, interval=0.005, required=False) == 0
