@@ -98,12 +98,17 @@ class _Stream:
     def __init__(self, sink: EventSink) -> None:
         self.sink = sink
         self._keys = itertools.count(1)
+        self._lock = threading.Lock()
         self.handed_out = 0
+        """Nodes that really ran (not skipped as already done), per node record or inside batches."""
         self.skipped: dict[tuple[int, str], int] = {}
 
     def key(self) -> int:
-        self.handed_out += 1
         return next(self._keys)
+
+    def ran(self, nodes: int) -> None:
+        with self._lock:
+            self.handed_out += nodes
 
     def emit(self, kind: events.Kind, **fields: object) -> None:
         self.sink.emit(make(kind, **fields))
@@ -125,6 +130,7 @@ class _RecordedSubmit:
 
     def __call__(self, plan: PhasePlan, node: Node) -> Future[NodeResult]:
         key = self.stream.key()
+        self.stream.ran(1)
         self.stream.emit("node_start", key=key, group=plan.group_no, phase=plan.name, node=node.triple,
                          label=node_label(node), log=str(self.rt.jobdir.node_paths(plan.name, node.triple).log))
         return self.pool.submit(self._run, key, plan, node)
@@ -165,6 +171,7 @@ def _recorded_dispatch(rt: JobRuntime, stream: _Stream, pool: ThreadPoolExecutor
             finally:
                 after = _counts(runner)
                 delta = events.counts_from({k: after[k] - before.get(k, 0) for k in after})
+                stream.ran(sum(delta.values()) - delta["skipped"])
                 failed = delta["failed"] or delta["aborted"]
                 stream.emit("batch_end", key=key, counts=delta,
                             status="aborted" if delta["aborted"] else "failed" if failed else
@@ -251,8 +258,7 @@ class Recorder:
             rt.console.line(f"WARN: Prefect recorder not started ({problem}); the record follows once one runs.")
 
     def run(self, extra: EventSink | None = None) -> JobOutcome:
-        rt = self.rt
-        rt.control.install_signal_handlers()
+        rt = self.rt  # signal handlers: installed by the CLI before the job's lock was taken
         try:
             return run_engine(rt, Tee(self.spool, extra) if extra is not None else self.spool)
         finally:

@@ -85,6 +85,20 @@ def test_a_rerun_with_everything_done_says_nothing_to_do(jobs: JobFiles) -> None
     assert forced[-1]["message"] == "job succeed"
 
 
+def test_a_rerun_of_a_batch_phase_with_everything_done_says_nothing_to_do(jobs: JobFiles,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A phase too large for a record per node is one batch; a batch whose nodes were all skipped
+    ran nothing, so the job still says "nothing to do" (it said "job succeed")."""
+    monkeypatch.setenv("AUTOEXEC_NODE_TASKS_MAX", "1")
+    params = {"runFlow": [{"groupNo": 0, "phases": [{"phaseName": "p", "phaseType": "runner_target",
+                                                      "operations": [script_op("ok_1", "true", "runner_target")]}]}]}
+    first, _ = _run(jobs, "8105", params, nodes_lines(3))
+    assert first[-1]["message"] == "job succeed" and [e["event"] for e in first].count("batch_start") == 1
+    evs, status = _run(jobs, "8105", None)
+    assert status == "succeed" and [e["event"] for e in evs].count("batch_start") == 1
+    assert evs[-1]["message"].startswith("nothing to do: every node had already succeeded")
+
+
 def test_spool_lines_decode_and_a_closed_spool_never_fails_the_job(tmp_path: Path) -> None:
     spool = SpoolSink(tmp_path / "s.jsonl")
     spool.emit(events.make("group_start", group=3))

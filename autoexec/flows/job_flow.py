@@ -118,7 +118,6 @@ def run_in_flow_run(rt: JobRuntime, flow_run_id: str) -> tuple[JobOutcome, str]:
     """The engine, its record and its Cancel/Pause watcher, inside the running flow run."""
     if rt.job_lock is not None:
         rt.job_lock.record(flow_run_id)  # --abort/--pause and a refused second run name the run
-    rt.control.install_signal_handlers()
     watcher = _start_watcher(rt, flow_run_id)
     sink = QueueSink()
     catcher = _EndCatcher(sink)
