@@ -171,7 +171,7 @@ def _recorded_dispatch(rt: JobRuntime, stream: _Stream, pool: ThreadPoolExecutor
             finally:
                 after = _counts(runner)
                 delta = events.counts_from({k: after[k] - before.get(k, 0) for k in after})
-                stream.ran(sum(delta.values()) - delta["skipped"])
+                stream.ran(sum(after[k] - before.get(k, 0) for k in after if k not in ("skip", "warn")))
                 failed = delta["failed"] or delta["aborted"]
                 stream.emit("batch_end", key=key, counts=delta,
                             status="aborted" if delta["aborted"] else "failed" if failed else
