@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from autoexec.observer import NodeEnd
+from autoexec.progress import NodeEnd
 from autoexec.progress import PlainView, last_error_line
 from tests.fixtures_core import JobFiles, cli_env, nodes_lines, script_op
 

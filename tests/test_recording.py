@@ -49,10 +49,13 @@ def test_failed_node_and_group_are_marked(jobs: JobFiles) -> None:
     evs, status = _run(jobs, "8102", params, nodes_lines(1))
     assert status == "failed"
     kinds = [e["event"] for e in evs]
-    assert kinds == ["job_start", "group_start", "node_start", "node_end", "phase_counts", "group_end", "job_end"]
-    assert evs[3]["status"] == "failed" and evs[3]["exit_code"] == 3
-    assert evs[4]["counts"]["failed"] == 1
-    assert evs[5]["status"] == "failed" and evs[5]["phases"] == {"p": "failed"}
+    assert kinds == ["job_start", "group_start", "phase_start", "node_start", "node_end", "phase_counts", "phase_end",
+                     "group_end", "job_end"]
+    assert evs[2]["phase"] == "p" and evs[2]["nodes"] == 1
+    assert evs[4]["status"] == "failed" and evs[4]["exit_code"] == 3
+    assert evs[5]["counts"]["failed"] == 1
+    assert evs[6]["phase"] == "p" and evs[6]["status"] == "failed"
+    assert evs[7]["status"] == "failed" and evs[7]["phases"] == {"p": "failed"}
 
 
 def test_gray_scale_batches_report_their_own_round_not_the_running_total(jobs: JobFiles,

@@ -247,8 +247,7 @@ def job_flow(job_id: str | int, exec_user: str = "anonymous", params_file: str =
                          round_no=int(round_no) if round_no else None,
                          phase_groups=parse_id_list(phase_groups, "phasegroups"), phases=parse_name_list(phases),
                          nodes=parse_id_list(node_ids, "nodes"))
-        rt = build_job_runtime(req, control=control)
-        rt.job_lock = lock
+        rt = build_job_runtime(req, control=control, job_lock=lock)
         try:
             outcome, message = run_in_flow_run(rt, str(flow_run.id))
         finally:
