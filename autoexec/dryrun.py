@@ -18,10 +18,14 @@ from typing import TextIO
 
 from autoexec.config import Config, load_config
 from autoexec.control import JobControl
+from autoexec.files import FileParams
 from autoexec.groups import nodes_file_for, plan_phase, read_nodes, round_sizes, runner_round
 from autoexec.jobdir import JobDir, UnsafeName, safe_name
+from autoexec.jobenv import JobEnv
+from autoexec.jobspec import JobSpec, frozen
 from autoexec.loader import JobRequest, _decryptor, _env_text, _max_parallel, _runner_id, resolve_input
 from autoexec.logs import ConsoleLog
+from autoexec.masking import Masker
 from autoexec.models.nodes import RUNNER_NODE, Node, NodesHeader, load_nodes, parse_nodes_lines
 from autoexec.models.params import Group, JobInputError, Operation, Params, load_params
 from autoexec.notify import NullNotifier
@@ -29,6 +33,7 @@ from autoexec.ops.nodectx import NodeContext
 from autoexec.ops.prepare import prepare_arguments
 from autoexec.ops.tools import ToolNotFound, locate_tool, script_argv, script_file_name
 from autoexec.runtime import JobRuntime, PhasePlan
+from autoexec.services import NoConsole
 from autoexec.store import NodeOutput, NodeStatus
 from autoexec.thresholds import FailLimit
 
@@ -85,13 +90,22 @@ def _runtime(req: JobRequest, cfg: Config, jobdir: JobDir, params: Params) -> Jo
         env[key] = decrypt(text) if text.startswith("{RC4}") else text
     for key, value in params.environment.items():
         env[key] = _env_text(value)
-    rt = JobRuntime(job_id=job_id, jobdir=jobdir, params=params, config=cfg, control=JobControl(),
-                    notifier=NullNotifier(), console=ConsoleLog(os.devnull), exec_user=req.exec_user,
-                    force=req.force, runner_id=_runner_id(req, params), base_env=env,
-                    phase_filter=req.phases, group_filter=req.phase_groups, node_filter=req.nodes,
-                    max_parallel=_max_parallel(), decrypt=decrypt, dev_mode=req.dev_mode)
-    rt.runner_output = NodeOutput(jobdir.node_output("local-0-0"), job_id, RUNNER_NODE)
-    return rt
+    spec = JobSpec(job_id=job_id, jobdir=jobdir, params=params, config=cfg, exec_user=req.exec_user,
+                   force=req.force, runner_id=_runner_id(req, params), phase_filter=frozen(req.phases),
+                   group_filter=frozen(req.phase_groups), node_filter=frozen(req.nodes),
+                   max_parallel=_max_parallel(), decrypt=decrypt, dev_mode=req.dev_mode)
+    notifier, masker = NullNotifier(), Masker()
+    return JobRuntime(spec=spec, env=JobEnv(env, job_id=job_id, notifier=notifier, masker=masker),
+                      control=JobControl(), notifier=notifier, console=ConsoleLog(os.devnull),
+                      services=_NothingFetched(FileParams(cfg.data_dir, jobdir.file_dir), cfg.path),
+                      masker=masker, runner_output=NodeOutput(jobdir.node_output("local-0-0"), job_id, RUNNER_NODE))
+
+
+class _NothingFetched(NoConsole):
+    """A dry run downloads and links nothing: file parameters stay unresolved."""
+
+    def file_name(self, item: int | str) -> str | None:
+        return None
 
 
 def _nodes_path(rt: JobRuntime, req: JobRequest, group: Group, phase: str | None) -> Path:
@@ -117,15 +131,15 @@ class DryRun:
         if self.req.params_file == "" and self.req.nodes_file == "" and not rt.dev_mode:
             self.say(0, "Inputs: the job directory's copies (a run would refresh them from the console first).")
         for group in rt.params.runFlow:
-            if rt.group_filter is not None and group.groupNo not in rt.group_filter:
+            if rt.spec.group_filter is not None and group.groupNo not in rt.spec.group_filter:
                 continue
             self.group(group)
 
     def group(self, group: Group) -> None:
         rt = self.rt
         round_count = group.roundCount if group.roundCount is not None else rt.params.roundCount
-        one_shot = (rt.phase_filter is not None and len(rt.phase_filter) == 1) or not group.gray_scale
-        phases = [(i, p) for i, p in enumerate(group.phases, 1) if rt.phase_filter is None or p.phaseName in rt.phase_filter]
+        one_shot = (rt.spec.phase_filter is not None and len(rt.spec.phase_filter) == 1) or not group.gray_scale
+        phases = [(i, p) for i, p in enumerate(group.phases, 1) if rt.spec.phase_filter is None or p.phaseName in rt.spec.phase_filter]
         if one_shot:
             self.say(0, f"Group {group.groupNo}: oneShot, {len(phases)} phase(s) run concurrently")
             for index, phase in phases:
@@ -140,7 +154,7 @@ class DryRun:
         offset = 0
         for round_no, size in enumerate(sizes, 1):
             batch = [n for n in all_nodes[offset:offset + size] if n.runnerId == rt.runner_id
-                     and (rt.node_filter is None or n.resourceId in rt.node_filter)]
+                     and (rt.spec.node_filter is None or n.resourceId in rt.spec.node_filter)]
             offset += size
             self.say(1, f"Round {round_no}/{len(sizes)}: {', '.join(str(n.resourceId) for n in batch) or 'no node of this runner'}")
             for index, phase in phases:

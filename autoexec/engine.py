@@ -8,9 +8,11 @@ from typing import Callable
 from autoexec.groups import GroupResult
 from autoexec.loader import load_job_env
 from autoexec.models.params import Group
+from autoexec.runlinks import RunLinks
 from autoexec.runtime import JobRuntime
 
 GroupRunner = Callable[[JobRuntime, Group], GroupResult]
+"""Runs one group; it shares the run's :class:`RunLinks` with the job socket (the caller made both)."""
 
 
 @dataclass
@@ -33,11 +35,10 @@ class JobOutcome:
 
 
 
-def run_job(rt: JobRuntime, run_one_group: GroupRunner) -> JobOutcome:
-    from autoexec.jobsock import JobSocket, RoundBarrier
+def run_job(rt: JobRuntime, run_one_group: GroupRunner, links: RunLinks) -> JobOutcome:
+    from autoexec.jobsock import JobSocket
 
-    rt.round_barrier = RoundBarrier()
-    sock = JobSocket(rt, rt.round_barrier)
+    sock = JobSocket(rt, links)
     try:
         sock.start()
     except OSError as exc:
@@ -59,7 +60,7 @@ def _run_groups(rt: JobRuntime, run_one_group: GroupRunner) -> JobOutcome:
     for group in rt.params.runFlow:
         if ctl.halted:
             break
-        if rt.group_filter is not None and group.groupNo not in rt.group_filter:
+        if rt.spec.group_filter is not None and group.groupNo not in rt.spec.group_filter:
             continue
         last_group = group.groupNo
         load_job_env(rt)
@@ -79,7 +80,7 @@ def _run_groups(rt: JobRuntime, run_one_group: GroupRunner) -> JobOutcome:
         outcome.status = "paused"
         rt.notifier.job_status(status="paused")
         rt.console.line("INFO: Job paused.")
-    elif ran_any and last_group is not None and not rt.no_fire_next:
+    elif ran_any and last_group is not None and not rt.spec.no_fire_next:
         rt.notifier.fire_next_group(group_no=last_group)
     rt.console.line(f"INFO: Job {rt.job_id} finished, status:{outcome.status}.")
     return outcome

@@ -10,8 +10,9 @@ from typing import Any, Literal, TypedDict
 
 VERSION = 1
 
-Kind = Literal["job_start", "group_start", "node_start", "node_end", "batch_start", "batch_end",
-               "phase_counts", "group_end", "job_end"]
+Kind = Literal["job_start", "group_start", "phase_start", "node_start", "node_end", "node_skip", "batch_start",
+               "batch_node_start", "batch_node_end", "batch_end", "phase_counts", "phase_end", "group_end",
+               "job_end"]
 
 
 class Counts(TypedDict):
@@ -44,6 +45,7 @@ class Event(TypedDict, total=False):
     label: str
     log: str
     nodes: int
+    batch: int
     # outcomes
     status: str
     exit_code: int | None

@@ -10,16 +10,16 @@ import os
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from autoexec.logs import NodeLog
 from autoexec.models.nodes import Node
 from autoexec.models.params import Operation
 from autoexec.notify import NodeRef, PhaseCounts
-from autoexec.observer import NodeEnd
 from autoexec.ops.dispatch import OpOutcome, run_operation
 from autoexec.ops.nodectx import NodeContext
 from autoexec.ops.stale import clear_in_flight, in_flight
+from autoexec.runlinks import RunLinks
 from autoexec.runtime import JobRuntime, PhasePlan
 from autoexec.store import NodeOutput, NodeStatus, read_json
 from autoexec.thresholds import halt_line
@@ -47,10 +47,13 @@ FINAL_HINT = {"succeed": "FINE:", "ignored": "WARN:", "paused": "WARN:", "failed
 
 
 class NodeRun:
-    def __init__(self, rt: JobRuntime, plan: PhasePlan, node: Node) -> None:
+    def __init__(self, rt: JobRuntime, plan: PhasePlan, node: Node, links: RunLinks | None = None,
+                 phase_counts: Callable[[], PhaseCounts] | None = None) -> None:
         self.rt = rt
         self.plan = plan
         self.node = node
+        self.links = links or RunLinks()
+        self.phase_counts = phase_counts
         self.triple = node.triple
         self.is_runner = node.resourceId == 0
         self.paths = rt.jobdir.node_paths(plan.name, self.triple)
@@ -92,7 +95,7 @@ class NodeRun:
         status = "waitInput" if interact is not None else "running"
         if self.status.set_interact(status, interact):
             self._announce(status, False, int(self.status.data.get("warnCount") or 0))
-        counts = self.rt.phase_counts.get(self.plan.name)
+        counts = self.phase_counts
         # the original pushed phase ``waitInput`` on the answer too; the phase runs again
         self.rt.notifier.phase_status(group_no=self.plan.group_no, phase=self.plan.name, status=status,
                                       counts=counts() if counts else PhaseCounts())
@@ -106,8 +109,7 @@ class NodeRun:
         launched = f"{node.protocol}://{node.username}@{node.host}:{node.protocolPort}"
         self.log.line(f"======[{node.resourceId}]{node.label} Launched by {launched}======")
         final = "failed"
-        key = (self.plan.name, node.resourceId)
-        rt.running_nodes[key] = self
+        self.links.running.enter(self.plan.name, node.resourceId, self)
         left_running = in_flight(self.status.data)  # before "running" is written again
         # The node's own lines between the waits go out together; every wait (an op's run, a retry
         # delay, closing a connection) is unbatched, so what was logged before it is visible.
@@ -129,7 +131,7 @@ class NodeRun:
                 final = "failed"
                 result.message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             finally:
-                rt.running_nodes.pop(key, None)
+                self.links.running.leave(self.plan.name, node.resourceId)
                 if self.ctx is not None:
                     if self.ctx.transport is not None:
                         with self.log.unbatched():  # closing a connection may take a while
@@ -150,8 +152,6 @@ class NodeRun:
         result.message = rt.masker(result.message)  # goes to Prefect states and the event spool
         result.duration = duration
         result.outputs = sorted(k for k in self.output.data if k not in ("nodeEnv", "hiddenNodeEnv"))
-        rt.observer.node_finished(NodeEnd(self.plan.name, self.triple, node.label, final, duration,
-                                          result.exit_code, result.message, self.paths.log))
         return result
 
     def _run_ops(self, ops: list[Operation]) -> tuple[str, OpOutcome | None]:
@@ -200,7 +200,7 @@ class NodeRun:
     def _run_one(self, op: Operation) -> OpOutcome:
         assert self.ctx is not None and self.log is not None
         rt, log = self.rt, self.log
-        if self.status.op_status(op.opId) == "succeed" and not rt.force:
+        if self.status.op_status(op.opId) == "succeed" and not rt.spec.force:
             previous = read_json(self.paths.op_output(op.opId))
             if isinstance(previous, dict):
                 self.output.update({op.opId: previous})

@@ -58,8 +58,8 @@ class NullNotifier:
 
     calls: list[tuple[str, dict]] = field(default_factory=list)
 
-    def _rec(self, name: str, **kw: object) -> None:
-        self.calls.append((name, kw))
+    def _rec(self, call: str, /, **kw: object) -> None:  # positional: export_env has a ``name`` keyword
+        self.calls.append((call, kw))
 
     def node_status(self, **kw: object) -> None:
         self._rec("node_status", **kw)

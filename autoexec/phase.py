@@ -13,7 +13,8 @@ from typing import Any, Callable, Iterable, Protocol
 
 from autoexec.executor import NodeResult, NodeRun
 from autoexec.models.nodes import Node
-from autoexec.observer import NodeEnd
+from autoexec.notify import PhaseCounts
+from autoexec.runlinks import RunLinks
 from autoexec.runtime import JobRuntime, PhasePlan, PhaseState
 from autoexec.store import read_json
 from autoexec.thresholds import FailGate, FailLimit, halt_line
@@ -28,16 +29,19 @@ Submit = Callable[[PhasePlan, Node], NodeFuture]
 Dispatch = Callable[["PhaseRunner", list[Node]], None]
 
 
-def execute_node(rt: JobRuntime, plan: PhasePlan, node: Node) -> NodeResult:
-    """The unit of work behind one (phase, node) task run."""
-    return NodeRun(rt, plan, node).execute()
+def execute_node(rt: JobRuntime, plan: PhasePlan, node: Node, links: RunLinks | None = None,
+                 phase_counts: Callable[[], PhaseCounts] | None = None) -> NodeResult:
+    """The unit of work behind one (phase, node) task run; ``phase_counts`` are its phase's live
+    counters (a tool waiting for input pushes the phase's status with them)."""
+    return NodeRun(rt, plan, node, links or RunLinks(), phase_counts).execute()
 
 
 class PhaseRunner:
-    def __init__(self, rt: JobRuntime, plan: PhasePlan, dispatch: Dispatch) -> None:
+    def __init__(self, rt: JobRuntime, plan: PhasePlan, dispatch: Dispatch, links: RunLinks | None = None) -> None:
         self.rt = rt
         self.plan = plan
         self.dispatch = dispatch
+        self.links = links or RunLinks()
         self.state = PhaseState(plan)
         self._unfinished = False
         """Some nodes were never handed out (the job halted, or this phase failed)."""
@@ -59,10 +63,9 @@ class PhaseRunner:
     def start(self) -> None:
         if not self.state.started:
             self.state.started = True
-            self.rt.phase_counts[self.plan.name] = self.state.snapshot
             self.rt.console.line(f"INFO: Begin to execute phase:{self.plan.name} operations...")
             self._push("running")
-            self.rt.observer.phase_started(self.plan.group_no, self.plan.name, len(self.plan.nodes))
+            self.links.emit("phase_start", group=self.plan.group_no, phase=self.plan.name, nodes=len(self.plan.nodes))
 
     def finish(self) -> str:
         """The phase's final status as the original aggregates it, except that a clean phase is not
@@ -82,7 +85,7 @@ class PhaseRunner:
             status = "succeed"
         self.rt.console.line(f"INFO: Execute phase:{self.plan.name} complete, status:{status}.")
         self._push(status)
-        self.rt.observer.phase_finished(self.plan.name, status)
+        self.links.emit("phase_end", group=self.plan.group_no, phase=self.plan.name, status=status)
         return status
 
     def summary(self) -> None:
@@ -101,7 +104,7 @@ class PhaseRunner:
         if data is None and self.rt.mirror is not None:
             data = self.rt.mirror.load_node_status(self.rt.job_id, self.plan.name, node.resourceId)
         status = (data or {}).get("status")
-        if not self.rt.force:
+        if not self.rt.spec.force:
             if status in ("succeed", "ignored"):
                 return "skip", f"INFO: Node({node.resourceId}) status:{status} {node.label} had been executed, skip."
         verb = "try to execute again" if status == "running" else "execute begin"
@@ -132,7 +135,6 @@ class PhaseRunner:
         threshold tolerates it."""
         slots = threading.Semaphore(self.plan.parallel)
         pending: list[tuple[Node, NodeFuture]] = []
-        observer = self.rt.observer
         for node in nodes:
             if self.rt.control.halted:
                 self._unfinished = True
@@ -141,7 +143,8 @@ class PhaseRunner:
             if decision is not None:
                 self.rt.console.line(line)
                 self.state.add("skip")
-                observer.node_finished(NodeEnd(self.plan.name, node.triple, node.label, "skipped", message=""))
+                self.links.emit("node_skip", group=self.plan.group_no, phase=self.plan.name, node=node.triple,
+                                label=node.label)
                 continue
             while not slots.acquire(timeout=0.2):
                 if self.rt.control.halted:
@@ -153,7 +156,6 @@ class PhaseRunner:
                     break
                 self.start()
                 self.rt.console.line(line)
-                observer.node_started(self.plan.name, node.triple)
                 future = submit(self.plan, node)
                 future.add_done_callback(lambda _f: slots.release())
                 pending.append((node, future))

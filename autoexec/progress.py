@@ -3,8 +3,12 @@
 On a terminal, :mod:`autoexec.progress_live` draws a live view with ``rich`` (imported only
 then: a job whose output goes to a file or pipe starts as fast as before). Elsewhere — CI logs,
 the neatlogic runner service capturing output — :class:`PlainView` prints one line per phase end
-and the same final summary as plain text. Both are :class:`autoexec.observer.JobObserver`\\ s fed
-by the engine; neither writes to ``console.txt``, whose lines stay exactly the original's.
+and the same final summary as plain text. Both read the engine's typed event stream
+(:mod:`autoexec.events`: they are event sinks beside the Prefect record's spool, fanned out with
+``recording.Tee``), so what the view shows and what Prefect records come from one channel, for
+CLI runs, in-process flow runs and batch phases alike. Neither writes to ``console.txt``, whose
+lines stay exactly the original's. Events come from node threads, in the order things happen;
+a view is quick, thread-safe and never raises into the job.
 """
 from __future__ import annotations
 
@@ -13,11 +17,10 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TextIO
-
-from autoexec.observer import NodeEnd
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
+    from autoexec.events import Event
     from autoexec.runtime import JobRuntime
 
 PROBLEM_STATUSES = ("failed", "aborted")
@@ -25,6 +28,23 @@ PROBLEM_STATUSES = ("failed", "aborted")
 # lines of the node log written by the runner itself around a tool's output
 _FRAME_PREFIXES = ("======", "------", "INFO: ", "FINE: ", "ERROR: Execute operation", "ERROR: Node execute complete",
                    "WARN: Operation ", "WARN: Execute operation")
+
+
+@dataclass(frozen=True)
+class NodeEnd:
+    """One node finished (or was settled without running) in one phase."""
+
+    phase: str
+    node: str
+    """``<host>-<port>-<resourceId>``, as in the job directory's file names."""
+    label: str
+    status: str
+    """``succeed``, ``failed``, ``ignored``, ``paused``, ``aborted`` or ``skipped``."""
+    duration: float = 0.0
+    exit_code: int | None = None
+    message: str = ""
+    log: str = ""
+    """Path of the node's log in this phase ('' when it did not run)."""
 
 
 @dataclass
@@ -98,6 +118,35 @@ class JobProgress:
         self.node_counts: dict[str, int] = {}
         self.started = time.monotonic()
         self.lock = threading.Lock()
+        self._nodes: dict[int, dict[str, Any]] = {}
+        """Event key -> the node's start event, until its end event."""
+
+    # --- EventSink -----------------------------------------------------------------------
+    def emit(self, event: Event) -> None:
+        try:
+            self._on(event)
+        except Exception:  # noqa: BLE001 - a display problem never reaches the job
+            pass
+
+    def _on(self, event: Event) -> None:
+        kind = event.get("event")
+        if kind == "phase_start":
+            self.phase_started(event["group"], event["phase"], event["nodes"])
+        elif kind in ("node_start", "batch_node_start"):
+            with self.lock:
+                self._nodes[event["key"]] = dict(event)
+            self.node_started(event["phase"], event["node"])
+        elif kind in ("node_end", "batch_node_end"):
+            with self.lock:
+                start = self._nodes.pop(event["key"], None)
+            if start is not None:
+                self.node_finished(NodeEnd(start["phase"], start["node"], start.get("label", ""), event["status"],
+                                           event.get("duration", 0.0), event.get("exit_code"),
+                                           event.get("message", ""), start.get("log", "")))
+        elif kind == "node_skip":
+            self.node_finished(NodeEnd(event["phase"], event["node"], event.get("label", ""), "skipped"))
+        elif kind == "phase_end":
+            self.phase_finished(event["phase"], event["status"])
 
     def _phase(self, name: str) -> PhaseProgress:
         phase = self.phases.get(name)
@@ -105,7 +154,7 @@ class JobProgress:
             phase = self.phases[name] = PhaseProgress(name)
         return phase
 
-    # --- JobObserver ---------------------------------------------------------------------
+    # --- what the events say -------------------------------------------------------------
     def phase_started(self, group_no: int, phase: str, total: int) -> None:
         with self.lock:
             p = self._phase(phase)
@@ -245,9 +294,8 @@ def make_view(rt: JobRuntime, verbose: bool = False, tty: bool | None = None, te
 
 
 def attach(rt: JobRuntime, view: JobProgress) -> None:
-    """Makes ``view`` the job's observer and shows it the console log's lines (unless they are
-    echoed raw already: ``AUTOEXEC_ECHO=1`` without a terminal)."""
-    rt.observer = view
+    """Shows ``view`` the console log's lines (unless they are echoed raw already:
+    ``AUTOEXEC_ECHO=1`` without a terminal). The job's events reach it as a sink of the run."""
     echoing = rt.console.echoing
     if view.owns_terminal and echoing:
         rt.console.set_echo(None)
@@ -257,7 +305,8 @@ def attach(rt: JobRuntime, view: JobProgress) -> None:
 
 
 def show_progress(rt: JobRuntime, verbose: bool = False, term: str = "") -> JobProgress:
-    """The CLI's one call before running a job: the right view, attached and started."""
+    """The CLI's one call before running a job: the right view, attached and started; the caller
+    runs the job with the view as one of its event sinks."""
     view = make_view(rt, verbose, term=term)
     attach(rt, view)
     view.start()

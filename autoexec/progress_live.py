@@ -14,8 +14,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from autoexec.observer import NodeEnd
-from autoexec.progress import JobProgress, PhaseProgress
+from autoexec.progress import JobProgress, NodeEnd, PhaseProgress
 
 STYLE = {"succeed": "green", "completed": "green", "failed": "bold red", "aborted": "bold red",
          "ignored": "yellow", "paused": "yellow", "skipped": "dim", "running": "cyan"}

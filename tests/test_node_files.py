@@ -189,7 +189,7 @@ def test_node_log_rerun_gets_a_fresh_inode_and_history_keeps_the_old_text(tmp_pa
 def _reference_env(ctx, op, plugin_dir: Path, to_target: bool) -> dict[str, str]:  # type: ignore[no-untyped-def]
     """The per-node build the template replaced, verbatim."""
     rt, jd, triple = ctx.rt, ctx.jobdir, ctx.triple
-    env = dict(rt.base_env)
+    env = rt.env.snapshot()
     libs = library_env(plugin_dir, rt.config.plugin_dirs, env)
     out_path = jd.op_output(triple, op.opId)
     env.update({
@@ -218,7 +218,8 @@ def _contexts(jobs: JobFiles):  # type: ignore[no-untyped-def]
     text = nodes_lines(2) + json.dumps({"resourceId": 900, "runnerId": 1, "host": "h", "port": None,
                                         "protocol": "local"}) + "\n"
     rt = jobs.runtime("61", params, text)
-    rt.base_env.update({"OUTPUT_DIR": "stale", "PERL5LIB": "/perl"})  # keys the update overrides keep their place
+    for name, value in {"OUTPUT_DIR": "stale", "PERL5LIB": "/perl"}.items():  # keys the update overrides keep their place
+        rt.env.set(name, value, scope="process")
     group = rt.params.runFlow[0]
     plan = plan_phase(rt, group, group.phases[0], 1, None)
     for node in plan.nodes:
@@ -246,11 +247,10 @@ def test_tool_env_follows_job_env_changes(jobs: JobFiles, tmp_path: Path) -> Non
     rt, ctx, op = next(_contexts(jobs))
     first = template_for(ctx, plugin_dir, True)
     assert template_for(ctx, plugin_dir, True) is first
-    with rt.env_lock:
-        rt.base_env["GLOBAL_FROM_SETENV"] = "v1"
+    rt.env.set("GLOBAL_FROM_SETENV", "v1", scope="global")
     env = template_for(ctx, plugin_dir, True).render(ctx, op, "out")
     assert env["GLOBAL_FROM_SETENV"] == "v1"
-    rt.base_env["PATH"] = "/only/here"
+    rt.env.set("PATH", "/only/here", scope="process")
     env = template_for(ctx, plugin_dir, True).render(ctx, op, "out")
     assert env["PATH"].endswith(":/only/here") and env == _reference_env(ctx, op, plugin_dir, True) | {"OUTPUT_PATH": "out"}
     ctx.log.close()

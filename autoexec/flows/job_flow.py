@@ -118,7 +118,6 @@ def run_in_flow_run(rt: JobRuntime, flow_run_id: str) -> tuple[JobOutcome, str]:
     """The engine, its record and its Cancel/Pause watcher, inside the running flow run."""
     if rt.job_lock is not None:
         rt.job_lock.record(flow_run_id)  # --abort/--pause and a refused second run name the run
-    rt.control.install_signal_handlers()
     watcher = _start_watcher(rt, flow_run_id)
     sink = QueueSink()
     catcher = _EndCatcher(sink)
@@ -248,8 +247,7 @@ def job_flow(job_id: str | int, exec_user: str = "anonymous", params_file: str =
                          round_no=int(round_no) if round_no else None,
                          phase_groups=parse_id_list(phase_groups, "phasegroups"), phases=parse_name_list(phases),
                          nodes=parse_id_list(node_ids, "nodes"))
-        rt = build_job_runtime(req, control=control)
-        rt.job_lock = lock
+        rt = build_job_runtime(req, control=control, job_lock=lock)
         try:
             outcome, message = run_in_flow_run(rt, str(flow_run.id))
         finally:

@@ -149,11 +149,8 @@ def _collect_local_filepaths(ctx: NodeContext, op: Operation, data: dict[str, An
 
 
 def _fetch_script(ctx: NodeContext, op: Operation) -> Path:
-    if ctx.rt.script_fetcher is None:
-        raise ToolNotFound(f"operation {op.opId}: custom script {op.scriptId} is downloaded from the console by its "
-                           f"scriptId, and no console is configured: set server.baseurl, server.username and "
-                           f"server.password in {ctx.rt.config.path} (or AUTOEXEC_SERVER_BASEURL/USERNAME/PASSWORD)")
-    return ctx.rt.script_fetcher(ctx.rt, op)
+    """From the console by ``scriptId`` (without a console: the op fails, saying how to name one)."""
+    return ctx.rt.services.fetch_script(op)
 
 
 # --- remote -------------------------------------------------------------------------------
@@ -178,8 +175,8 @@ def _run_remote(ctx: NodeContext, op: Operation) -> OpOutcome:
         if op.is_script:
             script = write_inline_script(ctx, op) if op.scriptContent else _fetch_script(ctx, op)
             uploads.append(Upload(script, posixpath.join(workdir, script.name), 0o700))
-            if not op.scriptContent and rt.script_libs is not None:
-                for lib in rt.script_libs(op):
+            if not op.scriptContent:
+                for lib in rt.services.script_libs(op):
                     uploads.append(Upload(lib, posixpath.join(workdir, lib.name), 0o700))
             argv = script_argv(op.interpreter, Path(script.name), remote=True)
         else:

@@ -40,12 +40,10 @@ def _failjob(ctx: "NodeContext", op: "Operation", options: dict[str, str], args:
 
 
 def _set_env(ctx: "NodeContext", name: str, value: str, scope: str, hidden: bool) -> None:
+    """Scope ``global``: a job variable (stored, exported to the console: ``JobEnv`` scope
+    ``global``); any other scope: the node's own ``nodeEnv``."""
     if scope == "global":
-        with ctx.rt.env_lock:
-            ctx.rt.base_env[name] = value
-        if ctx.rt.mirror is not None and hasattr(ctx.rt.mirror, "save_env"):
-            ctx.rt.mirror.save_env(ctx.rt.job_id, name, value, hidden)
-        ctx.rt.notifier.export_env(name=name, value=value, hidden=hidden)
+        ctx.rt.env.set(name, value, hidden=hidden, scope="global")
     else:
         changes: dict = {"nodeEnv": {name: value}}
         if hidden:
@@ -63,7 +61,7 @@ def _setenv(ctx: "NodeContext", op: "Operation", options: dict[str, str], args: 
         # so this is evaluated by /bin/sh in the job dir, bounded in time.
         try:
             done = subprocess.run(["/bin/sh", "-c", f'printf %s "{value}"'], cwd=ctx.jobdir.root,
-                                  capture_output=True, text=True, timeout=60, env=dict(ctx.rt.base_env))
+                                  capture_output=True, text=True, timeout=60, env=ctx.rt.env.snapshot())
         except subprocess.TimeoutExpired:
             ctx.log.line(f"ERROR: native/setenv {name}: command substitution timed out")
             return OpOutcome(final="failed", message="setenv timed out")

@@ -51,7 +51,7 @@ class NodeContext:
         """Nodes the console sends without a secret may name a Prefect credentials block (field
         ``credentialsBlock``), or the job may set a default one."""
         name = (self.node.model_extra or {}).get("credentialsBlock") or \
-            self.rt.base_env.get(NODE_CREDENTIALS_BLOCK_ENV)
+            self.rt.env.get(NODE_CREDENTIALS_BLOCK_ENV)
         if not name:
             return
         from autoexec.blocks.lookup import BlockUnavailable, node_credentials
@@ -79,8 +79,8 @@ class NodeContext:
             "INS_NAME": node.nodeName or "", "INS_HOST": node.host, "INS_PORT": port,
             "INS_PROTOCOL_PORT": node.protocolPort,
         })
-        name_path = self.rt.base_env.get("NAME_PATH") or os.environ.get("NAME_PATH")
-        id_path = self.rt.base_env.get("ID_PATH") or os.environ.get("ID_PATH")
+        name_path = self.rt.env.get("NAME_PATH") or os.environ.get("NAME_PATH")
+        id_path = self.rt.env.get("ID_PATH") or os.environ.get("ID_PATH")
         if name_path:
             env["INS_PATH"] = f"{name_path}/{node.nodeName or ''}"
         if id_path:
@@ -93,8 +93,9 @@ class NodeContext:
         if name in env:
             value = env[name]
             return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-        if name in self.rt.base_env:
-            return self.rt.base_env[name]
+        value = self.rt.env.get(name)
+        if value is not None:
+            return value
         return os.environ.get(name)
 
     # --- connection ----------------------------------------------------------------------
