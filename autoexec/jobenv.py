@@ -1,21 +1,9 @@
 """The job's variables (what every tool of the job sees in its environment) and the one way to set them.
 
-Every writer goes through :meth:`JobEnv.set`: ``native/setenv``, a tool's ``setEnv`` on the job
-socket, the job socket's own path, and the reload of variables other runs and runners stored.
-What a write does besides changing the value is decided by its scope, in one place:
-
-* ``process`` — this runner process only (the socket's path, a tool's ``onlyInProcess``, values
-  reloaded from the job's store, which are stored already);
-* ``job`` — also saved in the job's store (MongoDB), so later phases, later runs and the job's
-  other runners read it at their next group start (a tool's ``setEnv``);
-* ``global`` — saved as ``job`` and exported to the console (``export_env`` callback), which is
-  what ``native/setenv`` scope ``global`` does.
-
-A hidden value is a secret: it joins the job's masker (so logs, records and messages show
-``******`` instead) and :meth:`JobEnv.shown` never returns it.
-
-Tool environments derived from the variables are cached here (:meth:`JobEnv.derived`) and
-rebuilt after any write, so a cache can never serve a stale environment.
+Every writer (``native/setenv``, a tool's ``setEnv`` on the job socket, the socket's own path, the
+reload of stored variables) goes through :meth:`JobEnv.set`; its scope decides, in one place, what
+a write does besides changing the value (see ``SCOPES``). Hidden values join the job's masker.
+Tool environments derived from the variables are cached and rebuilt after any write.
 """
 from __future__ import annotations
 
@@ -26,6 +14,11 @@ from autoexec.masking import Masker
 from autoexec.notify import Notifier
 
 Scope = Literal["process", "job", "global"]
+# process: this runner process only (the socket's path, a tool's onlyInProcess, values reloaded
+#   from the job's store, which are stored already);
+# job: also saved in the job's store (MongoDB), so later phases, later runs and the job's other
+#   runners read it at their next group start (a tool's setEnv);
+# global: saved as job and exported to the console (export_env), as native/setenv scope global does.
 SCOPES: tuple[Scope, ...] = ("process", "job", "global")
 HIDDEN = "******"
 

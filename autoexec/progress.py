@@ -1,14 +1,10 @@
 """What an operator sees of a CLI job: progress per phase and, at the end, the nodes that failed.
 
-On a terminal, :mod:`autoexec.progress_live` draws a live view with ``rich`` (imported only
-then: a job whose output goes to a file or pipe starts as fast as before). Elsewhere — CI logs,
-the neatlogic runner service capturing output — :class:`PlainView` prints one line per phase end
-and the same final summary as plain text. Both read the engine's typed event stream
-(:mod:`autoexec.events`: they are event sinks beside the Prefect record's spool, fanned out with
-``recording.Tee``), so what the view shows and what Prefect records come from one channel, for
-CLI runs, in-process flow runs and batch phases alike. Neither writes to ``console.txt``, whose
-lines stay exactly the original's. Events come from node threads, in the order things happen;
-a view is quick, thread-safe and never raises into the job.
+On a terminal :mod:`autoexec.progress_live` draws a live ``rich`` view (imported only then);
+elsewhere :class:`PlainView` prints one line per phase end and the same final summary. Both are
+sinks of the engine's one typed event stream (beside the Prefect record's spool, through
+``recording.Tee``). Neither writes to ``console.txt``, whose lines stay exactly the original's.
+A view is quick, thread-safe and never raises into the job.
 """
 from __future__ import annotations
 
