@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 from typing import TYPE_CHECKING, Callable
 
+from autoexec.models.flags import is_true
 from autoexec.ops.dispatch import OpOutcome, _fail, _record_inputs
 from autoexec.ops.prepare import prepare_arguments
 
@@ -13,10 +14,6 @@ if TYPE_CHECKING:
     from autoexec.ops.nodectx import NodeContext
 
 NATIVE_IN_PROCESS = {"echo", "export", "setenv", "updategparam", "failkeys", "failjob", "extractprestepstatus"}
-
-
-def _truthy(value: str | None) -> bool:
-    return str(value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def run_native(ctx: "NodeContext", op: "Operation") -> OpOutcome:
@@ -68,7 +65,7 @@ def _setenv(ctx: "NodeContext", op: "Operation", options: dict[str, str], args: 
             ctx.log.line(f"ERROR: native/setenv {name}: command substitution timed out")
             return OpOutcome(final="failed", message="setenv timed out")
         value = done.stdout.strip()
-    hidden = _truthy(options.get("hidden"))
+    hidden = is_true(options.get("hidden"))
     _set_env(ctx, name, value, scope, hidden)
     ctx.log.line(f"INFO: Set {scope} env {name}={'******' if hidden else value}")
     return OpOutcome(final="succeed", exit_code=0)
