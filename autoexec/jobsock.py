@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from autoexec.models.status import Status
 from autoexec.runtime import JobRuntime
 
 
@@ -142,7 +143,7 @@ class JobSocket:
                 raw = message.get("interact")
                 interact = raw if isinstance(raw, dict) else {"message": raw}
             run.wait_input(interact)
-            self.rt.console.line(f"INFO: Update runner node status to {'running' if interact is None else 'waitInput'} "
+            self.rt.console.line(f"INFO: Update runner node status to {Status.RUNNING if interact is None else Status.WAIT_INPUT} "
                                  f"succeed.")
             return None
         if action == "queryCollectDB":

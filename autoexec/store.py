@@ -13,6 +13,8 @@ import threading
 from contextlib import contextmanager
 from typing import Any, Iterator, Protocol
 
+from autoexec.models.status import Status
+
 
 class Mirror(Protocol):
     def save_node_status(self, job_id: str, phase: str, node: Any, data: dict) -> None: ...
@@ -158,7 +160,7 @@ class NodeStatus:
 
     @property
     def status(self) -> str:
-        return str(self.data.get("status") or "pending")
+        return str(self.data.get("status") or Status.PENDING)
 
     def op_status(self, op_id: str) -> str | None:
         value = self.data.get(op_id)
@@ -213,7 +215,7 @@ class NodeStatus:
         self.data["currenOp"] = op_id
         self.data["opPid"] = op_pid
         self.data["interact"] = None
-        self.data.setdefault("status", "running")
+        self.data.setdefault("status", Status.RUNNING)
         self.data.setdefault("warnCount", 0)
         self._save()
 
