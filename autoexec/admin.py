@@ -15,6 +15,7 @@ from pathlib import Path
 from autoexec.config import load_config
 from autoexec.jobdir import JobDir, UnsafeName
 from autoexec.joblock import leave_request, process_alive, running_pid
+from autoexec.models.status import Status
 
 
 def _jobdir(job_id: str) -> JobDir:
@@ -37,7 +38,7 @@ def _wait_gone(pid: int, seconds: float) -> bool:
     return not process_alive(pid)
 
 
-def _job_process(job_id: str, status: str, devmode: bool, pass_through: dict | None) -> int | None:
+def _job_process(job_id: str, status: Status, devmode: bool, pass_through: dict | None) -> int | None:
     """The job's pid; with no process, the console is told the job is ``status`` (not in devmode).
 
     A run that is starting but has not written its pid record yet gets the request through the
@@ -45,7 +46,7 @@ def _job_process(job_id: str, status: str, devmode: bool, pass_through: dict | N
     pid = find_job_process(job_id)
     if pid is None:
         try:
-            leave_request(_jobdir(job_id).root, "abort" if status == "aborted" else "pause")
+            leave_request(_jobdir(job_id).root, "abort" if status is Status.ABORTED else "pause")
         except (OSError, UnsafeName):
             pass
         pid = find_job_process(job_id)
@@ -61,7 +62,7 @@ def _job_process(job_id: str, status: str, devmode: bool, pass_through: dict | N
 def abort_job(job_id: str, devmode: bool = False, grace: float = 15.0, pass_through: dict | None = None) -> int:
     """0 killed, 1 could not kill, 2 no process, as the original exits. Waits only as long as the job needs."""
     print(f"INFO: try to kill job:{job_id}...")
-    pid = _job_process(job_id, "aborted", devmode, pass_through)
+    pid = _job_process(job_id, Status.ABORTED, devmode, pass_through)
     if pid is None:
         return 2
     print(f"INFO: Try to stop job {job_id} process {pid}...")
@@ -82,7 +83,7 @@ def pause_job(job_id: str, devmode: bool = False, pass_through: dict | None = No
     """0 paused (signalled once; the job stops at its next op boundary and reports itself),
     2 no process (no re-signalling every few seconds as the original did)."""
     print(f"INFO: try to pause job:{job_id}")
-    pid = _job_process(job_id, "paused", devmode, pass_through)
+    pid = _job_process(job_id, Status.PAUSED, devmode, pass_through)
     if pid is None:
         return 2
     print(f"INFO: Try to pause job {job_id} process {pid}...")

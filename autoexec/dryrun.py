@@ -27,7 +27,9 @@ from autoexec.loader import JobRequest, _decryptor, _env_text, _max_parallel, _r
 from autoexec.logs import ConsoleLog
 from autoexec.masking import Masker
 from autoexec.models.nodes import RUNNER_NODE, Node, NodesHeader, load_nodes, parse_nodes_lines
+from autoexec.models.optype import ExecKind, PluginTree
 from autoexec.models.params import Group, JobInputError, Operation, Params, load_params
+from autoexec.models.status import Status
 from autoexec.notify import NullNotifier
 from autoexec.ops.nodectx import NodeContext
 from autoexec.ops.prepare import prepare_arguments
@@ -188,7 +190,7 @@ class DryRun:
         output = rt.runner_output if node.resourceId == 0 and rt.runner_output is not None else \
             NodeOutput(paths.output, rt.job_id, node)
         recorded = status.data.get("status")
-        if recorded in ("succeed", "ignored") and not rt.force:
+        if Status.of(recorded).done and not rt.force:
             self.say(indent, f"{node.triple}: skipped, status {recorded} (use --force to re-run)")
             return
         via = "" if node.resourceId == 0 else f" via {node.protocol}://{node.username}@{node.host}:{node.protocolPort}"
@@ -211,7 +213,7 @@ class DryRun:
     def op(self, ctx: NodeContext, op: Operation, indent: int) -> None:
         rt = self.rt
         on_runner = ctx.node.resourceId == 0
-        if ctx.status.op_status(op.opId) == "succeed" and not rt.force:
+        if ctx.status.op_status(op.opId) == Status.SUCCEED and not rt.force:
             self.say(indent, f"{op.opId} {op.opName}: skipped, succeeded before")
             return
         extras = []
@@ -220,14 +222,14 @@ class DryRun:
         if op.fail_ignore:
             extras.append("failure ignored")
         kind = op.kind
-        place = {"native": "inside the runner" if op.sub_name in _native_in_process() else "runner child",
-                 "local": "runner child", "localremote": "runner child, against the node",
-                 "remote": f"on {ctx.node.host} over {ctx.node.protocol}"}[kind]
+        place = {ExecKind.NATIVE: "inside the runner" if op.sub_name in _native_in_process() else "runner child",
+                 ExecKind.LOCAL: "runner child", ExecKind.LOCALREMOTE: "runner child, against the node",
+                 ExecKind.REMOTE: f"on {ctx.node.host} over {ctx.node.protocol}"}[kind]
         self.say(indent, f"{op.opId} {op.opName} [{place}]" + (f" ({'; '.join(extras)})" if extras else ""))
-        if (on_runner and kind in ("remote", "localremote")) or (not on_runner and kind == "local"):
+        if (on_runner and kind in (ExecKind.REMOTE, ExecKind.LOCALREMOTE)) or (not on_runner and kind is ExecKind.LOCAL):
             self.say(indent + 1, f"ERROR: op type {op.opType} cannot run in phase {ctx.plan.name} on this node: the run fails it")
             return
-        remote = kind == "remote"
+        remote = kind is ExecKind.REMOTE
         program = self.program(op, remote)
         prepared = prepare_arguments(ctx, op, remote=remote)
         for warning in ctx.log.collected:  # type: ignore[attr-defined]
@@ -248,7 +250,7 @@ class DryRun:
             path = name if remote else self.rt.jobdir.script_dir(op.bundle) / name
             return " ".join(script_argv(op.interpreter, path, remote=remote))
         try:
-            tool = locate_tool(self.rt.config.plugin_dirs, "remote" if remote else "local", op.opName)
+            tool = locate_tool(self.rt.config.plugin_dirs, PluginTree.REMOTE if remote else PluginTree.LOCAL, op.opName)
         except ToolNotFound as exc:
             return f"<{exc}: the run fails this op>"
         return " ".join(script_argv(op.interpreter, Path(tool.name), remote=True)) if remote else str(tool)
@@ -260,8 +262,8 @@ class DryRun:
         root = f"$TMPDIR/{dir_name}" if node.protocol == "tagent" else f"/tmp/{dir_name}"
         uploads = []
         for base in rt.config.plugin_dirs:
-            if (base / "remote" / "lib").is_dir():
-                uploads.append(f"{base / 'remote' / 'lib'} -> {root}/lib")
+            if (base / PluginTree.REMOTE / "lib").is_dir():
+                uploads.append(f"{base / PluginTree.REMOTE / 'lib'} -> {root}/lib")
                 break
         workdir = posixpath.join(root, op.bundle) if op.bundle else root
         if op.is_script:
@@ -269,7 +271,7 @@ class DryRun:
                            f"{workdir}/{script_file_name(op)}")
         else:
             try:
-                tool = locate_tool(rt.config.plugin_dirs, "remote", op.opName)
+                tool = locate_tool(rt.config.plugin_dirs, PluginTree.REMOTE, op.opName)
                 uploads.append(f"{tool.parent} -> {workdir}")
             except ToolNotFound:
                 pass

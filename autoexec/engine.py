@@ -9,6 +9,7 @@ from autoexec.groups import GroupResult
 from autoexec.loader import load_job_env
 from autoexec.models.params import Group
 from autoexec.runlinks import RunLinks
+from autoexec.models.status import Status
 from autoexec.runtime import JobRuntime
 
 GroupRunner = Callable[[JobRuntime, Group], GroupResult]
@@ -17,16 +18,16 @@ GroupRunner = Callable[[JobRuntime, Group], GroupResult]
 
 @dataclass
 class JobOutcome:
-    status: str
+    status: Status
     """``succeed``, ``failed``, ``paused`` or ``aborted``."""
-    groups: dict[int, dict[str, str]] = field(default_factory=dict)
+    groups: dict[int, dict[str, Status]] = field(default_factory=dict)
     message: str = ""
     """Why the job stopped early (a failure threshold, a failed node), for records and operators."""
 
     @property
     def exit_code(self) -> int:
         """The original's exit code: 1 on a global failure (an abort counts), 0 otherwise (paused included)."""
-        return 1 if self.status in ("failed", "aborted") else 0
+        return 1 if self.status.failed else 0
 
     def summary(self) -> dict:
         return {"status": self.status, "exitCode": self.exit_code, "message": self.message,
@@ -56,7 +57,7 @@ def _run_groups(rt: JobRuntime, run_one_group: GroupRunner) -> JobOutcome:
     rt.console.line(f"INFO: JobId:{rt.job_id} start...")
     last_group: int | None = None
     ran_any = False
-    outcome = JobOutcome(status="succeed")
+    outcome = JobOutcome(status=Status.SUCCEED)
     for group in rt.params.runFlow:
         if ctl.halted:
             break
@@ -70,15 +71,15 @@ def _run_groups(rt: JobRuntime, run_one_group: GroupRunner) -> JobOutcome:
         if result.failed:
             ctl.note_failed()  # failures within a threshold go on to the next group
     if ctl.aborting:
-        outcome.status = "aborted"
-        rt.notifier.job_status(status="aborted")
+        outcome.status = Status.ABORTED
+        rt.notifier.job_status(status=Status.ABORTED)
         rt.console.line("INFO: Job killed.")
     elif ctl.failed:
-        outcome.status = "failed"
+        outcome.status = Status.FAILED
         outcome.message = ctl.halt_reason or "node(s) failed within the failure threshold"
     elif ctl.pausing:
-        outcome.status = "paused"
-        rt.notifier.job_status(status="paused")
+        outcome.status = Status.PAUSED
+        rt.notifier.job_status(status=Status.PAUSED)
         rt.console.line("INFO: Job paused.")
     elif ran_any and last_group is not None and not rt.spec.no_fire_next:
         rt.notifier.fire_next_group(group_no=last_group)

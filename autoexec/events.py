@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from typing import Any, Literal, TypedDict
+
+from autoexec.models.status import Status
 
 VERSION = 1
 
@@ -85,10 +88,6 @@ def counts_from(raw: dict[str, int]) -> Counts:
                   ignored=raw.get("ignore", 0), skipped=raw.get("skip", 0), paused=raw.get("pause", 0))
 
 
-def outcome_of(phases: dict[str, str]) -> str:
+def outcome_of(phases: Mapping[str, str]) -> Status:
     """One status for a set of phase statuses: what went worst."""
-    values = set(phases.values())
-    for status in ("aborted", "failed", "paused"):
-        if status in values:
-            return status
-    return "succeed"
+    return Status.worst(phases.values())

@@ -13,6 +13,7 @@ from typing import Callable, Iterable
 
 from autoexec.models.nodes import RUNNER_NODE, Node, NodesFile, NodesHeader, load_nodes
 from autoexec.models.params import Group, JobInputError, Phase
+from autoexec.models.status import Status
 from autoexec.phase import Dispatch, PhaseRunner
 from autoexec.runlinks import RoundBarrier, RunLinks
 from autoexec.runtime import JobRuntime, PhasePlan, parallel_count
@@ -22,12 +23,12 @@ from autoexec.secrets import node_secrets
 @dataclass
 class GroupResult:
     group_no: int
-    phases: dict[str, str] = field(default_factory=dict)
+    phases: dict[str, Status] = field(default_factory=dict)
     ran_any: bool = False
 
     @property
     def failed(self) -> bool:
-        return any(s in ("failed", "aborted") for s in self.phases.values())
+        return any(Status.of(s).failed for s in self.phases.values())
 
 
 def nodes_file_for(rt: JobRuntime, group_no: int, phase: str | None) -> Path:
@@ -129,7 +130,7 @@ def run_one_shot(rt: JobRuntime, group: Group, dispatch: Dispatch, round_count: 
         if not _selected(rt, phase):
             continue
         if not refresh_nodes(rt, "phase", phase.phaseName, group.groupNo):
-            result.phases[phase.phaseName] = "failed"
+            result.phases[phase.phaseName] = Status.FAILED
             break
         plan = plan_phase(rt, group, phase, index, round_count)
         if not plan.nodes:
@@ -178,7 +179,7 @@ def run_gray_scale(rt: JobRuntime, group: Group, dispatch: Dispatch, round_count
                    links: RunLinks) -> GroupResult:
     result = GroupResult(group.groupNo)
     if not refresh_nodes(rt, "group", "", group.groupNo):
-        result.phases[f"group-{group.groupNo}"] = "failed"
+        result.phases[f"group-{group.groupNo}"] = Status.FAILED
         return result
     group_path = nodes_file_for(rt, group.groupNo, None)
     group_file = read_nodes(group_path)

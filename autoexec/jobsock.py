@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from autoexec.runlinks import RoundBarrier, RunLinks
+from autoexec.models.status import Status
 from autoexec.runtime import JobRuntime
 
 __all__ = ["JobSocket", "RoundBarrier"]
@@ -120,7 +121,7 @@ class JobSocket:
                 raw = message.get("interact")
                 interact = raw if isinstance(raw, dict) else {"message": raw}
             run.wait_input(interact)
-            self.rt.console.line(f"INFO: Update runner node status to {'running' if interact is None else 'waitInput'} "
+            self.rt.console.line(f"INFO: Update runner node status to {Status.RUNNING if interact is None else Status.WAIT_INPUT} "
                                  f"succeed.")
             return None
         if action == "queryCollectDB":

@@ -251,3 +251,39 @@ class NodeLog(StampedWriter):
                 os.rename(self._history, os.path.join(head, name.replace(".running.", f".{status}.", 1)))
             except OSError:
                 pass
+
+
+# --- reading a node log back ------------------------------------------------------------
+# lines of the node log written by the runner itself around a tool's output
+_FRAME_PREFIXES = ("======", "------", "INFO: ", "FINE: ", "ERROR: Execute operation", "ERROR: Node execute complete",
+                   "WARN: Operation ", "WARN: Execute operation")
+
+
+def last_error_lines(log_path: str | None, count: int = 1, skip: str = "", limit: int = 65536) -> list[str]:
+    """The last ``count`` lines of a node log that are not the runner's framing (the tool's own
+    output and the runner's reason), oldest first, without the ``HH:MM:SS`` stamp; lines saying
+    just ``skip`` (a reason shown already) are left out. Empty when the log cannot be read.
+    The one reader of a failed node's reason: progress views, the job report, the Prefect record."""
+    if not log_path:
+        return []
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - limit))
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return []
+    found: list[str] = []
+    for raw in reversed(lines):
+        text = (raw[9:] if len(raw) > 9 and raw[2] == ":" and raw[5] == ":" else raw).strip()
+        if not text or text.startswith(_FRAME_PREFIXES) or (skip and text in (skip, f"ERROR: {skip}")):
+            continue
+        found.append(text)
+        if len(found) >= count:
+            break
+    return found[::-1]
+
+
+def last_error_line(log_path: str | None, skip: str = "") -> str:
+    """The last line of a node log that is not the runner's framing (usually the error)."""
+    lines = last_error_lines(log_path, 1, skip)
+    return lines[0] if lines else ""

@@ -15,9 +15,15 @@ from autoexec.executor import NodeResult, NodeRun
 from autoexec.models.nodes import Node
 from autoexec.notify import PhaseCounts
 from autoexec.runlinks import RunLinks
+from autoexec.models.status import Status
 from autoexec.runtime import JobRuntime, PhasePlan, PhaseState
 from autoexec.store import read_json
 from autoexec.thresholds import FailGate, FailLimit, halt_line
+
+
+_COUNTER = {Status.SUCCEED: "suc", Status.IGNORED: "ignore", Status.PAUSED: "pause", Status.ABORTED: "abort",
+            Status.FAILED: "fail"}
+"""A node's final status -> the phase's counter of it (any other status counts as failed)."""
 
 
 class NodeFuture(Protocol):
@@ -55,7 +61,7 @@ class PhaseRunner:
         self.dispatch(self, batch)
 
     # --- status -------------------------------------------------------------------------
-    def _push(self, status: str) -> None:
+    def _push(self, status: Status) -> None:
         self.state.status = status
         self.rt.notifier.phase_status(group_no=self.plan.group_no, phase=self.plan.name, status=status,
                                       counts=self.state.snapshot())
@@ -64,25 +70,25 @@ class PhaseRunner:
         if not self.state.started:
             self.state.started = True
             self.rt.console.line(f"INFO: Begin to execute phase:{self.plan.name} operations...")
-            self._push("running")
+            self._push(Status.RUNNING)
             self.links.emit("phase_start", group=self.plan.group_no, phase=self.plan.name, nodes=len(self.plan.nodes))
 
-    def finish(self) -> str:
+    def finish(self) -> Status:
         """The phase's final status as the original aggregates it, except that a clean phase is not
-        called ``paused`` merely because a concurrent phase failed."""
+        called ``paused`` merely because a concurrent phase failed. While the job aborts, a phase
+        with failed or paused nodes is aborted."""
         c = self.state.counts
         ctl = self.rt.control
-        if c["abort"] or (ctl.aborting and (c["fail"] or c["pause"])):
-            status = "aborted"
-        elif c["fail"]:
-            status = "failed"
+        status = Status.worst(s for s, key in _COUNTER.items() if c[key])
+        if ctl.aborting and status in (Status.FAILED, Status.PAUSED):
+            status = Status.ABORTED
+        if status is Status.FAILED:
             ctl.note_failed()  # halting, if due, happened when the node failed (thresholds)
-        elif c["pause"] or (ctl.pausing and self.state.status == "running" and self._unfinished):
-            status = "paused"
-        elif c["ignore"]:
-            status = "completed"
-        else:
-            status = "succeed"
+        elif status is Status.SUCCEED:
+            if ctl.pausing and self.state.status == Status.RUNNING and self._unfinished:
+                status = Status.PAUSED
+            elif c["ignore"]:
+                status = Status.COMPLETED
         self.rt.console.line(f"INFO: Execute phase:{self.plan.name} complete, status:{status}.")
         self._push(status)
         self.links.emit("phase_end", group=self.plan.group_no, phase=self.plan.name, status=status)
@@ -105,18 +111,19 @@ class PhaseRunner:
             data = self.rt.mirror.load_node_status(self.rt.job_id, self.plan.name, node.resourceId)
         status = (data or {}).get("status")
         if not self.rt.spec.force:
-            if status in ("succeed", "ignored"):
+            if Status.of(status).done:
                 return "skip", f"INFO: Node({node.resourceId}) status:{status} {node.label} had been executed, skip."
-        verb = "try to execute again" if status == "running" else "execute begin"
-        return None, f"INFO: Node({node.resourceId}) status:{status or 'pending'} {node.label} {verb}..."
+        verb = "try to execute again" if status == Status.RUNNING else "execute begin"
+        return None, f"INFO: Node({node.resourceId}) status:{status or Status.PENDING} {node.label} {verb}..."
 
-    # node status -> (counter, console line level, console line end)
-    _OUTCOMES = {"succeed": ("suc", "INFO", "execute succeed."), "ignored": ("ignore", "WARN", "execute failed, ignore."),
-                 "paused": ("pause", "WARN", "execute paused."), "aborted": ("abort", "ERROR", "execute aborted.")}
+    # node status -> (console line level, console line end)
+    _OUTCOMES = {Status.SUCCEED: ("INFO", "execute succeed."), Status.IGNORED: ("WARN", "execute failed, ignore."),
+                 Status.PAUSED: ("WARN", "execute paused."), Status.ABORTED: ("ERROR", "execute aborted.")}
 
     def _account(self, node: Node, result: NodeResult | None, error: BaseException | None) -> None:
-        status = result.status if result else "failed"
-        key, level, text = self._OUTCOMES.get(status) or ("fail", "ERROR", "execute failed{}.")
+        status = result.status if result and result.status in self._OUTCOMES else Status.FAILED
+        level, text = self._OUTCOMES.get(status) or ("ERROR", "execute failed{}.")
+        key = _COUNTER[status]
         self.state.add(key, result.warn_count if result else 0)
         if key == "fail":
             self._failed(node)

@@ -15,15 +15,12 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
+from autoexec.logs import last_error_line
+from autoexec.models.status import Status
+
 if TYPE_CHECKING:
     from autoexec.events import Event
     from autoexec.runtime import JobRuntime
-
-PROBLEM_STATUSES = ("failed", "aborted")
-
-# lines of the node log written by the runner itself around a tool's output
-_FRAME_PREFIXES = ("======", "------", "INFO: ", "FINE: ", "ERROR: Execute operation", "ERROR: Node execute complete",
-                   "WARN: Operation ", "WARN: Execute operation")
 
 
 @dataclass(frozen=True)
@@ -53,40 +50,11 @@ class PhaseProgress:
     running: set[str] = field(default_factory=set)
     started: float = field(default_factory=time.monotonic)
     ended: float | None = None
-    status: str = "running"
+    status: str = Status.RUNNING
 
     @property
     def elapsed(self) -> float:
         return (self.ended or time.monotonic()) - self.started
-
-
-def last_error_lines(log_path: str, count: int = 1, skip: str = "", limit: int = 65536) -> list[str]:
-    """The last ``count`` lines of a node log that are not the runner's framing (the tool's own
-    output and the runner's reason), oldest first, without the ``HH:MM:SS`` stamp; lines saying
-    just ``skip`` (a reason shown already) are left out. Empty when the log cannot be read."""
-    if not log_path:
-        return []
-    try:
-        with open(log_path, "rb") as f:
-            f.seek(max(0, os.fstat(f.fileno()).st_size - limit))
-            lines = f.read().decode("utf-8", "replace").splitlines()
-    except OSError:
-        return []
-    found: list[str] = []
-    for raw in reversed(lines):
-        text = (raw[9:] if len(raw) > 9 and raw[2] == ":" and raw[5] == ":" else raw).strip()
-        if not text or text.startswith(_FRAME_PREFIXES) or (skip and text in (skip, f"ERROR: {skip}")):
-            continue
-        found.append(text)
-        if len(found) >= count:
-            break
-    return found[::-1]
-
-
-def last_error_line(log_path: str, skip: str = "") -> str:
-    """The last line of a node log that is not the runner's framing (usually the error)."""
-    lines = last_error_lines(log_path, 1, skip)
-    return lines[0] if lines else ""
 
 
 def error_text(end: NodeEnd) -> str:
@@ -154,7 +122,7 @@ class JobProgress:
     def phase_started(self, group_no: int, phase: str, total: int) -> None:
         with self.lock:
             p = self._phase(phase)
-            p.group_no, p.total, p.status, p.ended = group_no, total, "running", None
+            p.group_no, p.total, p.status, p.ended = group_no, total, Status.RUNNING, None
         self.changed(phase)
 
     def node_started(self, phase: str, node: str) -> None:
@@ -168,7 +136,7 @@ class JobProgress:
             p.running.discard(end.node)
             p.done += 1
             self.node_counts[end.status] = self.node_counts.get(end.status, 0) + 1
-            if end.status in PROBLEM_STATUSES:
+            if Status.of(end.status).failed:
                 p.failed += 1
                 self.problems.append(end)
         try:
@@ -223,7 +191,7 @@ class JobProgress:
             counts = dict(self.node_counts)
         parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no node ran"
         text = f"job {self.job_id} {status} after {time.monotonic() - self.started:.1f}s ({parts})"
-        return f"{text}: {message}" if message and status == "failed" else text
+        return f"{text}: {message}" if message and status == Status.FAILED else text
 
     def phase_line(self, p: PhaseProgress) -> str:
         return (f"phase {p.name}: {p.status}, {p.done}/{p.total} done, {p.failed} failed, "

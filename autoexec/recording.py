@@ -23,6 +23,7 @@ from autoexec.groups import GroupResult, run_group
 from autoexec.joblock import proc_start_time
 from autoexec.models.nodes import Node
 from autoexec.models.params import Group
+from autoexec.models.status import Status
 from autoexec.phase import Dispatch, PhaseRunner, execute_node
 from autoexec.runlinks import RunLinks
 from autoexec.runtime import JobRuntime, PhasePlan
@@ -146,7 +147,7 @@ class _RecordedSubmit:
         return self.pool.submit(self._run, key, plan, node)
 
     def _run(self, key: int, plan: PhasePlan, node: Node) -> NodeResult:
-        result = NodeResult(node=node.triple, status="failed", message="node raised")
+        result = NodeResult(node=node.triple, status=Status.FAILED, message="node raised")
         try:
             result = execute_node(self.rt, plan, node, self.links, self.counts)
         finally:
@@ -177,10 +178,8 @@ def _recorded_dispatch(rt: JobRuntime, stream: _Stream, pool: ThreadPoolExecutor
                 after = _counts(runner)
                 delta = events.counts_from({k: after[k] - before.get(k, 0) for k in after})
                 stream.ran(sum(after[k] - before.get(k, 0) for k in after if k not in ("skip", "warn")))
-                failed = delta["failed"] or delta["aborted"]
                 stream.emit("batch_end", key=key, counts=delta,
-                            status="aborted" if delta["aborted"] else "failed" if failed else
-                            "paused" if delta["paused"] else "succeed")
+                            status=Status.worst(s for s, n in delta.items() if n))
         raw = _counts(runner)
         stream.skipped[(plan.group_no, plan.name)] = raw.get("skip", 0)
         stream.emit("phase_counts", group=plan.group_no, phase=plan.name, counts=events.counts_from(raw),
@@ -189,19 +188,19 @@ def _recorded_dispatch(rt: JobRuntime, stream: _Stream, pool: ThreadPoolExecutor
     return dispatch
 
 
-def _group_status(rt: JobRuntime, result: GroupResult) -> str:
+def _group_status(rt: JobRuntime, result: GroupResult) -> Status:
     status = events.outcome_of(result.phases)
-    if status == "succeed" and rt.control.aborting:
-        return "aborted"
-    if status == "succeed" and rt.control.pausing:
-        return "paused"
+    if status is Status.SUCCEED and rt.control.aborting:
+        return Status.ABORTED
+    if status is Status.SUCCEED and rt.control.pausing:
+        return Status.PAUSED
     return status
 
 
 def recorded_group_runner(stream: _Stream, links: RunLinks) -> GroupRunner:
     def run(rt: JobRuntime, group: Group) -> GroupResult:
         stream.emit("group_start", group=group.groupNo)
-        result = GroupResult(group.groupNo, {"?": "failed"})
+        result = GroupResult(group.groupNo, {"?": Status.FAILED})
         try:
             with ThreadPoolExecutor(max(1, rt.max_parallel), thread_name_prefix=f"g{group.groupNo}") as pool:
                 result = run_group(rt, group, _recorded_dispatch(rt, stream, pool, links), links)
@@ -214,7 +213,7 @@ def recorded_group_runner(stream: _Stream, links: RunLinks) -> GroupRunner:
 def _end_message(outcome: JobOutcome, stream: _Stream) -> str:
     if outcome.message:
         return f"job {outcome.status}: {outcome.message}"
-    if outcome.status == "succeed" and stream.handed_out == 0:
+    if outcome.status == Status.SUCCEED and stream.handed_out == 0:
         if sum(stream.skipped.values()):
             return "nothing to do: every node had already succeeded (re-run with force to run them again)"
         return "nothing to do: no node to run on this runner"
@@ -236,7 +235,7 @@ def run_engine(rt: JobRuntime, sink: EventSink) -> JobOutcome:
                 start_time=proc_start_time(os.getpid()), width=rt.max_parallel,
                 console=str(rt.jobdir.console_log), console_offset=_size(rt.jobdir.console_log),
                 job_dir=str(rt.jobdir.root))
-    outcome = JobOutcome(status="failed")
+    outcome = JobOutcome(status=Status.FAILED)
     links = RunLinks(emit=stream.emit)
     try:
         outcome = run_job(rt, recorded_group_runner(stream, links), links)

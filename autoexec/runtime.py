@@ -26,6 +26,7 @@ from autoexec.logs import ConsoleLog
 from autoexec.masking import Masker
 from autoexec.models.nodes import Node, NodesHeader
 from autoexec.models.params import Params, Phase
+from autoexec.models.status import Status
 from autoexec.notify import Notifier, PhaseCounts
 from autoexec.services import ConsoleServices
 from autoexec.store import Mirror, NodeOutput
@@ -115,7 +116,7 @@ class PhaseState:
                                                              "pause": 0, "abort": 0, "warn": 0})
     lock: threading.Lock = field(default_factory=threading.Lock)
     started: bool = False
-    status: str = "pending"
+    status: str = Status.PENDING
 
     def add(self, key: str, warn: int = 0) -> None:
         with self.lock:

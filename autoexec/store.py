@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator, Protocol
 
 from autoexec.fileio import open_fd_creating_dirs, read_bytes, write_all
+from autoexec.models.status import Status
 
 
 class Mirror(Protocol):
@@ -126,7 +127,7 @@ class NodeStatus:
 
     @property
     def status(self) -> str:
-        return str(self.data.get("status") or "pending")
+        return str(self.data.get("status") or Status.PENDING)
 
     def op_status(self, op_id: str) -> str | None:
         value = self.data.get(op_id)
@@ -181,7 +182,7 @@ class NodeStatus:
         self.data["currenOp"] = op_id
         self.data["opPid"] = op_pid
         self.data["interact"] = None
-        self.data.setdefault("status", "running")
+        self.data.setdefault("status", Status.RUNNING)
         self.data.setdefault("warnCount", 0)
         self._save()
 

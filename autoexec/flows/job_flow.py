@@ -25,6 +25,7 @@ from autoexec.engine import JobOutcome
 from autoexec.events import Event
 from autoexec.flows.prefect_control import RunWatcher, suspend_current_run
 from autoexec.loader import JobRequest
+from autoexec.models.status import Status
 from autoexec.recording import QueueSink, run_engine
 from autoexec.runtime import JobRuntime
 
@@ -169,11 +170,11 @@ def outcome_state(outcome: JobOutcome, message: str = "") -> Any:
     data into an exception, and a dict there fails with a TypeError instead of FailedRun."""
     summary = outcome.summary()
     message = message or f"job {outcome.status}"
-    if outcome.status in ("failed", "aborted"):
+    if outcome.status.failed:
         _quiet_own_outcome()
-    if outcome.status == "failed":
+    if outcome.status is Status.FAILED:
         return Failed(message=message, data=json.dumps(summary))
-    if outcome.status == "aborted":
+    if outcome.status is Status.ABORTED:
         return Cancelled(message=message, data=json.dumps(summary))
     return Completed(message=message, data=summary)
 
@@ -255,7 +256,7 @@ def job_flow(job_id: str | int, exec_user: str = "anonymous", params_file: str =
     finally:
         lock.release()
     _log(f"job {rt.job_id} {outcome.status}: {message}")
-    if outcome.status == "paused" and flow_run.deployment_id is not None:
+    if outcome.status is Status.PAUSED and flow_run.deployment_id is not None:
         # A deployment run stops as Suspended: "Resume" reschedules it on a worker, which runs this
         # flow again from the top, and the status files skip what already succeeded.
         suspend_current_run(str(flow_run.id))

@@ -14,6 +14,7 @@ from autoexec.block_names import NODE_CREDENTIALS_BLOCK_ENV
 from autoexec.jobdir import JobDir, NodePaths
 from autoexec.logs import NodeLog
 from autoexec.models.nodes import Node
+from autoexec.models.status import Status
 from autoexec.runtime import JobRuntime, PhasePlan
 from autoexec.store import NodeOutput, NodeStatus
 from autoexec.transports.base import Endpoint, RemoteTransport, Timeouts
@@ -33,7 +34,7 @@ class NodeContext:
         self.paths = paths
         """This node's files in this phase as strings (built once per node run)."""
         self.transport: RemoteTransport | None = None
-        self.prev_op_status = "pending"
+        self.prev_op_status: str = Status.PENDING
         self.fail_matcher: Any = None
         self.credentials_error: str | None = None
         try:

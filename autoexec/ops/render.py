@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from autoexec.models.flags import is_true
 from autoexec.ops.references import RefContext, resolve, to_text
 
 __all__ = ["PreparedParams", "prepare_params", "render_argv", "masked_cmdline", "recorded_inputs",
@@ -21,7 +22,6 @@ __all__ = ["PreparedParams", "prepare_params", "render_argv", "masked_cmdline", 
 
 ENCRYPTED_PREFIXES = ("{ENCRYPTED}", "{RC4}", "RC4:")
 SECRET_TYPES = frozenset({"password", "account"})
-_TRUE = frozenset({"true", "1", "yes", "on", "y"})
 MASK = "******"
 # Text after a secret marker up to the next escaped newline (the two characters ``\n``).
 _TEXTAREA_SECRET = re.compile(r"(password\s*[=:]|pwd\s*[=:]|identified\s+by)(\s*)(.*?)(?=\\n|$)",
@@ -156,10 +156,6 @@ def prepare_params(opt: Mapping[str, Any], desc: Mapping[str, str] | None,
 def remote_filepath(path: str) -> str:
     """Where a ``filepath`` value lives in a remote op's working dir; uploads must agree."""
     return "file/" + posixpath.basename(path.rstrip("/"))
-
-
-def is_true(value: str) -> bool:
-    return value.strip().lower() in _TRUE
 
 
 def _display_value(typ: str, value: str, remote: bool) -> str:
