@@ -16,6 +16,7 @@ from typing import Any
 from autoexec.config import load_config
 from autoexec.jobdir import JobDir, UnsafeName
 from autoexec.joblock import leave_request, process_alive, running_pid
+from autoexec.models.status import Status
 
 
 def _jobdir(job_id: str) -> JobDir:
@@ -38,7 +39,7 @@ def _wait_gone(pid: int, seconds: float) -> bool:
     return not process_alive(pid)
 
 
-def _job_process(job_id: str, status: str, devmode: bool, pass_through: dict[str, Any] | None) -> int | None:
+def _job_process(job_id: str, status: Status, devmode: bool, pass_through: dict[str, Any] | None) -> int | None:
     """The job's pid; with no process, the console is told the job is ``status`` (not in devmode).
 
     A run that is starting but has not written its pid record yet gets the request through the
@@ -46,7 +47,7 @@ def _job_process(job_id: str, status: str, devmode: bool, pass_through: dict[str
     pid = find_job_process(job_id)
     if pid is None:
         try:
-            leave_request(_jobdir(job_id).root, "abort" if status == "aborted" else "pause")
+            leave_request(_jobdir(job_id).root, "abort" if status is Status.ABORTED else "pause")
         except (OSError, UnsafeName):
             pass
         pid = find_job_process(job_id)
@@ -62,7 +63,7 @@ def _job_process(job_id: str, status: str, devmode: bool, pass_through: dict[str
 def abort_job(job_id: str, devmode: bool = False, grace: float = 15.0, pass_through: dict[str, Any] | None = None) -> int:
     """0 killed, 1 could not kill, 2 no process, as the original exits. Waits only as long as the job needs."""
     print(f"INFO: try to kill job:{job_id}...")
-    pid = _job_process(job_id, "aborted", devmode, pass_through)
+    pid = _job_process(job_id, Status.ABORTED, devmode, pass_through)
     if pid is None:
         return 2
     print(f"INFO: Try to stop job {job_id} process {pid}...")
@@ -83,7 +84,7 @@ def pause_job(job_id: str, devmode: bool = False, pass_through: dict[str, Any] |
     """0 paused (signalled once; the job stops at its next op boundary and reports itself),
     2 no process (no re-signalling every few seconds as the original did)."""
     print(f"INFO: try to pause job:{job_id}")
-    pid = _job_process(job_id, "paused", devmode, pass_through)
+    pid = _job_process(job_id, Status.PAUSED, devmode, pass_through)
     if pid is None:
         return 2
     print(f"INFO: Try to pause job {job_id} process {pid}...")

@@ -187,14 +187,13 @@ def run(args: argparse.Namespace, control: JobControl | None = None, lock: JobLo
         if req.dev_mode and not _console_named():  # skip importing the console's HTTP client (docs/performance.md)
             from autoexec.loader import build_runtime
 
-            rt = build_runtime(req, control=control)
+            rt = build_runtime(req, control=control, job_lock=lock)
         else:  # devmode with a console still downloads custom scripts and files from it
             from autoexec.production import build_job_runtime
 
-            rt = build_job_runtime(req, control=control)
+            rt = build_job_runtime(req, control=control, job_lock=lock)
     except JobInputError as exc:
         return _fail(str(exc))
-    rt.job_lock = lock
     return execute(rt, verbose=args.verbose, term=args.user_term)
 
 
@@ -213,7 +212,7 @@ def execute(rt: JobRuntime, verbose: bool = False, term: str = "") -> int:
 
     view = show_progress(rt, verbose, term)
     recorder = Recorder(rt, autoexec_home(), verbose=verbose)
-    outcome = recorder.run()
+    outcome = recorder.run(view)
     view.close(outcome.status, outcome.message)
     from autoexec.loader import release_runtime
 

@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autoexec.models.flags import parse_flag
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 BUNDLED_PLUGINS = PACKAGE_DIR / "plugins"
 
@@ -126,18 +128,15 @@ def read_config_text(path: Path) -> str:
     return text
 
 
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
 
 
 def _flag(values: dict[str, str], key: str, default: bool, path: Path) -> bool:
-    raw = values.get(key, "").strip().lower()
+    raw = values.get(key, "").strip()
     if raw == "":
         return default
-    if raw in _TRUE:
-        return True
-    if raw in _FALSE:
-        return False
+    flag = parse_flag(raw)
+    if flag is not None:
+        return flag
     raise ConfigError(f"{path}: {key} = {values[key]!r} must be 1 or 0 (true or false)")
 
 

@@ -28,9 +28,13 @@ class JobControl:
         """Set by abort and by pause: waits (op retries) end at once."""
         self.halt_reason = ""
         self._gates: dict[str, FailGate] = {}
+        self._reported: set[tuple[str, str]] = set()
+        """(phase, node) failures counted against the phase's current gate: each counts once, however
+        many places (the node's op, its end, the phase runner) report it."""
         self._cancellers: dict[int, Canceller] = {}
         self._ids = itertools.count()
         self._lock = threading.Lock()
+        self._signals = False
 
     # --- state -------------------------------------------------------------------------
     @property
@@ -54,9 +58,15 @@ class JobControl:
         """The job fails and no new node starts (the original's reaction to any failure)."""
         self.failed_event.set()
         with self._lock:
-            if not self.halt_event.is_set():
-                self.halt_reason = reason
-                self.halt_event.set()
+            self._halt(reason)
+
+    def _halt(self, reason: str) -> bool:
+        """Under ``_lock``: halts the job; ``True`` for the one call that did."""
+        if self.halt_event.is_set():
+            return False
+        self.halt_reason = reason
+        self.halt_event.set()
+        return True
 
     def note_failed(self) -> None:
         """The job ends failed, but what runs may go on (failures within a threshold)."""
@@ -66,20 +76,25 @@ class JobControl:
         """Failures of ``phase``'s nodes count against ``gate`` from now on (a dispatch, a round)."""
         with self._lock:
             self._gates[phase] = gate
+            self._reported = {key for key in self._reported if key[0] != phase}
 
     def node_failed(self, phase: str, node: str) -> str | None:
-        """A node of ``phase`` failed (each node counts once). Without a tolerant gate the job
-        halts at once, as the original does; with one it halts once the gate's limit is passed,
-        and the reason is returned the first time so the caller can log it."""
+        """A node of ``phase`` failed; a repeated report of the same node is ignored. Without a
+        tolerant gate the job halts at once, as the original does; with one it halts once the gate's
+        limit is passed, and the reason is returned to exactly one caller (the one whose failure
+        halted the job, decided under the lock even when nodes fail at the same moment) so that
+        the halt is logged once."""
         self.failed_event.set()
         with self._lock:
+            if (phase, node) in self._reported:
+                return None
+            self._reported.add((phase, node))
             gate = self._gates.get(phase)
-        why = gate.add(node) if gate is not None else f"phase {phase}: node {node} failed"
-        if why is None:
-            return None
+            why = gate.add(node) if gate is not None else f"phase {phase}: node {node} failed"
+            if why is None:
+                return None
+            first = self._halt(why)
         tolerant = gate is not None and gate.limit.tolerant
-        first = not self.halt_event.is_set()
-        self.mark_failed(why)
         return why if (tolerant and first) else None
 
     @property
@@ -126,9 +141,11 @@ class JobControl:
     # --- signals -------------------------------------------------------------------------
     def install_signal_handlers(self) -> None:
         """SIGTERM/SIGINT/SIGHUP abort, SIGUSR1 pauses, as in the original. The handlers only start a thread:
-        the real work must not run inside a signal handler on the main thread."""
-        if threading.current_thread() is not threading.main_thread():
+        the real work must not run inside a signal handler on the main thread. Installed once per
+        job, by its entry (the CLI, a deployment's flow) before the job's lock is taken."""
+        if threading.current_thread() is not threading.main_thread() or self._signals:
             return
+        self._signals = True
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP,
                                                     signal.SIGUSR1, signal.SIGQUIT})
 

@@ -18,17 +18,24 @@ from typing import TextIO, cast
 
 from autoexec.config import Config, load_config
 from autoexec.control import JobControl
+from autoexec.files import FileParams
 from autoexec.groups import nodes_file_for, plan_phase, read_nodes, round_sizes, runner_round
 from autoexec.jobdir import JobDir, NodePaths, UnsafeName, safe_name
+from autoexec.jobenv import JobEnv
+from autoexec.jobspec import JobSpec, frozen
 from autoexec.loader import JobRequest, _decryptor, _env_text, _max_parallel, _runner_id, resolve_input
 from autoexec.logs import ConsoleLog, NodeLog
+from autoexec.masking import Masker
 from autoexec.models.nodes import RUNNER_NODE, Node, NodesHeader, load_nodes, parse_nodes_lines
+from autoexec.models.optype import ExecKind, PluginTree
 from autoexec.models.params import Group, JobInputError, Operation, Params, load_params
+from autoexec.models.status import Status
 from autoexec.notify import NullNotifier
 from autoexec.ops.nodectx import NodeContext
 from autoexec.ops.prepare import prepare_arguments
 from autoexec.ops.tools import ToolNotFound, locate_tool, script_argv, script_file_name
 from autoexec.runtime import JobRuntime, PhasePlan
+from autoexec.services import NoConsole
 from autoexec.store import NodeOutput, NodeStatus
 from autoexec.thresholds import FailLimit
 
@@ -42,17 +49,11 @@ class _Lines:
     def line(self, text: str) -> None:
         self.collected.append(text)
 
-    def hold(self) -> None:
-        pass
-
-    def flush(self) -> None:
-        pass
-
 
 class _DryContext(NodeContext):
     def __init__(self, rt: JobRuntime, plan: PhasePlan, node: Node, status: NodeStatus, output: NodeOutput,
                  lines: _Lines, paths: NodePaths) -> None:
-        # _Lines has the part of a node log that argument preparation uses (line, hold, flush)
+        # _Lines has the part of a node log that argument preparation uses (line)
         super().__init__(rt, plan, node, status, output, cast("NodeLog", lines), paths)
         self.lines = lines
 
@@ -97,13 +98,22 @@ def _runtime(req: JobRequest, cfg: Config, jobdir: JobDir, params: Params) -> Jo
         env[key] = decrypt(text) if text.startswith("{RC4}") else text
     for key, value in params.environment.items():
         env[key] = _env_text(value)
-    rt = JobRuntime(job_id=job_id, jobdir=jobdir, params=params, config=cfg, control=JobControl(),
-                    notifier=NullNotifier(), console=ConsoleLog(os.devnull), exec_user=req.exec_user,
-                    force=req.force, runner_id=_runner_id(req, params), base_env=env,
-                    phase_filter=req.phases, group_filter=req.phase_groups, node_filter=req.nodes,
-                    max_parallel=_max_parallel(), decrypt=decrypt, dev_mode=req.dev_mode)
-    rt.runner_output = NodeOutput(jobdir.node_output("local-0-0"), job_id, RUNNER_NODE)
-    return rt
+    spec = JobSpec(job_id=job_id, jobdir=jobdir, params=params, config=cfg, exec_user=req.exec_user,
+                   force=req.force, runner_id=_runner_id(req, params), phase_filter=frozen(req.phases),
+                   group_filter=frozen(req.phase_groups), node_filter=frozen(req.nodes),
+                   max_parallel=_max_parallel(), decrypt=decrypt, dev_mode=req.dev_mode)
+    notifier, masker = NullNotifier(), Masker()
+    return JobRuntime(spec=spec, env=JobEnv(env, job_id=job_id, notifier=notifier, masker=masker),
+                      control=JobControl(), notifier=notifier, console=ConsoleLog(os.devnull),
+                      services=_NothingFetched(FileParams(cfg.data_dir, jobdir.file_dir), cfg.path),
+                      masker=masker, runner_output=NodeOutput(jobdir.node_output("local-0-0"), job_id, RUNNER_NODE))
+
+
+class _NothingFetched(NoConsole):
+    """A dry run downloads and links nothing: file parameters stay unresolved."""
+
+    def file_name(self, item: int | str) -> str | None:
+        return None
 
 
 def _nodes_path(rt: JobRuntime, req: JobRequest, group: Group, phase: str | None) -> Path:
@@ -129,15 +139,15 @@ class DryRun:
         if self.req.params_file == "" and self.req.nodes_file == "" and not rt.dev_mode:
             self.say(0, "Inputs: the job directory's copies (a run would refresh them from the console first).")
         for group in rt.params.runFlow:
-            if rt.group_filter is not None and group.groupNo not in rt.group_filter:
+            if rt.spec.group_filter is not None and group.groupNo not in rt.spec.group_filter:
                 continue
             self.group(group)
 
     def group(self, group: Group) -> None:
         rt = self.rt
         round_count = group.roundCount if group.roundCount is not None else rt.params.roundCount
-        one_shot = (rt.phase_filter is not None and len(rt.phase_filter) == 1) or not group.gray_scale
-        phases = [(i, p) for i, p in enumerate(group.phases, 1) if rt.phase_filter is None or p.phaseName in rt.phase_filter]
+        one_shot = (rt.spec.phase_filter is not None and len(rt.spec.phase_filter) == 1) or not group.gray_scale
+        phases = [(i, p) for i, p in enumerate(group.phases, 1) if rt.spec.phase_filter is None or p.phaseName in rt.spec.phase_filter]
         if one_shot:
             self.say(0, f"Group {group.groupNo}: oneShot, {len(phases)} phase(s) run concurrently")
             for index, phase in phases:
@@ -152,7 +162,7 @@ class DryRun:
         offset = 0
         for round_no, size in enumerate(sizes, 1):
             batch = [n for n in all_nodes[offset:offset + size] if n.runnerId == rt.runner_id
-                     and (rt.node_filter is None or n.resourceId in rt.node_filter)]
+                     and (rt.spec.node_filter is None or n.resourceId in rt.spec.node_filter)]
             offset += size
             self.say(1, f"Round {round_no}/{len(sizes)}: {', '.join(str(n.resourceId) for n in batch) or 'no node of this runner'}")
             for index, phase in phases:
@@ -186,7 +196,7 @@ class DryRun:
         output = rt.runner_output if node.resourceId == 0 and rt.runner_output is not None else \
             NodeOutput(paths.output, rt.job_id, node)
         recorded = status.data.get("status")
-        if recorded in ("succeed", "ignored") and not rt.force:
+        if Status.of(recorded).done and not rt.force:
             self.say(indent, f"{node.triple}: skipped, status {recorded} (use --force to re-run)")
             return
         via = "" if node.resourceId == 0 else f" via {node.protocol}://{node.username}@{node.host}:{node.protocolPort}"
@@ -209,7 +219,7 @@ class DryRun:
     def op(self, ctx: _DryContext, op: Operation, indent: int) -> None:
         rt = self.rt
         on_runner = ctx.node.resourceId == 0
-        if ctx.status.op_status(op.opId) == "succeed" and not rt.force:
+        if ctx.status.op_status(op.opId) == Status.SUCCEED and not rt.force:
             self.say(indent, f"{op.opId} {op.opName}: skipped, succeeded before")
             return
         extras = []
@@ -218,14 +228,14 @@ class DryRun:
         if op.fail_ignore:
             extras.append("failure ignored")
         kind = op.kind
-        place = {"native": "inside the runner" if op.sub_name in _native_in_process() else "runner child",
-                 "local": "runner child", "localremote": "runner child, against the node",
-                 "remote": f"on {ctx.node.host} over {ctx.node.protocol}"}[kind]
+        place = {ExecKind.NATIVE: "inside the runner" if op.sub_name in _native_in_process() else "runner child",
+                 ExecKind.LOCAL: "runner child", ExecKind.LOCALREMOTE: "runner child, against the node",
+                 ExecKind.REMOTE: f"on {ctx.node.host} over {ctx.node.protocol}"}[kind]
         self.say(indent, f"{op.opId} {op.opName} [{place}]" + (f" ({'; '.join(extras)})" if extras else ""))
-        if (on_runner and kind in ("remote", "localremote")) or (not on_runner and kind == "local"):
+        if (on_runner and kind in (ExecKind.REMOTE, ExecKind.LOCALREMOTE)) or (not on_runner and kind is ExecKind.LOCAL):
             self.say(indent + 1, f"ERROR: op type {op.opType} cannot run in phase {ctx.plan.name} on this node: the run fails it")
             return
-        remote = kind == "remote"
+        remote = kind is ExecKind.REMOTE
         program = self.program(op, remote)
         prepared = prepare_arguments(ctx, op, remote=remote)
         for warning in ctx.lines.collected:
@@ -246,7 +256,7 @@ class DryRun:
             path = name if remote else self.rt.jobdir.script_dir(op.bundle) / name
             return " ".join(script_argv(op.interpreter, path, remote=remote))
         try:
-            tool = locate_tool(self.rt.config.plugin_dirs, "remote" if remote else "local", op.opName)
+            tool = locate_tool(self.rt.config.plugin_dirs, PluginTree.REMOTE if remote else PluginTree.LOCAL, op.opName)
         except ToolNotFound as exc:
             return f"<{exc}: the run fails this op>"
         return " ".join(script_argv(op.interpreter, Path(tool.name), remote=True)) if remote else str(tool)
@@ -258,8 +268,8 @@ class DryRun:
         root = f"$TMPDIR/{dir_name}" if node.protocol == "tagent" else f"/tmp/{dir_name}"
         uploads = []
         for base in rt.config.plugin_dirs:
-            if (base / "remote" / "lib").is_dir():
-                uploads.append(f"{base / 'remote' / 'lib'} -> {root}/lib")
+            if (base / PluginTree.REMOTE / "lib").is_dir():
+                uploads.append(f"{base / PluginTree.REMOTE / 'lib'} -> {root}/lib")
                 break
         workdir = posixpath.join(root, op.bundle) if op.bundle else root
         if op.is_script:
@@ -267,7 +277,7 @@ class DryRun:
                            f"{workdir}/{script_file_name(op)}")
         else:
             try:
-                tool = locate_tool(rt.config.plugin_dirs, "remote", op.opName)
+                tool = locate_tool(rt.config.plugin_dirs, PluginTree.REMOTE, op.opName)
                 uploads.append(f"{tool.parent} -> {workdir}")
             except ToolNotFound:
                 pass

@@ -8,23 +8,26 @@ from typing import Any, Callable
 from autoexec.groups import GroupResult
 from autoexec.loader import load_job_env
 from autoexec.models.params import Group
+from autoexec.runlinks import RunLinks
+from autoexec.models.status import Status
 from autoexec.runtime import JobRuntime
 
 GroupRunner = Callable[[JobRuntime, Group], GroupResult]
+"""Runs one group; it shares the run's :class:`RunLinks` with the job socket (the caller made both)."""
 
 
 @dataclass
 class JobOutcome:
-    status: str
+    status: Status
     """``succeed``, ``failed``, ``paused`` or ``aborted``."""
-    groups: dict[int, dict[str, str]] = field(default_factory=dict)
+    groups: dict[int, dict[str, Status]] = field(default_factory=dict)
     message: str = ""
     """Why the job stopped early (a failure threshold, a failed node), for records and operators."""
 
     @property
     def exit_code(self) -> int:
         """The original's exit code: 1 on a global failure (an abort counts), 0 otherwise (paused included)."""
-        return 1 if self.status in ("failed", "aborted") else 0
+        return 1 if self.status.failed else 0
 
     def summary(self) -> dict[str, Any]:
         return {"status": self.status, "exitCode": self.exit_code, "message": self.message,
@@ -33,11 +36,10 @@ class JobOutcome:
 
 
 
-def run_job(rt: JobRuntime, run_one_group: GroupRunner) -> JobOutcome:
-    from autoexec.jobsock import JobSocket, RoundBarrier
+def run_job(rt: JobRuntime, run_one_group: GroupRunner, links: RunLinks) -> JobOutcome:
+    from autoexec.jobsock import JobSocket
 
-    rt.round_barrier = RoundBarrier()
-    sock = JobSocket(rt, rt.round_barrier)
+    sock = JobSocket(rt, links)
     started = True
     try:
         sock.start()
@@ -56,11 +58,11 @@ def _run_groups(rt: JobRuntime, run_one_group: GroupRunner) -> JobOutcome:
     rt.console.line(f"INFO: JobId:{rt.job_id} start...")
     last_group: int | None = None
     ran_any = False
-    outcome = JobOutcome(status="succeed")
+    outcome = JobOutcome(status=Status.SUCCEED)
     for group in rt.params.runFlow:
         if ctl.halted:
             break
-        if rt.group_filter is not None and group.groupNo not in rt.group_filter:
+        if rt.spec.group_filter is not None and group.groupNo not in rt.spec.group_filter:
             continue
         last_group = group.groupNo
         load_job_env(rt)
@@ -70,17 +72,17 @@ def _run_groups(rt: JobRuntime, run_one_group: GroupRunner) -> JobOutcome:
         if result.failed:
             ctl.note_failed()  # failures within a threshold go on to the next group
     if ctl.aborting:
-        outcome.status = "aborted"
-        rt.notifier.job_status(status="aborted")
+        outcome.status = Status.ABORTED
+        rt.notifier.job_status(status=Status.ABORTED)
         rt.console.line("INFO: Job killed.")
     elif ctl.failed:
-        outcome.status = "failed"
+        outcome.status = Status.FAILED
         outcome.message = ctl.halt_reason or "node(s) failed within the failure threshold"
     elif ctl.pausing:
-        outcome.status = "paused"
-        rt.notifier.job_status(status="paused")
+        outcome.status = Status.PAUSED
+        rt.notifier.job_status(status=Status.PAUSED)
         rt.console.line("INFO: Job paused.")
-    elif ran_any and last_group is not None and not rt.no_fire_next:
+    elif ran_any and last_group is not None and not rt.spec.no_fire_next:
         rt.notifier.fire_next_group(group_no=last_group)
     rt.console.line(f"INFO: Job {rt.job_id} finished, status:{outcome.status}.")
     return outcome

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from typing import Literal, TypedDict, Unpack, cast
+
+from autoexec.models.status import Status
 
 VERSION = 1
 
-Kind = Literal["job_start", "group_start", "node_start", "node_end", "batch_start", "batch_end",
-               "phase_counts", "group_end", "job_end"]
+Kind = Literal["job_start", "group_start", "phase_start", "node_start", "node_end", "node_skip", "batch_start",
+               "batch_node_start", "batch_node_end", "batch_end", "phase_counts", "phase_end", "group_end",
+               "job_end"]
 
 
 class Counts(TypedDict):
@@ -44,6 +48,7 @@ class Event(TypedDict, total=False):
     label: str
     log: str
     nodes: int
+    batch: int
     # outcomes
     status: str
     exit_code: int | None
@@ -51,8 +56,8 @@ class Event(TypedDict, total=False):
     duration: float
     warn_count: int
     counts: Counts
-    phases: dict[str, str]
-    groups: dict[str, dict[str, str]]
+    phases: Mapping[str, str]
+    groups: Mapping[str, Mapping[str, str]]
     crashed: bool
 
 
@@ -83,10 +88,6 @@ def counts_from(raw: dict[str, int]) -> Counts:
                   ignored=raw.get("ignore", 0), skipped=raw.get("skip", 0), paused=raw.get("pause", 0))
 
 
-def outcome_of(phases: dict[str, str]) -> str:
+def outcome_of(phases: Mapping[str, str]) -> Status:
     """One status for a set of phase statuses: what went worst."""
-    values = set(phases.values())
-    for status in ("aborted", "failed", "paused"):
-        if status in values:
-            return status
-    return "succeed"
+    return Status.worst(phases.values())

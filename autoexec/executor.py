@@ -10,16 +10,17 @@ import os
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from autoexec.logs import NodeLog
 from autoexec.models.nodes import Node
 from autoexec.models.params import Operation
+from autoexec.models.status import Status
 from autoexec.notify import NodeRef, PhaseCounts
-from autoexec.observer import NodeEnd
 from autoexec.ops.dispatch import OpOutcome, run_operation
 from autoexec.ops.nodectx import NodeContext
 from autoexec.ops.stale import clear_in_flight, in_flight
+from autoexec.runlinks import RunLinks
 from autoexec.runtime import JobRuntime, PhasePlan
 from autoexec.store import NodeOutput, NodeStatus, read_json
 from autoexec.thresholds import halt_line
@@ -30,7 +31,7 @@ class NodeResult:
     """What a phase task returns; also the Prefect task result (no secrets, small)."""
 
     node: str
-    status: str
+    status: Status
     duration: float = 0.0
     exit_code: int | None = None
     warn_count: int = 0
@@ -43,14 +44,14 @@ class NodeResult:
                 "outputs": self.outputs, "message": self.message}
 
 
-FINAL_HINT = {"succeed": "FINE:", "ignored": "WARN:", "paused": "WARN:", "failed": "ERROR:", "aborted": "ERROR:"}
-
-
 class NodeRun:
-    def __init__(self, rt: JobRuntime, plan: PhasePlan, node: Node) -> None:
+    def __init__(self, rt: JobRuntime, plan: PhasePlan, node: Node, links: RunLinks | None = None,
+                 phase_counts: Callable[[], PhaseCounts] | None = None) -> None:
         self.rt = rt
         self.plan = plan
         self.node = node
+        self.links = links or RunLinks()
+        self.phase_counts = phase_counts
         self.triple = node.triple
         self.is_runner = node.resourceId == 0
         self.paths = rt.jobdir.node_paths(plan.name, self.triple)
@@ -64,13 +65,12 @@ class NodeRun:
         self.ctx: NodeContext | None = None
 
     # --- status --------------------------------------------------------------------------
-    def set_status(self, status: str, fail_ignore: bool = False) -> None:
-        if status in ("failed", "ignored") and self.rt.control.aborting:
-            status = "aborted"
+    def set_status(self, status: Status, fail_ignore: bool = False) -> None:
+        status = status.while_aborting(self.rt.control.aborting)
         warn = self.log.warn_count if self.log else self.status.data.get("warnCount", 0)
         if self.status.set_status(status, warn):
             self._announce(status, fail_ignore, warn)
-        if status in ("failed", "aborted"):
+        if status.failed:
             self._node_failed()
 
     def _node_failed(self) -> None:
@@ -89,10 +89,10 @@ class NodeRun:
     def wait_input(self, interact: dict[str, Any] | None) -> None:
         """``informNodeWaitInput`` from the node's tool over the job socket: ``waitInput`` with the question the
         console shows, or back to ``running`` (``interact`` None) once answered."""
-        status = "waitInput" if interact is not None else "running"
+        status = Status.WAIT_INPUT if interact is not None else Status.RUNNING
         if self.status.set_interact(status, interact):
             self._announce(status, False, int(self.status.data.get("warnCount") or 0))
-        counts = self.rt.phase_counts.get(self.plan.name)
+        counts = self.phase_counts
         # the original pushed phase ``waitInput`` on the answer too; the phase runs again
         self.rt.notifier.phase_status(group_no=self.plan.group_no, phase=self.plan.name, status=status,
                                       counts=counts() if counts else PhaseCounts())
@@ -101,47 +101,46 @@ class NodeRun:
     def execute(self) -> NodeResult:
         rt, node = self.rt, self.node
         started = time.monotonic()
-        result = NodeResult(node=self.triple, status="failed")
+        result = NodeResult(node=self.triple, status=Status.FAILED)
         self.log = NodeLog(self.paths.log, self.paths.hislog_dir, rt.exec_user, mask=rt.masker)
         launched = f"{node.protocol}://{node.username}@{node.host}:{node.protocolPort}"
         self.log.line(f"======[{node.resourceId}]{node.label} Launched by {launched}======")
-        final = "failed"
-        key = (self.plan.name, node.resourceId)
-        rt.running_nodes[key] = self
-        # The node's own lines between the waits go out together: up to an op's start (flushed
-        # before the op runs), from an op's end to the next op's start or the node's end.
-        self.log.hold()
+        final = Status.FAILED
+        self.links.running.enter(self.plan.name, node.resourceId, self)
         left_running = in_flight(self.status.data)  # before "running" is written again
-        try:
-            self.set_status("running")
-            self.ctx = NodeContext(rt, self.plan, node, self.status, self.output, self.log, self.paths)
-            blocked = clear_in_flight(self.ctx, *left_running) if left_running else None
-            if blocked:
-                self.log.line(f"ERROR: {blocked}")
-                final, result.message = "failed", blocked
-            else:
-                final, last = self._run_ops(self.plan.phase.operations)
-                result.exit_code = last.exit_code if last else None
-                result.message = last.message if last and final != "succeed" else ""
-        except Exception as exc:  # noqa: BLE001 - a node never takes the phase down with it
-            self.log.line(f"ERROR: Some error occurred: {exc}")
-            self.log.write(traceback.format_exc())
-            final = "failed"
-            result.message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        finally:
-            rt.running_nodes.pop(key, None)
-            if self.ctx is not None:
-                if self.ctx.transport is not None:
-                    self.log.flush()  # closing a connection may take a while
-                self.ctx.close()
-        self.log.hold()
-        ignored = final == "ignored"
-        self.set_status(final, fail_ignore=ignored)
-        final = self.status.status
-        duration = time.monotonic() - started
-        self.log.line(f"{FINAL_HINT.get(final, 'INFO:')} Node execute complete, status:{final}.")
-        self.log.line(f"======[{node.resourceId}]{node.label} executed by {launched} ended, "
-                      f"duration:{duration:.2f} second ======")
+        # The node's own lines between the waits go out together; every wait (an op's run, a retry
+        # delay, closing a connection) is unbatched, so what was logged before it is visible.
+        with self.log.batch():
+            try:
+                self.set_status(Status.RUNNING)
+                self.ctx = NodeContext(rt, self.plan, node, self.status, self.output, self.log, self.paths)
+                blocked = clear_in_flight(self.ctx, *left_running) if left_running else None
+                if blocked:
+                    self.log.line(f"ERROR: {blocked}")
+                    final, result.message = Status.FAILED, blocked
+                else:
+                    final, last = self._run_ops(self.plan.phase.operations)
+                    result.exit_code = last.exit_code if last else None
+                    result.message = last.message if last and final is not Status.SUCCEED else ""
+            except Exception as exc:  # noqa: BLE001 - a node never takes the phase down with it
+                self.log.line(f"ERROR: Some error occurred: {exc}")
+                self.log.write(traceback.format_exc())
+                final = Status.FAILED
+                result.message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            finally:
+                self.links.running.leave(self.plan.name, node.resourceId)
+                if self.ctx is not None:
+                    if self.ctx.transport is not None:
+                        with self.log.unbatched():  # closing a connection may take a while
+                            self.ctx.close()
+                    else:
+                        self.ctx.close()
+            self.set_status(final, fail_ignore=final is Status.IGNORED)
+            final = Status.of(self.status.status, final)
+            duration = time.monotonic() - started
+            self.log.line(f"{final.hint} Node execute complete, status:{final}.")
+            self.log.line(f"======[{node.resourceId}]{node.label} executed by {launched} ended, "
+                          f"duration:{duration:.2f} second ======")
         result.warn_count = self.log.warn_count
         self.status.close()
         self.log.finish(final)
@@ -149,40 +148,36 @@ class NodeRun:
         result.message = rt.masker(result.message)  # goes to Prefect states and the event spool
         result.duration = duration
         result.outputs = sorted(k for k in self.output.data if k not in ("nodeEnv", "hiddenNodeEnv"))
-        rt.observer.node_finished(NodeEnd(self.plan.name, self.triple, node.label, final, duration,
-                                          result.exit_code, result.message, self.paths.log))
         return result
 
-    def _run_ops(self, ops: list[Operation]) -> tuple[str, OpOutcome | None]:
+    def _run_ops(self, ops: list[Operation]) -> tuple[Status, OpOutcome | None]:
         assert self.ctx is not None and self.log is not None
         ignored = False
         last: OpOutcome | None = None
         for op in ops:
             if self.rt.control.stopping:
                 if self.rt.control.aborting:
-                    return "aborted", last
+                    return Status.ABORTED, last
                 self.log.line("INFO: Node running paused.")
-                return "paused", last
+                return Status.PAUSED, last
             if op.is_if_block:
                 branch = self._eval_if(op)
                 if branch is None:
-                    return "failed", last
+                    return Status.FAILED, last
                 status, last = self._run_ops(branch)
-                if status in ("failed", "aborted", "paused"):
+                if status.failed or status is Status.PAUSED:
                     return status, last
-                ignored = ignored or status == "ignored"
+                ignored = ignored or status is Status.IGNORED
                 continue
             last = self._run_one(op)
-            if last.final == "paused":
+            if last.final is Status.PAUSED:
                 self.log.line("INFO: Node running paused.")
-                return "paused", last
-            if last.final == "failed":
-                return ("aborted" if self.rt.control.aborting else "failed"), last
-            if last.final == "aborted":
-                return "aborted", last
-            if last.final == "ignored":
+                return Status.PAUSED, last
+            if last.final.failed:
+                return last.final.while_aborting(self.rt.control.aborting), last
+            if last.final is Status.IGNORED:
                 ignored = True
-        return ("ignored" if ignored else "succeed"), last
+        return (Status.IGNORED if ignored else Status.SUCCEED), last
 
     def _eval_if(self, op: Operation) -> list[Operation] | None:
         assert self.ctx is not None and self.log is not None
@@ -199,36 +194,35 @@ class NodeRun:
     def _run_one(self, op: Operation) -> OpOutcome:
         assert self.ctx is not None and self.log is not None
         rt, log = self.rt, self.log
-        if self.status.op_status(op.opId) == "succeed" and not rt.force:
+        if self.status.op_status(op.opId) == Status.SUCCEED and not rt.spec.force:
             previous = read_json(self.paths.op_output(op.opId))
             if isinstance(previous, dict):
                 self.output.update({op.opId: previous})
             log.line(f"INFO: Operation {op.opId} has been executed in status:succeed, skip.")
-            return OpOutcome(final="succeed", skipped=True)
+            return OpOutcome(final=Status.SUCCEED, skipped=True)
         attempts = 1 + op.retries
         attempt, stopped = 1, False
         while True:
             outcome = self._attempt(op, attempt, attempts)
-            if outcome.final != "failed" or attempt >= attempts:
+            if outcome.final is not Status.FAILED or attempt >= attempts:
                 break
             why = f": {outcome.message}" if outcome.message else ""
             log.line(f"WARN: Operation {op.opId} attempt {attempt}/{attempts} failed{why}; "
                      f"retry in {op.retryDelay:g} second(s).")
-            log.flush()
-            stopped = rt.control.stopping or rt.control.wait_stop(op.retryDelay)
+            with log.unbatched():
+                stopped = rt.control.stopping or rt.control.wait_stop(op.retryDelay)
             if stopped:
-                log.hold()
                 break
             attempt += 1
         if stopped:  # the job stopped while a retry was pending: the op neither failed nor ran out
-            outcome.final = "aborted" if rt.control.aborting else "paused"
+            outcome.final = Status.ABORTED if rt.control.aborting else Status.PAUSED
             log.line(f"INFO: Operation {op.opId} retry cancelled, job {outcome.final}.")
-        elif outcome.final == "failed" and op.fail_ignore:
-            outcome.final = "ignored"
-        self.ctx.prev_op_status = "pending" if outcome.skipped else outcome.final
+        elif outcome.final is Status.FAILED and op.fail_ignore:
+            outcome.final = Status.IGNORED
+        self.ctx.prev_op_status = Status.PENDING if outcome.skipped else outcome.final
         if not outcome.skipped:
-            self.status.set_op(op.opId, "succeed" if outcome.final == "succeed" else "failed")
-            if outcome.final in ("failed", "aborted"):
+            self.status.set_op(op.opId, Status.SUCCEED if outcome.final is Status.SUCCEED else Status.FAILED)
+            if outcome.final.failed:
                 self._node_failed()
                 try:
                     os.unlink(self.paths.op_output(op.opId))
@@ -246,21 +240,19 @@ class NodeRun:
         if attempts > 1:
             log.line(f"INFO: Operation {op.opId} attempt {attempt}/{attempts}.")
         log.lines((f"------START--[{op.opId}] {kind} execution start...", f"------{op.help or ''}---"))
-        log.flush()  # what the node logged so far is visible before the op runs
         started = time.monotonic()
-        try:
-            outcome = run_operation(self.ctx, op)
-        except Exception as exc:  # noqa: BLE001 - a broken op fails this op (logged with its traceback), not the node thread
-            log.line(f"ERROR: Error ocurred. {exc}")
-            log.write(traceback.format_exc())
-            outcome = OpOutcome(final="failed", message=str(exc))
-        if outcome.final == "failed" and rt.control.aborting:
-            outcome.final = "aborted"
-        final = "ignored" if outcome.final == "failed" and op.fail_ignore and attempt >= attempts else outcome.final
-        where = {"local": "on runner", "remote": "on remote OS", "localremote": "on runner to target"}.get(kind, "")
-        hint = {"succeed": "FINE:", "ignored": "WARN:"}.get(final, "ERROR:")
-        log.hold()  # with what follows up to the next op's start or the node's end
-        log.lines((f"{hint} Execute operation {op.opName} {where} {final}.".replace("  ", " "),
+        with log.unbatched():  # what the node logged so far is visible before the op runs
+            try:
+                outcome = run_operation(self.ctx, op)
+            except Exception as exc:  # noqa: BLE001 - a broken op fails this op (logged with its traceback), not the node thread
+                log.line(f"ERROR: Error ocurred. {exc}")
+                log.write(traceback.format_exc())
+                outcome = OpOutcome(final=Status.FAILED, message=str(exc))
+        outcome.final = outcome.final.while_aborting(rt.control.aborting)
+        last_try = attempt >= attempts
+        final = Status.IGNORED if outcome.final is Status.FAILED and op.fail_ignore and last_try else outcome.final
+        where = kind.where
+        log.lines((f"{final.hint} Execute operation {op.opName} {where} {final}.".replace("  ", " "),
                    f"------END--[{op.opId}] {kind} execution complete -- duration: {time.monotonic() - started:.2f} second."))
         return outcome
 

@@ -12,6 +12,8 @@ import threading
 import time
 from typing import Any, Callable
 
+from autoexec.services import ConsoleUnavailable
+
 LockCall = Callable[[dict[str, Any]], Any]
 
 
@@ -48,6 +50,8 @@ class GlobalLocks:
             if action in ("unlock", "cancel"):
                 self._release(params.get("lockId"), action)
                 return {"lockId": params.get("lockId"), "message": f"{action} done"}
+        except ConsoleUnavailable as exc:  # no console (devmode): the tool is told so
+            return {"lockId": None, "message": str(exc)}
         except Exception as exc:  # noqa: BLE001 - the tool gets the reason, the job goes on
             return {"lockId": None, "message": f"{action} failed: {exc}"}
         return {"lockId": None, "message": f"unknown lock action {action!r}"}

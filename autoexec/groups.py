@@ -13,7 +13,9 @@ from typing import Callable, Iterable
 
 from autoexec.models.nodes import RUNNER_NODE, Node, NodesFile, NodesHeader, load_nodes
 from autoexec.models.params import Group, JobInputError, Phase
+from autoexec.models.status import Status
 from autoexec.phase import Dispatch, PhaseRunner
+from autoexec.runlinks import RoundBarrier, RunLinks
 from autoexec.runtime import JobRuntime, PhasePlan, parallel_count
 from autoexec.secrets import node_secrets
 
@@ -21,12 +23,12 @@ from autoexec.secrets import node_secrets
 @dataclass
 class GroupResult:
     group_no: int
-    phases: dict[str, str] = field(default_factory=dict)
+    phases: dict[str, Status] = field(default_factory=dict)
     ran_any: bool = False
 
     @property
     def failed(self) -> bool:
-        return any(s in ("failed", "aborted") for s in self.phases.values())
+        return any(Status.of(s).failed for s in self.phases.values())
 
 
 def nodes_file_for(rt: JobRuntime, group_no: int, phase: str | None) -> Path:
@@ -61,7 +63,7 @@ def read_nodes(path: Path) -> NodesFile:
 def my_nodes(rt: JobRuntime, nodes: Iterable[Node]) -> list[Node]:
     """The nodes this runner runs (its runnerId, within ``--nodes``)."""
     return [n for n in nodes
-            if n.runnerId == rt.runner_id and (rt.node_filter is None or n.resourceId in rt.node_filter)]
+            if n.runnerId == rt.runner_id and (rt.spec.node_filter is None or n.resourceId in rt.spec.node_filter)]
 
 
 def plan_phase(rt: JobRuntime, group: Group, phase: Phase, index: int, round_count: int | None,
@@ -74,7 +76,7 @@ def plan_phase(rt: JobRuntime, group: Group, phase: Phase, index: int, round_cou
         nodes = [RUNNER_NODE] if local else []
         return PhasePlan(group.groupNo, phase, index, path, nodes_file.header, nodes, True, 1)
     nodes = my_nodes(rt, nodes_file.nodes)
-    count = len(rt.node_filter) if rt.node_filter else (nodes_file.header.totalCount or len(nodes))
+    count = len(rt.spec.node_filter) if rt.spec.node_filter else (nodes_file.header.totalCount or len(nodes))
     rc = phase.roundCount if phase.roundCount is not None else round_count
     return PhasePlan(group.groupNo, phase, index, path, nodes_file.header, nodes, False,
                      parallel_count(count, rc, rt.max_parallel))
@@ -85,13 +87,12 @@ def refresh_nodes(rt: JobRuntime, node_from: str, phase: str, group_no: int) -> 
     it runs. A download that fails with no earlier copy, or a nodes file that is malformed
     (downloaded now or left in the job dir), stops the job with one line."""
     what = f"phase {phase}" if node_from == "phase" else f"group {group_no}"
-    if rt.nodes_refresh is not None:
-        try:
-            rt.nodes_refresh(node_from, phase, group_no)
-        except Exception as exc:  # noqa: BLE001 - reported, the job stops as failed
-            rt.console.line(f"ERROR: Download nodes of {what} failed: {exc}")
-            rt.control.mark_failed()
-            return False
+    try:
+        rt.services.refresh_nodes(node_from, phase, group_no)
+    except Exception as exc:  # noqa: BLE001 - reported, the job stops as failed
+        rt.console.line(f"ERROR: Download nodes of {what} failed: {exc}")
+        rt.control.mark_failed()
+        return False
     try:
         read_nodes(nodes_file_for(rt, group_no, phase if node_from == "phase" else None))
     except JobInputError as exc:
@@ -102,7 +103,7 @@ def refresh_nodes(rt: JobRuntime, node_from: str, phase: str, group_no: int) -> 
 
 
 def _selected(rt: JobRuntime, phase: Phase) -> bool:
-    return rt.phase_filter is None or phase.phaseName in rt.phase_filter
+    return rt.spec.phase_filter is None or phase.phaseName in rt.spec.phase_filter
 
 
 ROUND_RESEND_SECS = 10.0
@@ -118,7 +119,8 @@ def spawn_in_context(fn: Callable[[], None]) -> threading.Thread:
     return thread
 
 
-def run_one_shot(rt: JobRuntime, group: Group, dispatch: Dispatch, round_count: int | None) -> GroupResult:
+def run_one_shot(rt: JobRuntime, group: Group, dispatch: Dispatch, round_count: int | None,
+                 links: RunLinks) -> GroupResult:
     result = GroupResult(group.groupNo)
     runners: list[PhaseRunner] = []
     threads: list[threading.Thread] = []
@@ -128,14 +130,14 @@ def run_one_shot(rt: JobRuntime, group: Group, dispatch: Dispatch, round_count: 
         if not _selected(rt, phase):
             continue
         if not refresh_nodes(rt, "phase", phase.phaseName, group.groupNo):
-            result.phases[phase.phaseName] = "failed"
+            result.phases[phase.phaseName] = Status.FAILED
             break
         plan = plan_phase(rt, group, phase, index, round_count)
         if not plan.nodes:
             why = "is no need to execute in current runner" if plan.on_runner else "has no node for this runner"
             rt.console.line(f"INFO: {'Local phase' if plan.on_runner else 'Phase'}:{phase.phaseName} {why}.")
             continue
-        runner = PhaseRunner(rt, plan, dispatch)
+        runner = PhaseRunner(rt, plan, dispatch, links)
         runners.append(runner)
 
         def work(r: PhaseRunner = runner) -> None:
@@ -173,10 +175,11 @@ def runner_round(exec_round: str | None, rounds: int) -> int:
     return 1
 
 
-def run_gray_scale(rt: JobRuntime, group: Group, dispatch: Dispatch, round_count: int | None) -> GroupResult:
+def run_gray_scale(rt: JobRuntime, group: Group, dispatch: Dispatch, round_count: int | None,
+                   links: RunLinks) -> GroupResult:
     result = GroupResult(group.groupNo)
     if not refresh_nodes(rt, "group", "", group.groupNo):
-        result.phases[f"group-{group.groupNo}"] = "failed"
+        result.phases[f"group-{group.groupNo}"] = Status.FAILED
         return result
     group_path = nodes_file_for(rt, group.groupNo, None)
     group_file = read_nodes(group_path)
@@ -189,12 +192,12 @@ def run_gray_scale(rt: JobRuntime, group: Group, dispatch: Dispatch, round_count
     for index, phase in phases:
         plan = plan_phase(rt, group, phase, index, round_count, nodes_path=group_path)
         plan.parallel = parallel if not plan.on_runner else 1
-        runners[phase.phaseName] = PhaseRunner(rt, plan, dispatch)
+        runners[phase.phaseName] = PhaseRunner(rt, plan, dispatch, links)
     offset = 0
     for round_no, size in enumerate(sizes, 1):
         batch = all_nodes[offset:offset + size]
         offset += size
-        if rt.round_filter is not None and round_no != rt.round_filter:
+        if rt.spec.round_filter is not None and round_no != rt.spec.round_filter:
             continue
         mine = my_nodes(rt, batch)
         rt.console.line(f"INFO: Group:{group.groupNo} round:{round_no}/{rounds} with {len(mine)} node(s).")
@@ -211,8 +214,8 @@ def run_gray_scale(rt: JobRuntime, group: Group, dispatch: Dispatch, round_count
                 runner.execute(mine, scope=f"phase {phase.phaseName} round {round_no}/{rounds}")
             if runner.state.counts["fail"] or runner.state.counts["abort"]:
                 rt.control.note_failed()  # a failure past the round's threshold already halted the job
-            if len(runner.plan.header.jobRunnerIds) > 1 and not rt.control.halted and rt.round_filter is None:
-                _cross_runner_barrier(rt, group.groupNo, phase.phaseName, round_no)
+            if len(runner.plan.header.jobRunnerIds) > 1 and not rt.control.halted and rt.spec.round_filter is None:
+                _cross_runner_barrier(rt, links.barrier, group.groupNo, phase.phaseName, round_no)
         if rt.control.halted:
             break
     for name, runner in runners.items():
@@ -224,13 +227,13 @@ def run_gray_scale(rt: JobRuntime, group: Group, dispatch: Dispatch, round_count
     return result
 
 
-def _cross_runner_barrier(rt: JobRuntime, group_no: int, phase: str, round_no: int) -> None:
+def _cross_runner_barrier(rt: JobRuntime, barrier: RoundBarrier, group_no: int, phase: str, round_no: int) -> None:
     """Other runners work on the same round: tell the console this runner is done and wait for its
     go-ahead (``informRoundContinue`` on the job socket). devmode has no console to answer, so it
     does not wait (the original waited for nothing until timeout); the wait is bounded by ``job.maxExecSecs``."""
     rt.notifier.round_ended(group_no=group_no, phase=phase, round_no=round_no)
     rt.console.line(f"INFO: Inform server group:{group_no} round:{round_no} ended.")
-    if rt.dev_mode or rt.round_barrier is None:
+    if rt.dev_mode:
         return
     deadline = time.monotonic() + rt.config.max_exec_secs
     while not rt.control.stopping:
@@ -239,19 +242,19 @@ def _cross_runner_barrier(rt: JobRuntime, group_no: int, phase: str, round_no: i
             rt.console.line(f"ERROR: Job last more than max execute seconds:{rt.config.max_exec_secs:.0f}, exit.")
             rt.control.mark_failed()
             return
-        if rt.round_barrier.wait(phase, round_no, min(ROUND_RESEND_SECS, remaining), lambda: rt.control.stopping):
+        if barrier.wait(phase, round_no, min(ROUND_RESEND_SECS, remaining), lambda: rt.control.stopping):
             return
         # as the original: the console may have missed that this runner is done (restart, other
         # runners late); tell it again until the go-ahead comes
         rt.notifier.round_ended(group_no=group_no, phase=phase, round_no=round_no)
 
 
-def run_group(rt: JobRuntime, group: Group, dispatch: Dispatch) -> GroupResult:
+def run_group(rt: JobRuntime, group: Group, dispatch: Dispatch, links: RunLinks) -> GroupResult:
     round_count = group.roundCount if group.roundCount is not None else rt.params.roundCount
     # one named phase forces oneShot (the original's rule), except in a one-round part of a
     # coordinated job, which must keep the group's round partition
-    one_phase = rt.phase_filter is not None and len(rt.phase_filter) == 1 and rt.round_filter is None
+    one_phase = rt.spec.phase_filter is not None and len(rt.spec.phase_filter) == 1 and rt.spec.round_filter is None
     one_shot = one_phase or not group.gray_scale
     if one_shot:
-        return run_one_shot(rt, group, dispatch, round_count)
-    return run_gray_scale(rt, group, dispatch, round_count)
+        return run_one_shot(rt, group, dispatch, round_count, links)
+    return run_gray_scale(rt, group, dispatch, round_count, links)

@@ -12,46 +12,27 @@ import json
 import os
 import socket
 import threading
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from autoexec.runlinks import RoundBarrier, RunLinks
+from autoexec.models.status import Status
 from autoexec.runtime import JobRuntime
 
-
-class RoundBarrier:
-    """grayScale rounds across runners: wait until the console says round N of a phase may go on."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._released: set[tuple[str, int]] = set()
-
-    def release(self, phase: str, round_no: int) -> None:
-        with self._cond:
-            self._released.add((phase, int(round_no)))
-            self._cond.notify_all()
-
-    def wait(self, phase: str, round_no: int, timeout: float, stop: Callable[[], bool]) -> bool:
-        end = time.monotonic() + timeout
-        with self._cond:
-            while (phase, round_no) not in self._released:
-                remaining = end - time.monotonic()
-                if remaining <= 0 or stop():
-                    return False
-                self._cond.wait(min(0.5, remaining))
-            return True
+__all__ = ["JobSocket", "RoundBarrier"]
 
 
 class JobSocket:
-    def __init__(self, rt: JobRuntime, barrier: RoundBarrier) -> None:
+    def __init__(self, rt: JobRuntime, links: RunLinks) -> None:
         self.rt = rt
-        self.barrier = barrier
+        self.barrier = links.barrier
+        self.running = links.running
         self.path = rt.jobdir.root / f"job{os.getpid()}.sock"
         self.sock: socket.socket | None = None
         self.thread: threading.Thread | None = None
         from autoexec.globallock import GlobalLocks
 
-        self.locks = GlobalLocks(rt.global_lock_call, rt.job_id, rt.runner_id, rt.console.line,
+        self.locks = GlobalLocks(rt.services.global_lock, rt.job_id, rt.runner_id, rt.console.line,
                                  lambda: rt.control.stopping)
 
     def start(self) -> None:
@@ -62,7 +43,7 @@ class JobSocket:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(str(self.path))
         self.sock.settimeout(0.5)
-        self.rt.base_env["AUTOEXEC_JOB_SOCK"] = str(self.path)
+        self.rt.env.set("AUTOEXEC_JOB_SOCK", str(self.path), scope="process")
         self.thread = threading.Thread(target=self._serve, name="autoexec-jobsock", daemon=True)
         self.thread.start()
 
@@ -125,16 +106,13 @@ class JobSocket:
             return None
         if action == "setEnv":
             items = message.get("items") or {}
-            with self.rt.env_lock:
-                self.rt.base_env.update({str(k): str(v) for k, v in items.items()})
-            mirror = self.rt.mirror
-            if not message.get("onlyInProcess") and mirror is not None and hasattr(mirror, "save_env"):
-                for name, value in items.items():
-                    mirror.save_env(self.rt.job_id, str(name), str(value), False)
+            only_here = bool(message.get("onlyInProcess"))
+            for name, value in items.items():
+                self.rt.env.set(str(name), str(value), scope="process" if only_here else "job")
             return None
         if action == "informNodeWaitInput":
             key = (str(message.get("phaseName")), int(message.get("resourceId") or 0))
-            run = self.rt.running_nodes.get(key)
+            run = self.running.get(*key)
             if run is None:
                 raise ValueError(f"no running node {key[1]} in phase {key[0]}")
             if message.get("clean"):
@@ -143,7 +121,7 @@ class JobSocket:
                 raw = message.get("interact")
                 interact = raw if isinstance(raw, dict) else {"message": raw}
             run.wait_input(interact)
-            self.rt.console.line(f"INFO: Update runner node status to {'running' if interact is None else 'waitInput'} "
+            self.rt.console.line(f"INFO: Update runner node status to {Status.RUNNING if interact is None else Status.WAIT_INPUT} "
                                  f"succeed.")
             return None
         if action == "queryCollectDB":

@@ -7,22 +7,30 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from autoexec.config import Config, load_config
 from autoexec.control import JobControl
+from autoexec.fileio import write_new
 from autoexec.jobdir import JobDir, UnsafeName
 from autoexec.logs import ConsoleLog
 from autoexec.masking import Masker
 from autoexec.models.nodes import RUNNER_NODE, NodesHeader, load_nodes, parse_nodes_lines
 from autoexec.models.params import JobInputError, Params, load_params
 from autoexec.models.request import check_request
+from autoexec.jobenv import JobEnv
+from autoexec.joblock import JobLock
+from autoexec.jobspec import JobSpec, frozen
 from autoexec.notify import Notifier, NullNotifier
 from autoexec.runtime import JobRuntime
+from autoexec.services import ConsoleServices, NoConsole
 from autoexec.store import NodeOutput
+
+Connect = Callable[[JobSpec, JobControl, ConsoleLog], tuple[Notifier, ConsoleServices]]
+"""How a job reaches its console (production mode): its notifier and console services, made once
+the spec is known."""
 
 
 @dataclass
@@ -87,9 +95,7 @@ def _copy_if_changed(source: Path, dest: Path) -> None:
         return
     tmp = dest.with_name(f".{dest.name}.tmp")
     tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # node passwords: owner only
-    with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
-        shutil.copyfileobj(src, out)
+    write_new(tmp, source.read_bytes())  # node passwords: owner only
     os.replace(tmp, dest)
 
 
@@ -143,15 +149,9 @@ def prepare_job_dir(req: JobRequest, cfg: Config) -> tuple[JobDir, Params]:
     elif params_src is not None:
         _copy_if_changed(params_src, jobdir.params)
     if nodes_text is not None:
-        from autoexec.store import write_all
-
         tmp = jobdir.nodes.with_name(".nodes.json.tmp")
         tmp.unlink(missing_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            write_all(fd, nodes_text.encode("utf-8"))
-        finally:
-            os.close(fd)
+        write_new(tmp, nodes_text.encode("utf-8"))
         os.replace(tmp, jobdir.nodes)
     elif nodes_src is not None:
         _copy_if_changed(nodes_src, jobdir.nodes)
@@ -179,9 +179,11 @@ def _env_text(value: Any) -> str:
 def build_runtime(req: JobRequest, cfg: Config | None = None, notifier: Notifier | None = None,
                   control: JobControl | None = None,
                   complete_config: Callable[[Params, Config], Config] | None = None,
-                  deploy_lookup: Any = None) -> JobRuntime:
+                  deploy_lookup: Any = None, connect: Connect | None = None,
+                  job_lock: JobLock | None = None) -> JobRuntime:
     """``complete_config`` lets production mode finish the configuration once params are known
-    (their tenant, a MongoDB named by the console) before anything opens it."""
+    (their tenant, a MongoDB named by the console) before anything opens it; ``connect`` gives the
+    job its console (without it: ``notifier`` or none, and :class:`NoConsole`)."""
     cfg = cfg or load_config()
     jobdir, params = prepare_job_dir(req, cfg)
     if complete_config is not None:
@@ -223,22 +225,30 @@ def build_runtime(req: JobRequest, cfg: Config | None = None, notifier: Notifier
         env.update(deploy_env(env, cfg.data_dir, cfg.home, deploy_lookup, console.line))
     except DeployVarsError as exc:
         raise JobInputError(str(exc)) from None
-    rt = JobRuntime(
-        job_id=job_id, jobdir=jobdir, params=params, config=cfg, control=control or JobControl(),
-        notifier=notifier or NullNotifier(), console=console, exec_user=req.exec_user, force=req.force,
-        runner_id=runner_id, base_env=env, phase_filter=req.phases, group_filter=req.phase_groups,
-        node_filter=req.nodes, round_filter=req.round_no, max_parallel=_max_parallel(), decrypt=decrypt, no_fire_next=req.no_fire_next,
-        dev_mode=req.dev_mode, masker=masker,
+    spec = JobSpec(
+        job_id=job_id, jobdir=jobdir, params=params, config=cfg, exec_user=req.exec_user, force=req.force,
+        runner_id=runner_id, phase_filter=frozen(req.phases), group_filter=frozen(req.phase_groups),
+        node_filter=frozen(req.nodes), round_filter=req.round_no, max_parallel=_max_parallel(),
+        no_fire_next=req.no_fire_next, dev_mode=req.dev_mode, decrypt=decrypt,
     )
+    control = control or JobControl()
+    services: ConsoleServices
+    if connect is not None:
+        notifier, services = connect(spec, control, console)
+    else:
+        from autoexec.files import FileParams
+
+        notifier = notifier or NullNotifier()
+        services = NoConsole(FileParams(cfg.data_dir, jobdir.file_dir), cfg.path)
     mirror = _open_mirror(cfg, console)
     if hasattr(mirror, "mask"):
         mirror.mask = masker  # MongoDB documents are written with the job's secrets masked
-    rt.mirror = mirror
-    from autoexec.files import FileParams
-
-    rt.file_fetcher = FileParams(cfg.data_dir, jobdir.file_dir)
-    rt.runner_output = NodeOutput(jobdir.node_output("local-0-0"), job_id, RUNNER_NODE, rt.mirror)
-    return rt
+    return JobRuntime(
+        spec=spec, env=JobEnv(env, job_id=job_id, notifier=notifier, masker=masker, store=mirror),
+        control=control, notifier=notifier, console=console, services=services, masker=masker,
+        mirror=mirror, runner_output=NodeOutput(jobdir.node_output("local-0-0"), job_id, RUNNER_NODE, mirror),
+        job_lock=job_lock,
+    )
 
 
 def release_runtime(rt: JobRuntime, flush_secs: float | None = None) -> bool:
@@ -256,11 +266,10 @@ def release_runtime(rt: JobRuntime, flush_secs: float | None = None) -> bool:
     if rt.mirror is not None and hasattr(rt.mirror, "close"):
         rt.mirror.close()
     rt.notifier.close()
-    for close in rt.closers:
-        try:
-            close()
-        except Exception:  # noqa: BLE001 - closing must not hide the job's outcome
-            pass
+    try:
+        rt.services.close()
+    except Exception:  # noqa: BLE001 - closing must not hide the job's outcome
+        pass
     rt.console.close()
     return delivered
 
@@ -301,12 +310,8 @@ def load_job_env(rt: JobRuntime) -> None:
     """Job-global variables set by ``native/setenv`` scope ``global`` in earlier phases, invocations
     or on other runners (MongoDB ``_autoexec_env``) — re-read at each group start."""
     loader = getattr(rt.mirror, "load_env", None)
-    if loader is None:
-        return
-    env = loader(rt.job_id)
-    if env:
-        with rt.env_lock:
-            rt.base_env.update({k: str(v) for k, v in env.items()})
+    if loader is not None:
+        rt.env.reload(loader(rt.job_id))
 
 
 def _max_parallel() -> int:

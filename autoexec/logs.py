@@ -9,11 +9,12 @@ import os
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import Callable, Iterator, TextIO
 
 from autoexec.masking import Mask
-from autoexec.store import open_fd_creating_dirs, write_all
+from autoexec.fileio import open_fd_creating_dirs, write_all
 
 LineHook = Callable[[str], None]
 
@@ -129,18 +130,37 @@ class StampedWriter:
         if texts:
             self.write("\n".join(texts) + "\n")
 
-    def hold(self) -> None:
-        """Collect the following lines (each stamped when emitted) and write them all with the
-        next :meth:`flush` (or :meth:`close`): for lines emitted in one quick sequence of the
-        caller's, with nothing between them that waits. Warn counting and hooks are not delayed."""
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Lines emitted inside the block (each stamped when emitted) are written together, in one
+        ``write``, when it ends (or at an :meth:`unbatched` inside it). For a quick sequence of the
+        caller's own lines with nothing between them that waits. Warn counting, echo and hooks are
+        not delayed. Inside another batch this is part of the outer one."""
         with self._lock:
-            if self._held is None:
+            outer = self._held is not None
+            if not outer:
                 self._held = []
+        try:
+            yield
+        finally:
+            if not outer:
+                with self._lock:
+                    self._flush_held()
 
-    def flush(self) -> None:
-        """Write what :meth:`hold` collected, in one ``write``; lines go out at once again."""
+    @contextmanager
+    def unbatched(self) -> Iterator[None]:
+        """Inside a :meth:`batch`: write what it collected, and let lines go out at once until the
+        block ends (around a wait, such as an op's run); then the batch collects again."""
         with self._lock:
+            batched = self._held is not None
             self._flush_held()
+        try:
+            yield
+        finally:
+            if batched:
+                with self._lock:
+                    if self._fd >= 0 and self._held is None:
+                        self._held = []
 
     def _flush_held(self) -> None:
         held, self._held = self._held, None
@@ -231,3 +251,39 @@ class NodeLog(StampedWriter):
                 os.rename(self._history, os.path.join(head, name.replace(".running.", f".{status}.", 1)))
             except OSError:
                 pass
+
+
+# --- reading a node log back ------------------------------------------------------------
+# lines of the node log written by the runner itself around a tool's output
+_FRAME_PREFIXES = ("======", "------", "INFO: ", "FINE: ", "ERROR: Execute operation", "ERROR: Node execute complete",
+                   "WARN: Operation ", "WARN: Execute operation")
+
+
+def last_error_lines(log_path: str | None, count: int = 1, skip: str = "", limit: int = 65536) -> list[str]:
+    """The last ``count`` lines of a node log that are not the runner's framing (the tool's own
+    output and the runner's reason), oldest first, without the ``HH:MM:SS`` stamp; lines saying
+    just ``skip`` (a reason shown already) are left out. Empty when the log cannot be read.
+    The one reader of a failed node's reason: progress views, the job report, the Prefect record."""
+    if not log_path:
+        return []
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - limit))
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return []
+    found: list[str] = []
+    for raw in reversed(lines):
+        text = (raw[9:] if len(raw) > 9 and raw[2] == ":" and raw[5] == ":" else raw).strip()
+        if not text or text.startswith(_FRAME_PREFIXES) or (skip and text in (skip, f"ERROR: {skip}")):
+            continue
+        found.append(text)
+        if len(found) >= count:
+            break
+    return found[::-1]
+
+
+def last_error_line(log_path: str | None, skip: str = "") -> str:
+    """The last line of a node log that is not the runner's framing (usually the error)."""
+    lines = last_error_lines(log_path, 1, skip)
+    return lines[0] if lines else ""

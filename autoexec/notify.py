@@ -58,8 +58,7 @@ class NullNotifier:
 
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
-    def _rec(self, call: str, /, **kw: object) -> None:
-        # positional-only: export_env's keywords include ``name``
+    def _rec(self, call: str, /, **kw: object) -> None:  # positional: export_env has a ``name`` keyword
         self.calls.append((call, kw))
 
     def node_status(self, **kw: object) -> None:

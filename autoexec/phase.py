@@ -13,10 +13,17 @@ from typing import Any, Callable, Iterable, Protocol
 
 from autoexec.executor import NodeResult, NodeRun
 from autoexec.models.nodes import Node
-from autoexec.observer import NodeEnd
+from autoexec.notify import PhaseCounts
+from autoexec.runlinks import RunLinks
+from autoexec.models.status import Status
 from autoexec.runtime import JobRuntime, PhasePlan, PhaseState
 from autoexec.store import read_json
 from autoexec.thresholds import FailGate, FailLimit, halt_line
+
+
+_COUNTER = {Status.SUCCEED: "suc", Status.IGNORED: "ignore", Status.PAUSED: "pause", Status.ABORTED: "abort",
+            Status.FAILED: "fail"}
+"""A node's final status -> the phase's counter of it (any other status counts as failed)."""
 
 
 class NodeFuture(Protocol):
@@ -28,16 +35,19 @@ Submit = Callable[[PhasePlan, Node], NodeFuture]
 Dispatch = Callable[["PhaseRunner", list[Node]], None]
 
 
-def execute_node(rt: JobRuntime, plan: PhasePlan, node: Node) -> NodeResult:
-    """The unit of work behind one (phase, node) task run."""
-    return NodeRun(rt, plan, node).execute()
+def execute_node(rt: JobRuntime, plan: PhasePlan, node: Node, links: RunLinks | None = None,
+                 phase_counts: Callable[[], PhaseCounts] | None = None) -> NodeResult:
+    """The unit of work behind one (phase, node) task run; ``phase_counts`` are its phase's live
+    counters (a tool waiting for input pushes the phase's status with them)."""
+    return NodeRun(rt, plan, node, links or RunLinks(), phase_counts).execute()
 
 
 class PhaseRunner:
-    def __init__(self, rt: JobRuntime, plan: PhasePlan, dispatch: Dispatch) -> None:
+    def __init__(self, rt: JobRuntime, plan: PhasePlan, dispatch: Dispatch, links: RunLinks | None = None) -> None:
         self.rt = rt
         self.plan = plan
         self.dispatch = dispatch
+        self.links = links or RunLinks()
         self.state = PhaseState(plan)
         self._unfinished = False
         """Some nodes were never handed out (the job halted, or this phase failed)."""
@@ -51,7 +61,7 @@ class PhaseRunner:
         self.dispatch(self, batch)
 
     # --- status -------------------------------------------------------------------------
-    def _push(self, status: str) -> None:
+    def _push(self, status: Status) -> None:
         self.state.status = status
         self.rt.notifier.phase_status(group_no=self.plan.group_no, phase=self.plan.name, status=status,
                                       counts=self.state.snapshot())
@@ -59,30 +69,29 @@ class PhaseRunner:
     def start(self) -> None:
         if not self.state.started:
             self.state.started = True
-            self.rt.phase_counts[self.plan.name] = self.state.snapshot
             self.rt.console.line(f"INFO: Begin to execute phase:{self.plan.name} operations...")
-            self._push("running")
-            self.rt.observer.phase_started(self.plan.group_no, self.plan.name, len(self.plan.nodes))
+            self._push(Status.RUNNING)
+            self.links.emit("phase_start", group=self.plan.group_no, phase=self.plan.name, nodes=len(self.plan.nodes))
 
-    def finish(self) -> str:
+    def finish(self) -> Status:
         """The phase's final status as the original aggregates it, except that a clean phase is not
-        called ``paused`` merely because a concurrent phase failed."""
+        called ``paused`` merely because a concurrent phase failed. While the job aborts, a phase
+        with failed or paused nodes is aborted."""
         c = self.state.counts
         ctl = self.rt.control
-        if c["abort"] or (ctl.aborting and (c["fail"] or c["pause"])):
-            status = "aborted"
-        elif c["fail"]:
-            status = "failed"
+        status = Status.worst(s for s, key in _COUNTER.items() if c[key])
+        if ctl.aborting and status in (Status.FAILED, Status.PAUSED):
+            status = Status.ABORTED
+        if status is Status.FAILED:
             ctl.note_failed()  # halting, if due, happened when the node failed (thresholds)
-        elif c["pause"] or (ctl.pausing and self.state.status == "running" and self._unfinished):
-            status = "paused"
-        elif c["ignore"]:
-            status = "completed"
-        else:
-            status = "succeed"
+        elif status is Status.SUCCEED:
+            if ctl.pausing and self.state.status == Status.RUNNING and self._unfinished:
+                status = Status.PAUSED
+            elif c["ignore"]:
+                status = Status.COMPLETED
         self.rt.console.line(f"INFO: Execute phase:{self.plan.name} complete, status:{status}.")
         self._push(status)
-        self.rt.observer.phase_finished(self.plan.name, status)
+        self.links.emit("phase_end", group=self.plan.group_no, phase=self.plan.name, status=status)
         return status
 
     def summary(self) -> None:
@@ -106,19 +115,20 @@ class PhaseRunner:
         if data is None and self.rt.mirror is not None:
             data = self.rt.mirror.load_node_status(self.rt.job_id, self.plan.name, node.resourceId)
         status = (data or {}).get("status")
-        if not self.rt.force:
-            if status in ("succeed", "ignored"):
+        if not self.rt.spec.force:
+            if Status.of(status).done:
                 return "skip", f"INFO: Node({node.resourceId}) status:{status} {node.label} had been executed, skip."
-        verb = "try to execute again" if status == "running" else "execute begin"
-        return None, f"INFO: Node({node.resourceId}) status:{status or 'pending'} {node.label} {verb}..."
+        verb = "try to execute again" if status == Status.RUNNING else "execute begin"
+        return None, f"INFO: Node({node.resourceId}) status:{status or Status.PENDING} {node.label} {verb}..."
 
-    # node status -> (counter, console line level, console line end)
-    _OUTCOMES = {"succeed": ("suc", "INFO", "execute succeed."), "ignored": ("ignore", "WARN", "execute failed, ignore."),
-                 "paused": ("pause", "WARN", "execute paused."), "aborted": ("abort", "ERROR", "execute aborted.")}
+    # node status -> (console line level, console line end)
+    _OUTCOMES = {Status.SUCCEED: ("INFO", "execute succeed."), Status.IGNORED: ("WARN", "execute failed, ignore."),
+                 Status.PAUSED: ("WARN", "execute paused."), Status.ABORTED: ("ERROR", "execute aborted.")}
 
     def _account(self, node: Node, result: NodeResult | None, error: BaseException | None) -> None:
-        status = result.status if result else "failed"
-        key, level, text = self._OUTCOMES.get(status) or ("fail", "ERROR", "execute failed{}.")
+        status = result.status if result and result.status in self._OUTCOMES else Status.FAILED
+        level, text = self._OUTCOMES.get(status) or ("ERROR", "execute failed{}.")
+        key = _COUNTER[status]
         self.state.add(key, result.warn_count if result else 0)
         if key == "fail":
             self._failed(node)
@@ -137,7 +147,6 @@ class PhaseRunner:
         threshold tolerates it."""
         slots = threading.Semaphore(self.plan.parallel)
         pending: list[tuple[Node, NodeFuture]] = []
-        observer = self.rt.observer
         for node in nodes:
             if self._halted():
                 self._unfinished = True
@@ -146,7 +155,8 @@ class PhaseRunner:
             if decision is not None:
                 self.rt.console.line(line)
                 self.state.add("skip")
-                observer.node_finished(NodeEnd(self.plan.name, node.triple, node.label, "skipped", message=""))
+                self.links.emit("node_skip", group=self.plan.group_no, phase=self.plan.name, node=node.triple,
+                                label=node.label)
                 continue
             while not slots.acquire(timeout=0.2):
                 if self._halted():
@@ -158,7 +168,6 @@ class PhaseRunner:
                     break
                 self.start()
                 self.rt.console.line(line)
-                observer.node_started(self.plan.name, node.triple)
                 future = submit(self.plan, node)
                 future.add_done_callback(lambda _f: slots.release())
                 pending.append((node, future))

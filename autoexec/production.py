@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -19,25 +20,30 @@ from autoexec.console.errors import ConsoleError
 from autoexec.console.notifier import ConsoleNotifier
 from autoexec.console.scripts import ScriptStore
 from autoexec.control import JobControl
+from autoexec.files import FileParams
 from autoexec.jobdir import JobDir, UnsafeName
-from autoexec.loader import JobRequest, build_runtime, resolve_input
+from autoexec.joblock import JobLock
+from autoexec.jobspec import JobSpec
+from autoexec.loader import Connect, JobRequest, build_runtime, resolve_input
+from autoexec.logs import ConsoleLog
 from autoexec.models.nodes import Node
 from autoexec.models.params import JobInputError, Operation, Params
+from autoexec.notify import Notifier, NullNotifier
 from autoexec.runtime import JobRuntime
+from autoexec.services import ConsoleServices, NoConsole
 
 T = TypeVar("T")
 
 
-def build_job_runtime(req: JobRequest, cfg: Config | None = None, control: JobControl | None = None) -> JobRuntime:
+def build_job_runtime(req: JobRequest, cfg: Config | None = None, control: JobControl | None = None,
+                      job_lock: JobLock | None = None) -> JobRuntime:
     """The one entry for the CLI and deployment runs: devmode builds from local inputs only,
     production downloads inputs from the console and reports back through its outbox.
     ``control`` is the job's, when signals were already being taken before loading."""
     cfg = cfg or load_config()
     if req.dev_mode:
-        rt = build_runtime(req, cfg, control=control)
-        if console_configured(cfg):
-            _attach_devmode_downloads(rt, cfg, req)
-        return rt
+        connect = _devmode_downloads(cfg, req) if console_configured(cfg) else None
+        return build_runtime(req, cfg, control=control, connect=connect, job_lock=job_lock)
     tenant = str(req.pass_through_env.get("tenant") or os.environ.get("tenant") or os.environ.get("TENANT")
                  or cfg.tenant or "none")
     client = console_client(cfg, tenant)
@@ -45,7 +51,8 @@ def build_job_runtime(req: JobRequest, cfg: Config | None = None, control: JobCo
         _download_inputs(client, req, cfg)
         rt = build_runtime(req, cfg, control=control,
                            complete_config=lambda params, c: _complete_config(client, params, c),
-                           deploy_lookup=_DeployLookup(client))
+                           deploy_lookup=_DeployLookup(client), connect=_console_connector(client, req),
+                           job_lock=job_lock)
     except ConsoleError as exc:
         client.close()
         raise JobInputError(f"console {client.base_url}: {exc}") from None
@@ -53,7 +60,6 @@ def build_job_runtime(req: JobRequest, cfg: Config | None = None, control: JobCo
         client.close()
         raise
     rt.masker.add([client.token])  # also when it came from a Prefect block, not config.ini
-    _attach_console(rt, client, req)
     return rt
 
 
@@ -199,95 +205,134 @@ class _DeployLookup:
 
 
 # --- what the op path asks the console for, on demand ---------------------------------------------
-def _attach_console(rt: JobRuntime, client: ConsoleClient, req: JobRequest) -> None:
-    from autoexec.files import FileParams
-
-    pass_through = {**rt.params.passThroughEnv, **req.pass_through_env}
-    rt.notifier = ConsoleNotifier.open(client, rt.jobdir.root, job_id=rt.job_id, runner_id=rt.runner_id,
-                                       pass_through_env=pass_through, on_fail_node=rt.control.mark_failed)
-    rt.closers.append(client.close)
-    rt.script_fetcher, rt.script_libs, fetch_file = _download_fetchers(rt, client)
-    rt.file_fetcher = FileParams(rt.config.data_dir, rt.jobdir.file_dir, fetch=fetch_file)
-
-    def account(node: Node, username: str, account_id: str, protocol: str) -> str:
-        answer = with_retries("getAccount", lambda: client.get_account(
-            rt.job_id, node.resourceId, node.host, node.protocolPort, username, account_id, protocol))
-        password = answer.get("password") if isinstance(answer, dict) else answer
-        return str(password or "")
-
-    rt.account_lookup = account
-    rt.global_lock_call = lambda params: with_retries("globalLock", lambda: client.global_lock(params))
-    if not _brings_own_nodes(req, rt.params.runNode):
-        rt.nodes_refresh = _nodes_refresher(rt, client, pass_through)
-
-
-def _download_fetchers(rt: JobRuntime, client: ConsoleClient) -> tuple[Any, Any, Any]:
+class _Downloads:
     """Custom scripts by ``scriptId`` (with their libraries) and file parameters, from the console."""
-    from autoexec.ops.tools import script_file_name
 
-    scripts = ScriptStore(client, rt.job_id)
-    stored: dict[str, list[Path]] = {}
+    def __init__(self, spec: JobSpec, client: ConsoleClient) -> None:
+        self.spec = spec
+        self.scripts = ScriptStore(client, spec.job_id)
+        self.client = client
+        self.libs: dict[str, list[Path]] = {}
 
-    def fetch_script(_rt: JobRuntime, op: Operation) -> Path:
+    def fetch_script(self, op: Operation) -> Path:
+        from autoexec.ops.tools import script_file_name
+
         if op.scriptId in (None, ""):
             raise JobInputError(f"operation {op.opId}: custom script without scriptId or scriptContent")
         try:
-            got = with_retries("fetchScript", lambda: scripts.get(
-                str(op.scriptId), op.opId, rt.jobdir.script_dir(op.bundle), script_file_name(op)))
+            got = with_retries("fetchScript", lambda: self.scripts.get(
+                str(op.scriptId), op.opId, self.spec.jobdir.script_dir(op.bundle), script_file_name(op)))
         except ConsoleError as exc:
             raise OSError(f"fetch script {op.scriptId} of {op.opId} failed: {exc}") from None
-        stored[op.opId] = got.libs
+        self.libs[op.opId] = got.libs
         return got.path
 
-    def fetch_file(file_id: int, cache_dir: Path) -> tuple[Path, str]:
-        got = with_retries("fetchFile", lambda: client.fetch_file(file_id, cache_dir))
+    def fetch_file(self, file_id: int, cache_dir: Path) -> tuple[Path, str]:
+        got = with_retries("fetchFile", lambda: self.client.fetch_file(file_id, cache_dir))
         return Path(got.path), got.name
 
-    return fetch_script, lambda op: stored.get(op.opId, []), fetch_file
 
+class ConsoleJobServices(NoConsole):
+    """Production mode: everything the op path needs comes from the console."""
 
-def _attach_devmode_downloads(rt: JobRuntime, cfg: Config, req: JobRequest) -> None:
-    """devmode turns the console's callbacks off, not its downloads: as under the original, custom
-    scripts by ``scriptId`` and file parameters come from the configured console. The client is
-    made on first use, so a devmode job that needs neither never talks to it."""
-    import threading
+    def __init__(self, spec: JobSpec, client: ConsoleClient, console: ConsoleLog, pass_through: dict[str, Any],
+                 refresh: bool) -> None:
+        self.downloads = _Downloads(spec, client)
+        super().__init__(FileParams(spec.config.data_dir, spec.jobdir.file_dir, fetch=self.downloads.fetch_file),
+                         spec.config.path)
+        self.spec, self.client, self.console = spec, client, console
+        self.pass_through = pass_through
+        self.refresh = refresh
+        """False when the job brings its own nodes (``runNode``, a nodes file, inline nodes)."""
 
-    from autoexec.files import FileParams
+    def fetch_script(self, op: Operation) -> Path:
+        return self.downloads.fetch_script(op)
 
-    lock = threading.Lock()
-    made: list[tuple[Any, Any, Any]] = []
+    def script_libs(self, op: Operation) -> list[Path]:
+        return self.downloads.libs.get(op.opId, [])
 
-    def fetchers() -> tuple[Any, Any, Any]:
-        with lock:
-            if not made:
-                tenant = str(req.pass_through_env.get("tenant") or rt.params.tenant or cfg.tenant or "none")
-                try:
-                    client = console_client(cfg, tenant)
-                except JobInputError as exc:
-                    raise OSError(str(exc)) from None
-                rt.closers.append(client.close)
-                made.append(_download_fetchers(rt, client))
-            return made[0]
+    def account_password(self, node: Node, username: str, account_id: str, protocol: str) -> str | None:
+        answer = with_retries("getAccount", lambda: self.client.get_account(
+            self.spec.job_id, node.resourceId, node.host, node.protocolPort, username, account_id, protocol))
+        password = answer.get("password") if isinstance(answer, dict) else answer
+        return str(password or "")
 
-    rt.script_fetcher = lambda _rt, op: fetchers()[0](_rt, op)
-    rt.script_libs = lambda op: fetchers()[1](op) if made else []
-    rt.file_fetcher = FileParams(rt.config.data_dir, rt.jobdir.file_dir,
-                                 fetch=lambda file_id, cache_dir: fetchers()[2](file_id, cache_dir))
-
-
-def _nodes_refresher(rt: JobRuntime, client: ConsoleClient, pass_through: dict[str, Any]) -> Callable[[str, str, int], None]:
-    def refresh(node_from: str, phase: str, group_no: int) -> None:
-        dest = rt.jobdir.phase_nodes(phase) if node_from == "phase" else rt.jobdir.group_nodes(group_no)
+    def refresh_nodes(self, node_from: str, phase: str, group_no: int) -> None:
+        if not self.refresh:
+            return
+        spec = self.spec
+        dest = spec.jobdir.phase_nodes(phase) if node_from == "phase" else spec.jobdir.group_nodes(group_no)
         try:
-            with_retries("getNodes", lambda: client.get_nodes(
-                rt.job_id, dest, node_from, phase=phase, group_no=group_no if node_from == "group" else None,
-                runner_id=rt.runner_id, pass_through_env=pass_through))
+            with_retries("getNodes", lambda: self.client.get_nodes(
+                spec.job_id, dest, node_from, phase=phase, group_no=group_no if node_from == "group" else None,
+                runner_id=spec.runner_id, pass_through_env=self.pass_through))
         except ConsoleError as exc:
             if not dest.exists():
                 raise
-            rt.console.line(f"WARN: nodes of {node_from} {phase or group_no} not refreshed ({exc}); "
-                            f"using the copy from {time.ctime(dest.stat().st_mtime)}.")
-    return refresh
+            self.console.line(f"WARN: nodes of {node_from} {phase or group_no} not refreshed ({exc}); "
+                              f"using the copy from {time.ctime(dest.stat().st_mtime)}.")
+
+    def global_lock(self, params: dict[str, Any]) -> Any:
+        return with_retries("globalLock", lambda: self.client.global_lock(params))
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _console_connector(client: ConsoleClient, req: JobRequest) -> Connect:
+    def connect(spec: JobSpec, control: JobControl, console: ConsoleLog) -> tuple[Notifier, ConsoleServices]:
+        pass_through = {**spec.params.passThroughEnv, **req.pass_through_env}
+        notifier = ConsoleNotifier.open(client, spec.jobdir.root, job_id=spec.job_id, runner_id=spec.runner_id,
+                                        pass_through_env=pass_through, on_fail_node=control.mark_failed)
+        refresh = not _brings_own_nodes(req, spec.params.runNode)
+        return notifier, ConsoleJobServices(spec, client, console, pass_through, refresh)
+    return connect
+
+
+class DevmodeDownloads(NoConsole):
+    """devmode turns the console's callbacks off, not its downloads: as under the original, custom
+    scripts by ``scriptId`` and file parameters come from the configured console. The client is
+    made on first use, so a devmode job that needs neither never talks to it."""
+
+    def __init__(self, spec: JobSpec, cfg: Config, req: JobRequest) -> None:
+        super().__init__(FileParams(cfg.data_dir, spec.jobdir.file_dir, fetch=self._fetch_file), cfg.path)
+        self.spec, self.cfg, self.req = spec, cfg, req
+        self._lock = threading.Lock()
+        self._made: _Downloads | None = None
+
+    def _downloads(self) -> _Downloads:
+        with self._lock:
+            if self._made is None:
+                tenant = str(self.req.pass_through_env.get("tenant") or self.spec.params.tenant
+                             or self.cfg.tenant or "none")
+                try:
+                    client = console_client(self.cfg, tenant)
+                except JobInputError as exc:
+                    raise OSError(str(exc)) from None
+                self._made = _Downloads(self.spec, client)
+            return self._made
+
+    def _fetch_file(self, file_id: int, cache_dir: Path) -> tuple[Path, str]:
+        return self._downloads().fetch_file(file_id, cache_dir)
+
+    def fetch_script(self, op: Operation) -> Path:
+        return self._downloads().fetch_script(op)
+
+    def script_libs(self, op: Operation) -> list[Path]:
+        made = self._made
+        return made.libs.get(op.opId, []) if made is not None else []
+
+    def close(self) -> None:
+        with self._lock:
+            made, self._made = self._made, None
+        if made is not None:
+            made.client.close()
+
+
+def _devmode_downloads(cfg: Config, req: JobRequest) -> Connect:
+    def connect(spec: JobSpec, control: JobControl, console: ConsoleLog) -> tuple[Notifier, ConsoleServices]:
+        return NullNotifier(), DevmodeDownloads(spec, cfg, req)
+    return connect
 
 
 # --- helpers for the non-run modes --------------------------------------------------------------

@@ -1,10 +1,10 @@
 """What an operator sees of a CLI job: progress per phase and, at the end, the nodes that failed.
 
-On a terminal, :mod:`autoexec.progress_live` draws a live view with ``rich`` (imported only
-then: a job whose output goes to a file or pipe starts as fast as before). Elsewhere — CI logs,
-the neatlogic runner service capturing output — :class:`PlainView` prints one line per phase end
-and the same final summary as plain text. Both are :class:`autoexec.observer.JobObserver`\\ s fed
-by the engine; neither writes to ``console.txt``, whose lines stay exactly the original's.
+On a terminal :mod:`autoexec.progress_live` draws a live ``rich`` view (imported only then);
+elsewhere :class:`PlainView` prints one line per phase end and the same final summary. Both are
+sinks of the engine's one typed event stream (beside the Prefect record's spool, through
+``recording.Tee``). Neither writes to ``console.txt``, whose lines stay exactly the original's.
+A view is quick, thread-safe and never raises into the job.
 """
 from __future__ import annotations
 
@@ -13,18 +13,31 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from autoexec.observer import NodeEnd
+from autoexec.logs import last_error_line
+from autoexec.models.status import Status
 
 if TYPE_CHECKING:
+    from autoexec.events import Event
     from autoexec.runtime import JobRuntime
 
-PROBLEM_STATUSES = ("failed", "aborted")
 
-# lines of the node log written by the runner itself around a tool's output
-_FRAME_PREFIXES = ("======", "------", "INFO: ", "FINE: ", "ERROR: Execute operation", "ERROR: Node execute complete",
-                   "WARN: Operation ", "WARN: Execute operation")
+@dataclass(frozen=True)
+class NodeEnd:
+    """One node finished (or was settled without running) in one phase."""
+
+    phase: str
+    node: str
+    """``<host>-<port>-<resourceId>``, as in the job directory's file names."""
+    label: str
+    status: str
+    """``succeed``, ``failed``, ``ignored``, ``paused``, ``aborted`` or ``skipped``."""
+    duration: float = 0.0
+    exit_code: int | None = None
+    message: str = ""
+    log: str = ""
+    """Path of the node's log in this phase ('' when it did not run)."""
 
 
 @dataclass
@@ -37,40 +50,11 @@ class PhaseProgress:
     running: set[str] = field(default_factory=set)
     started: float = field(default_factory=time.monotonic)
     ended: float | None = None
-    status: str = "running"
+    status: str = Status.RUNNING
 
     @property
     def elapsed(self) -> float:
         return (self.ended or time.monotonic()) - self.started
-
-
-def last_error_lines(log_path: str, count: int = 1, skip: str = "", limit: int = 65536) -> list[str]:
-    """The last ``count`` lines of a node log that are not the runner's framing (the tool's own
-    output and the runner's reason), oldest first, without the ``HH:MM:SS`` stamp; lines saying
-    just ``skip`` (a reason shown already) are left out. Empty when the log cannot be read."""
-    if not log_path:
-        return []
-    try:
-        with open(log_path, "rb") as f:
-            f.seek(max(0, os.fstat(f.fileno()).st_size - limit))
-            lines = f.read().decode("utf-8", "replace").splitlines()
-    except OSError:
-        return []
-    found: list[str] = []
-    for raw in reversed(lines):
-        text = (raw[9:] if len(raw) > 9 and raw[2] == ":" and raw[5] == ":" else raw).strip()
-        if not text or text.startswith(_FRAME_PREFIXES) or (skip and text in (skip, f"ERROR: {skip}")):
-            continue
-        found.append(text)
-        if len(found) >= count:
-            break
-    return found[::-1]
-
-
-def last_error_line(log_path: str, skip: str = "") -> str:
-    """The last line of a node log that is not the runner's framing (usually the error)."""
-    lines = last_error_lines(log_path, 1, skip)
-    return lines[0] if lines else ""
 
 
 def error_text(end: NodeEnd) -> str:
@@ -98,6 +82,35 @@ class JobProgress:
         self.node_counts: dict[str, int] = {}
         self.started = time.monotonic()
         self.lock = threading.Lock()
+        self._nodes: dict[int, dict[str, Any]] = {}
+        """Event key -> the node's start event, until its end event."""
+
+    # --- EventSink -----------------------------------------------------------------------
+    def emit(self, event: Event) -> None:
+        try:
+            self._on(event)
+        except Exception:  # noqa: BLE001 - a display problem never reaches the job
+            pass
+
+    def _on(self, event: Event) -> None:
+        kind = event.get("event")
+        if kind == "phase_start":
+            self.phase_started(event["group"], event["phase"], event["nodes"])
+        elif kind in ("node_start", "batch_node_start"):
+            with self.lock:
+                self._nodes[event["key"]] = dict(event)
+            self.node_started(event["phase"], event["node"])
+        elif kind in ("node_end", "batch_node_end"):
+            with self.lock:
+                start = self._nodes.pop(event["key"], None)
+            if start is not None:
+                self.node_finished(NodeEnd(start["phase"], start["node"], start.get("label", ""), event["status"],
+                                           event.get("duration", 0.0), event.get("exit_code"),
+                                           event.get("message", ""), start.get("log", "")))
+        elif kind == "node_skip":
+            self.node_finished(NodeEnd(event["phase"], event["node"], event.get("label", ""), "skipped"))
+        elif kind == "phase_end":
+            self.phase_finished(event["phase"], event["status"])
 
     def _phase(self, name: str) -> PhaseProgress:
         phase = self.phases.get(name)
@@ -105,11 +118,11 @@ class JobProgress:
             phase = self.phases[name] = PhaseProgress(name)
         return phase
 
-    # --- JobObserver ---------------------------------------------------------------------
+    # --- what the events say -------------------------------------------------------------
     def phase_started(self, group_no: int, phase: str, total: int) -> None:
         with self.lock:
             p = self._phase(phase)
-            p.group_no, p.total, p.status, p.ended = group_no, total, "running", None
+            p.group_no, p.total, p.status, p.ended = group_no, total, Status.RUNNING, None
         self.changed(phase)
 
     def node_started(self, phase: str, node: str) -> None:
@@ -123,7 +136,7 @@ class JobProgress:
             p.running.discard(end.node)
             p.done += 1
             self.node_counts[end.status] = self.node_counts.get(end.status, 0) + 1
-            if end.status in PROBLEM_STATUSES:
+            if Status.of(end.status).failed:
                 p.failed += 1
                 self.problems.append(end)
         try:
@@ -178,7 +191,7 @@ class JobProgress:
             counts = dict(self.node_counts)
         parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no node ran"
         text = f"job {self.job_id} {status} after {time.monotonic() - self.started:.1f}s ({parts})"
-        return f"{text}: {message}" if message and status == "failed" else text
+        return f"{text}: {message}" if message and status == Status.FAILED else text
 
     def phase_line(self, p: PhaseProgress) -> str:
         return (f"phase {p.name}: {p.status}, {p.done}/{p.total} done, {p.failed} failed, "
@@ -245,9 +258,8 @@ def make_view(rt: JobRuntime, verbose: bool = False, tty: bool | None = None, te
 
 
 def attach(rt: JobRuntime, view: JobProgress) -> None:
-    """Makes ``view`` the job's observer and shows it the console log's lines (unless they are
-    echoed raw already: ``AUTOEXEC_ECHO=1`` without a terminal)."""
-    rt.observer = view
+    """Shows ``view`` the console log's lines (unless they are echoed raw already:
+    ``AUTOEXEC_ECHO=1`` without a terminal). The job's events reach it as a sink of the run."""
     echoing = rt.console.echoing
     if view.owns_terminal and echoing:
         rt.console.set_echo(None)
@@ -257,7 +269,8 @@ def attach(rt: JobRuntime, view: JobProgress) -> None:
 
 
 def show_progress(rt: JobRuntime, verbose: bool = False, term: str = "") -> JobProgress:
-    """The CLI's one call before running a job: the right view, attached and started."""
+    """The CLI's one call before running a job: the right view, attached and started; the caller
+    runs the job with the view as one of its event sinks."""
     view = make_view(rt, verbose, term=term)
     attach(rt, view)
     view.start()

@@ -14,12 +14,12 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from autoexec.observer import NodeEnd
-from autoexec.progress import JobProgress, PhaseProgress
+from autoexec.models.status import Status
+from autoexec.progress import JobProgress, NodeEnd, PhaseProgress
 
-STYLE = {"succeed": "green", "completed": "green", "failed": "bold red", "aborted": "bold red",
-         "ignored": "yellow", "paused": "yellow", "skipped": "dim", "running": "cyan"}
-MARK = {"succeed": "✔", "failed": "✘", "aborted": "✘", "ignored": "!", "paused": "‖"}
+STYLE: dict[str, str] = {Status.SUCCEED: "green", Status.COMPLETED: "green", Status.FAILED: "bold red", Status.ABORTED: "bold red",
+         Status.IGNORED: "yellow", Status.PAUSED: "yellow", Status.SKIPPED: "dim", Status.RUNNING: "cyan"}
+MARK: dict[str, str] = {Status.SUCCEED: "✔", Status.FAILED: "✘", Status.ABORTED: "✘", Status.IGNORED: "!", Status.PAUSED: "‖"}
 
 
 class LiveView(JobProgress):
@@ -57,14 +57,14 @@ class LiveView(JobProgress):
                                  running=len(p.running))
 
     def node_ended(self, end: NodeEnd) -> None:
-        if end.status == "skipped":  # done before (a re-run): counted in the bar, not listed
+        if end.status == Status.SKIPPED:  # done before (a re-run): counted in the bar, not listed
             return
         style = STYLE.get(end.status, "")
         text = f"[{style}]{MARK.get(end.status, '?')} {escape(end.phase)}/{escape(end.node)} {end.status}[/]"
         text += f" {end.duration:.2f}s"
         if end.exit_code not in (None, 0):
             text += f" exit {end.exit_code}"
-        if end.message and end.status in ("failed", "aborted"):
+        if end.message and Status.of(end.status).failed:
             text += f": {escape(end.message)}"
         self.progress.console.print(text)
 

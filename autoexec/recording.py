@@ -18,11 +18,14 @@ from autoexec import events
 from autoexec.engine import GroupRunner, JobOutcome, run_job
 from autoexec.events import Event, make
 from autoexec.executor import NodeResult
+from autoexec.fileio import AppendFile
 from autoexec.groups import GroupResult, run_group
 from autoexec.joblock import proc_start_time
 from autoexec.models.nodes import Node
 from autoexec.models.params import Group
+from autoexec.models.status import Status
 from autoexec.phase import Dispatch, PhaseRunner, execute_node
+from autoexec.runlinks import RunLinks
 from autoexec.runtime import JobRuntime, PhasePlan
 
 
@@ -44,19 +47,18 @@ class SpoolSink:
     line for concurrent threads, never blocking on the reader, and still readable after a crash."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        self._file = AppendFile(path)
 
     def emit(self, event: Event) -> None:
         try:
-            os.write(self._fd, events.encode(event))
+            self._file.write(events.encode(event))
         except (OSError, ValueError):
             pass  # a full disk or a closed spool loses Prefect's copy only, never the job
 
     def close(self) -> None:
         try:
-            os.close(self._fd)
+            self._file.close()
         except OSError:
             pass
 
@@ -98,12 +100,17 @@ class _Stream:
     def __init__(self, sink: EventSink) -> None:
         self.sink = sink
         self._keys = itertools.count(1)
+        self._lock = threading.Lock()
         self.handed_out = 0
+        """Nodes that really ran (not skipped as already done), per node record or inside batches."""
         self.skipped: dict[tuple[int, str], int] = {}
 
     def key(self) -> int:
-        self.handed_out += 1
         return next(self._keys)
+
+    def ran(self, nodes: int) -> None:
+        with self._lock:
+            self.handed_out += nodes
 
     def emit(self, kind: events.Kind, **fields: Unpack[Event]) -> None:
         self.sink.emit(make(kind, **fields))
@@ -118,25 +125,35 @@ def node_label(node: Node) -> str:
 
 
 class _RecordedSubmit:
-    """Per-node submit on the group's pool, framed by ``node_start``/``node_end`` events."""
+    """Per-node submit on the group's pool, framed by ``node_start``/``node_end`` events (inside a
+    batch: ``batch_node_start``/``batch_node_end``, which the Prefect record leaves out)."""
 
-    def __init__(self, rt: JobRuntime, stream: _Stream, pool: ThreadPoolExecutor) -> None:
-        self.rt, self.stream, self.pool = rt, stream, pool
+    def __init__(self, rt: JobRuntime, stream: _Stream, pool: ThreadPoolExecutor, links: RunLinks,
+                 runner: PhaseRunner, batch: int | None = None) -> None:
+        self.rt, self.stream, self.pool, self.links = rt, stream, pool, links
+        self.counts = runner.state.snapshot
+        self.batch = batch
 
     def __call__(self, plan: PhasePlan, node: Node) -> Future[NodeResult]:
         key = self.stream.key()
-        self.stream.emit("node_start", key=key, group=plan.group_no, phase=plan.name, node=node.triple,
-                         label=node_label(node), log=str(self.rt.jobdir.node_paths(plan.name, node.triple).log))
+        log = str(self.rt.jobdir.node_paths(plan.name, node.triple).log)
+        if self.batch is None:
+            self.stream.ran(1)
+            self.stream.emit("node_start", key=key, group=plan.group_no, phase=plan.name, node=node.triple,
+                             label=node_label(node), log=log)
+        else:
+            self.stream.emit("batch_node_start", key=key, group=plan.group_no, phase=plan.name, node=node.triple,
+                             label=node_label(node), log=log, batch=self.batch)
         return self.pool.submit(self._run, key, plan, node)
 
     def _run(self, key: int, plan: PhasePlan, node: Node) -> NodeResult:
-        result = NodeResult(node=node.triple, status="failed", message="node raised")
+        result = NodeResult(node=node.triple, status=Status.FAILED, message="node raised")
         try:
-            result = execute_node(self.rt, plan, node)
+            result = execute_node(self.rt, plan, node, self.links, self.counts)
         finally:
-            self.stream.emit("node_end", key=key, status=result.status, exit_code=result.exit_code,
-                             message=result.message, duration=round(result.duration, 3),
-                             warn_count=result.warn_count)
+            self.stream.emit("node_end" if self.batch is None else "batch_node_end", key=key,
+                             status=result.status, exit_code=result.exit_code, message=result.message,
+                             duration=round(result.duration, 3), warn_count=result.warn_count)
         return result
 
 
@@ -145,30 +162,24 @@ def _counts(runner: PhaseRunner) -> dict[str, int]:
         return dict(runner.state.counts)
 
 
-def _recorded_dispatch(rt: JobRuntime, stream: _Stream, pool: ThreadPoolExecutor) -> Dispatch:
-    submit = _RecordedSubmit(rt, stream, pool)
-
-    def plain_submit(plan: PhasePlan, node: Node) -> Future[NodeResult]:
-        return pool.submit(execute_node, rt, plan, node)
-
+def _recorded_dispatch(rt: JobRuntime, stream: _Stream, pool: ThreadPoolExecutor, links: RunLinks) -> Dispatch:
     def dispatch(runner: PhaseRunner, nodes: list[Node]) -> None:
         plan = runner.plan
         if len(nodes) <= node_tasks_max():
-            runner.run_nodes(nodes, submit)
+            runner.run_nodes(nodes, _RecordedSubmit(rt, stream, pool, links, runner))
         else:
             key = stream.key()
             stream.emit("batch_start", key=key, group=plan.group_no, phase=plan.name, nodes=len(nodes),
                         label=f"{node_label(nodes[0])} ..+{len(nodes) - 1}")
             before = _counts(runner)
             try:
-                runner.run_nodes(nodes, plain_submit)
+                runner.run_nodes(nodes, _RecordedSubmit(rt, stream, pool, links, runner, batch=key))
             finally:
                 after = _counts(runner)
                 delta = events.counts_from({k: after[k] - before.get(k, 0) for k in after})
-                failed = delta["failed"] or delta["aborted"]
+                stream.ran(sum(after[k] - before.get(k, 0) for k in after if k not in ("skip", "warn")))
                 stream.emit("batch_end", key=key, counts=delta,
-                            status="aborted" if delta["aborted"] else "failed" if failed else
-                            "paused" if delta["paused"] else "succeed")
+                            status=Status.worst(s for s, n in delta.items() if n))
         raw = _counts(runner)
         stream.skipped[(plan.group_no, plan.name)] = raw.get("skip", 0)
         stream.emit("phase_counts", group=plan.group_no, phase=plan.name, counts=events.counts_from(raw),
@@ -177,22 +188,22 @@ def _recorded_dispatch(rt: JobRuntime, stream: _Stream, pool: ThreadPoolExecutor
     return dispatch
 
 
-def _group_status(rt: JobRuntime, result: GroupResult) -> str:
+def _group_status(rt: JobRuntime, result: GroupResult) -> Status:
     status = events.outcome_of(result.phases)
-    if status == "succeed" and rt.control.aborting:
-        return "aborted"
-    if status == "succeed" and rt.control.pausing:
-        return "paused"
+    if status is Status.SUCCEED and rt.control.aborting:
+        return Status.ABORTED
+    if status is Status.SUCCEED and rt.control.pausing:
+        return Status.PAUSED
     return status
 
 
-def recorded_group_runner(stream: _Stream) -> GroupRunner:
+def recorded_group_runner(stream: _Stream, links: RunLinks) -> GroupRunner:
     def run(rt: JobRuntime, group: Group) -> GroupResult:
         stream.emit("group_start", group=group.groupNo)
-        result = GroupResult(group.groupNo, {"?": "failed"})
+        result = GroupResult(group.groupNo, {"?": Status.FAILED})
         try:
             with ThreadPoolExecutor(max(1, rt.max_parallel), thread_name_prefix=f"g{group.groupNo}") as pool:
-                result = run_group(rt, group, _recorded_dispatch(rt, stream, pool))
+                result = run_group(rt, group, _recorded_dispatch(rt, stream, pool, links), links)
         finally:
             stream.emit("group_end", group=group.groupNo, status=_group_status(rt, result), phases=result.phases)
         return result
@@ -202,7 +213,7 @@ def recorded_group_runner(stream: _Stream) -> GroupRunner:
 def _end_message(outcome: JobOutcome, stream: _Stream) -> str:
     if outcome.message:
         return f"job {outcome.status}: {outcome.message}"
-    if outcome.status == "succeed" and stream.handed_out == 0:
+    if outcome.status == Status.SUCCEED and stream.handed_out == 0:
         if sum(stream.skipped.values()):
             return "nothing to do: every node had already succeeded (re-run with force to run them again)"
         return "nothing to do: no node to run on this runner"
@@ -224,9 +235,10 @@ def run_engine(rt: JobRuntime, sink: EventSink) -> JobOutcome:
                 start_time=proc_start_time(os.getpid()), width=rt.max_parallel,
                 console=str(rt.jobdir.console_log), console_offset=_size(rt.jobdir.console_log),
                 job_dir=str(rt.jobdir.root))
-    outcome = JobOutcome(status="failed")
+    outcome = JobOutcome(status=Status.FAILED)
+    links = RunLinks(emit=stream.emit)
     try:
-        outcome = run_job(rt, recorded_group_runner(stream))
+        outcome = run_job(rt, recorded_group_runner(stream, links), links)
     finally:
         stream.emit("job_end", status=outcome.status, exit_code=outcome.exit_code,
                     message=_end_message(outcome, stream),
@@ -251,8 +263,7 @@ class Recorder:
             rt.console.line(f"WARN: Prefect recorder not started ({problem}); the record follows once one runs.")
 
     def run(self, extra: EventSink | None = None) -> JobOutcome:
-        rt = self.rt
-        rt.control.install_signal_handlers()
+        rt = self.rt  # signal handlers: installed by the CLI before the job's lock was taken
         try:
             return run_engine(rt, Tee(self.spool, extra) if extra is not None else self.spool)
         finally:

@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from autoexec.jobdir import JobDir, UnsafeName, safe_name
-from autoexec.progress import last_error_lines
+from autoexec.logs import last_error_lines
+from autoexec.models.status import Status
+from autoexec.store import read_json
 
 LOG_TAIL_BYTES = 32 * 1024
 EMBED_BUDGET_BYTES = 16 * 1024 * 1024
-PROBLEMS = ("failed", "aborted")
 _DURATION = re.compile(r"ended, duration:([\d.]+) second")
 _RUN_START = re.compile(r"^(\d\d:\d\d:\d\d) INFO: JobId:(\S+) start\.\.\.$")
 _RUN_END = re.compile(r"^(\d\d:\d\d:\d\d) INFO: Job (\S+) finished, status:(\w+)\.$")
@@ -66,13 +67,6 @@ class JobRun:
     status: str = "running or lost"
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 def _tail(path: Path, limit: int = LOG_TAIL_BYTES) -> tuple[str, bool]:
     try:
         with open(path, "rb") as f:
@@ -85,7 +79,7 @@ def _tail(path: Path, limit: int = LOG_TAIL_BYTES) -> tuple[str, bool]:
 
 def _phases(jobdir: JobDir) -> list[tuple[int, str, dict[str, Any]]]:
     """(group, phase name, phase dict) in run order; from status dirs when params are gone."""
-    params = _read_json(jobdir.params)
+    params = read_json(jobdir.params)
     found: list[tuple[int, str, dict[str, Any]]] = []
     if isinstance(params, dict):
         for group in params.get("runFlow") or []:
@@ -117,9 +111,9 @@ def _node_triples(jobdir: JobDir) -> list[str]:
 
 def _cell(jobdir: JobDir, phase: str, triple: str) -> NodeCell:
     cell = NodeCell(phase, triple)
-    status = _read_json(jobdir.node_status(phase, triple))
+    status = read_json(jobdir.node_status(phase, triple))
     if isinstance(status, dict):
-        cell.status = str(status.get("status") or "pending")
+        cell.status = str(status.get("status") or Status.PENDING)
     log = jobdir.node_log(phase, triple)
     if log.is_file():
         cell.log = log
@@ -203,7 +197,7 @@ def render(jobdir: JobDir, job_id: str, out_dir: Path) -> str:
     runner_phases = {name for _, name, _ in phases if jobdir.node_status(name, "local-0-0").exists()}
     columns = (["local-0-0"] if runner_phases or not triples else []) + triples
     cells = {(name, t): _cell(jobdir, name, t) for _, name, _ in phases for t in columns}
-    problems = [c for c in cells.values() if c.status in PROBLEMS]
+    problems = [c for c in cells.values() if Status.of(c.status).failed]
     runs = _runs(jobdir)
     secret_names = _secret_output_names(phases)
 
@@ -248,7 +242,7 @@ def render(jobdir: JobDir, job_id: str, out_dir: Path) -> str:
                     f"{', last part' if cut else ''})</summary><pre>{e(text)}</pre></details>")
     body.append("<h2>Outputs</h2>")
     for t in columns:
-        data = _masked_outputs(_read_json(jobdir.node_output(t)), secret_names)
+        data = _masked_outputs(read_json(jobdir.node_output(t)), secret_names)
         if data:
             body.append(f"<details><summary>{e(t)}</summary><pre>{e(json.dumps(data, indent=2, ensure_ascii=False))}</pre></details>")
     body.append("<h2>Node logs</h2>")
@@ -261,7 +255,7 @@ def render(jobdir: JobDir, job_id: str, out_dir: Path) -> str:
         budget -= len(text)
         shown = f"<pre>{e(text)}</pre>" if text else "<p class=muted>(not embedded: report size budget reached)</p>"
         # the log shows when its matrix cell is clicked (:target), failed ones always; no script needed
-        body.append(f"<section id='{c.anchor}' class='log{' open' if c.status in PROBLEMS else ''}'><p>"
+        body.append(f"<section id='{c.anchor}' class='log{' open' if Status.of(c.status).failed else ''}'><p>"
                     f"<a href='#{c.anchor}'><b>{e(c.phase)}/{e(c.triple)}</b></a> <span class='{e(c.status)}'>{e(c.status)}</span> "
                     f"(<a href='{rel(c.log)}'>file</a>{', last part' if cut else ''})</p><div class=body>{shown}"
                     f"{'<p>Runs:</p><ul>' + history + '</ul>' if history else ''}</div></section>")

@@ -1,7 +1,12 @@
-"""Everything one job invocation shares across groups, phases and nodes.
+"""Everything one job invocation shares across groups, phases and nodes, by owner.
 
-Built once by the job loader and handed down; modules below it never reach back up to the CLI
-or the flow.
+Built once by the job loader (frozen: no field is assigned after construction) and handed down;
+modules below it never reach back up to the CLI or the flow. It only composes the job's parts:
+the immutable :class:`JobSpec` (what was asked), the :class:`JobEnv` (the job's variables, one
+write path), the :class:`ConsoleServices` (what the op path asks the console for), the notifier
+(callbacks), the control flags, the console log and the secrets masker. Live tables of a running
+job (running nodes, round barrier, event stream) belong to the run (:mod:`autoexec.runlinks`),
+connections and pools to the object that uses them.
 """
 from __future__ import annotations
 
@@ -9,78 +14,78 @@ import math
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Callable
 
 from autoexec.config import Config
 from autoexec.control import JobControl
 from autoexec.jobdir import JobDir
+from autoexec.jobenv import JobEnv
 from autoexec.joblock import JobLock
+from autoexec.jobspec import JobSpec
 from autoexec.logs import ConsoleLog
 from autoexec.masking import Masker
 from autoexec.models.nodes import Node, NodesHeader
 from autoexec.models.params import Params, Phase
+from autoexec.models.status import Status
 from autoexec.notify import Notifier, PhaseCounts
-from autoexec.observer import JobObserver, NullObserver
+from autoexec.services import ConsoleServices
 from autoexec.store import Mirror, NodeOutput
 
-if TYPE_CHECKING:
-    from autoexec.ops.childenv import EnvTemplate
-
-
-@dataclass
+@dataclass(frozen=True, eq=False)
 class JobRuntime:
-    job_id: str
-    jobdir: JobDir
-    params: Params
-    config: Config
+    spec: JobSpec
+    env: JobEnv
     control: JobControl
     notifier: Notifier
     console: ConsoleLog
-    exec_user: str = "anonymous"
-    force: bool = False
-    runner_id: int = 1
-    base_env: dict[str, str] = field(default_factory=dict)
-    mirror: Mirror | None = None
-    phase_filter: set[str] | None = None
-    group_filter: set[int] | None = None
-    node_filter: set[int] | None = None
-    round_filter: int | None = None
-    """One grayScale round only (a part of a Prefect-coordinated job): the coordinator, not the
-    console, is the barrier between runners, so no informRoundEnded wait."""
-    max_parallel: int = 64
-    no_fire_next: bool = False
-    decrypt: Callable[[str], str] = lambda value: value
-    script_fetcher: Callable[..., Path] | None = None
-    """Production mode: downloads a custom script by scriptId (console); devmode: None."""
-    file_fetcher: Callable[[int | str], str | None] | None = None
-    """Links a console file id into ``<job>/file/`` and returns its name (production mode)."""
-    script_libs: Callable[[Any], list[Path]] | None = None
-    """Production mode: the library files a fetched custom script uses (shipped to remote hosts)."""
-    account_lookup: Callable[[Node, str, str, str], str] | None = None
-    """Production mode: ``(node, username, accountId, protocol) -> password`` (console getAccount)."""
-    nodes_refresh: Callable[[str, str, int], None] | None = None
-    """Production mode: ``(nodeFrom, phase, groupNo)`` re-downloads a phase/group nodes file."""
-    runner_output: NodeOutput | None = None
-    env_lock: threading.Lock = field(default_factory=threading.Lock)
-    round_barrier: Any = None
-    """Set by the job socket: multi-runner grayScale rounds wait on it."""
-    dev_mode: bool = False
-    global_lock_call: Callable[[dict[str, Any]], Any] | None = None
-    """Production mode: the console's global lock API; devmode tools are told it is absent."""
-    running_nodes: dict[tuple[str, int], Any] = field(default_factory=dict)
-    """(phase, resourceId) -> the NodeRun executing it: the job socket routes tool events there."""
-    phase_counts: dict[str, Callable[[], PhaseCounts]] = field(default_factory=dict)
-    """phase -> its live counters, for phase pushes triggered from outside the phase runner."""
-    closers: list[Callable[[], None]] = field(default_factory=list)
-    """Released after the job's last callback was flushed (console session, …)."""
-    masker: Masker = field(default_factory=Masker)
+    services: ConsoleServices
+    masker: Masker
     """Every secret known for this job -> ``******`` in logs, run logs, MongoDB documents, messages."""
-    child_env_templates: dict[tuple[Any, ...], EnvTemplate] = field(default_factory=dict)
-    """Runner-side tools' environments, built once per job and tool (``ops.childenv``)."""
-    observer: JobObserver = field(default_factory=NullObserver)
-    """Who watches the job's progress (the CLI's terminal view); told by phases and nodes."""
+    mirror: Mirror | None = None
+    runner_output: NodeOutput | None = None
     job_lock: JobLock | None = None
     """The job's held lock and pid record (``joblock``); runs inside a flow add their flow-run id."""
+
+    # --- the spec, read-only ---------------------------------------------------------------------
+    @property
+    def job_id(self) -> str:
+        return self.spec.job_id
+
+    @property
+    def jobdir(self) -> JobDir:
+        return self.spec.jobdir
+
+    @property
+    def params(self) -> Params:
+        return self.spec.params
+
+    @property
+    def config(self) -> Config:
+        return self.spec.config
+
+    @property
+    def exec_user(self) -> str:
+        return self.spec.exec_user
+
+    @property
+    def force(self) -> bool:
+        return self.spec.force
+
+    @property
+    def runner_id(self) -> int:
+        return self.spec.runner_id
+
+    @property
+    def dev_mode(self) -> bool:
+        return self.spec.dev_mode
+
+    @property
+    def max_parallel(self) -> int:
+        return self.spec.max_parallel
+
+    @property
+    def decrypt(self) -> Callable[[str], str]:
+        return self.spec.decrypt
 
 
 @dataclass
@@ -110,7 +115,7 @@ class PhaseState:
                                                              "pause": 0, "abort": 0, "warn": 0})
     lock: threading.Lock = field(default_factory=threading.Lock)
     started: bool = False
-    status: str = "pending"
+    status: str = Status.PENDING
 
     def add(self, key: str, warn: int = 0) -> None:
         with self.lock:

@@ -13,25 +13,15 @@ import threading
 from contextlib import contextmanager
 from typing import Any, Iterator, Protocol
 
+from autoexec.fileio import open_fd_creating_dirs, read_bytes, write_all
+from autoexec.models.status import Status
+
 
 class Mirror(Protocol):
     def save_node_status(self, job_id: str, phase: str, node: Any, data: dict[str, Any]) -> None: ...
     def load_node_status(self, job_id: str, phase: str, resource_id: int) -> dict[str, Any] | None: ...
     def save_node_output(self, job_id: str, node: Any, data: dict[str, Any]) -> None: ...
     def load_node_output(self, job_id: str, resource_id: int) -> dict[str, Any] | None: ...
-
-
-def open_fd_creating_dirs(path: str | os.PathLike[str], flags: int, mode: int = 0o600) -> int:
-    """``os.open`` that creates the parent directories on demand: status, output and input files
-    are written several times per node, so the common case (directory present) is one syscall.
-    Plain descriptors instead of Python file objects: a text-mode ``open`` costs an ``fstat``, an
-    ``ioctl`` and two ``lseek`` more per file, per node. (``os.open`` descriptors are close-on-exec.)
-    Files are the owner's only by default: status, outputs and inputs may hold what tools printed."""
-    try:
-        return os.open(path, flags, mode)
-    except FileNotFoundError:
-        os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
-        return os.open(path, flags, mode)
 
 
 _ENCODERS: dict[int | None, json.JSONEncoder] = {}
@@ -62,13 +52,6 @@ def ensure_dir(path: str) -> bool:
         return True
 
 
-def write_all(fd: int, data: bytes) -> None:
-    """``os.write`` until everything is written (a regular file only writes short on a full disk)."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
 def _sibling(path: str | os.PathLike[str], prefix: str, suffix: str) -> str:
     """``<dir>/<prefix><name><suffix>`` next to ``path`` (temp and lock files)."""
     head, name = os.path.split(os.fspath(path))
@@ -91,20 +74,6 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any, indent: int | Non
         except FileNotFoundError:
             pass
         raise
-
-
-def read_bytes(path: str | os.PathLike[str]) -> bytes:
-    """The whole file through one descriptor: open, read until EOF, close."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        chunks: list[bytes] = []
-        while True:
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
-    finally:
-        os.close(fd)
 
 
 def read_json(path: str | os.PathLike[str]) -> Any | None:
@@ -158,7 +127,7 @@ class NodeStatus:
 
     @property
     def status(self) -> str:
-        return str(self.data.get("status") or "pending")
+        return str(self.data.get("status") or Status.PENDING)
 
     def op_status(self, op_id: str) -> str | None:
         value = self.data.get(op_id)
@@ -213,7 +182,7 @@ class NodeStatus:
         self.data["currenOp"] = op_id
         self.data["opPid"] = op_pid
         self.data["interact"] = None
-        self.data.setdefault("status", "running")
+        self.data.setdefault("status", Status.RUNNING)
         self.data.setdefault("warnCount", 0)
         self._save()
 

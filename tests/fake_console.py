@@ -12,7 +12,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from autoexec.console.apis import PATHS
@@ -113,14 +113,6 @@ class FakeConsole:
     def callbacks(self, api: str | None = None) -> list[Recorded]:
         with self._lock:
             return [r for r in self.log if r.method == "POST" and (api is None or r.api == api)]
-
-    def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            time.sleep(0.02)
-        return predicate()
 
 
 def _handler_for(fake: FakeConsole) -> type[BaseHTTPRequestHandler]:

@@ -4,11 +4,15 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import requests
 
+from tests.waiting import wait_until
+
 FINAL = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED", "PAUSED"}
+API_POLL = 0.2
+"""Seconds between reads of the Prefect API while waiting: a loaded SQLite server answers slowly."""
 
 
 def api_url(home: Path) -> str:
@@ -29,16 +33,6 @@ def call(method: str, url: str, body: Any = None) -> requests.Response:
         if resp.status_code < 500 or time.monotonic() > deadline:
             return resp
         time.sleep(0.3)
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 60, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting{': ' + what if what else ''}"
-        time.sleep(0.2)
 
 
 def flow_runs(home: Path, name_like: str) -> list[dict[str, Any]]:
@@ -65,7 +59,7 @@ def final_run(home: Path, name: str, timeout: float = 60) -> dict[str, Any]:
     def final() -> dict[str, Any] | None:
         runs = [r for r in flow_runs(home, name) if r["name"] == name]
         return runs[-1] if runs and runs[-1]["state_type"] in FINAL else None
-    return dict(wait_for(final, timeout, f"{name} final"))
+    return dict(wait_until(final, timeout, f"{name} final", interval=API_POLL))
 
 
 def job_record(home: Path, job: str, timeout: float = 60) -> dict[str, Any]:

@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.waiting import wait_until
+
 SSHD = "/usr/sbin/sshd"
 TEST_USER = "autoexec-t"
 TEST_PASSWORD = "autoexec-t-Pw1"
@@ -220,19 +222,24 @@ def _tail(path: Path, lines: int = 20) -> str:
         return f"(unreadable: {err})"
 
 
+def _banner_or_exit(server: Sshd) -> str | None:
+    if server.process.poll() is not None:
+        return "exited"
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=1) as s:
+            if s.recv(4) == b"SSH-":
+                return "banner"
+    except OSError:
+        pass
+    return None
+
+
 def _wait_for_banner(server: Sshd, limit: float = 60.0) -> bool:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            return False
-        try:
-            with socket.create_connection(("127.0.0.1", server.port), timeout=1) as s:
-                if s.recv(4) == b"SSH-":
-                    return True
-        except OSError:
-            pass
-        time.sleep(0.05)
-    return False
+    """False when sshd exited or stayed silent: the caller shows its log."""
+    try:
+        return wait_until(lambda: _banner_or_exit(server), limit, "sshd's banner") == "banner"
+    except AssertionError:
+        return False
 
 
 def _children(pid: int) -> list[int]:

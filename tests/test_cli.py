@@ -12,6 +12,7 @@ import pytest
 
 from autoexec.cli import build_parser, main
 from tests.fixtures_core import JobFiles, cli_env, nodes_lines, script_op
+from tests.waiting import wait_until
 
 ORIGINAL_FLAGS = ["-v", "--jobid", "--execuser", "--paramsfile", "--nodesfile", "--force", "--firstfire", "--abort",
                   "--pause", "--register", "--cleanstatus", "--purgejobdata", "--devmode", "--nofirenext",
@@ -173,9 +174,8 @@ def test_a_cli_job_runs_without_prefect_and_says_when_its_record_is_delayed(jobs
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
         assert out.stdout.splitlines()[-1] == "0 []", out.stdout + out.stderr  # after the job's own summary
         console = jobs.home / "data/job/31/log/console.txt"
-        deadline = time.monotonic() + 60
-        while "WARN: Prefect record" not in console.read_text() and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_until(lambda: "WARN: Prefect record" in console.read_text(), 60, "the record's warning in the console log",
+                   interval=0.2)
         line = next(ln for ln in console.read_text().splitlines() if "WARN: Prefect record" in ln)
         assert "Failed to reach API" in line and "the recorder retries" in line
         match = re.search(r"\(spool (\S+)\)", line)

@@ -14,6 +14,7 @@ import pytest
 from autoexec.console.client import ConsoleClient
 from autoexec.console.outbox import Outbox
 from tests.fake_console import TOKEN, USER, FakeConsole
+from tests.waiting import wait_until
 
 FAST = {"base_delay": 0.02, "max_delay": 0.1, "poll_interval": 0.05}
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,7 +74,7 @@ def test_server_errors_then_ok(tmp_path: Path, console_client: ConsoleClient, fa
     ob = make(outboxes, tmp_path, console_client, max_server_errors=2).start()  # the time window keeps it
     for i in range(5):
         ob.put("updateJobStatus", {"i": i})
-    assert fake_console.wait_for(lambda: len(fake_console.attempts) >= 4)
+    wait_until(lambda: len(fake_console.attempts) >= 4, 30, "four delivery attempts", interval=0.02)
     fake_console.set_mode("up")
     assert ob.flush(5)
     assert delivered(fake_console) == list(range(5))

@@ -2,11 +2,16 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from autoexec.console.client import ConsoleClient
-from autoexec.console.register import discover_tools, normalise_op_type, register_tools
-from tests.fake_console import FakeConsole
+from autoexec.console.register import register_tools
+from autoexec.models.optype import OpType
+from autoexec.ops.descriptor import discover_tools
+from tests.fake_console import TOKEN, USER, FakeConsole
 
 
 def tool(root: Path, kind: str, bundle: str, name: str, desc: dict, executable: bool = True) -> None:
@@ -30,11 +35,11 @@ def layout(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def test_op_type_mapping() -> None:
-    assert normalise_op_type("local", "localremote") == "runner_target"
-    assert normalise_op_type("local", "local") == "runner"
-    assert normalise_op_type("local", None) == "runner"
-    assert normalise_op_type("local", "sqlfile") == "sqlfile"
-    assert normalise_op_type("remote", "runner") == "target"
+    assert OpType.for_tree("local", "localremote") == "runner_target"
+    assert OpType.for_tree("local", "local") == "runner"
+    assert OpType.for_tree("local", None) == "runner"
+    assert OpType.for_tree("local", "sqlfile") == "sqlfile"
+    assert OpType.for_tree("remote", "runner") == "target"
 
 
 def test_register_success(tmp_path: Path, console_client: ConsoleClient, fake_console: FakeConsole) -> None:
@@ -60,7 +65,7 @@ def test_register_success(tmp_path: Path, console_client: ConsoleClient, fake_co
 
 def test_home_override_applies_without_bundled(tmp_path: Path) -> None:
     home, bundled = layout(tmp_path)
-    found = {(t.kind, t.op_name): t.path for t in discover_tools([home, bundled])}
+    found = {(t.tree, t.op_name): t.path for t in discover_tools([home, bundled])}
     assert found[("local", "basic/echo")].is_relative_to(home)
     assert ("local", "basic/nofile") not in found
 
@@ -84,3 +89,37 @@ def test_console_down_returns_1(tmp_path: Path, console_client: ConsoleClient, f
     out = io.StringIO()
     assert register_tools(console_client, "t", [home, bundled], out=out) == 1
     assert out.getvalue().count("ERROR: Register tool:") == 4
+
+
+def test_malformed_descriptor_is_one_line_naming_file_and_field(
+        tmp_path: Path, console_client: ConsoleClient, fake_console: FakeConsole) -> None:
+    home, bundled = layout(tmp_path)
+    tool(home, "local", "basic", "broken", {"opDesc": "b", "opType": "runner", "option": [{"name": "no opt"}]})
+    tool(home, "local", "basic", "shell", {"opDesc": "s", "opType": "shell"})
+    out = io.StringIO()
+    assert register_tools(console_client, "t", [home, bundled], out=out) == 1
+    lines = out.getvalue().splitlines()
+    broken = home / "local/basic/broken.json"
+    assert f"ERROR: Register tool:local basic/broken failed, {broken}: option[0].opt: Field required" in lines
+    assert any(line.startswith(f"ERROR: Register tool:local basic/shell failed, {home / 'local/basic/shell.json'}: "
+                               "opType: must be one of runner, target") for line in lines)
+    regs = {r.body["opName"] for r in fake_console.callbacks("registerTool")}
+    assert regs == {"basic/echo", "basic/plain", "native/sleep", "os/osinfo"}  # the refused ones are not sent
+    assert fake_console.callbacks("cleanNativeTools") == []
+
+
+def test_cli_register_refuses_malformed_descriptor_with_exit_1(tmp_path: Path, fake_console: FakeConsole) -> None:
+    home = tmp_path / "home"
+    tool(home / "plugins", "remote", "os", "osbad", {"opDesc": "x", "output": [{"opt": ""}]})
+    (home / "conf").mkdir(parents=True)
+    (home / "conf" / "config.ini").write_text(f"[server]\nserver.baseurl = {fake_console.url}\n"
+                                              f"server.username = {USER}\nserver.password = {TOKEN}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOEXEC_")}
+    env["AUTOEXEC_HOME"] = str(home)
+    proc = subprocess.run([sys.executable, "-m", "autoexec.cli", "--register", "t"], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    errors = [line for line in proc.stdout.splitlines() if line.startswith("ERROR: Register tool:")]
+    assert errors == [f"ERROR: Register tool:remote os/osbad failed, {home / 'plugins/remote/os/osbad.json'}: "
+                      "output[0].opt: String should have at least 1 character"]
+    assert "os/osbad" not in {r.body["opName"] for r in fake_console.callbacks("registerTool")}

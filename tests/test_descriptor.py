@@ -10,13 +10,15 @@ from autoexec.config import BUNDLED_PLUGINS
 from autoexec.ops.descriptor import (
     DescriptorError,
     ToolNotFound,
+    discover_tools,
     find_tool,
-    iter_descriptors,
     load_descriptor,
     parse_descriptor,
 )
+from autoexec.models.optype import OpType
 
-BUNDLED = list(iter_descriptors(BUNDLED_PLUGINS))
+BUNDLED = [(t.op_name, t.tree, t.path) for t in discover_tools([BUNDLED_PLUGINS])]
+EVERY_BUNDLED_JSON = sorted(BUNDLED_PLUGINS.rglob("*.json"))
 
 
 def test_bundled_set_is_complete() -> None:
@@ -35,6 +37,22 @@ def test_every_bundled_descriptor_validates_and_has_executable(op_name: str, kin
     assert descriptor == path
     assert executable is not None and os.access(executable, os.X_OK)
     assert executable.read_text().startswith("#!")
+
+
+@pytest.mark.parametrize("path", EVERY_BUNDLED_JSON, ids=[str(p.relative_to(BUNDLED_PLUGINS)) for p in EVERY_BUNDLED_JSON])
+def test_every_bundled_json_is_a_valid_descriptor_of_the_catalogue(path: Path) -> None:
+    """Every JSON file under the bundled plugins goes through the one model, read as ``--register``
+    reads it; none is silently left out of the catalogue (a malformed one fails here)."""
+    tree = path.relative_to(BUNDLED_PLUGINS).parts[0]
+    desc = load_descriptor(path, tree)
+    assert desc.kind == tree and desc.opType.canonical is desc.opType
+    assert path in {p for _, _, p in BUNDLED}
+
+
+def test_op_types_canonical_and_old_names() -> None:
+    assert parse_descriptor({"opType": "localremote"}).opType is OpType.RUNNER_TARGET
+    assert parse_descriptor({"opType": "local"}).kind == "local"
+    assert parse_descriptor({"opType": "remote"}).to_json_dict()["opType"] == "target"
 
 
 def test_demo_covers_every_output_type() -> None:

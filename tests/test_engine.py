@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from tests.fixtures_core import EXAMPLES, JobFiles, nodes_lines, run_runtime, script_op
+from tests.waiting import wait_until
 
 
 def _read(path: Path) -> dict:
@@ -132,9 +133,7 @@ def test_abort_kills_the_whole_process_group_and_marks_nodes_aborted(jobs: JobFi
                                                       "operations": [script_op("s_1", script, "runner_target")]}]}]}
     rt = jobs.runtime("71", params, nodes_lines(2))
     def abort_when_started() -> None:
-        deadline = time.monotonic() + 20
-        while len([p for p in pids.glob("*.tool") if p.read_text().strip()]) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: len([p for p in pids.glob("*.tool") if p.read_text().strip()]) >= 2, 20, required=False)
         rt.control.abort()
 
     threading.Thread(target=abort_when_started, daemon=True).start()

@@ -56,7 +56,7 @@ def test_multi_runner_gray_scale_waits_for_the_console_go_ahead(jobs: JobFiles) 
                 with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
                     s.sendto(json.dumps({"action": "informRoundContinue", "phaseName": "p",
                                          "roundNo": ended[done][1]["round_no"]}).encode(),
-                             rt.base_env["AUTOEXEC_JOB_SOCK"])
+                             rt.env["AUTOEXEC_JOB_SOCK"])
                 done += 1
             time.sleep(0.02)
 
@@ -84,7 +84,7 @@ def test_round_end_is_told_again_until_the_go_ahead(jobs: JobFiles, monkeypatch)
         time.sleep(0.7)
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
             s.sendto(json.dumps({"action": "informRoundContinue", "phaseName": "p", "roundNo": 1}).encode(),
-                     rt.base_env["AUTOEXEC_JOB_SOCK"])
+                     rt.env["AUTOEXEC_JOB_SOCK"])
 
     threading.Thread(target=release_late, daemon=True).start()
     outcome = run_runtime(rt)

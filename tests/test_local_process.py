@@ -19,6 +19,7 @@ import pytest
 from autoexec.transports import deadlines, orphans, spawn
 from autoexec.transports.local import LocalProcess, decode_lines, pump
 from tests.fixtures_core import process_running
+from tests.waiting import wait_until
 
 PY = sys.executable
 
@@ -165,10 +166,7 @@ def test_kill_stops_the_whole_group(backend: str, tmp_path: Path) -> None:
     assert time.monotonic() - started < 5
     assert result.killed and result.error == "aborted" and result.exit_code is None
     grandchild = int(marker.read_text())
-    deadline = time.monotonic() + 5
-    while process_running(grandchild) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not process_running(grandchild)
+    wait_until(lambda: not process_running(grandchild), 5, "the grandchild to be killed")
     proc.kill()  # again: harmless
 
 
@@ -186,10 +184,8 @@ def test_a_sink_that_raises_leaves_no_zombie(backend: str, tmp_path: Path) -> No
 
     with pytest.raises(RuntimeError):
         proc.stream(sink)
-    deadline = time.monotonic() + 5
-    while proc.returncode is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert proc.returncode is not None and not process_running(proc.pid)
+    wait_until(lambda: proc.returncode is not None, 5, "the child to be reaped")
+    assert not process_running(proc.pid)
 
 
 # --- orphans ------------------------------------------------------------------------------
@@ -207,10 +203,7 @@ def test_children_die_with_a_sigkilled_runner(tmp_path: Path) -> None:
     runner = subprocess.run([PY, "-c", code], cwd=str(Path(__file__).resolve().parent.parent), timeout=30)
     assert runner.returncode == -signal.SIGKILL
     pids = [int(p) for p in marker.read_text().split()]
-    deadline = time.monotonic() + 10
-    while any(process_running(p) for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not any(process_running(p) for p in pids)
+    wait_until(lambda: not any(process_running(p) for p in pids), 10, "the children of the killed runner to die")
 
 
 def test_a_killed_watcher_is_replaced(tmp_path: Path) -> None:

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import pytest
 
 from autoexec.config import Config
 from autoexec.mongo import AUTOEXEC_ENV, NODE_OUTPUT, NODE_STATUS, MongoStore, node_identity, open_store
+from tests.waiting import wait_until
 
 NODE = {"resourceId": 42, "host": "10.0.0.5", "port": 3306, "password": "never-stored"}
 
@@ -213,9 +213,7 @@ def test_queue_is_bounded_last_write_wins(client: mongomock.MongoClient) -> None
     gate = threading.Event()
     store = MongoStore(_Gated(client, gate), "autoexec", max_pending=3)
     store.save_env(1, "first", "x")  # taken by the writer, blocked on the gate
-    deadline = time.monotonic() + 5
-    while store.pending_count and time.monotonic() < deadline:
-        time.sleep(0.001)
+    wait_until(lambda: not store.pending_count, 5, "the writer to take the first write", interval=0.001, required=False)
     for i in range(10):
         store.save_env(1, "same", str(i))  # one key: never more than one pending
     for name in ("a", "b", "c"):

@@ -89,18 +89,18 @@ def test_status_records_the_saving_process(tmp_path: Path) -> None:
 STAMP = re.compile(r"^\d\d:\d\d:\d\d $")
 
 
-def test_lines_are_stamped_and_held_lines_go_out_together(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lines_are_stamped_and_batched_lines_go_out_together(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     writes: list[bytes] = []
     real_write = os.write
     monkeypatch.setattr(store.os, "write", lambda fd, data: writes.append(bytes(data)) or real_write(fd, data))
     log = StampedWriter(tmp_path / "x" / "log.txt", append=False)
     log.line("one")
-    log.hold()
-    log.line("WARN: two")
-    log.lines(["three", "ERROR: four"])
-    log.write("fi")
-    assert len(writes) == 1
-    log.flush()
+    with log.batch():
+        log.line("WARN: two")
+        with log.batch():  # part of the outer batch
+            log.lines(["three", "ERROR: four"])
+        log.write("fi")
+        assert len(writes) == 1
     assert len(writes) == 2
     log.write("ve\nsix")
     log.close()
@@ -114,11 +114,28 @@ def test_lines_are_stamped_and_held_lines_go_out_together(tmp_path: Path, monkey
         log.line("closed")
 
 
-def test_close_writes_what_is_held(tmp_path: Path) -> None:
+def test_unbatched_writes_what_was_collected_and_then_each_line_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "log.txt"
+    log = StampedWriter(path)
+    with log.batch():
+        log.line("before the wait")
+        assert path.read_text() == ""
+        with log.unbatched():
+            assert path.read_text().endswith(" before the wait\n")
+            log.line("during the wait")
+            assert path.read_text().endswith(" during the wait\n")
+        log.line("after the wait")
+        assert path.read_text().endswith(" during the wait\n")
+    assert path.read_text().endswith(" after the wait\n")
+    log.line("unbatched")
+    assert path.read_text().endswith(" unbatched\n")
+
+
+def test_close_writes_what_is_batched(tmp_path: Path) -> None:
     log = StampedWriter(tmp_path / "log.txt")
-    log.hold()
-    log.line("held")
-    log.close()
+    with log.batch():
+        log.line("held")
+        log.close()
     assert (tmp_path / "log.txt").read_text().endswith(" held\n")
 
 
@@ -172,7 +189,7 @@ def test_node_log_rerun_gets_a_fresh_inode_and_history_keeps_the_old_text(tmp_pa
 def _reference_env(ctx, op, plugin_dir: Path, to_target: bool) -> dict[str, str]:  # type: ignore[no-untyped-def]
     """The per-node build the template replaced, verbatim."""
     rt, jd, triple = ctx.rt, ctx.jobdir, ctx.triple
-    env = dict(rt.base_env)
+    env = rt.env.snapshot()
     libs = library_env(plugin_dir, rt.config.plugin_dirs, env)
     out_path = jd.op_output(triple, op.opId)
     env.update({
@@ -201,7 +218,8 @@ def _contexts(jobs: JobFiles):  # type: ignore[no-untyped-def]
     text = nodes_lines(2) + json.dumps({"resourceId": 900, "runnerId": 1, "host": "h", "port": None,
                                         "protocol": "local"}) + "\n"
     rt = jobs.runtime("61", params, text)
-    rt.base_env.update({"OUTPUT_DIR": "stale", "PERL5LIB": "/perl"})  # keys the update overrides keep their place
+    for name, value in {"OUTPUT_DIR": "stale", "PERL5LIB": "/perl"}.items():  # keys the update overrides keep their place
+        rt.env.set(name, value, scope="process")
     group = rt.params.runFlow[0]
     plan = plan_phase(rt, group, group.phases[0], 1, None)
     for node in plan.nodes:
@@ -229,11 +247,10 @@ def test_tool_env_follows_job_env_changes(jobs: JobFiles, tmp_path: Path) -> Non
     rt, ctx, op = next(_contexts(jobs))
     first = template_for(ctx, plugin_dir, True)
     assert template_for(ctx, plugin_dir, True) is first
-    with rt.env_lock:
-        rt.base_env["GLOBAL_FROM_SETENV"] = "v1"
+    rt.env.set("GLOBAL_FROM_SETENV", "v1", scope="global")
     env = template_for(ctx, plugin_dir, True).render(ctx, op, "out")
     assert env["GLOBAL_FROM_SETENV"] == "v1"
-    rt.base_env["PATH"] = "/only/here"
+    rt.env.set("PATH", "/only/here", scope="process")
     env = template_for(ctx, plugin_dir, True).render(ctx, op, "out")
     assert env["PATH"].endswith(":/only/here") and env == _reference_env(ctx, op, plugin_dir, True) | {"OUTPUT_PATH": "out"}
     ctx.log.close()

@@ -12,9 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-from autoexec.observer import NodeEnd
-from autoexec.progress import PlainView, last_error_line
-from tests.fixtures_core import JobFiles, cli_env, nodes_lines, script_op
+import pytest
+
+from autoexec.progress import NodeEnd, PlainView, last_error_line
+from tests.fixtures_core import JobFiles, cli_env, nodes_lines, run_runtime, script_op
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 
@@ -157,3 +158,44 @@ def test_verbose_plain_view_echoes_the_console_log(tmp_path: Path) -> None:
     PlainView("7", str(tmp_path), "c.txt", out=quiet).console_line("INFO: Begin to execute phase:p operations...")
     PlainView("7", str(tmp_path), "c.txt", verbose=True, out=loud).console_line("INFO: Begin to execute phase:p operations...")
     assert quiet.getvalue() == "" and loud.getvalue() == "INFO: Begin to execute phase:p operations...\n"
+
+
+def test_the_view_reads_the_event_stream_also_for_batch_phases_and_skipped_nodes(
+        jobs: JobFiles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One channel: the view is a sink of the engine's event stream beside the record's; a phase
+    recorded as one batch and nodes skipped as already done still reach it node by node."""
+    from autoexec.recording import ListSink, Tee
+
+    monkeypatch.setenv("AUTOEXEC_NODE_TASKS_MAX", "1")  # every phase of more than one node is a batch
+
+    class Out:
+        text = ""
+
+        def write(self, s: str) -> None:
+            Out.text += s
+
+        def flush(self) -> None:
+            pass
+
+    op = script_op("x_1", '[ "$NODE_NAME" != n2 ] || { echo "n2 is broken"; exit 5; }\n', "runner_target")
+    params = {"runFlow": [{"groupNo": 0, "phases": [{"phaseName": "work", "phaseType": "runner_target",
+                                                      "operations": [op]}]}]}
+    rt = jobs.runtime("905", params, nodes_lines(3))
+    view = PlainView(rt.job_id, str(rt.jobdir.root), str(rt.jobdir.console_log), out=Out())  # type: ignore[arg-type]
+    sink = ListSink()
+    outcome = run_runtime(rt, Tee(sink, view))
+    rt.console.close()
+    view.close(outcome.status, outcome.message)
+    assert outcome.status == "failed" and "batch_node_end" in [e["event"] for e in sink.events]
+    assert re.search(r"^autoexec: phase work: failed, 3/3 done, 1 failed, ", Out.text, re.M), Out.text
+    [row] = [line for line in Out.text.splitlines() if "10.1.0.2-22-102" in line]
+    assert " 5 " in row and "n2 is broken" in row
+    Out.text = ""
+    rerun = jobs.runtime("905", None, None, force=False)
+    view = PlainView(rerun.job_id, str(rerun.jobdir.root), str(rerun.jobdir.console_log), out=Out())  # type: ignore[arg-type]
+    run_runtime(rerun, view)
+    rerun.console.close()
+    view.close("failed", "")
+    # n1 and n3 had succeeded: skipped (and counted as done); n2 runs again and fails again
+    assert re.search(r"^autoexec: phase work: failed, 3/3 done, 1 failed, ", Out.text, re.M), Out.text
+    assert "(1 failed, 2 skipped)" in Out.text

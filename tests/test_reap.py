@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from pathlib import Path
 from typing import Iterator
 
@@ -14,6 +13,7 @@ import pytest
 from autoexec.ops.stale import in_flight
 from autoexec.transports.reap import Reaped, parse_reap_output, reap_script
 from tests.fixtures_core import process_running
+from tests.waiting import wait_until
 
 
 def _start(job: str, key: str, tmp: Path, name: str) -> subprocess.Popen[bytes]:
@@ -22,9 +22,7 @@ def _start(job: str, key: str, tmp: Path, name: str) -> subprocess.Popen[bytes]:
     ready = tmp / f"{name}.ready"
     proc = subprocess.Popen(["sh", "-c", f'sleep 300 & echo $! > "{tmp}/{name}.child"; touch "{ready}"; sleep 300'],
                             env=env, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while not ready.exists() and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(ready.exists, 60, f"{name} to start its child", interval=0.01, required=False)
     return proc
 
 

@@ -49,10 +49,13 @@ def test_failed_node_and_group_are_marked(jobs: JobFiles) -> None:
     evs, status = _run(jobs, "8102", params, nodes_lines(1))
     assert status == "failed"
     kinds = [e["event"] for e in evs]
-    assert kinds == ["job_start", "group_start", "node_start", "node_end", "phase_counts", "group_end", "job_end"]
-    assert evs[3]["status"] == "failed" and evs[3]["exit_code"] == 3
-    assert evs[4]["counts"]["failed"] == 1
-    assert evs[5]["status"] == "failed" and evs[5]["phases"] == {"p": "failed"}
+    assert kinds == ["job_start", "group_start", "phase_start", "node_start", "node_end", "phase_counts", "phase_end",
+                     "group_end", "job_end"]
+    assert evs[2]["phase"] == "p" and evs[2]["nodes"] == 1
+    assert evs[4]["status"] == "failed" and evs[4]["exit_code"] == 3
+    assert evs[5]["counts"]["failed"] == 1
+    assert evs[6]["phase"] == "p" and evs[6]["status"] == "failed"
+    assert evs[7]["status"] == "failed" and evs[7]["phases"] == {"p": "failed"}
 
 
 def test_gray_scale_batches_report_their_own_round_not_the_running_total(jobs: JobFiles,
@@ -83,6 +86,20 @@ def test_a_rerun_with_everything_done_says_nothing_to_do(jobs: JobFiles) -> None
     assert evs[-1]["message"].startswith("nothing to do: every node had already succeeded")
     forced, _ = _run(jobs, "8104", None, force=True)
     assert forced[-1]["message"] == "job succeed"
+
+
+def test_a_rerun_of_a_batch_phase_with_everything_done_says_nothing_to_do(jobs: JobFiles,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A phase too large for a record per node is one batch; a batch whose nodes were all skipped
+    ran nothing, so the job still says "nothing to do" (it said "job succeed")."""
+    monkeypatch.setenv("AUTOEXEC_NODE_TASKS_MAX", "1")
+    params = {"runFlow": [{"groupNo": 0, "phases": [{"phaseName": "p", "phaseType": "runner_target",
+                                                      "operations": [script_op("ok_1", "true", "runner_target")]}]}]}
+    first, _ = _run(jobs, "8105", params, nodes_lines(3))
+    assert first[-1]["message"] == "job succeed" and [e["event"] for e in first].count("batch_start") == 1
+    evs, status = _run(jobs, "8105", None)
+    assert status == "succeed" and [e["event"] for e in evs].count("batch_start") == 1
+    assert evs[-1]["message"].startswith("nothing to do: every node had already succeeded")
 
 
 def test_spool_lines_decode_and_a_closed_spool_never_fails_the_job(tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import pytest
 
 from autoexec.models.params import JobInputError, parse_params
 from tests.fixtures_core import JobFiles, nodes_lines, run_runtime, script_op
+from tests.waiting import wait_until
 
 
 def _read(path: Path) -> dict:
@@ -20,13 +20,6 @@ def _read(path: Path) -> dict:
 
 def _phase(name: str, *ops: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {"phaseName": name, "phaseType": "runner_target", "operations": list(ops), **extra}
-
-
-def _wait_for(predicate: Any, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 # --- retries ---------------------------------------------------------------------------------
@@ -67,7 +60,7 @@ def test_abort_or_pause_ends_the_retry_wait_at_once(jobs: JobFiles, stop: str) -
     result: dict[str, Any] = {}
     job = threading.Thread(target=lambda: result.update(outcome=run_runtime(rt)), daemon=True)
     job.start()
-    _wait_for(lambda: log.exists() and "retry in 3600 second(s)." in log.read_text(), "the first retry wait")
+    wait_until(lambda: log.exists() and "retry in 3600 second(s)." in log.read_text(), 60, "the first retry wait")
     getattr(rt.control, stop)()
     job.join(120)  # far below the hour of retryDelay: the wait ended on the stop event
     assert not job.is_alive()
@@ -166,3 +159,72 @@ def test_the_reason_reaches_the_job_end_event_and_the_prefect_final_state(jobs: 
     end = sink.events[-1]
     assert end["event"] == "job_end" and end["message"] == f"job failed: {why}"
     assert outcome_state(outcome, end["message"]).message == f"job failed: {why}"
+
+
+def test_nodes_failing_together_in_a_concurrent_phase_halt_once_with_one_reason(jobs: JobFiles) -> None:
+    """Five nodes run at once (roundCount 1) and fail at the same moment: a threshold of one
+    failure is passed by several of them concurrently, yet exactly one of them halts the job,
+    the halt is logged once, and every failed node counts once."""
+    ready = jobs.tmp / "ready"
+    ready.mkdir()
+    # each node waits until all five started, so their failures meet (bounded: never hangs)
+    body = (f'touch {ready}/$NODE_NAME\nn=0\nwhile [ "$(ls {ready} | wc -l)" -lt 5 ] && [ $n -lt 600 ]; do '
+            f'sleep 0.1; n=$((n+1)); done\nexit 3\n')
+    phase = _phase("p", script_op("op_1", body, "runner_target"), maxFailCount=1)
+    rt, outcome = jobs.run("317", {"roundCount": 1, "runFlow": [{"groupNo": 0, "phases": [phase]}]},
+                           nodes_lines(5))
+    assert sorted(p.name for p in ready.iterdir()) == ["n1", "n2", "n3", "n4", "n5"]
+    console = rt.jobdir.console_log.read_text()
+    assert console.count("ERROR: Failure threshold exceeded") == 1
+    assert outcome.status == "failed"
+    assert outcome.message.startswith("phase p: ") and "more than maxFailCount 1" in outcome.message
+    assert f"ERROR: Failure threshold exceeded, {outcome.message}; no new node starts." in console
+
+
+def test_control_counts_a_node_once_and_names_one_halter_among_racing_failures() -> None:
+    from autoexec.control import JobControl
+    from autoexec.thresholds import FailGate, FailLimit
+
+    ctl = JobControl()
+    gate = FailGate(FailLimit(max_count=1), 40, "phase p")
+    ctl.set_fail_gate("p", gate)
+    assert ctl.node_failed("p", "a") is None
+    assert ctl.node_failed("p", "a") is None and gate.failed == 1  # a repeated report is not a new failure
+    start = threading.Barrier(20)
+    reasons: list[str | None] = []
+    lock = threading.Lock()
+
+    def fail(i: int) -> None:
+        start.wait(30)
+        why = ctl.node_failed("p", f"n{i}")
+        with lock:
+            reasons.append(why)
+
+    threads = [threading.Thread(target=fail, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(reasons) == 20 and len([r for r in reasons if r]) == 1
+    assert ctl.halted and ctl.halt_reason == next(r for r in reasons if r) and gate.failed == 21
+    ctl.set_fail_gate("p", FailGate(FailLimit(max_count=5), 3, "phase p round 2/2"))
+    assert ctl.node_failed("p", "a") is None  # a new dispatch counts its nodes afresh (tolerated)
+
+
+def test_signal_handlers_are_installed_once_per_job() -> None:
+    """The CLI and a deployment's flow install them before taking the job's lock; nothing later
+    replaces them (the recorder and the flow-run path installed them a second time)."""
+    import signal
+
+    from autoexec.control import JobControl
+
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)}
+    try:
+        ctl = JobControl()
+        ctl.install_signal_handlers()
+        first = signal.getsignal(signal.SIGTERM)
+        ctl.install_signal_handlers()
+        assert signal.getsignal(signal.SIGTERM) is first
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)

@@ -6,13 +6,13 @@ import json
 import os
 import socket
 import subprocess
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
 from autoexec.config import BUNDLED_PLUGINS
+from tests.waiting import wait_until
 
 LOCAL_LIB = BUNDLED_PLUGINS / "local" / "lib"
 REMOTE_LIB = BUNDLED_PLUGINS / "remote" / "lib"
@@ -137,13 +137,6 @@ def test_job_socket_messages(job_sock: tuple[socket.socket, str], tmp_path: Path
     assert failed.returncode != 0 and "ERROR: Set job enviroment failed, socket file" in failed.stderr
 
 
-def _wait_for(path: Path) -> None:
-    deadline = time.monotonic() + 30
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.02)
-
-
 @pytest.mark.parametrize(("op_type", "answers", "expected"), [
     ("button", ["[u1]# maybe", "[u1]# commit"], ["u1", "commit"]),
     ("mselect", ['[u2]# ["commit", "other"]', '[u2]# ["rollback", "commit"]'], ["u2", '["rollback", "commit"]']),
@@ -160,7 +153,7 @@ def test_do_interact_waits_for_a_valid_answer_on_the_pipe(tmp_path: Path, op_typ
                             env=CLEAN_ENV, stdin=quiet_stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     os.close(quiet_stdin)
     try:
-        _wait_for(pipe)
+        wait_until(pipe.exists, 30, f"{pipe} to appear", interval=0.02)
         desc = json.loads(Path(f"{pipe}.json").read_text())
         assert desc["message"] == "Go?" and desc["options"] == ["commit", "rollback"]
         with open(pipe, "w") as fh:

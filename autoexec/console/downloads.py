@@ -21,6 +21,7 @@ import requests
 from autoexec.console.apis import path_of
 from autoexec.console.errors import ConsoleDownloadError, ConsoleStatusError, ConsoleUnavailable
 from autoexec.console.models import FetchedFile, GetParams, ScriptDownload
+from autoexec.models.flags import is_true
 from autoexec.models.text import TextProblem, check_tree
 from autoexec.ops.tools import EXTENSIONS
 
@@ -189,7 +190,7 @@ def fetch_script(client: ConsoleClient, job_id: str, script_id: str | int, dest_
     h = resp.headers
     try:
         ver = _safe_id(h.get("ScriptVersionId", ""), "ScriptVersionId")
-        is_lib = str(h.get("ScriptIsLib", "0")).strip() in ("1", "true", "True")
+        is_lib = is_true(h.get("ScriptIsLib", "0"))
         libs = json.loads(h.get("ScriptUseLibs") or "[]")
         if not isinstance(libs, list):
             raise ValueError("ScriptUseLibs is not a list")

@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator, Mapping, Protocol
 
 from autoexec.console.errors import AUTH_CODES, ConsoleError, ConsoleHTTPError, ConsoleUnavailable
 from autoexec.console.models import Envelope
+from autoexec.fileio import append_once
 
 log = logging.getLogger("autoexec.console.outbox")
 
@@ -286,12 +287,7 @@ class Outbox:
         log.error("outbox: %s #%d dead-lettered: %s", entry.api, entry.seq, message)
         record = {"seq": entry.seq, "api": entry.api, "statusCode": status_code, "message": message,
                   "time": time.time(), "payload": entry.payload}
-        fd = os.open(self._dead_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            os.write(fd, (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_once(self._dead_path, (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"), sync=True)
         for handler in self._dead_handlers:
             try:
                 handler(entry, message)

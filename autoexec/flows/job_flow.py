@@ -26,6 +26,7 @@ from autoexec.engine import JobOutcome
 from autoexec.events import Event
 from autoexec.flows.prefect_control import RunWatcher, suspend_current_run
 from autoexec.loader import JobRequest
+from autoexec.models.status import Status
 from autoexec.recording import QueueSink, run_engine
 from autoexec.runtime import JobRuntime
 
@@ -119,7 +120,6 @@ def run_in_flow_run(rt: JobRuntime, flow_run_id: str) -> tuple[JobOutcome, str]:
     """The engine, its record and its Cancel/Pause watcher, inside the running flow run."""
     if rt.job_lock is not None:
         rt.job_lock.record(flow_run_id)  # --abort/--pause and a refused second run name the run
-    rt.control.install_signal_handlers()
     watcher = _start_watcher(rt, flow_run_id)
     sink = QueueSink()
     catcher = _EndCatcher(sink)
@@ -171,11 +171,11 @@ def outcome_state(outcome: JobOutcome, message: str = "") -> Any:
     data into an exception, and a dict there fails with a TypeError instead of FailedRun."""
     summary = outcome.summary()
     message = message or f"job {outcome.status}"
-    if outcome.status in ("failed", "aborted"):
+    if outcome.status.failed:
         _quiet_own_outcome()
-    if outcome.status == "failed":
+    if outcome.status is Status.FAILED:
         return Failed(message=message, data=json.dumps(summary))
-    if outcome.status == "aborted":
+    if outcome.status is Status.ABORTED:
         return Cancelled(message=message, data=json.dumps(summary))
     return Completed(message=message, data=summary)
 
@@ -249,8 +249,7 @@ def job_flow(job_id: str | int, exec_user: str = "anonymous", params_file: str =
                          round_no=int(round_no) if round_no else None,
                          phase_groups=parse_id_list(phase_groups, "phasegroups"), phases=parse_name_list(phases),
                          nodes=parse_id_list(node_ids, "nodes"))
-        rt = build_job_runtime(req, control=control)
-        rt.job_lock = lock
+        rt = build_job_runtime(req, control=control, job_lock=lock)
         try:
             outcome, message = run_in_flow_run(rt, str(flow_run.id))
         finally:
@@ -258,7 +257,7 @@ def job_flow(job_id: str | int, exec_user: str = "anonymous", params_file: str =
     finally:
         lock.release()
     _log(f"job {rt.job_id} {outcome.status}: {message}")
-    if outcome.status == "paused" and flow_run.deployment_id is not None:
+    if outcome.status is Status.PAUSED and flow_run.deployment_id is not None:
         # A deployment run stops as Suspended: "Resume" reschedules it on a worker, which runs this
         # flow again from the top, and the status files skip what already succeeded.
         suspend_current_run(str(flow_run.id))

@@ -14,6 +14,8 @@ from typing import Any, Callable
 
 from autoexec.events import Event
 from autoexec.flows.api import ApiRefused, PrefectApi, iso
+from autoexec.logs import last_error_line
+from autoexec.models.status import Status
 
 JOB_FLOW = "autoexec-job"
 GROUP_FLOW = "autoexec-group"
@@ -23,10 +25,10 @@ LOG_BYTES_PER_TICK = 16 * 1024
 LOG_BATCH = 200
 ARTIFACT_MIN_SECONDS = 2.0
 
-STATE_OF = {"succeed": ("COMPLETED", "Completed"), "completed": ("COMPLETED", "Completed"),
-            "ignored": ("COMPLETED", "Ignored"), "failed": ("FAILED", "Failed"),
-            "aborted": ("CANCELLED", "Cancelled"), "paused": ("PAUSED", "Paused"),
-            "crashed": ("CRASHED", "Crashed"), "running": ("RUNNING", "Running")}
+STATE_OF: dict[str, tuple[str, str]] = {Status.SUCCEED: ("COMPLETED", "Completed"), Status.COMPLETED: ("COMPLETED", "Completed"),
+            Status.IGNORED: ("COMPLETED", "Ignored"), Status.FAILED: ("FAILED", "Failed"),
+            Status.ABORTED: ("CANCELLED", "Cancelled"), Status.PAUSED: ("PAUSED", "Paused"),
+            Status.CRASHED: ("CRASHED", "Crashed"), Status.RUNNING: ("RUNNING", "Running")}
 
 
 @dataclass
@@ -74,12 +76,10 @@ def _plain_counts(raw: Any) -> dict[str, int]:
     return {str(k): int(v) for k, v in (raw or {}).items()}
 
 
-def _phase_status(counts: dict[str, int]) -> str:
-    for key, status in (("aborted", "aborted"), ("failed", "failed"), ("paused", "paused")):
-        if counts.get(key):
-            return status
-    return "succeed" if counts.get("succeed") or counts.get("ignored") else "skipped" if counts.get("skipped") \
-        else "pending"
+def _phase_status(counts: dict[str, int]) -> Status:
+    ran = Status.SUCCEED if counts.get(Status.SUCCEED) or counts.get(Status.IGNORED) else \
+        Status.SKIPPED if counts.get(Status.SKIPPED) else Status.PENDING
+    return Status.worst((s for s, n in counts.items() if n), default=ran)
 
 
 def _one_line(text: str) -> str:
@@ -88,24 +88,6 @@ def _one_line(text: str) -> str:
 
 def artifact_key(job_id: str) -> str:
     return "autoexec-job-" + (re.sub(r"[^a-z0-9-]+", "-", str(job_id).lower()).strip("-") or "x")
-
-
-def last_error_line(path: str | None, limit: int = 16384) -> str:
-    """The last ``ERROR`` line of a node log (its tail), else its last non-empty line."""
-    if not path:
-        return ""
-    try:
-        with open(path, "rb") as fh:
-            size = fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, size - limit))
-            lines = fh.read().decode("utf-8", "replace").splitlines()
-    except OSError:
-        return ""
-    lines = [ln.strip() for ln in lines if ln.strip()]
-    for line in reversed(lines):
-        if "ERROR" in line:
-            return line[:300]
-    return lines[-1][:300] if lines else ""
 
 
 class RunMirror:
@@ -183,7 +165,7 @@ class RunMirror:
         """A create that found an earlier run (a resumed deployment run, a replayed spool) returns it
         as it was, e.g. Paused: running once more."""
         if run.get("state_type") != "RUNNING":
-            self.api.call("POST", f"{kind}/{run['id']}/set_state", state_body("running"))
+            self.api.call("POST", f"{kind}/{run['id']}/set_state", state_body(Status.RUNNING))
         return str(run["id"])
 
     def _group_run(self, group: Any) -> str | None:
@@ -221,16 +203,16 @@ class RunMirror:
         entry = self.state["open"].pop(str(ev.get("key")), None)
         if entry is None:
             return
-        status = str(ev.get("status"))
+        status = Status.of(ev.get("status"), Status.FAILED)
         self._stream(entry, final=True)
         message = f"{entry['name']} {status}"
-        if status in ("failed", "aborted"):
+        if status.failed:
             detail = _one_line(ev.get("message") or "")
             exit_code = ev.get("exit_code")
             message += (f": {detail}" if detail else "") + (f" (exit {exit_code})" if exit_code is not None else "")
-            if status == "failed":
+            if status is Status.FAILED:
                 self.state["failed"].append({"phase": entry["phase"], "group": entry["group"], "node": entry["name"],
-                                             "exit": exit_code, "line": last_error_line(entry.get("log")) or detail})
+                                             "exit": exit_code, "line": last_error_line(entry.get("log"))[:300] or detail})
         self.api.call("POST", f"task_runs/{entry['task']}/set_state", state_body(status, self.mask(message)))
 
     def _on_batch_end(self, ev: Event) -> None:
@@ -252,12 +234,12 @@ class RunMirror:
     def _on_group_end(self, ev: Event) -> None:
         group = str(ev.get("group"))
         entry = self.state["groups"].get(group)
-        self._close_open(lambda e: str(e.get("group")) == group, "crashed" if ev.get("crashed") else "aborted",
+        self._close_open(lambda e: str(e.get("group")) == group, Status.CRASHED if ev.get("crashed") else Status.ABORTED,
                          "the job ended before this node did")
         if entry is None or not entry.get("open", True):
             return
         entry["open"] = False
-        status = str(ev.get("status") or "failed")
+        status = str(ev.get("status") or Status.FAILED)
         phases = ev.get("phases") or {}
         for name, phase_status in phases.items():  # the phase runner's own verdict, once known
             if f"{group}/{name}" in self.state["phases"]:
@@ -265,7 +247,7 @@ class RunMirror:
         message = f"group {group} {status}" + (": " + ", ".join(f"{k}={v}" for k, v in phases.items())
                                                if phases else "")
         if ev.get("crashed"):
-            status, message = "failed", f"group {group}: {ev.get('message') or 'job process lost'}"
+            status, message = Status.FAILED, f"group {group}: {ev.get('message') or 'job process lost'}"
         self.api.call("POST", f"flow_runs/{entry['run']}/set_state", state_body(status, message))
         self.api.call("POST", f"task_runs/{entry['task']}/set_state", state_body(status, message))
         self._log(None, logging.INFO, message, ev.get("time"))
@@ -273,12 +255,12 @@ class RunMirror:
 
     def _on_job_end(self, ev: Event) -> None:
         st = self.state
-        self._close_open(lambda e: True, "crashed" if ev.get("crashed") else "aborted", "the job ended before it")
+        self._close_open(lambda e: True, Status.CRASHED if ev.get("crashed") else Status.ABORTED, "the job ended before it")
         self._stream_console()
         status = str(ev.get("status"))
         message = str(ev.get("message") or f"job {status}")
         st["job"].update(ended=ev.get("time"), status=status, message=message)
-        self._log(None, logging.ERROR if status in ("failed", "crashed") else logging.INFO,
+        self._log(None, logging.ERROR if status in (Status.FAILED, Status.CRASHED) else logging.INFO,
                   f"job {st['job'].get('job_id')} {status}: {message}" if message != f"job {status}" else message,
                   ev.get("time"))
         self._artifact(force=True)
@@ -301,9 +283,9 @@ class RunMirror:
         for group, entry in list(self.state["groups"].items()):
             if not entry.get("open", True):
                 continue
-            self.apply({"v": 1, "event": "group_end", "group": int(group), "status": "failed",
+            self.apply({"v": 1, "event": "group_end", "group": int(group), "status": Status.FAILED,
                         "crashed": True, "message": why, "time": time.time()})
-        self.apply({"v": 1, "event": "job_end", "status": "crashed", "message": why, "crashed": True,
+        self.apply({"v": 1, "event": "job_end", "status": Status.CRASHED, "message": why, "crashed": True,
                     "time": time.time()})
 
     # --- logs -------------------------------------------------------------------------------
@@ -385,7 +367,7 @@ class RunMirror:
     def summary_markdown(self) -> str:
         st = self.state
         job = st["job"]
-        status = job.get("status") or "running"
+        status = job.get("status") or Status.RUNNING
         started, ended = job.get("started"), job.get("ended")
         lines = [f"## Job {job.get('job_id')}: {status}", ""]
         if job.get("message") and job.get("message") != f"job {status}":

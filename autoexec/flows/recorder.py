@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from autoexec.events import decode
+from autoexec.fileio import append_once
 from autoexec.joblock import process_alive
 
 SPOOL_SUFFIX = ".jsonl"
@@ -111,13 +112,9 @@ def console_warn(console: str | None, text: str) -> None:
     if not console:
         return
     try:
-        fd = os.open(console, os.O_WRONLY | os.O_APPEND)
+        append_once(console, f"{time.strftime('%H:%M:%S ')}WARN: {text}\n".encode(), create=False)
     except OSError:
         return
-    try:
-        os.write(fd, f"{time.strftime('%H:%M:%S ')}WARN: {text}\n".encode())
-    finally:
-        os.close(fd)
 
 
 class SpoolConsumer(threading.Thread):

@@ -8,16 +8,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from autoexec.models.optype import ExecKind, OpType
 from autoexec.models.text import TextProblem, check_name, check_tree, loads_checked
 
-OP_TYPE_ALIASES = {
-    "runner": "local", "local": "local", "sqlfile": "local",
-    "target": "remote", "remote": "remote",
-    "runner_target": "localremote", "localremote": "localremote",
-    "native": "native",
-}
-RUNNER_PHASE_TYPES = {"runner", "local", "sqlfile"}
-PHASE_TYPES = frozenset(OP_TYPE_ALIASES)
+_TYPES = frozenset(t.value for t in OpType)
+_TYPE_NAMES = ", ".join(sorted(_TYPES))
 EXEC_STRATEGIES = ("oneShot", "grayScale")
 
 
@@ -54,8 +49,8 @@ class Operation(_Model):
     @field_validator("opType")
     @classmethod
     def _known_type(cls, value: str) -> str:
-        if value not in OP_TYPE_ALIASES:
-            raise ValueError(f"unknown opType {value!r} (expected one of {', '.join(sorted(OP_TYPE_ALIASES))})")
+        if value not in _TYPES:
+            raise ValueError(f"unknown opType {value!r} (expected one of {_TYPE_NAMES})")
         return value
 
     @field_validator("opt", "desc", mode="before")
@@ -76,9 +71,9 @@ class Operation(_Model):
         return value
 
     @property
-    def kind(self) -> str:
-        """Normalised type: ``local``, ``remote``, ``localremote`` or ``native``."""
-        return OP_TYPE_ALIASES[self.opType]
+    def kind(self) -> ExecKind:
+        """Where it runs: ``local``, ``remote``, ``localremote`` or ``native``."""
+        return OpType(self.opType).kind
 
     @property
     def is_if_block(self) -> bool:
@@ -137,16 +132,16 @@ class Phase(FailLimits):
     @field_validator("phaseType")
     @classmethod
     def _known_type(cls, value: str | None) -> str | None:
-        if value is not None and value not in PHASE_TYPES:
-            raise ValueError(f"unknown phaseType {value!r} (expected one of {', '.join(sorted(PHASE_TYPES))})")
+        if value is not None and value not in _TYPES:
+            raise ValueError(f"unknown phaseType {value!r} (expected one of {_TYPE_NAMES})")
         return value
 
     @property
     def runs_on_runner(self) -> bool:
         """A runner-typed phase, or one containing any runner op, runs once on the runner."""
-        if (self.phaseType or "") in RUNNER_PHASE_TYPES:
+        if self.phaseType is not None and OpType(self.phaseType).runs_on_runner:
             return True
-        return any(op.kind == "local" for top in self.operations for op in top.walk())
+        return any(op.kind is ExecKind.LOCAL for top in self.operations for op in top.walk())
 
 
 class Group(_Model):

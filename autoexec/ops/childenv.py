@@ -88,11 +88,6 @@ class EnvTemplate:
 
 def template_for(ctx: "NodeContext", plugin_dir: Path, to_target: bool) -> EnvTemplate:
     rt, plan = ctx.rt, ctx.plan
-    cache = rt.child_env_templates
-    key = (plugin_dir, plan.group_no, plan.name, plan.nodes_path, to_target)
-    template = cache.get(key)
-    if template is None or template.snapshot != rt.base_env:
-        template = EnvTemplate(rt, dict(rt.base_env), plugin_dir, plan.group_no, plan.name,
-                               str(plan.nodes_path), to_target)
-        cache[key] = template
-    return template
+    key = ("child-env", plugin_dir, plan.group_no, plan.name, plan.nodes_path, to_target)
+    return rt.env.derived(key, lambda env: EnvTemplate(rt, env, plugin_dir, plan.group_no, plan.name,
+                                                       str(plan.nodes_path), to_target))

@@ -1,24 +1,28 @@
-"""Tool description JSON: ``plugins/<local|remote>/<bundle>/<tool>.json`` next to the tool.
+"""The tool catalogue: tool descriptors (``plugins/<local|remote>/<bundle>/<tool>.json`` next to
+the tool), validated by one model, and the tools a set of plugin dirs provides.
 
 The console owns the format and existing tools are loose with it (``required`` as ``"true"`` or a
 bool, ``validate: null``, ``option: null``, ad-hoc extra keys), so parsing is lenient on shape,
 strict on what the runner relies on (``opType``, option/output names), and keeps unknown keys so a
-descriptor can be sent back to the console (``--register``) without losing anything.
+descriptor can be sent back to the console (``--register``) without losing anything. Running,
+``--register`` and the tests read descriptors through this module only.
 """
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from autoexec.models.flags import parse_flag
+from autoexec.models.optype import OpType, PluginTree
 from autoexec.models.params import field_path
 from autoexec.ops.tools import ToolNotFound
 
-OP_TYPES = ("runner", "runner_target", "target", "native", "sqlfile")
-KIND_OF_OP_TYPE = {"runner": "local", "runner_target": "local", "native": "local", "sqlfile": "local", "target": "remote"}
+TREES = (PluginTree.LOCAL, PluginTree.REMOTE)
 
 
 class DescriptorError(ValueError):
@@ -29,15 +33,10 @@ def _flag(value: Any) -> bool:
     """``"true"``/``"false"``, bools and 0/1 as the console and hand-written descriptors use them."""
     if value is None or value == "":
         return False
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float)):
-        return value != 0
-    if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "on"):
-        return True
-    if isinstance(value, str) and value.strip().lower() in ("false", "0", "no", "off"):
-        return False
-    raise ValueError(f"expected true/false, got {value!r}")
+    flag = parse_flag(value)
+    if flag is None:
+        raise ValueError(f"expected true/false, got {value!r}")
+    return flag
 
 
 class _Loose(BaseModel):
@@ -86,7 +85,7 @@ class OutputDesc(_Loose):
 
 class ToolDescriptor(_Loose):
     opDesc: str = ""
-    opType: str
+    opType: OpType
     typeName: str = ""
     riskName: str = ""
     interpreter: str | None = None
@@ -97,12 +96,14 @@ class ToolDescriptor(_Loose):
     argument: ArgumentDesc | None = None
     output: list[OutputDesc] = Field(default_factory=list)
 
-    @field_validator("opType")
+    @field_validator("opType", mode="before")
     @classmethod
-    def _known_op_type(cls, value: str) -> str:
-        if value not in OP_TYPES:
-            raise ValueError(f"must be one of {', '.join(OP_TYPES)}, got {value!r}")
-        return value
+    def _known_op_type(cls, value: Any) -> OpType:
+        """Older names (``local``, ``remote``, ``localremote``) become the console's."""
+        try:
+            return OpType(value).canonical
+        except ValueError:
+            raise ValueError(f"must be one of {', '.join(OpType.canonical_names())}, got {value!r}") from None
 
     @field_validator("enabled", mode="before")
     @classmethod
@@ -115,9 +116,9 @@ class ToolDescriptor(_Loose):
         return [] if value is None else value
 
     @property
-    def kind(self) -> str:
+    def kind(self) -> PluginTree:
         """``local`` or ``remote``: which plugin tree the executable lives in."""
-        return KIND_OF_OP_TYPE[self.opType]
+        return self.opType.tree
 
     def option_types(self) -> dict[str, str]:
         """``opt -> type``, the ``desc`` map of a params.json op."""
@@ -130,7 +131,7 @@ class ToolDescriptor(_Loose):
     def to_json_dict(self) -> dict[str, Any]:
         """Console-shaped JSON: original key names, flags back as ``"true"``/``"false"``, extras kept."""
         data = self.model_dump(by_alias=True, exclude_unset=True)
-        data["opType"] = self.opType
+        data["opType"] = self.opType.value
         data["enabled"] = 1 if self.enabled else 0
         for item in [*data.get("option", []), *([data["argument"]] if data.get("argument") else [])]:
             for key in ("required", "isConst"):
@@ -151,8 +152,17 @@ def parse_descriptor(data: Any, source: str = "<descriptor>") -> ToolDescriptor:
         raise DescriptorError(f"{source}: {field_path(first['loc']) or '(top level)'}: {msg}{more}") from None
 
 
-def load_descriptor(path: Path | str) -> ToolDescriptor:
+def load_descriptor(path: Path | str, tree: str | None = None) -> ToolDescriptor:
     """Read and validate one descriptor; every problem is a one-line :class:`DescriptorError`."""
+    return read_descriptor(path, tree)[1]
+
+
+def read_descriptor(path: Path | str, tree: str | None = None) -> tuple[dict[str, Any], ToolDescriptor]:
+    """The descriptor as written (a JSON object) and validated.
+
+    With the plugin ``tree`` it was found in, its ``opType`` follows that tree as the console
+    wants it (:meth:`OpType.for_tree`: a missing type in the local tree is ``runner``, any tool
+    of the remote tree is ``target``)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -162,7 +172,10 @@ def load_descriptor(path: Path | str) -> ToolDescriptor:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise DescriptorError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    return parse_descriptor(data, str(path))
+    checked = data
+    if tree is not None and isinstance(data, dict):
+        checked = dict(data, opType=OpType.for_tree(tree, data.get("opType")))
+    return data, parse_descriptor(checked, str(path))
 
 
 def _split_op_name(op_name: str) -> tuple[str, ...]:
@@ -178,9 +191,11 @@ def find_tool(op_name: str, kind: str, plugin_dirs: Sequence[Path]) -> tuple[Pat
     ``kind`` is ``local``/``remote`` or an ``opType``. The executable is ``None`` for JSON-only
     native tools. Earlier plugin dirs win (``$AUTOEXEC_HOME/plugins`` before the bundled ones).
     """
-    kind = KIND_OF_OP_TYPE.get(kind, kind)
-    if kind not in ("local", "remote"):
-        raise ToolNotFound(f"unknown tool kind {kind!r}")
+    if kind not in TREES:
+        try:
+            kind = OpType(kind).tree
+        except ValueError:
+            raise ToolNotFound(f"unknown tool kind {kind!r}") from None
     parts = _split_op_name(op_name)
     for base in plugin_dirs:
         tool = Path(base, kind, *parts)
@@ -191,12 +206,37 @@ def find_tool(op_name: str, kind: str, plugin_dirs: Sequence[Path]) -> tuple[Pat
     raise ToolNotFound(f"Plugin not exists {op_name} (looked in {searched})")
 
 
-def iter_descriptors(plugin_dir: Path) -> Iterator[tuple[str, str, Path]]:
-    """``(op_name, kind, descriptor_path)`` of every tool under one plugin dir (``lib`` skipped)."""
-    for kind in ("local", "remote"):
-        root = Path(plugin_dir, kind)
-        if not root.is_dir():
-            continue
-        for path in sorted(root.glob("*/*.json")):
-            if path.parent.name != "lib":
-                yield f"{path.parent.name}/{path.stem}", kind, path
+@dataclass(frozen=True)
+class Tool:
+    """One tool of the catalogue: where its descriptor is, not yet read."""
+
+    tree: PluginTree
+    op_name: str
+    """``<bundle>/<tool>``."""
+    path: Path
+    """The descriptor."""
+
+    def load(self) -> tuple[dict[str, Any], ToolDescriptor]:
+        """(as written, validated): see :func:`read_descriptor`."""
+        return read_descriptor(self.path, self.tree)
+
+
+def discover_tools(plugin_dirs: Iterable[Path]) -> list[Tool]:
+    """Every tool the plugin dirs provide, local tree first, by opName; the first plugin dir
+    providing an opName wins (``$AUTOEXEC_HOME/plugins`` before the bundled ones). A descriptor
+    is a tool when its bundle is ``native``, its name starts with the bundle's, or an executable
+    of its name is next to it (the original's rule)."""
+    found: dict[tuple[PluginTree, str], Tool] = {}
+    for root in plugin_dirs:
+        for tree in TREES:
+            base = Path(root) / tree
+            if not base.is_dir():
+                continue
+            for bundle in sorted(p for p in base.iterdir() if p.is_dir()):
+                for desc in sorted(bundle.glob("*.json")):
+                    name = desc.stem
+                    if not (bundle.name == "native" or name.startswith(bundle.name) or (bundle / name).exists()):
+                        continue
+                    op_name = f"{bundle.name}/{name}"
+                    found.setdefault((tree, op_name), Tool(tree, op_name, desc))
+    return sorted(found.values(), key=lambda t: (TREES.index(t.tree), t.op_name))

@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from autoexec.jobdir import safe_name, safe_relpath
+from autoexec.models.optype import ExecKind, PluginTree
 from autoexec.models.params import Operation
+from autoexec.models.status import Status
 from autoexec.ops.childenv import template_for
 from autoexec.ops.nodectx import NodeContext
 from autoexec.ops.prepare import Prepared, prepare_arguments
@@ -30,8 +32,9 @@ from autoexec.transports.reap import NODE_KEY_ENV
 
 @dataclass
 class OpOutcome:
-    final: str
-    """``succeed``, ``failed``, ``ignored`` (set by the executor) or ``aborted``."""
+    final: Status
+    """``succeed``, ``failed``, ``ignored`` (set by the executor), ``paused`` (a stopped retry) or
+    ``aborted``."""
     exit_code: int | None = None
     message: str = ""
     skipped: bool = False
@@ -41,26 +44,26 @@ class OpOutcome:
 def run_operation(ctx: NodeContext, op: Operation) -> OpOutcome:
     kind = op.kind
     on_runner = ctx.node.resourceId == 0
-    if kind == "native":
+    if kind is ExecKind.NATIVE:
         from autoexec.ops.native import NATIVE_IN_PROCESS, run_native
 
         if op.sub_name in NATIVE_IN_PROCESS:
             return _finish(ctx, op, run_native(ctx, op))
         return _run_local(ctx, op, to_target=not on_runner)
-    if on_runner and kind != "local":
+    if on_runner and kind is not ExecKind.LOCAL:
         return _fail(ctx, f"Operation {op.opId} of type {op.opType} cannot run on the runner node: phase "
                           f"{ctx.plan.name} runs on the runner because it is a runner phase or holds runner ops")
-    if not on_runner and kind == "local":
+    if not on_runner and kind is ExecKind.LOCAL:
         return _fail(ctx, f"Operation {op.opId} of type {op.opType} runs only on the runner, not on target "
                           f"node {ctx.node.host}")
-    if kind == "remote":
+    if kind is ExecKind.REMOTE:
         return _run_remote(ctx, op)
-    return _run_local(ctx, op, to_target=(kind == "localremote"))
+    return _run_local(ctx, op, to_target=(kind is ExecKind.LOCALREMOTE))
 
 
 def _fail(ctx: NodeContext, message: str, code: int | None = None) -> OpOutcome:
     ctx.log.line(f"ERROR: {message}")
-    return OpOutcome(final="failed", exit_code=code, message=message)
+    return OpOutcome(final=Status.FAILED, exit_code=code, message=message)
 
 
 # --- local --------------------------------------------------------------------------------
@@ -72,7 +75,7 @@ def _run_local(ctx: NodeContext, op: Operation, to_target: bool) -> OpOutcome:
             script = write_inline_script(ctx, op) if op.scriptContent else _fetch_script(ctx, op)
             command, plugin_dir = script_argv(op.interpreter, script), script.parent
         else:
-            tool = locate_tool(rt.config.plugin_dirs, "local", op.opName)
+            tool = locate_tool(rt.config.plugin_dirs, PluginTree.LOCAL, op.opName)
             command, plugin_dir = [], tool.parent
     except (ToolNotFound, OSError) as exc:
         return _fail(ctx, str(exc))
@@ -83,7 +86,6 @@ def _run_local(ctx: NodeContext, op: Operation, to_target: bool) -> OpOutcome:
     if to_target and not ctx.password and ctx.node.protocol in ("ssh", "tagent"):
         ctx.log.line(f"WARN: Can not find password for {ctx.node.username}@{ctx.node.host}:{ctx.node.protocolPort}, "
                      f"Please check the account settings of the node.")
-    ctx.log.hold()  # flushed once the child runs, before its first line
     ctx.log.line(f"INFO: Execute -> {op.opName} {prepared.masked}".rstrip())
     template = template_for(ctx, plugin_dir, to_target)
     if tool is not None:
@@ -105,8 +107,7 @@ def _run_local(ctx: NodeContext, op: Operation, to_target: bool) -> OpOutcome:
     on_line, failed_by_log = _output_sink(ctx, op)
     try:
         try:
-            ctx.status.set_op(op.opId, "running", proc.pid)
-            ctx.log.flush()
+            ctx.status.set_op(op.opId, Status.RUNNING, proc.pid)
         except BaseException:
             proc.abandon()
             raise
@@ -117,7 +118,7 @@ def _run_local(ctx: NodeContext, op: Operation, to_target: bool) -> OpOutcome:
     if result.error:
         if result.killed and rt.control.aborting:
             ctx.log.line(f"INFO: Worker killed, pid:{result.pid}.")
-            return OpOutcome(final="aborted", message="aborted")
+            return OpOutcome(final=Status.ABORTED, message="aborted")
         return _fail(ctx, f"{op.opName} {result.error}")
     failure = _tool_failure(ctx, op, result.exit_code, failed_by_log)
     if failure is not None:
@@ -125,7 +126,7 @@ def _run_local(ctx: NodeContext, op: Operation, to_target: bool) -> OpOutcome:
     data = read_json(out_path)
     if isinstance(data, dict):
         data = _collect_local_filepaths(ctx, op, data)
-    return _finish(ctx, op, OpOutcome(final="succeed", exit_code=0), data)
+    return _finish(ctx, op, OpOutcome(final=Status.SUCCEED, exit_code=0), data)
 
 
 def _collect_local_filepaths(ctx: NodeContext, op: Operation, data: dict[str, Any]) -> dict[str, Any]:
@@ -151,11 +152,8 @@ def _collect_local_filepaths(ctx: NodeContext, op: Operation, data: dict[str, An
 
 
 def _fetch_script(ctx: NodeContext, op: Operation) -> Path:
-    if ctx.rt.script_fetcher is None:
-        raise ToolNotFound(f"operation {op.opId}: custom script {op.scriptId} is downloaded from the console by its "
-                           f"scriptId, and no console is configured: set server.baseurl, server.username and "
-                           f"server.password in {ctx.rt.config.path} (or AUTOEXEC_SERVER_BASEURL/USERNAME/PASSWORD)")
-    return ctx.rt.script_fetcher(ctx.rt, op)
+    """From the console by ``scriptId`` (without a console: the op fails, saying how to name one)."""
+    return ctx.rt.services.fetch_script(op)
 
 
 # --- remote -------------------------------------------------------------------------------
@@ -173,15 +171,15 @@ def _run_remote(ctx: NodeContext, op: Operation) -> OpOutcome:
     uploads: list[Upload] = []
     workdir = op.bundle
     try:
-        tool = None if op.is_script else locate_tool(rt.config.plugin_dirs, "remote", op.opName)
+        tool = None if op.is_script else locate_tool(rt.config.plugin_dirs, PluginTree.REMOTE, op.opName)
         remote_lib = _remote_lib(rt.config.plugin_dirs, tool)
         if remote_lib:
             uploads.append(Upload(remote_lib, "lib"))
         if op.is_script:
             script = write_inline_script(ctx, op) if op.scriptContent else _fetch_script(ctx, op)
             uploads.append(Upload(script, posixpath.join(workdir, script.name), 0o700))
-            if not op.scriptContent and rt.script_libs is not None:
-                for lib in rt.script_libs(op):
+            if not op.scriptContent:
+                for lib in rt.services.script_libs(op):
                     uploads.append(Upload(lib, posixpath.join(workdir, lib.name), 0o700))
             argv = script_argv(op.interpreter, Path(script.name), remote=True)
         else:
@@ -214,7 +212,7 @@ def _run_remote(ctx: NodeContext, op: Operation) -> OpOutcome:
         transport = ctx.remote()
     except (ValueError, ImportError) as exc:
         return _fail(ctx, str(exc))
-    ctx.status.set_op(op.opId, "running", None)
+    ctx.status.set_op(op.opId, Status.RUNNING, None)
     cancel = _cancel_event(ctx)
     token = rt.control.register(cancel.set)
     on_line, failed_by_log = _output_sink(ctx, op)
@@ -246,7 +244,7 @@ def _remote_outcome(ctx: NodeContext, op: Operation, transport: Any, result: Any
             kill_error = transport.kill_job(rt.job_id)
             ctx.log.line(f"INFO: Execute kill command for job {rt.job_id} "
                          f"{'failed: ' + kill_error if kill_error else 'success'}.")
-            return OpOutcome(final="aborted", message="aborted")
+            return OpOutcome(final=Status.ABORTED, message="aborted")
         return _fail(ctx, result.error, result.exit_code)
     failure = _tool_failure(ctx, op, result.exit_code, failed_by_log)
     if failure is not None:
@@ -255,8 +253,8 @@ def _remote_outcome(ctx: NodeContext, op: Operation, transport: Any, result: Any
     if isinstance(data, dict):
         data = _collect_filepaths(ctx, op, data, fetch_dir)
         if any(data.get(k) is None and k in data for k in _filepath_keys(op)):
-            return _finish(ctx, op, OpOutcome(final="failed", exit_code=0, message="filepath output missing"))
-    return _finish(ctx, op, OpOutcome(final="succeed", exit_code=0), data)
+            return _finish(ctx, op, OpOutcome(final=Status.FAILED, exit_code=0, message="filepath output missing"))
+    return _finish(ctx, op, OpOutcome(final=Status.SUCCEED, exit_code=0), data)
 
 
 def _tool_failure(ctx: NodeContext, op: Operation, exit_code: int | None, failed_by_log: Any) -> OpOutcome | None:
@@ -264,12 +262,12 @@ def _tool_failure(ctx: NodeContext, op: Operation, exit_code: int | None, failed
     tool ran), or on a fail pattern in its output. A failed tool that could not load a module gets
     one more log line naming it and the fix."""
     if exit_code != 0:
-        notice = missing_module_notice(ctx.log.path, on_target=op.kind == "remote")
+        notice = missing_module_notice(ctx.log.path, on_target=op.kind is ExecKind.REMOTE)
         if notice:
             ctx.log.line(notice)
         return _fail(ctx, f"{op.opName} {exit_phrase(exit_code)}", exit_code)
     if failed_by_log():  # the matcher already logged the line that matched
-        return OpOutcome(final="failed", exit_code=0, message=f"{op.opName} output matched a fail pattern")
+        return OpOutcome(final=Status.FAILED, exit_code=0, message=f"{op.opName} output matched a fail pattern")
     return None
 
 
@@ -322,7 +320,7 @@ def _remote_lib(plugin_dirs: list[Path], tool: Path | None) -> Path | None:
     written against), else the first in search order (custom scripts, trees without one)."""
     own = owning_plugin_dir(tool, plugin_dirs) if tool is not None else None
     for base in ([own] if own is not None else []) + list(plugin_dirs):
-        lib = base / "remote" / "lib"
+        lib = base / PluginTree.REMOTE / "lib"
         if lib.is_dir():
             return lib
     return None
@@ -383,7 +381,7 @@ def _collect_filepaths(ctx: NodeContext, op: Operation, data: dict[str, Any], fe
 # --- outputs & inputs ---------------------------------------------------------------------
 def _finish(ctx: NodeContext, op: Operation, outcome: OpOutcome, data: Any = None) -> OpOutcome:
     """Declared outputs filled with their defaults, stored per op and merged per node."""
-    if outcome.final != "succeed":
+    if outcome.final is not Status.SUCCEED:
         return outcome
     if op.output is None and not isinstance(data, dict):
         return outcome

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 from typing import TYPE_CHECKING, Any, Callable
 
+from autoexec.models.flags import is_true
+from autoexec.models.status import Status
 from autoexec.ops.dispatch import OpOutcome, _fail, _record_inputs
 from autoexec.ops.prepare import prepare_arguments
 
@@ -13,10 +15,6 @@ if TYPE_CHECKING:
     from autoexec.ops.nodectx import NodeContext
 
 NATIVE_IN_PROCESS = {"echo", "export", "setenv", "updategparam", "failkeys", "failjob", "extractprestepstatus"}
-
-
-def _truthy(value: str | None) -> bool:
-    return str(value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def run_native(ctx: "NodeContext", op: "Operation") -> OpOutcome:
@@ -30,22 +28,20 @@ def run_native(ctx: "NodeContext", op: "Operation") -> OpOutcome:
 
 def _echo(ctx: "NodeContext", op: "Operation", options: dict[str, str], args: list[str]) -> OpOutcome:
     ctx.log.line("".join(args) if args else options.get("text", ""))
-    return OpOutcome(final="succeed", exit_code=0)
+    return OpOutcome(final=Status.SUCCEED, exit_code=0)
 
 
 def _failjob(ctx: "NodeContext", op: "Operation", options: dict[str, str], args: list[str]) -> OpOutcome:
     message = "".join(args) or options.get("message", "") or "failed by native/failjob"
     ctx.log.line(f"ERROR: {message}")
-    return OpOutcome(final="failed", exit_code=1, message=message)
+    return OpOutcome(final=Status.FAILED, exit_code=1, message=message)
 
 
 def _set_env(ctx: "NodeContext", name: str, value: str, scope: str, hidden: bool) -> None:
+    """Scope ``global``: a job variable (stored, exported to the console: ``JobEnv`` scope
+    ``global``); any other scope: the node's own ``nodeEnv``."""
     if scope == "global":
-        with ctx.rt.env_lock:
-            ctx.rt.base_env[name] = value
-        if ctx.rt.mirror is not None and hasattr(ctx.rt.mirror, "save_env"):
-            ctx.rt.mirror.save_env(ctx.rt.job_id, name, value, hidden)
-        ctx.rt.notifier.export_env(name=name, value=value, hidden=hidden)
+        ctx.rt.env.set(name, value, hidden=hidden, scope="global")
     else:
         changes: dict[str, Any] = {"nodeEnv": {name: value}}
         if hidden:
@@ -63,15 +59,15 @@ def _setenv(ctx: "NodeContext", op: "Operation", options: dict[str, str], args: 
         # so this is evaluated by /bin/sh in the job dir, bounded in time.
         try:
             done = subprocess.run(["/bin/sh", "-c", f'printf %s "{value}"'], cwd=ctx.jobdir.root,
-                                  capture_output=True, text=True, timeout=60, env=dict(ctx.rt.base_env))
+                                  capture_output=True, text=True, timeout=60, env=ctx.rt.env.snapshot())
         except subprocess.TimeoutExpired:
             ctx.log.line(f"ERROR: native/setenv {name}: command substitution timed out")
-            return OpOutcome(final="failed", message="setenv timed out")
+            return OpOutcome(final=Status.FAILED, message="setenv timed out")
         value = done.stdout.strip()
-    hidden = _truthy(options.get("hidden"))
+    hidden = is_true(options.get("hidden"))
     _set_env(ctx, name, value, scope, hidden)
     ctx.log.line(f"INFO: Set {scope} env {name}={'******' if hidden else value}")
-    return OpOutcome(final="succeed", exit_code=0)
+    return OpOutcome(final=Status.SUCCEED, exit_code=0)
 
 
 def _export(ctx: "NodeContext", op: "Operation", options: dict[str, str], args: list[str]) -> OpOutcome:
@@ -82,7 +78,7 @@ def _export(ctx: "NodeContext", op: "Operation", options: dict[str, str], args: 
             continue
         ctx.log.line(f"INFO: Execute -> native/export {name}")
         ctx.rt.notifier.export_env(name=name, value=value, hidden=False)
-    return OpOutcome(final="succeed", exit_code=0)
+    return OpOutcome(final=Status.SUCCEED, exit_code=0)
 
 
 def _updategparam(ctx: "NodeContext", op: "Operation", options: dict[str, str], args: list[str]) -> OpOutcome:
@@ -91,7 +87,7 @@ def _updategparam(ctx: "NodeContext", op: "Operation", options: dict[str, str], 
         return _fail(ctx, "native/updategparam needs option name")
     ctx.rt.notifier.update_global_param(key=key, value=options.get("value", ""))
     ctx.log.line(f"INFO: Update global param {key}.")
-    return OpOutcome(final="succeed", exit_code=0)
+    return OpOutcome(final=Status.SUCCEED, exit_code=0)
 
 
 def _failkeys(ctx: "NodeContext", op: "Operation", options: dict[str, str], args: list[str]) -> OpOutcome:
@@ -104,17 +100,17 @@ def _failkeys(ctx: "NodeContext", op: "Operation", options: dict[str, str], args
         return _fail(ctx, str(exc))
     ctx.fail_matcher = matcher
     ctx.log.line(f"INFO: Fail patterns installed: {len(matcher.patterns)} ({matcher.operator}).")
-    return OpOutcome(final="succeed", exit_code=0)
+    return OpOutcome(final=Status.SUCCEED, exit_code=0)
 
 
 def _extractprestepstatus(ctx: "NodeContext", op: "Operation", options: dict[str, str], args: list[str]) -> OpOutcome:
     name = options.get("envname") or options.get("name") or ""
     if not name:
         ctx.log.line("ERROR: native/extractprestepstatus needs option envname")
-        return OpOutcome(final="failed", message="needs option envname")
+        return OpOutcome(final=Status.FAILED, message="needs option envname")
     _set_env(ctx, name, ctx.prev_op_status, options.get("scope", "node") or "node", False)
     ctx.log.line(f"INFO: {name}={ctx.prev_op_status}")
-    return OpOutcome(final="succeed", exit_code=0)
+    return OpOutcome(final=Status.SUCCEED, exit_code=0)
 
 
 _HANDLERS = {"echo": _echo, "export": _export, "setenv": _setenv, "updategparam": _updategparam,

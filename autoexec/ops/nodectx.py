@@ -14,6 +14,7 @@ from autoexec.block_names import NODE_CREDENTIALS_BLOCK_ENV
 from autoexec.jobdir import JobDir, NodePaths
 from autoexec.logs import NodeLog
 from autoexec.models.nodes import Node
+from autoexec.models.status import Status
 from autoexec.runtime import JobRuntime, PhasePlan
 from autoexec.store import NodeOutput, NodeStatus
 from autoexec.transports.base import Endpoint, RemoteTransport, Timeouts
@@ -33,7 +34,7 @@ class NodeContext:
         self.paths = paths
         """This node's files in this phase as strings (built once per node run)."""
         self.transport: RemoteTransport | None = None
-        self.prev_op_status = "pending"
+        self.prev_op_status: str = Status.PENDING
         self.fail_matcher: Any = None
         self.credentials_error: str | None = None
         try:
@@ -51,7 +52,7 @@ class NodeContext:
         """Nodes the console sends without a secret may name a Prefect credentials block (field
         ``credentialsBlock``), or the job may set a default one."""
         name = (self.node.model_extra or {}).get("credentialsBlock") or \
-            self.rt.base_env.get(NODE_CREDENTIALS_BLOCK_ENV)
+            self.rt.env.get(NODE_CREDENTIALS_BLOCK_ENV)
         if not name:
             return
         from autoexec.blocks.lookup import BlockUnavailable, node_credentials
@@ -79,8 +80,8 @@ class NodeContext:
             "INS_NAME": node.nodeName or "", "INS_HOST": node.host, "INS_PORT": port,
             "INS_PROTOCOL_PORT": node.protocolPort,
         })
-        name_path = self.rt.base_env.get("NAME_PATH") or os.environ.get("NAME_PATH")
-        id_path = self.rt.base_env.get("ID_PATH") or os.environ.get("ID_PATH")
+        name_path = self.rt.env.get("NAME_PATH") or os.environ.get("NAME_PATH")
+        id_path = self.rt.env.get("ID_PATH") or os.environ.get("ID_PATH")
         if name_path:
             env["INS_PATH"] = f"{name_path}/{node.nodeName or ''}"
         if id_path:
@@ -93,8 +94,9 @@ class NodeContext:
         if name in env:
             value = env[name]
             return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-        if name in self.rt.base_env:
-            return self.rt.base_env[name]
+        value = self.rt.env.get(name)
+        if value is not None:
+            return value
         return os.environ.get(name)
 
     # --- connection ----------------------------------------------------------------------

@@ -33,17 +33,19 @@ def ref_context(ctx: "NodeContext") -> RefContext:
     rt = ctx.rt
     runner = rt.runner_output.data if rt.runner_output is not None else {}
     return RefContext(opt=rt.params.opt, global_opt=rt.params.globalOpt, node_env=ctx.node_env,
-                      environ=rt.base_env, node_output=ctx.output.data, runner_output=runner)
+                      environ=rt.env.snapshot(), node_output=ctx.output.data, runner_output=runner)
 
 
 def prepare_arguments(ctx: "NodeContext", op: "Operation", remote: bool) -> Prepared:
     rt = ctx.rt
-    lookup = rt.account_lookup
-    get_account = (lambda user, account_id, protocol: lookup(ctx.node, user, account_id, protocol)) \
-        if lookup is not None else None
+    services = rt.services
+
+    def get_account(user: str, account_id: str, protocol: str) -> str | None:
+        return services.account_password(ctx.node, user, account_id, protocol)
+
     try:
         params = prepare_params(op.opt, op.desc, op.arg, ref_context(ctx), decrypt=rt.decrypt,
-                                fetch_file=rt.file_fetcher, get_account=get_account,
+                                fetch_file=services.file_name, get_account=get_account,
                                 job_dir=str(rt.jobdir.root), op_name=op.opName)
     except UnresolvedReference as exc:
         return Prepared(error=str(exc))

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from autoexec.models.flags import is_true
 from autoexec.ops.references import RefContext, resolve, to_text
 
 __all__ = ["PreparedParams", "prepare_params", "render_argv", "masked_cmdline", "recorded_inputs",
@@ -21,7 +22,6 @@ __all__ = ["PreparedParams", "prepare_params", "render_argv", "masked_cmdline", 
 
 ENCRYPTED_PREFIXES = ("{ENCRYPTED}", "{RC4}", "RC4:")
 SECRET_TYPES = frozenset({"password", "account"})
-_TRUE = frozenset({"true", "1", "yes", "on", "y"})
 MASK = "******"
 # Text after a secret marker up to the next escaped newline (the two characters ``\n``).
 _TEXTAREA_SECRET = re.compile(r"(password\s*[=:]|pwd\s*[=:]|identified\s+by)(\s*)(.*?)(?=\\n|$)",
@@ -91,7 +91,7 @@ def _job_relative(path: str, job_dir: str | None) -> str:
 
 def _process(key: str, typ: str, raw: Any, ctx: RefContext, out: PreparedParams, *,
              decrypt: Callable[[str], str], fetch_file: Callable[[int | str], str | None] | None,
-             get_account: Callable[[str, str, str], str] | None, job_dir: str | None,
+             get_account: Callable[[str, str, str], str | None] | None, job_dir: str | None,
              what: str, is_arg: bool) -> str:
     if typ == "password":
         text = to_text(raw) if is_arg else resolve(raw, ctx)  # arguments: decrypt only, no reference resolution
@@ -105,8 +105,9 @@ def _process(key: str, typ: str, raw: Any, ctx: RefContext, out: PreparedParams,
         parts = text.split("/")
         try:
             password = get_account(parts[0], parts[1], parts[2])
-            text = f"{parts[0]}/{_decrypt(password or '', decrypt, what, out.warnings)}"
-        except Exception as exc:  # noqa: BLE001 - console/lookup errors leave the value as is, as in the original
+            if password is not None:  # None: nobody to ask (no console), the value stays as written
+                text = f"{parts[0]}/{_decrypt(password, decrypt, what, out.warnings)}"
+        except Exception as exc:  # noqa: BLE001 - console/lookup errors leave the value as is , as in the original
             out.warnings.append(f"WARN: Get account for {what} failed: {exc}")
     elif typ == "filepath" and text:
         text = _job_relative(text, job_dir)
@@ -120,14 +121,14 @@ def prepare_params(opt: Mapping[str, Any], desc: Mapping[str, str] | None,
                    args: Sequence[Mapping[str, Any]] | Mapping[str, Any] | None, ctx: RefContext, *,
                    decrypt: Callable[[str], str],
                    fetch_file: Callable[[int | str], str | None] | None = None,
-                   get_account: Callable[[str, str, str], str] | None = None,
+                   get_account: Callable[[str, str, str], str | None] | None = None,
                    job_dir: str | None = None, op_name: str = "") -> PreparedParams:
     """Process an op's ``opt``/``arg`` for one node. Raises ``UnresolvedReference``.
 
     ``decrypt`` gets the whole prefixed text (``{RC4}...``); ``fetch_file(id)`` downloads and
     links a console file into ``<job>/file/`` and returns its name (None = not available);
     ``get_account(username, accountId, protocol)`` returns that account's (possibly encrypted)
-    password. ``args`` may be the list form ``[{"type", "value"}]`` or the legacy
+    password (``None``: nobody to ask, the value stays as written). ``args`` may be the list form ``[{"type", "value"}]`` or the legacy
     ``{"type", "values": [...]}``.
     """
     out = PreparedParams()
@@ -155,10 +156,6 @@ def prepare_params(opt: Mapping[str, Any], desc: Mapping[str, str] | None,
 def remote_filepath(path: str) -> str:
     """Where a ``filepath`` value lives in a remote op's working dir; uploads must agree."""
     return "file/" + posixpath.basename(path.rstrip("/"))
-
-
-def is_true(value: str) -> bool:
-    return value.strip().lower() in _TRUE
 
 
 def _display_value(typ: str, value: str, remote: bool) -> str:

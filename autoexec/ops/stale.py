@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from autoexec.joblock import process_alive
+from autoexec.models.status import Status
 from autoexec.ops.nodectx import NodeContext
 
 WAIT_SECS = 10.0
@@ -23,10 +24,10 @@ WAIT_SECS = 10.0
 
 def in_flight(status: dict[str, Any]) -> tuple[str, int | None] | None:
     """``(opId, opPid)`` of the op a previous run left running, from the node's status data."""
-    if status.get("status") not in ("running", "waitInput"):
+    if status.get("status") not in (Status.RUNNING, Status.WAIT_INPUT):
         return None
     op_id = status.get("currenOp")
-    if not isinstance(op_id, str) or status.get(op_id) != "running":
+    if not isinstance(op_id, str) or status.get(op_id) != Status.RUNNING:
         return None
     pid = status.get("opPid")
     return op_id, pid if isinstance(pid, int) and pid > 0 else None

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from autoexec.config import BUNDLED_PLUGINS, PACKAGE_DIR
+from autoexec.models.optype import PluginTree
 
 CORE_LIB_DIRS = (BUNDLED_PLUGINS / "local" / "lib", PACKAGE_DIR / "toollib")
 """autoexec's tool library: its ``AutoExecUtils``, and the core modules of the original's ``lib/``."""
@@ -38,11 +39,11 @@ def library_env(tool_dir: Path, plugin_dirs: Sequence[Path], env: dict[str, str]
     directory belongs to no tree: every tree's libraries then, in search order)."""
     own = owning_plugin_dir(tool_dir, plugin_dirs)
     trees = _trees(own, plugin_dirs)
-    local_libs = _existing([t / "local" / "lib" for t in trees])
+    local_libs = _existing([t / PluginTree.LOCAL / "lib" for t in trees])
     core = _existing(list(CORE_LIB_DIRS))
     head = [str(tool_dir), str(tool_dir / "lib")]
     plib = _existing([t.parent / "plib" for t in trees])
-    pllib = _existing([t / "local" / "pllib" / "lib" / "perl5" for t in trees])
+    pllib = _existing([t / PluginTree.LOCAL / "pllib" / "lib" / "perl5" for t in trees])
 
     def joined(parts: list[str], inherited: str | None) -> str:
         out: list[str] = []

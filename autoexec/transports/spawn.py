@@ -2,7 +2,8 @@
 stdin=DEVNULL, stdout=PIPE, stderr=STDOUT, cwd=...)`` would, at less cost per start.
 
 The runner is GIL-bound and starts one child per node, so the spawn is done in C by libc's
-``posix_spawn``; ``Popen`` is the fallback. Why and figures: docs/performance.md."""
+``posix_spawn`` (the stdlib's ``os.posix_spawn`` cannot set a cwd); ``Popen`` is the fallback.
+Why and figures: docs/performance.md."""
 from __future__ import annotations
 
 import ctypes
@@ -16,8 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 _FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
-_SETSIGDEF = 0x04
-_SETSID = 0x80
+# posix_spawnattr flags as glibc's <spawn.h> defines them (used only where the C library says it is
+# glibc). Python does not expose them: ``os.posix_spawn`` takes ``setsid``/``setsigdef`` keywords,
+# but it cannot set the child's cwd or close inherited descriptors (docs/performance.md).
+_POSIX_SPAWN_SETSIGDEF = 0x04
+_POSIX_SPAWN_SETSID = 0x80
 
 
 @dataclass
@@ -100,7 +104,7 @@ class _Libc:
         sigdefault = ctypes.create_string_buffer(1024)
         if attr_init(self.attr) or sigemptyset(sigdefault) or sigaddset(sigdefault, signal.SIGPIPE) \
                 or sigaddset(sigdefault, signal.SIGXFSZ) or set_sigdefault(self.attr, sigdefault) \
-                or set_flags(self.attr, _SETSID | _SETSIGDEF):
+                or set_flags(self.attr, _POSIX_SPAWN_SETSID | _POSIX_SPAWN_SETSIGDEF):
             raise OSError("posix_spawnattr setup failed")  # e.g. a glibc without POSIX_SPAWN_SETSID
         self.devnull = os.fsencode(os.devnull)
 

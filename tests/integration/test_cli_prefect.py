@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from tests.fixtures_core import EXAMPLES, cli_env, nodes_lines, process_running, script_op
-from tests.prefect_record import api_url, call, final_run, flow_runs, job_record, logs, task_runs, wait_for
+from tests.prefect_record import API_POLL, api_url, call, final_run, flow_runs, job_record, logs, task_runs
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -25,10 +26,6 @@ def _autoexec(home: Path, *args: str, **kw: object) -> subprocess.CompletedProce
 
 def _job_dir(home: Path, job_id: str) -> Path:
     return home / "data" / "job" / "/".join(job_id[i:i + 3] for i in range(0, len(job_id), 3))
-
-
-def _wait_for(predicate, timeout: float = 60) -> None:  # type: ignore[no-untyped-def]
-    wait_for(predicate, timeout)
 
 
 def _states(record: dict[str, Any]) -> dict[str, str]:
@@ -72,8 +69,8 @@ def test_demo_job_is_one_flow_run_with_group_subflows_and_node_tasks(prefect_hom
     assert again.returncode == 0
     console = (_job_dir(prefect_home, job) / "log/console.txt").read_text()
     assert "INFO: Node(1001) status:succeed 10.9.0.11:22 had been executed, skip." in console
-    rerun = wait_for(lambda: [r for r in flow_runs(prefect_home, f"job-{job}") if r["id"] != run["id"]
-                              and r["state_type"] == "COMPLETED"], 60)[0]
+    rerun = wait_until(lambda: [r for r in flow_runs(prefect_home, f"job-{job}") if r["id"] != run["id"]
+                              and r["state_type"] == "COMPLETED"], 60, interval=API_POLL)[0]
     assert rerun["state"]["message"].startswith("nothing to do: every node had already succeeded")
 
 
@@ -112,7 +109,7 @@ def test_abort_stops_children_within_seconds_and_the_record_is_cancelled(prefect
     pids.mkdir()
     op = script_op("sleep_1", f"sleep 300 & echo $! > {pids}/$NODE_NAME\nwait\n", "runner_target")
     proc, _ = _start_sleeper(prefect_home, tmp_path, job, [op])
-    _wait_for(lambda: len([p for p in pids.iterdir() if p.read_text().strip()]) == 2)
+    wait_until(lambda: len([p for p in pids.iterdir() if p.read_text().strip()]) == 2)
     started = time.monotonic()
     if how == "sigterm":
         proc.send_signal(signal.SIGTERM)
@@ -121,7 +118,7 @@ def test_abort_stops_children_within_seconds_and_the_record_is_cancelled(prefect
         assert helper.returncode == 0, helper.stdout + helper.stderr
     assert proc.wait(30) == 1
     children = [int(p.read_text()) for p in pids.iterdir()]
-    _wait_for(lambda: not any(process_running(pid) for pid in children), timeout=5)
+    wait_until(lambda: not any(process_running(pid) for pid in children), timeout=5)
     assert time.monotonic() - started < 10
     status = json.loads((_job_dir(prefect_home, job) / "status/p/10.1.0.1-22-101.json").read_text())
     assert status["status"] == "aborted"
@@ -138,7 +135,7 @@ def test_pause_helper_pauses_every_level_and_rerun_finishes(prefect_home: Path, 
     ops = [script_op("first_1", f"touch {marks}/first.$NODE_NAME\nsleep 1\n", "runner_target"),
            script_op("second_1", f"touch {marks}/second.$NODE_NAME\n", "runner_target")]
     proc, _ = _start_sleeper(prefect_home, tmp_path, job, ops)
-    _wait_for(lambda: len(list(marks.glob("first.*"))) == 2)
+    wait_until(lambda: len(list(marks.glob("first.*"))) == 2)
     started = time.monotonic()
     helper = _autoexec(prefect_home, "--jobid", job, "--pause", "--devmode")
     assert helper.returncode == 0 and time.monotonic() - started < 5
@@ -160,15 +157,15 @@ def test_killed_job_process_leaves_a_crashed_record_not_a_running_one(prefect_ho
     marks.mkdir()
     proc, _ = _start_sleeper(prefect_home, tmp_path, job, [script_op("s_1", f"touch {marks}/$NODE_NAME\nsleep 60\n",
                                                                     "runner_target")])
-    _wait_for(lambda: len(list(marks.iterdir())) == 2)
-    _wait_for(lambda: bool(flow_runs(prefect_home, f"job-{job}")), timeout=30)
+    wait_until(lambda: len(list(marks.iterdir())) == 2)
+    wait_until(lambda: bool(flow_runs(prefect_home, f"job-{job}")), timeout=30, interval=API_POLL)
     proc.kill()  # SIGKILL: no job_end ever reaches the spool
     proc.wait(10)
     assert final_run(prefect_home, f"job-{job}")["state_type"] == "CRASHED"
     assert final_run(prefect_home, f"{job}/group-0")["state_type"] == "FAILED"
     group = final_run(prefect_home, f"{job}/group-0")
     assert {t["state_type"] for t in task_runs(prefect_home, group["id"])} == {"CRASHED"}
-    wait_for(lambda: not list((prefect_home / "prefect" / "spool").glob(f"{job}-*")), 10)
+    wait_until(lambda: not list((prefect_home / "prefect" / "spool").glob(f"{job}-*")), 10)
 
 
 def test_node_log_lines_reach_the_task_run_while_the_node_runs(prefect_home: Path, tmp_path: Path) -> None:
@@ -176,15 +173,15 @@ def test_node_log_lines_reach_the_task_run_while_the_node_runs(prefect_home: Pat
     op = script_op("step_1", 'echo "step one of 7007 done"\nsleep 60\n', "runner_target")
     proc, _ = _start_sleeper(prefect_home, tmp_path, job, [op])
     try:
-        run = wait_for(lambda: [r for r in flow_runs(prefect_home, f"{job}/group-0") if r["state_type"] == "RUNNING"],
-                       60)[0]
+        run = wait_until(lambda: [r for r in flow_runs(prefect_home, f"{job}/group-0") if r["state_type"] == "RUNNING"],
+                         60, interval=API_POLL)[0]
 
         def streamed() -> bool:
             tasks = {t["id"] for t in task_runs(prefect_home, run["id"]) if t["state_type"] == "RUNNING"}
             return any("step one of 7007 done" in m["message"] and m["task_run_id"] in tasks
                        for m in logs(prefect_home, run["id"]))
 
-        wait_for(streamed, 30, "a running node's log line in its running task run")
+        wait_until(streamed, 30, "a running node's log line in its running task run", interval=API_POLL)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)

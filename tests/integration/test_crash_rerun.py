@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures_core import cli_env, script_op
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -81,9 +82,10 @@ def _starts(ledger: Path) -> list[str]:
 
 
 def _wait_for_a_start(ledger: Path, known: int, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while len(_starts(ledger)) <= known and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
+    """Until an op start beyond the ``known`` ones is recorded, or the job has ended; after
+    ``timeout`` the caller goes on regardless."""
+    wait_until(lambda: len(_starts(ledger)) > known or proc.poll() is not None, timeout,
+               "an op to start or the job to end", interval=0.02, required=False)
 
 
 class Execution:

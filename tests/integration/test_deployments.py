@@ -16,8 +16,9 @@ import pytest
 import requests
 
 from tests.fixtures_core import EXAMPLES, REPO, cli_env, nodes_lines, process_running, script_op
-from tests.integration.test_cli_prefect import _autoexec, _job_dir, _wait_for
-from tests.prefect_record import api_url, call, flow_runs, logs, task_runs
+from tests.integration.test_cli_prefect import _autoexec, _job_dir
+from tests.prefect_record import API_POLL, api_url, call, flow_runs, logs, task_runs
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -83,14 +84,16 @@ def _run(home: Path, run_id: str) -> dict[str, Any]:
 
 def _wait_state(home: Path, run_id: str, state_type: str, timeout: float = 60, name: str | None = None) -> dict:
     final = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
-    deadline = time.monotonic() + timeout
-    while True:
+    seen: list[dict] = []
+
+    def reached() -> dict | None:
         run = _run(home, run_id)
-        if run["state_type"] == state_type and (name is None or run["state_name"] == name):
-            return run
+        seen.append(run)
         assert run["state_type"] not in final - {state_type}, run["state"]
-        assert time.monotonic() < deadline, f"still {run['state_type']}/{run['state_name']}"
-        time.sleep(0.2)
+        return run if run["state_type"] == state_type and (name is None or run["state_name"] == name) else None
+
+    return wait_until(reached, timeout, lambda: f"{state_type}/{name or '*'}, still {seen[-1]['state_type']}/{seen[-1]['state_name']}",
+                      interval=API_POLL)
 
 
 def _set_state(home: Path, run_id: str, state_type: str) -> None:
@@ -145,7 +148,7 @@ def test_a_failed_node_is_one_failed_task_line_and_no_traceback(prefect_home: Pa
     run_id = _trigger(prefect_home, deployment, job_id=job, params_file=str(EXAMPLES / "fail/params.json"),
                       nodes_file=str(EXAMPLES / "fail/nodes.jsonl"))
     _wait_state(prefect_home, run_id, "FAILED")
-    _wait_for(lambda: [g["state_type"] for g in _groups(prefect_home, run_id).values()] == ["FAILED"], 20)
+    wait_until(lambda: [g["state_type"] for g in _groups(prefect_home, run_id).values()] == ["FAILED"], 20, interval=API_POLL)
     group = next(iter(_groups(prefect_home, run_id).values()))
     failed = [t for t in task_runs(prefect_home, group["id"]) if t["state_type"] == "FAILED"]
     assert [t["state"]["message"] for t in failed] == [
@@ -157,7 +160,7 @@ def test_a_failed_node_is_one_failed_task_line_and_no_traceback(prefect_home: Pa
 def _no_traceback(home: Path, run_id: str) -> None:
     """Once the flow run's process has logged its end (the engine logs the final state, then
     exits), none of the run's logs carries a traceback."""
-    _wait_for(lambda: any("Finished in state" in m["message"] for m in logs(home, run_id)), 30)
+    wait_until(lambda: any("Finished in state" in m["message"] for m in logs(home, run_id)), 30, interval=API_POLL)
     time.sleep(3)  # what the exiting process sends after that line arrives with it or just after
     tracebacks = [m["message"] for m in logs(home, run_id) if "Traceback" in m["message"]]
     assert not tracebacks, tracebacks[0]
@@ -167,17 +170,17 @@ def test_cancel_from_the_api_kills_the_tools_within_5s(prefect_home: Path, deplo
     job = "7102"
     inputs = _inline_job(tmp_path, f"sleep 60 & echo $! > {tmp_path}/pid.$NODE_NAME\nwait\n")
     run_id = _trigger(prefect_home, deployment, job_id=job, **inputs)
-    _wait_for(lambda: len(list(tmp_path.glob("pid.*"))) == 2, timeout=60)
-    _wait_for(lambda: all(p.read_text().strip() for p in tmp_path.glob("pid.*")), timeout=5)
+    wait_until(lambda: len(list(tmp_path.glob("pid.*"))) == 2, timeout=60)
+    wait_until(lambda: all(p.read_text().strip() for p in tmp_path.glob("pid.*")), timeout=5)
     children = [int(p.read_text()) for p in tmp_path.glob("pid.*")]
     _set_state(prefect_home, run_id, "CANCELLING")
     started = time.monotonic()
-    _wait_for(lambda: not any(process_running(pid) for pid in children), timeout=5)
+    wait_until(lambda: not any(process_running(pid) for pid in children), timeout=5)
     assert time.monotonic() - started < 5
     _wait_state(prefect_home, run_id, "CANCELLED", timeout=30)
     assert _statuses(prefect_home, job) == {"aborted"}
     assert "INFO: Job killed." in (_job_dir(prefect_home, job) / "log/console.txt").read_text()
-    _wait_for(lambda: [g["state_type"] for g in _groups(prefect_home, run_id).values()] == ["CANCELLED"], 20)
+    wait_until(lambda: [g["state_type"] for g in _groups(prefect_home, run_id).values()] == ["CANCELLED"], 20, interval=API_POLL)
     assert _task_states(prefect_home, run_id) == ["CANCELLED", "CANCELLED"]
     _no_traceback(prefect_home, run_id)
 
@@ -187,7 +190,7 @@ def test_pause_suspends_the_run_and_resume_finishes_the_job(prefect_home: Path, 
                                                             how: str) -> None:
     job = "7103" if how == "api" else "7104"
     run_id = _trigger(prefect_home, deployment, job_id=job, **_inline_job(tmp_path, "sleep 2\n"))
-    _wait_for(lambda: len(list(tmp_path.glob("first.*"))) == 2, timeout=60)
+    wait_until(lambda: len(list(tmp_path.glob("first.*"))) == 2, timeout=60)
     if how == "api":
         _set_state(prefect_home, run_id, "PAUSED")
     else:
@@ -207,17 +210,14 @@ def test_pause_suspends_the_run_and_resume_finishes_the_job(prefect_home: Path, 
         answers.append(f"{resp.status_code} {resp.text[:300]}")
         return resp.status_code < 300 and resp.json().get("status") == "ACCEPT"
 
-    deadline = time.monotonic() + 15
-    while not resumed():
-        assert time.monotonic() < deadline, answers
-        time.sleep(0.5)
+    wait_until(resumed, 15, lambda: f"the resume to be accepted: {answers}", interval=0.5)
     _wait_state(prefect_home, run_id, "COMPLETED", timeout=60)
     assert len(list(tmp_path.glob("second.*"))) == 2
     assert _statuses(prefect_home, job) == {"succeed"}
     console = (_job_dir(prefect_home, job) / "log/console.txt").read_text()
     assert console.count(f"INFO: JobId:{job} start...") == 2
     # resumed, the run continues its own group and node runs: nothing appears twice
-    _wait_for(lambda: [g["state_type"] for g in _groups(prefect_home, run_id).values()] == ["COMPLETED"], 20)
+    wait_until(lambda: [g["state_type"] for g in _groups(prefect_home, run_id).values()] == ["COMPLETED"], 20, interval=API_POLL)
     assert _task_states(prefect_home, run_id) == ["COMPLETED", "COMPLETED"]
 
 
@@ -242,18 +242,18 @@ def test_cli_run_is_cancelled_from_the_api(prefect_home: Path, tmp_path: Path) -
     marks = tmp_path / "marks"
     marks.mkdir()
     proc = _cli_job(prefect_home, tmp_path, job, _inline_job(marks, f"sleep 60 & echo $! > {marks}/pid.$NODE_NAME\nwait\n"))
-    _wait_for(lambda: len(list(marks.glob("pid.*"))) == 2, timeout=60)
-    _wait_for(lambda: all(p.read_text().strip() for p in marks.glob("pid.*")), timeout=5)
+    wait_until(lambda: len(list(marks.glob("pid.*"))) == 2, timeout=60)
+    wait_until(lambda: all(p.read_text().strip() for p in marks.glob("pid.*")), timeout=5)
     children = [int(p.read_text()) for p in marks.glob("pid.*")]
-    _wait_for(lambda: _cli_run_id(prefect_home, job), timeout=30)  # the recorder creates it a moment later
+    wait_until(lambda: _cli_run_id(prefect_home, job), timeout=30, interval=API_POLL)  # the recorder creates it a moment later
     _set_state(prefect_home, _cli_run_id(prefect_home, job), "CANCELLING")
     started = time.monotonic()
-    _wait_for(lambda: not any(process_running(pid) for pid in children), timeout=5)
+    wait_until(lambda: not any(process_running(pid) for pid in children), timeout=5)
     assert time.monotonic() - started < 5
     assert proc.wait(30) == 1
     assert _statuses(prefect_home, job) == {"aborted"}
     run_id = _cli_run_id(prefect_home, job)
-    _wait_for(lambda: _run(prefect_home, run_id)["state_type"] == "CANCELLED", timeout=30)
+    wait_until(lambda: _run(prefect_home, run_id)["state_type"] == "CANCELLED", timeout=30, interval=API_POLL)
     assert _run(prefect_home, run_id)["deployment_id"]  # what makes the UIs offer Cancel and Pause
     assert [g["state_type"] for g in _groups(prefect_home, run_id).values()] == ["CANCELLED"]
     assert _task_states(prefect_home, run_id) == ["CANCELLED", "CANCELLED"]
@@ -264,14 +264,14 @@ def test_cli_run_is_paused_from_the_api_and_refire_finishes(prefect_home: Path, 
     marks = tmp_path / "marks"
     marks.mkdir()
     proc = _cli_job(prefect_home, tmp_path, job, _inline_job(marks, "sleep 4\n"))
-    _wait_for(lambda: len(list(marks.glob("first.*"))) == 2, timeout=60)
-    _wait_for(lambda: _cli_run_id(prefect_home, job), timeout=30)
+    wait_until(lambda: len(list(marks.glob("first.*"))) == 2, timeout=60)
+    wait_until(lambda: _cli_run_id(prefect_home, job), timeout=30, interval=API_POLL)
     _set_state(prefect_home, _cli_run_id(prefect_home, job), "PAUSED")
     assert proc.wait(30) == 0
     assert _statuses(prefect_home, job) == {"paused"}
     assert not list(marks.glob("second.*"))
     run_id = _cli_run_id(prefect_home, job)
-    _wait_for(lambda: [g["state_type"] for g in _groups(prefect_home, run_id).values()] == ["PAUSED"], 30)
+    wait_until(lambda: [g["state_type"] for g in _groups(prefect_home, run_id).values()] == ["PAUSED"], 30, interval=API_POLL)
     assert _run(prefect_home, run_id)["state_type"] == "PAUSED"
     assert _task_states(prefect_home, run_id) == ["PAUSED", "PAUSED"]
     assert _autoexec(prefect_home, "-d", "-j", job).returncode == 0

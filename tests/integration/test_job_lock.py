@@ -15,6 +15,7 @@ import pytest
 
 from autoexec.joblock import EXIT_BUSY, JobLock
 from tests.fake_console import TOKEN, USER, FakeConsole
+from tests.waiting import wait_until
 from tests.fixtures_core import cli_env, nodes_lines, script_op
 
 pytestmark = pytest.mark.integration
@@ -45,15 +46,6 @@ def _snapshot(job_dir: Path) -> dict[str, Any]:
             for p in sorted(job_dir.rglob("*"))}
 
 
-def _wait(predicate: Any, timeout: float = 60) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return bool(predicate())
-
-
 def test_second_launch_of_a_running_job_exits_3_and_changes_nothing(console: FakeConsole, tmp_path: Path) -> None:
     """Production mode, so the second run would otherwise touch the outbox and the console."""
     home, job = tmp_path / "home", "9201"
@@ -70,10 +62,11 @@ def test_second_launch_of_a_running_job_exits_3_and_changes_nothing(console: Fak
     first = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     job_dir = _job_dir(home, job)
     try:
-        assert _wait(lambda: (job_dir / "started").exists()), first.stderr.read().decode()  # type: ignore[union-attr]
+        wait_until(lambda: (job_dir / "started").exists(), 60, lambda: f"the tool to start: {first.stderr.read().decode()}")  # type: ignore[union-attr]
         queue = job_dir / "outbox" / "queue.jsonl"
         # the first run's callbacks so far are delivered: from here on it only waits in its tool
-        assert _wait(lambda: len(console.callbacks("updateNodeStatus")) >= 1 and not _undelivered(job_dir))
+        wait_until(lambda: len(console.callbacks("updateNodeStatus")) >= 1 and not _undelivered(job_dir), 60,
+                   "the first run's callbacks delivered")
         before, requests = _snapshot(job_dir), len(console.log)
         record = json.loads((job_dir / "autoexec.pid").read_text())
         assert record["pid"] == first.pid

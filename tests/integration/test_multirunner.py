@@ -24,6 +24,8 @@ import requests
 from autoexec.jobdir import JobDir
 from tests.fixtures_core import REPO, process_running, script_op
 from tests.fixtures_postgres import PrefectOnPostgres, stop_process_group
+from tests.prefect_record import API_POLL
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -65,16 +67,6 @@ def _api(method: str, url: str, body: Any = None) -> requests.Response:
         time.sleep(0.3)
 
 
-def _wait_for(check: Callable[[], Any], timeout: float, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what or check}"
-        time.sleep(0.2)
-
-
 @pytest.fixture(scope="module")
 def estate(prefect_postgres: PrefectOnPostgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Estate]:
     tmp = tmp_path_factory.mktemp("estate")
@@ -108,7 +100,7 @@ def estate(prefect_postgres: PrefectOnPostgres, tmp_path_factory: pytest.TempPat
             queues = _api("POST", f"{api}/work_pools/{POOL}/queues/filter", {}).json()
             polled = {q["name"] for q in queues if q.get("last_polled")}
             return {f"runner-{r}" for r in RUNNERS} | {"coordinator"} <= polled
-        _wait_for(queues_polled, 120, "three workers polling their queues")
+        wait_until(queues_polled, 120, "three workers polling their queues", interval=API_POLL)
         yield est
     finally:
         for proc in est.workers.values():
@@ -178,7 +170,7 @@ def _run(est: Estate, run_id: str) -> dict[str, Any]:
 
 def _final(est: Estate, run_id: str, timeout: float = 150) -> dict[str, Any]:
     final = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
-    return _wait_for(lambda: (r := _run(est, run_id))["state_type"] in final and r, timeout, f"run {run_id} to end")
+    return wait_until(lambda: (r := _run(est, run_id))["state_type"] in final and r, timeout, f"run {run_id} to end", interval=API_POLL)
 
 
 def _parts(est: Estate, job: str) -> list[dict[str, Any]]:
@@ -277,16 +269,16 @@ def test_cancel_of_the_job_reaches_every_runner_within_5s(estate: Estate, tmp_pa
     pids.mkdir()
     slow = f"sleep 120 & echo $! > {pids}/$NODE_NAME\nwait\n"
     run_id = _trigger(estate, job, params=_job(marks, slow=slow), nodes=_nodes())
-    _wait_for(lambda: len([p for p in pids.iterdir() if p.read_text().strip()]) == 6, 120, "six sleeping tools")
+    wait_until(lambda: len([p for p in pids.iterdir() if p.read_text().strip()]) == 6, 120, "six sleeping tools")
     children = [int(p.read_text()) for p in pids.iterdir()]
     resp = _api("POST", f"{estate.api}/flow_runs/{run_id}/set_state", {"state": {"type": "CANCELLING"}})
     assert resp.json()["status"] == "ACCEPT", resp.text
     started = time.monotonic()
-    _wait_for(lambda: not any(process_running(pid) for pid in children), 10, "tools killed")
+    wait_until(lambda: not any(process_running(pid) for pid in children), 10, "tools killed")
     assert time.monotonic() - started < 5
     assert _final(estate, run_id, 60)["state_type"] == "CANCELLED"
-    parts = _wait_for(lambda: (ps := _parts(estate, job)) and all(p["state_type"] == "CANCELLED" for p in ps) and ps,
-                      60, "parts cancelled")
+    parts = wait_until(lambda: (ps := _parts(estate, job)) and all(p["state_type"] == "CANCELLED" for p in ps) and ps,
+                       60, "parts cancelled", interval=API_POLL)
     assert len(parts) == 4  # group 1 on three runners, and runner 1's next part waiting for them
     for home in estate.homes.values():
         assert set(_status_files(home, job)["prep"].values()) == {"aborted"}
@@ -298,13 +290,13 @@ def test_pause_of_the_job_reaches_every_runner_and_resume_finishes(estate: Estat
     params = _job(marks, slow=f"touch {started}/$NODE_NAME\nsleep 10\n", groups=(1,))  # parts start seconds apart under load
     params["runFlow"][0]["phases"][0]["operations"].append(script_op("after_1", _mark(marks, "after", "true"), "runner_target"))
     run_id = _trigger(estate, job, params=params, nodes=_nodes())
-    _wait_for(lambda: len(list(started.iterdir())) == 6, 120, "all six nodes started")
+    wait_until(lambda: len(list(started.iterdir())) == 6, 120, "all six nodes started")
     resp = _api("POST", f"{estate.api}/flow_runs/{run_id}/set_state", {"state": {"type": "PAUSED"}})
     assert resp.json()["status"] == "ACCEPT", resp.text
     paused_at = time.monotonic()
-    _wait_for(lambda: (ps := _parts(estate, job)) and all(p["state_type"] == "PAUSED" for p in ps), 10, "parts paused")
+    wait_until(lambda: (ps := _parts(estate, job)) and all(p["state_type"] == "PAUSED" for p in ps), 10, "parts paused", interval=API_POLL)
     assert time.monotonic() - paused_at < 5
-    _wait_for(lambda: _run(estate, run_id)["state_name"] == "Suspended", 60, "the job suspended")
+    wait_until(lambda: _run(estate, run_id)["state_name"] == "Suspended", 60, "the job suspended", interval=API_POLL)
     for home in estate.homes.values():
         assert set(_status_files(home, job)["prep"].values()) == {"paused"}
     assert {phase for _, _, phase, _, _ in _marks(marks)} == {"prep"}  # stopped at the op boundary
@@ -325,8 +317,8 @@ def test_killed_runner_worker_crashes_its_part_and_refire_resumes_on_each_host(e
     slow = f'touch {started}/$NODE_NAME\n[ "$RUNNER_ID" = 2 ] && [ ! -e {tmp_path}/fast ] && sleep 120\n'
     inputs = {"params": _job(marks, slow=slow, groups=(1,)), "nodes": _nodes()}
     run_id = _trigger(estate, job, stale_seconds=6, **inputs)
-    _wait_for(lambda: len(list(started.iterdir())) == 6, 120, "all six nodes started")
-    _wait_for(lambda: len(_marks(marks)) == 4, 60, "runners 1 and 3 done with group 1")
+    wait_until(lambda: len(list(started.iterdir())) == 6, 120, "all six nodes started")
+    wait_until(lambda: len(_marks(marks)) == 4, 60, "runners 1 and 3 done with group 1")
     _host_goes_away(estate.homes[2])  # worker, part and tools of runner 2, as a host crash would
     estate.workers[2].wait(10)
     run = _final(estate, run_id, 90)

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Iterator
 
@@ -15,6 +14,7 @@ import pytest
 
 from tests.fake_console import TOKEN, USER, FakeConsole
 from tests.fixtures_core import cli_env, nodes_lines, script_op
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -61,13 +61,9 @@ def test_killed_runner_leaves_callbacks_the_next_run_delivers(prefect_home: Path
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     job_dir = _job_dir(prefect_home, job)
     try:
-        deadline = time.monotonic() + 60
-        while len(list(job_dir.glob("pid-*"))) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: len(list(job_dir.glob("pid-*"))) >= 2, 60, "both tools started", required=False)
         queue = job_dir / "outbox/queue.jsonl"
-        deadline = time.monotonic() + 10
-        while queue.read_text().count('"running"') < 3 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: queue.read_text().count('"running"') >= 3, 10, "three 'running' callbacks queued", required=False)
         os.killpg(proc.pid, signal.SIGKILL)  # the runner dies hard: no flush, no goodbye
         proc.wait(10)
     finally:

@@ -19,7 +19,8 @@ import pytest
 from autoexec.flows.api import PrefectApi
 from autoexec.flows.recorder import pid_path, recorder_running, stop_recorder
 from tests.fixtures_core import cli_env, nodes_lines, script_op
-from tests.prefect_record import api_url, flow_runs, job_record, wait_for
+from tests.prefect_record import api_url, flow_runs, job_record
+from tests.waiting import wait_until
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
@@ -81,12 +82,12 @@ def test_a_burst_of_jobs_leaves_one_recorder_and_every_record_complete(proxied: 
         most = max(most, len(_recorders(home)))
         time.sleep(0.05)
     assert [p.returncode for p in procs] == [0] * len(jobs)
-    wait_for(lambda: len(_recorders(home)) == 1, 10, "one recorder")
+    wait_until(lambda: len(_recorders(home)) == 1, 10, "one recorder")
     for job in jobs:
         rec = job_record(prefect_home, job)
         assert rec["run"]["state_type"] == "COMPLETED", job
         assert [len(t) for t in rec["tasks"].values()] == [2], job
-    wait_for(lambda: not list((home / "prefect" / "spool").iterdir()), 30, "spools removed")
+    wait_until(lambda: not list((home / "prefect" / "spool").iterdir()), 30, "spools removed")
     assert len(_recorders(home)) == 1 and most <= 2  # a second one racing the first exits at once
 
 
@@ -96,13 +97,13 @@ def test_nothing_is_lost_while_the_api_is_down_and_sigterm_keeps_the_spool(proxi
     first = _job(env, tmp_path, "7601")
     assert first.wait(60) == 0, first.stderr.read() if first.stderr else ""
     console = home / "data/job/760/1/log/console.txt"
-    wait_for(lambda: "WARN: Prefect record of this run delayed" in console.read_text(), 30, "console warning")
+    wait_until(lambda: "WARN: Prefect record of this run delayed" in console.read_text(), 30, "console warning")
     spools = list((home / "prefect" / "spool").glob("7601-*.jsonl"))
     assert len(spools) == 1
     pid = int(pid_path(home).read_text())
     stopped_at = time.monotonic()
     os.kill(pid, signal.SIGTERM)
-    wait_for(lambda: not recorder_running(home), 5, "recorder gone within 5 s")
+    wait_until(lambda: not recorder_running(home), 5, "recorder gone within 5 s")
     assert time.monotonic() - stopped_at < 5
     assert spools[0].exists() and '"event":"job_end"' in spools[0].read_text()  # kept for the next recorder
 
@@ -115,7 +116,7 @@ def test_nothing_is_lost_while_the_api_is_down_and_sigterm_keeps_the_spool(proxi
         assert [sorted(t["state_type"] for t in tasks.values()) for tasks in rec["tasks"].values()] == \
             [["COMPLETED", "COMPLETED"]]
     assert len([r for r in flow_runs(prefect_home, "job-7601") if r["name"] == "job-7601"]) == 1
-    wait_for(lambda: not list((home / "prefect" / "spool").iterdir()), 30, "spools removed")
+    wait_until(lambda: not list((home / "prefect" / "spool").iterdir()), 30, "spools removed")
 
 
 class _Flaky(http.server.BaseHTTPRequestHandler):

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures_core import JobFiles, run_runtime, script_op
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -89,9 +90,7 @@ def test_abort_kills_the_remote_process(jobs: JobFiles, sshd_pool) -> None:  # t
     rt = jobs.runtime("304", _target_job(op), _nodes([_ssh_node(41, sshd_pool, sshd_pool.ports[0])]))
 
     def abort_when_started() -> None:
-        deadline = time.monotonic() + 20
-        while not marker.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(marker.exists, 20, required=False)
         rt.control.abort()
 
     threading.Thread(target=abort_when_started, daemon=True).start()
@@ -100,10 +99,7 @@ def test_abort_kills_the_remote_process(jobs: JobFiles, sshd_pool) -> None:  # t
     assert marker.exists(), "the remote op never started"
     marker.unlink()
     assert outcome.status == "aborted" and time.monotonic() - started < 25
-    deadline = time.monotonic() + 5
-    while _remote_sleepers("304") and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not _remote_sleepers("304")
+    wait_until(lambda: not _remote_sleepers("304"), 5, "the remote sleepers to be killed", interval=0.1)
     triple = f"127.0.0.1-{sshd_pool.ports[0]}-41"
     assert json.loads(rt.jobdir.node_status("remote", triple).read_text())["status"] == "aborted"
 

@@ -20,6 +20,7 @@ from autoexec.transports.base import Endpoint, RemoteOp, RemoteResult, Timeouts,
 from autoexec.transports.ssh import SshTransport
 from tests.tcp_proxy import TcpProxy
 from tests.sshd_pool import Account, Sshd, SshdPool
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -95,15 +96,6 @@ def transports() -> Iterator[Callable[..., SshTransport]]:
 def _run(transport: SshTransport, op: RemoteOp) -> tuple[RemoteResult, list[str]]:
     lines: list[str] = []
     return transport.run(op, lines.append, threading.Event()), lines
-
-
-def _wait_until(predicate: Callable[[], bool], limit: float) -> bool:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 # ------------------------------------------------------------------------------------ login shells
@@ -286,7 +278,7 @@ def _run_and_cut(transport: SshTransport, proxy: TcpProxy, op: RemoteOp) -> Remo
     out: list[RemoteResult] = []
     worker = threading.Thread(target=lambda: out.append(transport.run(op, lines.append, threading.Event())))
     worker.start()
-    assert _wait_until(lambda: "started" in lines, 20)
+    wait_until(lambda: "started" in lines, 20)
     proxy.cut()
     worker.join(30)
     assert out, "the op did not end after its connection was cut"
@@ -301,7 +293,7 @@ def test_connection_dropped_mid_op_kills_it_and_removes_its_dir(sshd_pool: SshdP
     assert result.exit_code is None and result.error is not None
     assert "connection lost" in result.error and f"{op.root} removed over a new connection" in result.error
     assert not os.path.exists(op.root)
-    assert _wait_until(lambda: not _pids_with_env(f"AUTOEXEC_JOBID={op.job_id}"), 5)
+    wait_until(lambda: not _pids_with_env(f"AUTOEXEC_JOBID={op.job_id}"), 5)
 
 
 def test_dir_left_by_a_dropped_connection_is_named_then_removed_at_the_next_contact(
@@ -322,7 +314,7 @@ def test_dir_left_by_a_dropped_connection_is_named_then_removed_at_the_next_cont
     follow_up.argv = ["true"]
     assert transport.run(follow_up, lambda _l: None, threading.Event()).ok
     assert not os.path.exists(op.root)
-    assert _wait_until(lambda: not _pids_with_env(f"AUTOEXEC_JOBID={op.job_id}"), 5)
+    wait_until(lambda: not _pids_with_env(f"AUTOEXEC_JOBID={op.job_id}"), 5)
 
 
 def test_kill_job_through_a_noisy_login_shell(sshd_pool: SshdPool, noisy_account: Account, transports) -> None:
@@ -335,7 +327,7 @@ def test_kill_job_through_a_noisy_login_shell(sshd_pool: SshdPool, noisy_account
     worker = threading.Thread(target=lambda: out.append(
         transports(_endpoint(sshd_pool.ports[0], noisy_account)).run(op, lines.append, threading.Event())))
     worker.start()
-    assert _wait_until(lambda: "started" in lines, 20)
+    wait_until(lambda: "started" in lines, 20)
     assert transports(_endpoint(sshd_pool.ports[1], noisy_account)).kill_job(job) is None
     worker.join(20)
     assert out and out[0].exit_code == 137

@@ -19,6 +19,7 @@ import pytest
 from autoexec.transports.base import Endpoint, RemoteOp, RemoteResult, RemoteTransport, Timeouts, Upload
 from autoexec.transports.ssh import HandshakeLimiter, SshTransport, reset_handshake_limiter
 from tests.sshd_pool import Sshd, SshdPool
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -68,15 +69,6 @@ def _cmdlines_containing(text: str) -> list[str]:
             if text.encode() in cmdline:
                 found.append(cmdline.decode(errors="replace"))
     return found
-
-
-def _wait_until(predicate: Callable[[], bool], limit: float) -> bool:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 class _Background:
@@ -266,7 +258,7 @@ def test_command_exceeding_op_timeout_is_killed(sshd_pool: SshdPool, transports)
     assert result.exit_code is None
     assert result.error is not None and "op timeout of 2s" in result.error
     assert 1.9 < took < 3.5
-    assert _wait_until(lambda: not _pids_with_env(f"AUTOEXEC_JOBID={job}"), 2)
+    wait_until(lambda: not _pids_with_env(f"AUTOEXEC_JOBID={job}"), 2)
 
 
 def test_silence_longer_than_read_timeout_fails(sshd_pool: SshdPool, transports) -> None:
@@ -277,7 +269,7 @@ def test_silence_longer_than_read_timeout_fails(sshd_pool: SshdPool, transports)
     assert result.exit_code is None
     assert result.error is not None and "no output for 1.5s" in result.error
     assert 2.4 < took < 4  # the clock restarts at each line: 1 s + 1.5 s
-    assert _wait_until(lambda: not _pids_with_env(f"AUTOEXEC_JOBID={job}"), 2)
+    wait_until(lambda: not _pids_with_env(f"AUTOEXEC_JOBID={job}"), 2)
 
 
 def test_sshd_killed_mid_command_is_a_connection_error(sshd_pool: SshdPool, sshd_dedicated: Sshd,
@@ -286,7 +278,7 @@ def test_sshd_killed_mid_command_is_a_connection_error(sshd_pool: SshdPool, sshd
     op = _op(_job(), ["sh", "-c", "echo started; sleep 30"])
     job_roots.append(op.root)  # in case the test fails before the transport removes it
     running = _Background(transport, op)
-    assert _wait_until(lambda: running.lines == ["started"], 5)
+    wait_until(lambda: running.lines == ["started"], 5)
     killed_at = time.monotonic()
     for pid in sshd_dedicated.session_pids():
         try:
@@ -308,14 +300,14 @@ def test_cancel_kills_remote_process_group_promptly(sshd_pool: SshdPool, transpo
     token = "tok-" + uuid.uuid4().hex
     op = _op(job, ["sh", "-c", "sleep 30 & sleep 31; wait"], env={"AUTOEXEC_JOBID": job, "TOKEN": token})
     running = _Background(transports(_endpoint(sshd_pool)), op)
-    assert _wait_until(lambda: len(_pids_with_env(marker)) >= 3, 5)
+    wait_until(lambda: len(_pids_with_env(marker)) >= 3, 5)
     assert _cmdlines_containing(token) == [], "env values must not be visible in the process list"
     cancelled_at = time.monotonic()
     running.cancel.set()
     result = running.join(5)
     assert result == RemoteResult(exit_code=None, error="aborted")
     assert running.finished_at - cancelled_at < 1.5
-    assert _wait_until(lambda: not _pids_with_env(marker), 2 - (time.monotonic() - cancelled_at))
+    wait_until(lambda: not _pids_with_env(marker), 2 - (time.monotonic() - cancelled_at))
     assert not os.path.exists(op.root)
 
 
@@ -326,7 +318,7 @@ def test_kill_job_matches_exact_job_id_only(sshd_pool: SshdPool, transports) -> 
     transport_long = transports(_endpoint(sshd_pool, 1))
     victim = _Background(transport_short, _op(short, ["sh", "-c", "sleep 30"]))
     bystander = _Background(transport_long, _op(longer, ["sh", "-c", f"echo {short}; sleep 30"]))
-    assert _wait_until(lambda: bool(_pids_with_env(f"AUTOEXEC_JOBID={short}"))
+    wait_until(lambda: bool(_pids_with_env(f"AUTOEXEC_JOBID={short}"))
                        and bool(_pids_with_env(f"AUTOEXEC_JOBID={longer}")), 5)
     assert transports(_endpoint(sshd_pool, 2)).kill_job(short) is None
     assert victim.join(5).exit_code == 128 + signal.SIGKILL
@@ -467,7 +459,7 @@ def test_run_command_timeout_kills_command_and_leaves_no_pid_file(sshd_pool: Ssh
     timed_out = transport.run_command(["sleep", "30"], lines.append, threading.Event(),
                                       env={"AUTOEXEC_JOBID": job}, timeout=1)
     assert timed_out.error is not None and "op timeout of 1s" in timed_out.error
-    assert _wait_until(lambda: not _pids_with_env(f"AUTOEXEC_JOBID={job}"), 2)
+    wait_until(lambda: not _pids_with_env(f"AUTOEXEC_JOBID={job}"), 2)
     mine = f".autoexec-cmd-{os.getpid()}-"  # other test sessions may be running commands too
     assert not [name for name in set(os.listdir("/tmp")) - before if name.startswith(mine)]
 
@@ -676,4 +668,4 @@ def test_inline_second_round_callback_error_does_not_leave_the_host_waiting(sshd
     with pytest.raises(RuntimeError, match="bad output.json"):
         transports(_endpoint(sshd_pool)).run(op, lambda _l: None, threading.Event())
     assert time.monotonic() - start < 5
-    assert _wait_until(lambda: not os.path.exists(op.root), 3)  # the script went on to its cleanup
+    wait_until(lambda: not os.path.exists(op.root), 3)  # the script went on to its cleanup

@@ -17,6 +17,7 @@ from autoexec.transports.tagent import TagentTransport
 from tests.fixtures_core import JobFiles, script_op
 from tests.integration.test_tagent_transport import make_op
 from tests.tagent_agent import TagentTestAgent
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -63,9 +64,8 @@ def test_agent_killed_mid_op_fails_that_node_only(tagent_agent: TagentTestAgent,
     with ThreadPoolExecutor(2) as pool:
         bystander = pool.submit(_timed, healthy, make_op(tmp_path, ["sh", "-c", "sleep 2; echo fine"]))
         running = pool.submit(_timed, victim, op)
-        deadline = time.monotonic() + 10
-        while not tagent_agent.requests or len(tagent_agent.requests) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: tagent_agent.requests, 60, "the op to reach the agent")
+        wait_until(lambda: len(tagent_agent.requests) >= 2, 10, required=False)
         time.sleep(0.5)  # the command is running
         killed_at = time.monotonic()
         tagent_agent.kill()

@@ -16,6 +16,7 @@ from autoexec.transports.base import Endpoint, RemoteOp, RemoteResult, RemoteTra
 from autoexec.transports.tagent import TagentTransport
 from autoexec.transports.tagent_client import TagentClient
 from tests.tagent_agent import TagentTestAgent
+from tests.waiting import wait_until
 
 FAST = Timeouts(connect=2.0, read=5.0, write=2.0, op=30.0)
 TOOL = """#!/bin/sh
@@ -186,10 +187,7 @@ def test_cancel_aborts_promptly_and_kills_the_command(tagent_agent: TagentTestAg
     # the command would run 30 s: ending well before that is the cancel's doing, on a loaded machine too
     assert out == [RemoteResult(exit_code=None, error="aborted")], out
     assert took < 20, took
-    deadline = time.monotonic() + 10
-    while _pids_with_marker(f"AUTOEXEC_JOBID={op.job_id}") and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert _pids_with_marker(f"AUTOEXEC_JOBID={op.job_id}") == []
+    wait_until(lambda: _pids_with_marker(f"AUTOEXEC_JOBID={op.job_id}") == [], 10, "the op's processes to be killed")
 
 
 def test_kill_job_matches_the_exact_job_id_only(tagent_agent: TagentTestAgent) -> None:
@@ -213,10 +211,7 @@ def test_client_misc_commands(tagent_agent_secure: TagentTestAgent, tmp_path: Pa
     assert client.echo("ping 中") == "ping 中"
     marker = tmp_path / "async-done"
     client.execmd_async(f"sleep 0.2; touch {marker}")
-    deadline = time.monotonic() + 10  # generous: the suite may load both cores
-    while not marker.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert marker.exists()
+    wait_until(marker.exists, 10, "the async command to finish")
     client.update_cred("New-Cred-77")
     client.reload()
     assert TagentClient("127.0.0.1", tagent_agent_secure.port, "New-Cred-77", read_timeout=5).echo("x") == "x"

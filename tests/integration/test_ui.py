@@ -13,7 +13,8 @@ import pytest
 
 from autoexec.prefect_env import ui_url
 from tests.fixtures_core import cli_env, nodes_lines, script_op
-from tests.prefect_record import api_url, call, final_run, flow_runs, wait_for
+from tests.prefect_record import API_POLL, api_url, call, final_run, flow_runs
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +43,8 @@ def test_the_ui_shows_the_run_and_offers_cancel_for_a_cli_run(prefect_home: Path
     proc = subprocess.Popen([sys.executable, "-m", "autoexec.cli", "-d", "-j", job, "-p", str(params), "-n", str(nodes)],
                             env=cli_env(prefect_home), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        run = wait_for(lambda: [r for r in flow_runs(prefect_home, f"job-{job}") if r["state_type"] == "RUNNING"], 60)[0]
+        run = wait_until(lambda: [r for r in flow_runs(prefect_home, f"job-{job}") if r["state_type"] == "RUNNING"], 60,
+                         interval=API_POLL)[0]
         ui = ui_url(api_url(prefect_home))
         page = _dom(f"{ui}/runs/flow-run/{run['id']}")
         assert "Can't connect to Server API" not in page
