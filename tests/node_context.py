@@ -47,7 +47,6 @@ class Contexts:
 
 
 def log_text(ctx: NodeContext) -> str:
-    ctx.log.flush()
     with open(ctx.paths.log, encoding="utf-8") as fh:
         return fh.read()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +12,10 @@ import pytest
 import autoexec.executor as executor
 from autoexec.executor import NodeResult, NodeRun
 from autoexec.groups import plan_phase
+from autoexec.runlinks import RunLinks
 from autoexec.runtime import JobRuntime
 from tests.fixtures_core import JobFiles, script_op
+from tests.waiting import wait_until
 
 
 def _runtime(jobs: JobFiles, job_id: str, ops: list[dict[str, Any]], **req: Any) -> JobRuntime:
@@ -22,15 +23,15 @@ def _runtime(jobs: JobFiles, job_id: str, ops: list[dict[str, Any]], **req: Any)
     return jobs.runtime(job_id, params, **req)
 
 
-def _node_run(rt: JobRuntime) -> NodeRun:
+def _node_run(rt: JobRuntime, links: RunLinks | None = None) -> NodeRun:
     group = rt.params.runFlow[0]
     plan = plan_phase(rt, group, group.phases[0], 0, None)
     assert [n.resourceId for n in plan.nodes] == [0]
-    return NodeRun(rt, plan, plan.nodes[0])
+    return NodeRun(rt, plan, plan.nodes[0], links)
 
 
-def _execute(rt: JobRuntime) -> NodeResult:
-    return _node_run(rt).execute()
+def _execute(rt: JobRuntime, links: RunLinks | None = None) -> NodeResult:
+    return _node_run(rt, links).execute()
 
 
 def _status(rt: JobRuntime) -> dict[str, Any]:
@@ -53,7 +54,8 @@ def test_ops_run_in_order_and_the_node_records_success(jobs: JobFiles) -> None:
                   output={"answer": {"type": "text"}}),
         script_op("second_1", f'echo second >> {trace}\n'),
     ])
-    result = _execute(rt)
+    links = RunLinks()
+    result = _execute(rt, links)
     assert result.status == "succeed" and result.exit_code == 0 and result.message == ""
     assert trace.read_text().split() == ["first", "second"]
     assert result.outputs == ["first_1"]
@@ -65,7 +67,7 @@ def test_ops_run_in_order_and_the_node_records_success(jobs: JobFiles) -> None:
     assert "FINE: Node execute complete, status:succeed." in log
     told = [c[1]["status"] for c in rt.notifier.calls if c[0] == "node_status"]
     assert told == ["running", "succeed"]
-    assert rt.running_nodes == {}, "the node leaves the job socket's routing table when it ends"
+    assert links.running.get("p", 0) is None, "the node leaves the job socket's routing table when it ends"
 
 
 def test_a_succeeded_op_is_not_run_again_unless_forced(jobs: JobFiles) -> None:
@@ -81,8 +83,10 @@ def test_a_succeeded_op_is_not_run_again_unless_forced(jobs: JobFiles) -> None:
     assert "Operation once_1 has been executed in status:succeed, skip." in _log(rt)
     assert again.outputs == ["once_1"], "the skipped op's output is restored from its op output file"
 
-    rt.force = True
-    assert _execute(rt).status == "succeed" and _count(runs) == 2
+    rt.console.close()
+    forced = jobs.runtime("2", None, force=True)  # the spec is frozen: --force is a new invocation
+    assert _execute(forced).status == "succeed" and _count(runs) == 2
+    forced.console.close()
 
 
 def test_a_failed_op_fails_the_node_and_later_ops_do_not_run(jobs: JobFiles) -> None:
@@ -147,18 +151,14 @@ def test_a_job_paused_before_the_node_runs_no_op(jobs: JobFiles) -> None:
 
 def test_abort_kills_the_running_op_and_the_node_ends_aborted(jobs: JobFiles) -> None:
     rt = _runtime(jobs, "9", [script_op("long_1", "echo started\nsleep 60\n")])
-    run = _node_run(rt)
+    links = RunLinks()
+    run = _node_run(rt, links)
     done: list[NodeResult] = []
     thread = threading.Thread(target=lambda: done.append(run.execute()), daemon=True)
     thread.start()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        path = rt.jobdir.node_status("p", "local-0-0")
-        if path.exists() and _status(rt).get("long_1") == "running":
-            break
-        time.sleep(0.05)
-    else:
-        pytest.fail("the op never started")
+    path = rt.jobdir.node_status("p", "local-0-0")
+    wait_until(lambda: path.exists() and _status(rt).get("long_1") == "running", what="the op to start")
+    assert links.running.get("p", 0) is run, "a running node is in the job socket's routing table"
     rt.control.abort()
     thread.join(timeout=60)
     assert done and done[0].status == "aborted"

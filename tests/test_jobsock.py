@@ -2,18 +2,22 @@
 cross-runner grayScale barrier, wait-for-input), and on its own with a real client socket."""
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import socket
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pytest
 
-from autoexec.jobsock import JobSocket, RoundBarrier
+from autoexec.jobsock import JobSocket
+from autoexec.runlinks import RunLinks
 from autoexec.runtime import JobRuntime
 from tests.fixtures_core import JobFiles, nodes_lines, run_runtime, script_op
+from tests.waiting import wait_until
 
 SEND = ('import json, os, socket\n'
         's = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n'
@@ -123,25 +127,23 @@ ONE_PHASE = {"runFlow": [{"groupNo": 0, "phases": [{"phaseName": "p", "phaseType
                                                      "operations": [script_op("x_1", "true\n")]}]}]}
 
 
-def _wait_until(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+@contextlib.contextmanager
+def _serving(rt: JobRuntime) -> Iterator[JobSocket]:
+    sock = JobSocket(rt, RunLinks())
+    sock.start()
+    try:
+        yield sock
+    finally:
+        sock.stop()
 
 
 @pytest.fixture
 def served(jobs: JobFiles) -> Iterator[tuple[JobRuntime, JobSocket]]:
     rt = jobs.runtime("450", ONE_PHASE)
-    sock = JobSocket(rt, RoundBarrier())
-    sock.start()
     try:
-        yield rt, sock
+        with _serving(rt) as sock:
+            yield rt, sock
     finally:
-        sock.stop()
         rt.console.close()
 
 
@@ -180,10 +182,10 @@ class Recorder:
 
 def test_start_exports_the_socket_and_stop_removes_it(jobs: JobFiles) -> None:
     rt = jobs.runtime("451", ONE_PHASE)
-    sock = JobSocket(rt, RoundBarrier())
+    sock = JobSocket(rt, RunLinks())
     sock.start()
     path = sock.path
-    assert rt.base_env["AUTOEXEC_JOB_SOCK"] == str(path) and path.is_socket()
+    assert rt.env["AUTOEXEC_JOB_SOCK"] == str(path) and path.is_socket()
     assert path.parent == rt.jobdir.root
     thread = sock.thread
     sock.stop()
@@ -195,12 +197,12 @@ def test_start_exports_the_socket_and_stop_removes_it(jobs: JobFiles) -> None:
 def test_a_job_dir_too_deep_for_a_socket_name_falls_back_to_tmp(jobs: JobFiles) -> None:
     rt = jobs.runtime("9" * 60, ONE_PHASE)
     assert len(str(rt.jobdir.root)) > 100
-    sock = JobSocket(rt, RoundBarrier())
+    sock = JobSocket(rt, RunLinks())
     sock.start()
     try:
-        assert sock.path.parent == Path("/tmp") and rt.base_env["AUTOEXEC_JOB_SOCK"] == str(sock.path)
+        assert sock.path.parent == Path("/tmp") and rt.env["AUTOEXEC_JOB_SOCK"] == str(sock.path)
         _send(sock, {"action": "setEnv", "items": {"DEEP": "ok"}, "onlyInProcess": 1})
-        _wait_until(lambda: rt.base_env.get("DEEP") == "ok", "setEnv through the /tmp socket")
+        wait_until(lambda: rt.env.get("DEEP") == "ok", what="setEnv through the /tmp socket")
     finally:
         sock.stop()
         rt.console.close()
@@ -210,13 +212,13 @@ def test_a_job_dir_too_deep_for_a_socket_name_falls_back_to_tmp(jobs: JobFiles) 
 def test_set_env_updates_the_job_env_and_the_store_unless_in_process_only(served: tuple[JobRuntime, JobSocket]) -> None:
     rt, sock = served
     store = Recorder()
-    rt.mirror = store
+    rt.env.store = store  # devmode has no MongoDB: the job env keeps job variables here
     _send(sock, {"action": "setEnv", "items": {"A": 1, "B": "two"}})
-    _wait_until(lambda: rt.base_env.get("B") == "two", "setEnv")
-    assert rt.base_env["A"] == "1"
+    wait_until(lambda: rt.env.get("B") == "two", what="setEnv")
+    assert rt.env["A"] == "1"
     assert sorted(store.saved) == [("450", "A", "1", False), ("450", "B", "two", False)]
     _send(sock, {"action": "setEnv", "items": {"C": "3"}, "onlyInProcess": True})
-    _wait_until(lambda: rt.base_env.get("C") == "3", "in-process setEnv")
+    wait_until(lambda: rt.env.get("C") == "3", what="in-process setEnv")
     assert [s[1] for s in store.saved] == ["A", "B"]
 
 
@@ -225,20 +227,22 @@ def test_a_bad_datagram_is_logged_and_the_listener_goes_on(served: tuple[JobRunt
     _send(sock, b"{not json")
     _send(sock, {"action": "fly"})
     _send(sock, {"action": "setEnv", "items": {"AFTER": "yes"}, "onlyInProcess": 1})
-    _wait_until(lambda: rt.base_env.get("AFTER") == "yes", "the listener to go on")
-    _wait_until(lambda: _console_has(rt, "unknown action 'fly'"), "the unknown action in the console log")
+    wait_until(lambda: rt.env.get("AFTER") == "yes", what="the listener to go on")
+    wait_until(lambda: _console_has(rt, "unknown action 'fly'"), what="the unknown action in the console log")
     assert _console_has(rt, "ERROR: Process event:b'{not json' failed")
 
 
-def test_query_collect_db_replies_to_the_sender(served: tuple[JobRuntime, JobSocket], tmp_path: Path) -> None:
-    rt, sock = served
+def test_query_collect_db_replies_to_the_sender(jobs: JobFiles, tmp_path: Path) -> None:
+    rt = jobs.runtime("452", ONE_PHASE)
     query = {"action": "queryCollectDB", "queryParams": {"collection": "COLLECT_OS", "condition": {"ip": "10.0.0.1"}}}
-    assert _ask(sock, query, tmp_path) == {"result": None, "error": "MongoDB is not configured"}
+    with _serving(rt) as sock:
+        assert _ask(sock, query, tmp_path) == {"result": None, "error": "MongoDB is not configured"}
     store = Recorder()
-    rt.mirror = store
     (tmp_path / "client.sock").unlink()
-    assert _ask(sock, query, tmp_path) == {"result": [{"name": "doc-1"}], "error": None}
+    with _serving(dataclasses.replace(rt, mirror=store)) as sock:  # the runtime is frozen: one with a store
+        assert _ask(sock, query, tmp_path) == {"result": [{"name": "doc-1"}], "error": None}
     assert store.queries == [("COLLECT_OS", {"ip": "10.0.0.1"}, None, 10)]
+    rt.console.close()
 
 
 def test_global_lock_without_a_console_is_refused_with_a_reason(served: tuple[JobRuntime, JobSocket], tmp_path: Path) -> None:
@@ -256,12 +260,12 @@ def test_wait_input_is_routed_to_the_running_node(served: tuple[JobRuntime, JobS
             seen.append(interact)
 
     _send(sock, {"action": "informNodeWaitInput", "phaseName": "p", "resourceId": 7, "interact": {"title": "?"}})
-    _wait_until(lambda: _console_has(rt, "no running node 7 in phase p"), "the unknown node in the console log")
-    rt.running_nodes[("p", 7)] = Run()
+    wait_until(lambda: _console_has(rt, "no running node 7 in phase p"), what="the unknown node in the console log")
+    sock.running.enter("p", 7, Run())
     _send(sock, {"action": "informNodeWaitInput", "phaseName": "p", "resourceId": 7, "interact": {"title": "?"}})
     _send(sock, {"action": "informNodeWaitInput", "phaseName": "p", "resourceId": 7, "interact": "plain text"})
     _send(sock, {"action": "informNodeWaitInput", "phaseName": "p", "resourceId": 7, "clean": 1})
-    _wait_until(lambda: len(seen) == 3, "three wait-input calls")
+    wait_until(lambda: len(seen) == 3, what="three wait-input calls")
     assert seen == [{"title": "?"}, {"message": "plain text"}, None]
 
 

@@ -39,7 +39,7 @@ def _calls(ctx: NodeContext, name: str) -> list[dict[str, Any]]:
     return [kw for call, kw in ctx.rt.notifier.calls if call == name]  # devmode: a NullNotifier, which records
 
 
-class EnvMirror:
+class EnvStore:
     """Stands in for MongoDB as the job-env store: records ``save_env`` calls."""
 
     def __init__(self) -> None:
@@ -47,18 +47,6 @@ class EnvMirror:
 
     def save_env(self, job_id: str, name: str, value: str, hidden: bool = False) -> None:
         self.saved.append((job_id, name, value, hidden))
-
-    def save_node_status(self, *args: Any) -> None:
-        pass
-
-    def load_node_status(self, *args: Any) -> None:
-        return None
-
-    def save_node_output(self, *args: Any) -> None:
-        pass
-
-    def load_node_output(self, *args: Any) -> None:
-        return None
 
 
 def test_every_in_process_name_has_a_handler() -> None:
@@ -89,7 +77,7 @@ def test_setenv_node_scope_goes_into_the_node_env_only(contexts: Contexts) -> No
     assert _run(ctx).final == "succeed"
     assert read(ctx.paths.output)["nodeEnv"] == {"COLOR": "blue"}
     assert ctx.lookup_variable("COLOR") == "blue"
-    assert "COLOR" not in ctx.rt.base_env and _calls(ctx, "export_env") == []
+    assert "COLOR" not in ctx.rt.env and _calls(ctx, "export_env") == []
 
 
 def test_setenv_hidden_is_marked_and_not_logged(contexts: Contexts) -> None:
@@ -103,11 +91,11 @@ def test_setenv_hidden_is_marked_and_not_logged(contexts: Contexts) -> None:
 
 def test_setenv_global_scope_reaches_job_env_store_and_console(contexts: Contexts) -> None:
     ctx = _target(contexts, "5", native("setenv", name="BUILD", value="b-7", scope="global"))
-    mirror = EnvMirror()
-    ctx.rt.mirror = mirror
+    store = EnvStore()
+    ctx.rt.env.store = store  # devmode has no MongoDB: the job env keeps job variables here
     assert _run(ctx).final == "succeed"
-    assert ctx.rt.base_env["BUILD"] == "b-7"
-    assert mirror.saved == [("5", "BUILD", "b-7", False)]
+    assert ctx.rt.env["BUILD"] == "b-7"
+    assert store.saved == [("5", "BUILD", "b-7", False)]
     assert _calls(ctx, "export_env") == [{"name": "BUILD", "value": "b-7", "hidden": False}]
     assert "BUILD" not in (ctx.output.data.get("nodeEnv") or {})
 
@@ -129,7 +117,7 @@ def test_setenv_without_a_name_fails(contexts: Contexts) -> None:
 
 def test_export_sends_defined_variables_and_warns_about_the_rest(contexts: Contexts) -> None:
     ctx = contexts.make("8", [native("export", args=["KNOWN", "UNKNOWN_VAR_X"])])
-    ctx.rt.base_env["KNOWN"] = "k-value"
+    ctx.rt.env.set("KNOWN", "k-value", scope="process")
     assert _run(ctx).final == "succeed"
     assert _calls(ctx, "export_env") == [{"name": "KNOWN", "value": "k-value", "hidden": False}]
     assert "WARN: Environment variable UNKNOWN_VAR_X not defined, not exported." in log_text(ctx)
@@ -174,7 +162,7 @@ def test_extractprestepstatus_stores_the_previous_op_status(contexts: Contexts) 
     glob = _target(contexts, "13", native("extractprestepstatus", envname="PREV_G", scope="global"))
     glob.prev_op_status = "failed"
     assert _run(glob).final == "succeed"
-    assert glob.rt.base_env["PREV_G"] == "failed"
+    assert glob.rt.env["PREV_G"] == "failed"
 
 
 def test_extractprestepstatus_needs_an_env_name(contexts: Contexts) -> None:
@@ -187,7 +175,7 @@ def test_an_unresolvable_reference_fails_the_op_before_it_runs(contexts: Context
     ctx = contexts.make("15", [native("setenv", name="X", value="${x.prev_1.missing}")])
     outcome = _run(ctx)
     assert outcome.final == "failed"
-    assert "X" not in ctx.output.data.get("nodeEnv", {}) and "X" not in ctx.rt.base_env
+    assert "X" not in ctx.output.data.get("nodeEnv", {}) and "X" not in ctx.rt.env
 
 
 def test_native_op_names_are_their_last_path_part() -> None:

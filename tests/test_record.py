@@ -11,7 +11,8 @@ from typing import Any
 
 from autoexec.events import Event, Kind, counts_from, make
 from autoexec.flows.api import ApiRefused
-from autoexec.flows.mirror import Catalog, RunMirror, artifact_key, last_error_line
+from autoexec.flows.mirror import Catalog, RunMirror, artifact_key
+from autoexec.logs import last_error_line
 
 CATALOG = Catalog(job_flow_id="flow-job", group_flow_id="flow-group", cli_deployment_id="dep-cli")
 
@@ -228,10 +229,13 @@ def test_unknown_event_kinds_are_ignored_and_late_ends_do_nothing() -> None:
     assert api.calls == []
 
 
-def test_last_error_line_prefers_error_lines(tmp_path: Path) -> None:
+def test_last_error_line_is_the_last_line_that_is_not_the_runners_framing(tmp_path: Path) -> None:
     log = tmp_path / "log.txt"
-    log.write_text("ERROR: first\nERROR: second\nINFO: last\n")
-    assert last_error_line(str(log)) == "ERROR: second"
-    log.write_text("INFO: only\n\n")
-    assert last_error_line(str(log)) == "INFO: only"
+    log.write_text("10:00:00 ------START--[x_1] local execution start...\n10:00:01 ERROR: first\n"
+                   "10:00:01 disk full\n10:00:02 ERROR: Execute operation x on runner failed.\n"
+                   "10:00:02 ------END--[x_1] local execution complete -- duration: 1.00 second.\n\n")
+    assert last_error_line(str(log)) == "disk full", "the tool's own last line, without its time stamp"
+    assert last_error_line(str(log), skip="disk full") == "ERROR: first", "a reason shown already is left out"
+    log.write_text("10:00:00 INFO: only framing\n\n")
+    assert last_error_line(str(log)) == ""
     assert last_error_line(str(tmp_path / "missing")) == "" and last_error_line(None) == ""
