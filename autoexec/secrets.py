@@ -12,11 +12,12 @@ import re
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 from urllib.parse import unquote, urlsplit
 
-from autoexec.config import Config, ConfigError, read_config_text
+from autoexec.configfile import read_config_text
 from autoexec.rc4 import rc4
+from autoexec.settings import ConfigError
 
 #: Built-in key that protects ``password.key`` in config.ini; shared with the console and tools.
 MASTER_KEY: Final[str] = "c3H002LGZRrseEPck9tsNgfXHJcl0USJ"
@@ -188,7 +189,17 @@ def _decrypted(value: str, decrypt: Callable[[str], str]) -> list[str]:
         return [value]
 
 
-def config_secrets(cfg: Config) -> list[str]:
+class _ConfigSecrets(Protocol):
+    """What :func:`config_secrets` reads of an :class:`autoexec.config.Config` (typed structurally:
+    the config module imports this one, not the other way round)."""
+
+    server_password: str
+    db_password: str
+    password_key: str
+    db_url: str
+
+
+def config_secrets(cfg: _ConfigSecrets) -> list[str]:
     """Console token, MongoDB password (and the URL's own ``user:password@``), the RC4 key."""
     found = [cfg.server_password, cfg.db_password, cfg.password_key]
     userinfo = urlsplit(cfg.db_url).password if "@" in cfg.db_url else None
