@@ -193,10 +193,14 @@ class _ConfigSecrets(Protocol):
     """What :func:`config_secrets` reads of an :class:`autoexec.config.Config` (typed structurally:
     the config module imports this one, not the other way round)."""
 
-    server_password: str
-    db_password: str
-    password_key: str
-    db_url: str
+    @property
+    def server_password(self) -> str: ...
+    @property
+    def db_password(self) -> str: ...
+    @property
+    def password_key(self) -> str: ...
+    @property
+    def db_url(self) -> str: ...
 
 
 def config_secrets(cfg: _ConfigSecrets) -> list[str]:

@@ -174,7 +174,7 @@ def _message(exc: ValidationError) -> str:
 @functools.lru_cache(maxsize=16)
 def _load(snapshot: tuple[tuple[str, str], ...]) -> Settings:
     try:
-        return Settings()  # reads os.environ, whose AUTOEXEC_* part is ``snapshot``
+        return Settings()  # type: ignore[call-arg]  # reads os.environ, whose AUTOEXEC_* part is ``snapshot``
     except ValidationError as exc:
         raise SettingsError(_message(exc)) from None
 
