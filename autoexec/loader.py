@@ -25,6 +25,7 @@ from autoexec.joblock import JobLock
 from autoexec.jobspec import JobSpec, frozen
 from autoexec.notify import Notifier, NullNotifier
 from autoexec.runtime import JobRuntime
+from autoexec.secrets import OPTION_PREFIX
 from autoexec.services import ConsoleServices, NoConsole
 from autoexec.settings import load_settings
 from autoexec.store import NodeOutput
@@ -217,7 +218,7 @@ def build_runtime(req: JobRequest, cfg: Config | None = None, notifier: Notifier
         env["_SQL_FILES"] = req.sql_files
     for key, value in params.opt.items():
         text = _env_text(value)
-        env[key] = decrypt(text) if text.startswith("{RC4}") else text  # plaintext, not {RC4} text as the original passed on
+        env[key] = decrypt(text) if text.startswith(OPTION_PREFIX) else text  # plaintext, not {RC4} text as the original passed on
     for key, value in params.environment.items():
         env[key] = _env_text(value)
     from autoexec.deployvars import DeployVarsError, deploy_env

@@ -22,9 +22,14 @@ from autoexec.settings import ConfigError
 #: Built-in key that protects ``password.key`` in config.ini; shared with the console and tools.
 MASTER_KEY: Final[str] = "c3H002LGZRrseEPck9tsNgfXHJcl0USJ"
 
-#: Markers in use (config values use the first; node passwords and password options accept all).
-ENCRYPTED_PREFIXES: Final[tuple[str, ...]] = ("{ENCRYPTED}", "{RC4}", "RC4:")
+#: The marker of encrypted config.ini values (and of the console's answers).
 CONFIG_PREFIX: Final[str] = "{ENCRYPTED}"
+#: The marker of encrypted job options: only these are decrypted into a tool's environment.
+OPTION_PREFIX: Final[str] = "{RC4}"
+#: Every marker in use (node passwords and password options accept all). The one definition in the
+#: package; the stand-alone tool library (``autoexec/toollib/``, ``plugins/local/lib``) keeps its own
+#: copy because it runs under other Pythons without this package.
+ENCRYPTED_PREFIXES: Final[tuple[str, ...]] = (CONFIG_PREFIX, OPTION_PREFIX, "RC4:")
 
 #: Config keys that must not stay in plaintext, in the order they depend on each other.
 CONFIG_SECRET_KEYS: Final[tuple[str, ...]] = ("password.key", "server.password", "db.password")
@@ -41,7 +46,8 @@ def _key_bytes(key: str) -> bytes:
     return bytes(ord(ch) & 0xFF for ch in key)
 
 
-def _split_prefix(value: str) -> tuple[str, str] | None:
+def split_marker(value: str) -> tuple[str, str] | None:
+    """``(marker, ciphertext)`` of a marked value, ``None`` for plaintext."""
     for prefix in ENCRYPTED_PREFIXES:
         if value.startswith(prefix):
             return prefix, value[len(prefix):]
@@ -50,7 +56,7 @@ def _split_prefix(value: str) -> tuple[str, str] | None:
 
 def is_encrypted(value: object) -> bool:
     """True for a string carrying one of the known markers (``{ENCRYPTED}``, ``{RC4}``, ``RC4:``)."""
-    return isinstance(value, str) and _split_prefix(value) is not None
+    return isinstance(value, str) and split_marker(value) is not None
 
 
 def encrypt_secret(plain: str, key: str, prefix: str = "") -> str:
@@ -74,7 +80,7 @@ def decrypt_hex(hex_text: str, key: str) -> str:
 
 def decrypt_secret(value: str, key: str) -> str:
     """Decrypt a marked value; unmarked values are plaintext already and come back unchanged."""
-    split = _split_prefix(value)
+    split = split_marker(value)
     if split is None:
         return value
     return decrypt_hex(split[1], key)
