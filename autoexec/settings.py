@@ -104,7 +104,8 @@ class Settings(BaseSettings):
     console_connect_timeout: Seconds = Field(10, description="console HTTP connect timeout (seconds)")
     console_read_timeout: Seconds = Field(60, description="console HTTP read timeout (seconds)")
     outbox_flush_secs: Wait | None = Field(
-        None, description="how long the CLI waits at the end for queued console callbacks (`--abort`/`--pause`: 30)",
+        None, description="how long the CLI waits at the end for queued console callbacks (30 for the status `--abort`/`--pause` "
+        "send for a job that is not running)",
         json_schema_extra=_shown("60"))
     tool_console_timeout: Seconds = Field(60, description="console request timeout of the tool library (`ServerAdapter`)")
 
