@@ -1,28 +1,11 @@
-"""Every ``AUTOEXEC_*`` environment variable autoexec itself reads, declared once with its type,
-default and meaning (the README's settings table is generated from :class:`Settings`:
-``python -m autoexec.settings``).
-
-Why one object: a variable parsed ad hoc in the module that needs it fails in its own way (a
-traceback, a silent fallback, a warning nobody reads). Here a bad value is one
-:class:`SettingsError` line naming the variable, which the CLI prints before it touches anything
-(exit 2). Nothing holds a live instance: :func:`load_settings` reads the environment when called
-(cached per distinct set of ``AUTOEXEC_*`` values), so a test or a CLI flag that changes the
-environment is seen by the next call. An empty variable counts as unset.
-
-Not settings, and so not declared here:
-
-* the tool-environment contract, variables the runner SETS for the tools and processes it
-  starts: ``AUTOEXEC_JOBID``, ``AUTOEXEC_PID``, ``AUTOEXEC_USER``, ``AUTOEXEC_WORK_PATH``,
-  ``AUTOEXEC_TENANT``, ``AUTOEXEC_DEV_MODE``, ``AUTOEXEC_PHASE_NAME``, ``AUTOEXEC_NODE``,
-  ``AUTOEXEC_NODE_PASSWORD``, ``AUTOEXEC_NODES_PATH``, ``AUTOEXEC_NODE_KEY``, ``AUTOEXEC_JOB_SOCK``
-  (``AUTOEXEC_HOME`` is both: read here, and passed on to tools);
-* ``AUTOEXEC_RECORDER_LOCK_FD``: the locked descriptor a starting job hands to the recorder it
-  spawns (a private hand-over between two autoexec processes);
-* ``AUTOEXEC_TEST_MONGO_URL``: read by the test suite only.
-
-``AUTOEXEC_TOOL_CONSOLE_TIMEOUT`` is declared (and so documented and checked by ``autoexec``), but
-the tool library (``autoexec/toollib/``), which runs stand-alone under other Pythons, parses it
-itself.
+"""Every ``AUTOEXEC_*`` variable autoexec reads, declared once (type, default, meaning) in
+:class:`Settings`; the README's table is generated from it (``python -m autoexec.settings``).
+A bad value is one :class:`SettingsError` line naming the variable (the CLI exits 2), never a
+traceback or a silent fallback. :func:`load_settings` reads the environment at each call (cached
+per distinct ``AUTOEXEC_*`` values), so no live instance is held; an empty variable counts as unset.
+Not settings: :data:`TOOL_ENVIRONMENT`, what the runner SETS for the tools it starts (the tool
+contract; ``AUTOEXEC_HOME`` is both), and :data:`OTHER_VARIABLES`. ``AUTOEXEC_TOOL_CONSOLE_TIMEOUT``
+is declared here, but the stand-alone tool library (other Pythons, no package) parses it itself.
 """
 from __future__ import annotations
 
@@ -40,6 +23,15 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PREFIX = "AUTOEXEC_"
+
+#: The tool-environment contract: set by the runner for tools and the processes it starts, read by
+#: them (``AutoExecUtils``, scripts), never by autoexec as settings.
+TOOL_ENVIRONMENT = ("AUTOEXEC_JOBID", "AUTOEXEC_PID", "AUTOEXEC_USER", "AUTOEXEC_HOME", "AUTOEXEC_WORK_PATH",
+                    "AUTOEXEC_TENANT", "AUTOEXEC_DEV_MODE", "AUTOEXEC_PHASE_NAME", "AUTOEXEC_NODE",
+                    "AUTOEXEC_NODE_PASSWORD", "AUTOEXEC_NODES_PATH", "AUTOEXEC_NODE_KEY", "AUTOEXEC_JOB_SOCK")
+#: Neither settings nor tool contract: the locked descriptor a starting job hands to the recorder
+#: it spawns (private to the two processes), and a variable read by the test suite only.
+OTHER_VARIABLES = ("AUTOEXEC_RECORDER_LOCK_FD", "AUTOEXEC_TEST_MONGO_URL")
 
 Seconds = Annotated[float, Field(gt=0)]
 Wait = Annotated[float, Field(ge=0)]

@@ -146,3 +146,31 @@ def test_readme_settings_table_matches_the_settings_object() -> None:
     assert set(declared) - set(rows) == set(), "declared but missing from README.md: run python -m autoexec.settings"
     assert rows == declared, "type/default columns differ from autoexec/settings.py"
     assert table == markdown_table().splitlines(), "README.md table is stale: paste `python -m autoexec.settings`"
+
+
+def test_every_autoexec_variable_named_in_the_package_is_declared_or_classified() -> None:
+    """A variable named in code (not docstrings) is a setting, part of the tool contract, or one of
+    the two others; a new one cannot be parsed ad hoc without showing up here."""
+    import ast
+    import re
+
+    from autoexec.settings import OTHER_VARIABLES, TOOL_ENVIRONMENT
+
+    package = README.parent / "autoexec"
+    declared = {env_name(name) for name in Settings.model_fields}
+    known = declared | set(TOOL_ENVIRONMENT) | set(OTHER_VARIABLES)
+    unknown: set[str] = set()
+    seen: set[str] = set()
+    for path in package.rglob("*.py"):
+        if "toollib" in path.parts or "plugins" in path.parts:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docstrings = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Expr)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+                for name in re.findall(r"AUTOEXEC_[A-Z][A-Z_]*[A-Z]", node.value):
+                    seen.add(name)
+                    if name not in known and not any(d.startswith(name + "_") for d in declared):
+                        unknown.add(f"{path.relative_to(package)}: {name}")
+    assert not unknown
+    assert seen >= {"AUTOEXEC_JOBID", "AUTOEXEC_NODE_PASSWORD", "AUTOEXEC_RECORDER_LOCK_FD"}  # the scan does see names
