@@ -13,6 +13,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from autoexec.config import ConfigError, autoexec_home
+from autoexec.settings import load_settings
 
 if TYPE_CHECKING:
     from autoexec.control import JobControl
@@ -79,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.devmode:
         os.environ["AUTOEXEC_DEV_MODE"] = "1"
     try:
+        load_settings()  # a bad AUTOEXEC_* value: one line and exit 2 before anything happens
         if not (args.cleanstatus or args.register or args.pause or args.abort or args.report
                 or args.purgejobdata is not None or args.dryrun):
             return run_locked(args)
@@ -198,10 +200,9 @@ def run(args: argparse.Namespace, control: JobControl | None = None, lock: JobLo
 
 
 def _console_named() -> bool:
-    from autoexec.block_names import CONSOLE_BLOCK_ENV
     from autoexec.config import load_config
 
-    return bool(load_config(decrypt=False).server_baseurl or os.environ.get(CONSOLE_BLOCK_ENV))
+    return bool(load_config(decrypt=False).server_baseurl or load_settings().console_block)
 
 
 def execute(rt: JobRuntime, verbose: bool = False, term: str = "") -> int:
@@ -219,8 +220,9 @@ def execute(rt: JobRuntime, verbose: bool = False, term: str = "") -> int:
     if not release_runtime(rt):
         print(f"autoexec: warning: console callbacks of job {rt.job_id} still queued; "
               f"the next run of this job delivers them", file=sys.stderr)
-    if os.environ.get("AUTOEXEC_PREFECT_WAIT"):
-        if not recorder.wait(float(os.environ["AUTOEXEC_PREFECT_WAIT"])):
+    wait = load_settings().prefect_wait
+    if wait is not None:
+        if not recorder.wait(wait):
             print(f"autoexec: warning: the Prefect record of job {rt.job_id} is still being written",
                   file=sys.stderr)
     return outcome.exit_code

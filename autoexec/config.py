@@ -2,28 +2,24 @@
 
 ``AUTOEXEC_HOME`` defaults to ``~/.autoexec`` (a pip-installed package has no checkout root to
 derive it from, unlike the original). Everything a job writes is below ``$AUTOEXEC_HOME/data``.
-Secret handling (``{ENCRYPTED}`` values, in-place encryption) lives in :mod:`autoexec.secrets`;
-this module only parses and types the keys.
+The file's model is :mod:`autoexec.configfile`, the ``AUTOEXEC_*`` overrides come from
+:mod:`autoexec.settings`, secret handling (``{ENCRYPTED}`` values, in-place encryption) lives in
+:mod:`autoexec.secrets`; this module puts them together into the :class:`Config` a job uses.
 """
 from __future__ import annotations
 
-import configparser
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autoexec.models.flags import parse_flag
+from autoexec.configfile import ConfigFile, ConfigValues, read_config_text
+from autoexec.secrets import decrypt_config_values
+from autoexec.settings import ConfigError, Settings, autoexec_home, env_name, load_settings
+
+__all__ = ["BUNDLED_PLUGINS", "PACKAGE_DIR", "Config", "ConfigError", "autoexec_home", "load_config", "read_config_text"]
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 BUNDLED_PLUGINS = PACKAGE_DIR / "plugins"
-
-
-def autoexec_home() -> Path:
-    return Path(os.environ.get("AUTOEXEC_HOME") or Path.home() / ".autoexec").expanduser().resolve()
-
-
-class ConfigError(Exception):
-    """A config value that cannot be used; the message names the file and key."""
 
 
 @dataclass(frozen=True)
@@ -66,105 +62,35 @@ class Config:
 
 
 _ENV_OVERRIDES = {
-    # config key -> environment variable that overrides it (handy for containers and tests)
-    "server.baseurl": "AUTOEXEC_SERVER_BASEURL",
-    "server.username": "AUTOEXEC_SERVER_USERNAME",
-    "server.password": "AUTOEXEC_SERVER_PASSWORD",
-    "db.url": "AUTOEXEC_DB_URL",
-    "db.name": "AUTOEXEC_DB_NAME",
-    "db.username": "AUTOEXEC_DB_USERNAME",
-    "db.password": "AUTOEXEC_DB_PASSWORD",
-    "job.maxExecSecs": "AUTOEXEC_MAX_EXEC_SECS",
-    "rexec.connectTimeout": "AUTOEXEC_CONNECT_TIMEOUT",
-    "rexec.readTimeout": "AUTOEXEC_READ_TIMEOUT",
-    "rexec.writeTimeout": "AUTOEXEC_WRITE_TIMEOUT",
-    "plugins.path": "AUTOEXEC_PLUGINS_PATH",
-    "server.verifyTLS": "AUTOEXEC_SERVER_VERIFY_TLS",
-    "server.caFile": "AUTOEXEC_SERVER_CA_FILE",
+    # config key -> the setting (``AUTOEXEC_<NAME>``) that overrides it (handy for containers and tests)
+    "server.baseurl": "server_baseurl",
+    "server.username": "server_username",
+    "server.password": "server_password",
+    "db.url": "db_url",
+    "db.name": "db_name",
+    "db.username": "db_username",
+    "db.password": "db_password",
+    "job.maxExecSecs": "max_exec_secs",
+    "rexec.connectTimeout": "connect_timeout",
+    "rexec.readTimeout": "read_timeout",
+    "rexec.writeTimeout": "write_timeout",
+    "plugins.path": "plugins_path",
+    "server.verifyTLS": "server_verify_tls",
+    "server.caFile": "server_ca_file",
 }
 
 
-class _CasePreserving(configparser.ConfigParser):
-    """Keys as written (``server.baseUrl``), not lower-cased as ConfigParser does by default."""
-
-    def optionxform(self, optionstr: str) -> str:
-        return optionstr
-
-
-def read_config_values(path: Path) -> dict[str, str]:
-    """All ``key = value`` pairs of every section, keys case-preserved, plus env overrides."""
-    values: dict[str, str] = {}
-    if path.exists():
-        parser = _CasePreserving(interpolation=None)
-        try:
-            parser.read_string(read_config_text(path), source=str(path))
-        except configparser.Error as exc:
-            raise ConfigError(f"{path}: cannot parse: {str(exc).splitlines()[0]}") from None
-        for section in parser.sections():
-            for key, value in parser.items(section):
-                values[key] = value.strip()
-        if "tenant" in values and "server.tenant" not in values:
-            values["server.tenant"] = values["tenant"]
-    for key, env in _ENV_OVERRIDES.items():
-        if os.environ.get(env):
-            values[key] = os.environ[env]
-    return values
-
-
-def read_config_text(path: Path) -> str:
-    """config.ini as text: one :class:`ConfigError` line for a file that is unreadable, not UTF-8
-    or holds a NUL (which no value may contain)."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise ConfigError(f"{path}: line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x})") from None
-    if "\x00" in text:
-        raise ConfigError(f"{path}: line {text.count(chr(10), 0, text.index(chr(0))) + 1}: contains a NUL character")
-    return text
-
-
-
-
-def _flag(values: dict[str, str], key: str, default: bool, path: Path) -> bool:
-    raw = values.get(key, "").strip()
-    if raw == "":
-        return default
-    flag = parse_flag(raw)
-    if flag is not None:
-        return flag
-    raise ConfigError(f"{path}: {key} = {values[key]!r} must be 1 or 0 (true or false)")
-
-
-def _ca_file(values: dict[str, str], key: str, path: Path) -> str:
-    raw = values.get(key, "").strip()
-    if raw and not Path(raw).expanduser().is_file():
-        raise ConfigError(f"{path}: {key} = {raw!r}: no such CA bundle file")
-    return str(Path(raw).expanduser()) if raw else ""
-
-
-def _base_url(values: dict[str, str], path: Path) -> str:
-    url = values.get("server.baseurl", "").rstrip("/")
-    if url and not url.lower().startswith(("http://", "https://")):
-        raise ConfigError(f"{path}: server.baseurl = {url!r} must start with http:// or https://")
-    return url
-
-
-def _number(values: dict[str, str], key: str, default: float, path: Path) -> float:
-    raw = values.get(key, "")
-    if raw == "":
-        return default
-    try:
-        number = float(raw)
-    except ValueError:
-        raise ConfigError(f"{path}: {key} = {raw!r} is not a number") from None
-    if number <= 0:
-        raise ConfigError(f"{path}: {key} = {raw!r} must be positive")
-    return number
+def read_config_values(path: Path, settings: Settings | None = None) -> tuple[dict[str, str], dict[str, str]]:
+    """All ``key = value`` pairs of every section (keys case-preserved) plus the ``AUTOEXEC_*``
+    overrides, and where each came from (``<file> [<section>]`` or the variable)."""
+    values, origin = ConfigFile.read(path).flat()
+    settings = settings or load_settings()
+    for key, name in _ENV_OVERRIDES.items():
+        value = getattr(settings, name)
+        if value is not None:
+            values[key] = ("1" if value else "0") if isinstance(value, bool) else str(value)
+            origin[key] = env_name(name)
+    return values, origin
 
 
 def parse_plugin_trees(text: str, home: Path, source: str) -> tuple[Path, ...]:
@@ -188,38 +114,36 @@ def parse_plugin_trees(text: str, home: Path, source: str) -> tuple[Path, ...]:
 
 def load_config(home: Path | None = None, decrypt: bool = True) -> Config:
     """Parse config.ini (a missing file is fine: devmode needs none of it)."""
-    home = home or autoexec_home()
+    settings = load_settings()
+    home = home or settings.autoexec_home()
     path = home / "conf" / "config.ini"
-    values = read_config_values(path)
+    values, origin = read_config_values(path, settings)
     if decrypt:
-        from autoexec.secrets import decrypt_config_values
-
         values = decrypt_config_values(values, path)
-    pool = int(_number(values, "db.maxPoolSize", 64, path))
+    typed = ConfigValues.parse(values, origin, str(path))
+    pool = int(typed.db_max_pool_size)
     return Config(
         home=home,
         path=path,
-        server_baseurl=_base_url(values, path),
-        server_username=values.get("server.username", ""),
-        server_password=values.get("server.password", ""),
-        password_key=values.get("password.key", ""),
-        tenant=values.get("server.tenant", ""),
-        reserve_dir_on_failure=values.get("rexec.fail.reservedir", "0") not in ("", "0"),
-        max_exec_secs=_number(values, "job.maxExecSecs", 86400, path),
-        connect_timeout=_number(values, "rexec.connectTimeout", 60, path),
-        read_timeout=_number(values, "rexec.readTimeout", 3600, path),
-        write_timeout=_number(values, "rexec.writeTimeout", 60, path),
-        db_url=values.get("db.url", ""),
+        server_baseurl=typed.server_baseurl,
+        server_username=typed.server_username,
+        server_password=typed.server_password,
+        password_key=typed.password_key,
+        tenant=typed.server_tenant,
+        reserve_dir_on_failure=typed.rexec_fail_reservedir,
+        max_exec_secs=typed.job_max_exec_secs,
+        connect_timeout=typed.rexec_connect_timeout,
+        read_timeout=typed.rexec_read_timeout,
+        write_timeout=typed.rexec_write_timeout,
+        db_url=typed.db_url,
         db_max_pool_size=pool if pool > 0 else 64,
-        db_name=values.get("db.name", "") or "autoexec",
-        db_username=values.get("db.username", ""),
-        db_password=values.get("db.password", ""),
-        possible_encodings=values.get("deploy.possibleEncodings", "") or "GBK,UTF-8",
-        plugin_trees=parse_plugin_trees(values.get("plugins.path", ""), home,
-                                        "AUTOEXEC_PLUGINS_PATH" if os.environ.get("AUTOEXEC_PLUGINS_PATH") else str(path)),
-        server_verify_tls=(_ca_file(values, "server.caFile", path) or True)
-        if _flag(values, "server.verifyTLS", True, path) else False,
-        db_ca_file=_ca_file(values, "db.caFile", path),
-        db_verify_tls=_flag(values, "db.verifyTLS", True, path),
+        db_name=typed.db_name,
+        db_username=typed.db_username,
+        db_password=typed.db_password,
+        possible_encodings=typed.deploy_possible_encodings,
+        plugin_trees=parse_plugin_trees(typed.plugins_path, home, origin.get("plugins.path", str(path))),
+        server_verify_tls=(typed.server_ca_file or True) if typed.server_verify_tls else False,
+        db_ca_file=typed.db_ca_file,
+        db_verify_tls=typed.db_verify_tls,
         raw=values,
     )

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TextIO, cast
 
 from autoexec.config import Config, load_config
+from autoexec.secrets import OPTION_PREFIX
 from autoexec.control import JobControl
 from autoexec.files import FileParams
 from autoexec.groups import nodes_file_for, plan_phase, read_nodes, round_sizes, runner_round
@@ -95,7 +96,7 @@ def _runtime(req: JobRequest, cfg: Config, jobdir: JobDir, params: Params) -> Jo
     decrypt = _decryptor(cfg)
     for key, value in params.opt.items():
         text = _env_text(value)
-        env[key] = decrypt(text) if text.startswith("{RC4}") else text
+        env[key] = decrypt(text) if text.startswith(OPTION_PREFIX) else text
     for key, value in params.environment.items():
         env[key] = _env_text(value)
     spec = JobSpec(job_id=job_id, jobdir=jobdir, params=params, config=cfg, exec_user=req.exec_user,

@@ -25,7 +25,9 @@ from autoexec.joblock import JobLock
 from autoexec.jobspec import JobSpec, frozen
 from autoexec.notify import Notifier, NullNotifier
 from autoexec.runtime import JobRuntime
+from autoexec.secrets import OPTION_PREFIX
 from autoexec.services import ConsoleServices, NoConsole
+from autoexec.settings import load_settings
 from autoexec.store import NodeOutput
 
 Connect = Callable[[JobSpec, JobControl, ConsoleLog], tuple[Notifier, ConsoleServices]]
@@ -216,7 +218,7 @@ def build_runtime(req: JobRequest, cfg: Config | None = None, notifier: Notifier
         env["_SQL_FILES"] = req.sql_files
     for key, value in params.opt.items():
         text = _env_text(value)
-        env[key] = decrypt(text) if text.startswith("{RC4}") else text  # plaintext, not {RC4} text as the original passed on
+        env[key] = decrypt(text) if text.startswith(OPTION_PREFIX) else text  # plaintext, not {RC4} text as the original passed on
     for key, value in params.environment.items():
         env[key] = _env_text(value)
     from autoexec.deployvars import DeployVarsError, deploy_env
@@ -255,10 +257,8 @@ def release_runtime(rt: JobRuntime, flush_secs: float | None = None) -> bool:
     """Deliver what is queued for the console (bounded), then close what the job opened.
     ``False`` when callbacks are still pending: they stay in the job's outbox for its next run."""
     if flush_secs is None:
-        try:
-            flush_secs = float(os.environ.get("AUTOEXEC_OUTBOX_FLUSH_SECS", "") or 60)
-        except ValueError:
-            flush_secs = 60.0
+        configured = load_settings().outbox_flush_secs
+        flush_secs = 60.0 if configured is None else configured
     delivered = rt.notifier.flush(flush_secs)
     if not delivered:
         rt.console.line(f"WARN: console unreachable: callbacks of job {rt.job_id} stay queued in "
@@ -276,7 +276,7 @@ def release_runtime(rt: JobRuntime, flush_secs: float | None = None) -> bool:
 
 def _mongodb_from_block(cfg: Config) -> Config:
     """``AUTOEXEC_MONGODB_BLOCK`` names a Prefect block to use when config.ini has no ``db.url``."""
-    name = os.environ.get("AUTOEXEC_MONGODB_BLOCK")  # importing autoexec.blocks imports Prefect
+    name = load_settings().mongodb_block  # importing autoexec.blocks imports Prefect
     if cfg.db_url or not name:
         return cfg
     from dataclasses import replace
@@ -315,10 +315,7 @@ def load_job_env(rt: JobRuntime) -> None:
 
 
 def _max_parallel() -> int:
-    try:
-        return max(1, int(os.environ.get("AUTOEXEC_MAX_PARALLEL", "64")))
-    except ValueError:
-        raise JobInputError("AUTOEXEC_MAX_PARALLEL must be an integer") from None
+    return max(1, load_settings().max_parallel)
 
 
 def job_masker(params: Params, cfg: Config, decrypt: Callable[[str], str]) -> Masker:

@@ -15,6 +15,7 @@ from typing import Callable, Iterator, TextIO
 
 from autoexec.masking import Mask
 from autoexec.fileio import open_fd_creating_dirs, write_all
+from autoexec.settings import load_settings
 
 LineHook = Callable[[str], None]
 
@@ -211,7 +212,7 @@ class ConsoleLog(StampedWriter):
     @classmethod
     def open(cls, path: Path, hislog_dir: Path, first_fire: bool, exec_user: str,
              reuse: bool = False, mask: Mask | None = None) -> "ConsoleLog":
-        echo = sys.stdout if (sys.stdout.isatty() or os.environ.get("AUTOEXEC_ECHO") == "1") else None
+        echo = sys.stdout if (sys.stdout.isatty() or load_settings().echo) else None
         if first_fire and not reuse:
             path.unlink(missing_ok=True)  # a fresh inode, so the previous generation's history link keeps its text
         log = cls(path, append=True, echo=echo, mask=mask)

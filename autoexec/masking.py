@@ -1,11 +1,13 @@
 """One job-scoped masker: every secret the runner knows for a job becomes ``******`` in what
 autoexec writes or forwards (logs, Prefect run logs, MongoDB documents, error messages).
 
-The secrets form one trie-shaped regular expression, so a line costs one C-level scan however
-many there are. Secrets shorter than :data:`MIN_LENGTH` are not masked: asterisks everywhere
-would give them away anyway."""
+The secrets form trie-shaped regular expressions, so a line costs one C-level scan per level
+however many secrets there are. Secrets arriving one at a time (a credential per node) are kept in
+levels merged like a binary counter: n additions compile O(n log n) secrets, not O(n^2). Secrets
+shorter than :data:`MIN_LENGTH` are not masked: asterisks everywhere would give them away anyway."""
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from collections.abc import Callable, Iterable
@@ -37,11 +39,36 @@ def _trie_pattern(words: Iterable[str]) -> str:
     return build(trie)
 
 
+def _sub_levels(patterns: tuple[re.Pattern[str], ...], mask: str, text: str) -> str:
+    """What one pattern of all the levels' secrets would do: at the leftmost position where any
+    secret starts, the longest one there is masked, and the scan goes on after it."""
+    found: list[re.Match[str] | None] = [p.search(text) for p in patterns]
+    if not any(found):
+        return text
+    out: list[str] = []
+    pos = 0
+    while True:
+        best: re.Match[str] | None = None
+        for i, match in enumerate(found):
+            if match is not None and match.start() < pos:  # overlapped by the last mask: look again
+                match = found[i] = patterns[i].search(text, pos)
+            if match is not None and (best is None or match.start() < best.start()
+                                      or (match.start() == best.start() and match.end() > best.end())):
+                best = match
+        if best is None:
+            break
+        out += (text[pos:best.start()], mask)
+        pos = best.end()
+    out.append(text[pos:])
+    return "".join(out)
+
+
 class Masker:
     """Callable: ``masker(text) -> text`` with every known secret replaced by :data:`MASK`."""
 
     def __init__(self, secrets: Iterable[Any] = ()) -> None:
         self._known: frozenset[str] = frozenset()
+        self._levels: tuple[tuple[frozenset[str], re.Pattern[str]], ...] = ()
         self._sub: Callable[[str, str], str] | None = None
         self._lock = threading.Lock()
         self._sources: dict[int, object] = {}
@@ -71,10 +98,19 @@ class Masker:
         if not new:
             return False
         with self._lock:
-            known = self._known | new
-            pattern = re.compile(_trie_pattern(known))
-            self._known = known
-            self._sub = pattern.sub  # rebound atomically: writers never see a half-built state
+            new -= self._known  # another thread may have added some meanwhile
+            if not new:
+                return False
+            batch = set(new)
+            levels = list(self._levels)
+            while levels and len(levels[-1][0]) <= len(batch):
+                batch |= levels.pop()[0]
+            levels.append((frozenset(batch), re.compile(_trie_pattern(batch))))
+            self._levels = tuple(levels)
+            self._known = self._known | new
+            patterns = tuple(pattern for _, pattern in levels)
+            # rebound atomically: writers never see a half-built state
+            self._sub = patterns[0].sub if len(patterns) == 1 else functools.partial(_sub_levels, patterns)
         return True
 
     def add_from(self, source: object, secrets: Callable[[], Iterable[Any]]) -> None:

@@ -17,6 +17,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from autoexec.settings import SettingsError, load_settings
+
 SERVER_ENV = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "200",
@@ -93,10 +95,7 @@ def _live_url(home: Path) -> str | None:
 
 def start_wait() -> float:
     """How long a first start may take: a loaded 2-core runner needs far longer than an idle one."""
-    try:
-        return float(os.environ.get("AUTOEXEC_PREFECT_START_SECS", "180"))
-    except ValueError:
-        return 180.0
+    return load_settings().prefect_start_secs
 
 
 def ensure_api(home: Path, wait: float | None = None) -> str | None:
@@ -142,15 +141,12 @@ def lower_priority(niceness: int, pid: int = 0) -> None:
 
 
 def _server_niceness() -> int:
-    try:
-        return int(os.environ.get("AUTOEXEC_PREFECT_SERVER_NICE", "10"))
-    except ValueError:
-        return 10
+    return load_settings().prefect_server_nice
 
 
 def start_server(home: Path, wait: float) -> str:
     directory = server_dir(home)
-    port = int(os.environ.get("AUTOEXEC_PREFECT_PORT") or _free_port())
+    port = load_settings().prefect_port or _free_port()
     url = f"http://127.0.0.1:{port}/api"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API_", "PREFECT_UI_", "PREFECT_SERVER_UI_"))}
     env.update(SERVER_ENV)
@@ -231,12 +227,14 @@ def main(argv: list[str] | None = None) -> int:
     """``autoexec-server start|stop|status`` for the embedded local Prefect server."""
     import argparse
 
-    from autoexec.config import autoexec_home
-
     parser = argparse.ArgumentParser(prog="autoexec-server", description=__doc__.split("\n\n")[0])
     parser.add_argument("action", choices=["start", "stop", "status"])
     args = parser.parse_args(argv)
-    home = autoexec_home()
+    try:
+        home = load_settings().autoexec_home()
+    except SettingsError as exc:
+        print(f"autoexec-server: error: {exc}", file=sys.stderr)
+        return 2
     from autoexec.flows.recorder import ensure_recorder, recorder_running, stop_recorder
 
     if args.action == "start":

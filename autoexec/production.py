@@ -31,6 +31,7 @@ from autoexec.models.params import JobInputError, Operation, Params
 from autoexec.notify import Notifier, NullNotifier
 from autoexec.runtime import JobRuntime
 from autoexec.services import ConsoleServices, NoConsole
+from autoexec.settings import load_settings
 
 T = TypeVar("T")
 
@@ -66,7 +67,7 @@ def build_job_runtime(req: JobRequest, cfg: Config | None = None, control: JobCo
 # --- the console itself -----------------------------------------------------------------------
 def console_configured(cfg: Config) -> bool:
     """Whether any console is named (devmode then still downloads custom scripts and files from it)."""
-    return bool(cfg.server_baseurl or os.environ.get(CONSOLE_BLOCK_ENV))
+    return bool(cfg.server_baseurl or load_settings().console_block)
 
 
 def console_client(cfg: Config, tenant: str = "none") -> ConsoleClient:
@@ -79,9 +80,9 @@ def console_client(cfg: Config, tenant: str = "none") -> ConsoleClient:
             raise JobInputError(f"{cfg.path}: {' and '.join(missing)} not set: production mode signs every "
                                 f"console call with them (or run with --devmode)")
         return ConsoleClient.from_config(cfg, tenant=tenant, verify_tls=cfg.server_verify_tls,
-                                         connect_timeout=_env_float("AUTOEXEC_CONSOLE_CONNECT_TIMEOUT", 10),
-                                         read_timeout=_env_float("AUTOEXEC_CONSOLE_READ_TIMEOUT", 60))
-    block_name = os.environ.get(CONSOLE_BLOCK_ENV, "")
+                                         connect_timeout=load_settings().console_connect_timeout,
+                                         read_timeout=load_settings().console_read_timeout)
+    block_name = load_settings().console_block
     if block_name:
         from autoexec.blocks.lookup import BlockUnavailable, console_credentials
 
@@ -97,17 +98,10 @@ def console_client(cfg: Config, tenant: str = "none") -> ConsoleClient:
                         f"in {CONSOLE_BLOCK_ENV}); run with --devmode to use local files only")
 
 
-def _env_float(name: str, default: float) -> float:
-    try:
-        return float(os.environ.get(name, "") or default)
-    except ValueError:
-        raise JobInputError(f"{name} must be a number") from None
-
-
 def with_retries(what: str, fn: Callable[[], T]) -> T:
     """Downloads happen before anything runs: a console that restarts gets a few seconds, then the
     job stops with a one-line error and nothing recorded (the previous copy of the file survives)."""
-    attempts = max(1, int(_env_float("AUTOEXEC_CONSOLE_RETRIES", 4)))
+    attempts = max(1, load_settings().console_retries)
     for attempt in range(attempts):
         try:
             return fn()
@@ -353,7 +347,8 @@ def notify_job_status(job_id: str, status: str, pass_through: dict[str, Any] | N
     notifier = ConsoleNotifier.open(client, jobdir.root, job_id=_effective_job_id(req, params),
                                     runner_id=_runner_id(req, params), pass_through_env=_pass_through(req, params))
     notifier.job_status(status=status)
-    if not notifier.flush(_env_float("AUTOEXEC_OUTBOX_FLUSH_SECS", 30)):
+    configured = load_settings().outbox_flush_secs
+    if not notifier.flush(30.0 if configured is None else configured):
         print(f"WARN: console {client.base_url} not reachable; job {job_id} {status} stays queued in "
               f"{jobdir.root / 'outbox'} for the next run of this job.")
     notifier.close()

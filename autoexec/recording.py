@@ -27,11 +27,12 @@ from autoexec.models.status import Status
 from autoexec.phase import Dispatch, PhaseRunner, execute_node
 from autoexec.runlinks import RunLinks
 from autoexec.runtime import JobRuntime, PhasePlan
+from autoexec.settings import load_settings
 
 
 def node_tasks_max() -> int:
     """Phases with more nodes are recorded as one batch task run (see README, Performance)."""
-    return int(os.environ.get("AUTOEXEC_NODE_TASKS_MAX", "256"))
+    return load_settings().node_tasks_max
 
 
 def spool_dir(home: Path) -> Path:
@@ -254,7 +255,7 @@ class Recorder:
         self.home = home
         name = f"{rt.job_id.replace('/', '_')}-{os.getpid()}-{int(time.time() * 1000)}.jsonl"
         self.spool = SpoolSink(spool_dir(home) / name)
-        if os.environ.get("AUTOEXEC_PREFECT_RECORD", "1") == "0":
+        if not load_settings().prefect_record:
             return  # the spool waits for a recorder started later (autoexec-server start)
         from autoexec.flows.recorder import ensure_recorder
 

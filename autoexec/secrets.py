@@ -12,18 +12,24 @@ import re
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 from urllib.parse import unquote, urlsplit
 
-from autoexec.config import Config, ConfigError, read_config_text
+from autoexec.configfile import read_config_text
 from autoexec.rc4 import rc4
+from autoexec.settings import ConfigError
 
 #: Built-in key that protects ``password.key`` in config.ini; shared with the console and tools.
 MASTER_KEY: Final[str] = "c3H002LGZRrseEPck9tsNgfXHJcl0USJ"
 
-#: Markers in use (config values use the first; node passwords and password options accept all).
-ENCRYPTED_PREFIXES: Final[tuple[str, ...]] = ("{ENCRYPTED}", "{RC4}", "RC4:")
+#: The marker of encrypted config.ini values (and of the console's answers).
 CONFIG_PREFIX: Final[str] = "{ENCRYPTED}"
+#: The marker of encrypted job options: only these are decrypted into a tool's environment.
+OPTION_PREFIX: Final[str] = "{RC4}"
+#: Every marker in use (node passwords and password options accept all). The one definition in the
+#: package; the stand-alone tool library (``autoexec/toollib/``, ``plugins/local/lib``) keeps its own
+#: copy because it runs under other Pythons without this package.
+ENCRYPTED_PREFIXES: Final[tuple[str, ...]] = (CONFIG_PREFIX, OPTION_PREFIX, "RC4:")
 
 #: Config keys that must not stay in plaintext, in the order they depend on each other.
 CONFIG_SECRET_KEYS: Final[tuple[str, ...]] = ("password.key", "server.password", "db.password")
@@ -40,7 +46,8 @@ def _key_bytes(key: str) -> bytes:
     return bytes(ord(ch) & 0xFF for ch in key)
 
 
-def _split_prefix(value: str) -> tuple[str, str] | None:
+def split_marker(value: str) -> tuple[str, str] | None:
+    """``(marker, ciphertext)`` of a marked value, ``None`` for plaintext."""
     for prefix in ENCRYPTED_PREFIXES:
         if value.startswith(prefix):
             return prefix, value[len(prefix):]
@@ -49,7 +56,7 @@ def _split_prefix(value: str) -> tuple[str, str] | None:
 
 def is_encrypted(value: object) -> bool:
     """True for a string carrying one of the known markers (``{ENCRYPTED}``, ``{RC4}``, ``RC4:``)."""
-    return isinstance(value, str) and _split_prefix(value) is not None
+    return isinstance(value, str) and split_marker(value) is not None
 
 
 def encrypt_secret(plain: str, key: str, prefix: str = "") -> str:
@@ -73,7 +80,7 @@ def decrypt_hex(hex_text: str, key: str) -> str:
 
 def decrypt_secret(value: str, key: str) -> str:
     """Decrypt a marked value; unmarked values are plaintext already and come back unchanged."""
-    split = _split_prefix(value)
+    split = split_marker(value)
     if split is None:
         return value
     return decrypt_hex(split[1], key)
@@ -188,7 +195,21 @@ def _decrypted(value: str, decrypt: Callable[[str], str]) -> list[str]:
         return [value]
 
 
-def config_secrets(cfg: Config) -> list[str]:
+class _ConfigSecrets(Protocol):
+    """What :func:`config_secrets` reads of an :class:`autoexec.config.Config` (typed structurally:
+    the config module imports this one, not the other way round)."""
+
+    @property
+    def server_password(self) -> str: ...
+    @property
+    def db_password(self) -> str: ...
+    @property
+    def password_key(self) -> str: ...
+    @property
+    def db_url(self) -> str: ...
+
+
+def config_secrets(cfg: _ConfigSecrets) -> list[str]:
     """Console token, MongoDB password (and the URL's own ``user:password@``), the RC4 key."""
     found = [cfg.server_password, cfg.db_password, cfg.password_key]
     userinfo = urlsplit(cfg.db_url).password if "@" in cfg.db_url else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import stat
 from pathlib import Path
 
@@ -36,6 +37,27 @@ def test_masker_with_many_secrets_masks_each() -> None:
     masker = Masker(secrets)
     line = f"a {secrets[1234]} b {secrets[7]}{secrets[1999]} c"
     assert masker(line) == f"a {MASK} b {MASK}{MASK} c"
+
+
+def test_masker_fed_one_secret_at_a_time_masks_as_one_batch_would() -> None:
+    """Secrets arrive one by one (a credential per node): every one is masked, the longest wins
+    where several start at the same place, exactly as a masker given them all at once does."""
+    rng = random.Random(7)
+    secrets = ["abcdef", "abc", "bcdefgh", "cdx", "zzzz", "zzzzzz", "defg"]
+    secrets += ["".join(rng.choice("abcdz") for _ in range(rng.randint(3, 9))) for _ in range(300)]
+    incremental = Masker()
+    for secret in secrets:
+        incremental.add([secret])
+        assert incremental(f"<{secret}>") == f"<{MASK}>"
+    batch = Masker(secrets)
+    for secret in secrets:
+        assert incremental(f"x {secret} y") == f"x {MASK} y"
+    assert incremental("1abcdefgh2") == batch("1abcdefgh2") == f"1{MASK}gh2"  # abcdef starts before bcdefgh: leftmost wins
+    assert incremental("zzzzzzz") == f"{MASK}z"
+    for _ in range(300):
+        text = "".join(rng.choice("abcdz -") for _ in range(rng.randint(0, 60)))
+        assert incremental(text) == batch(text), text
+    assert len(incremental) == len(batch)
 
 
 def _secret_job(jobs: JobFiles) -> tuple[dict, str]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import queue
 import threading
 from typing import Any
@@ -136,11 +135,13 @@ def run_in_flow_run(rt: JobRuntime, flow_run_id: str) -> tuple[JobOutcome, str]:
 
 def _start_watcher(rt: JobRuntime, flow_run_id: str) -> RunWatcher | None:
     """Cancel/Pause from the Prefect UI or API reach the job through its own controls."""
-    if os.environ.get("AUTOEXEC_PREFECT_WATCH", "1") == "0":
+    from autoexec.settings import load_settings
+
+    settings = load_settings()
+    if not settings.prefect_watch:
         return None
     try:
-        watcher = RunWatcher(rt.control, flow_run_id, say=rt.console.line,
-                             interval=float(os.environ.get("AUTOEXEC_PREFECT_WATCH_SECONDS", "1")))
+        watcher = RunWatcher(rt.control, flow_run_id, say=rt.console.line, interval=settings.prefect_watch_seconds)
     except Exception as exc:  # noqa: BLE001 - no API client: signals and --abort still work
         rt.console.line(f"WARN: Cannot watch the Prefect flow run for cancel/pause: {exc}")
         return None

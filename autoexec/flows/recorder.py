@@ -21,6 +21,7 @@ from typing import Any, Callable
 from autoexec.events import decode
 from autoexec.fileio import append_once
 from autoexec.joblock import process_alive
+from autoexec.settings import SettingsError, load_settings
 
 SPOOL_SUFFIX = ".jsonl"
 CKPT_SUFFIX = ".ckpt"
@@ -293,7 +294,7 @@ class RecorderService:
                 self.log.error("no Prefect API configured (the recorder needs a server: the embedded one "
                                "or PREFECT_API_URL)")
                 return False
-            self.api = PrefectApi(url, self.stop, concurrency=_int_env("AUTOEXEC_RECORDER_API_CONCURRENCY", 2))
+            self.api = PrefectApi(url, self.stop, concurrency=load_settings().recorder_api_concurrency)
             self.log.info("recording into %s", url)
             return True
         return False
@@ -370,20 +371,19 @@ def _logger(verbose: bool) -> logging.Logger:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from autoexec.config import autoexec_home
-
-    home = autoexec_home()
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"autoexec recorder: error: {exc}", file=sys.stderr)
+        return 2
+    home = settings.autoexec_home()
     (home / "prefect").mkdir(parents=True, exist_ok=True)
     lock = _take_lock(home)
     if lock is None:
         return 0  # another recorder serves this home
     pid_path(home).write_text(f"{os.getpid()}\n", encoding="utf-8")
-    log = _logger(os.environ.get("AUTOEXEC_RECORDER_VERBOSE") == "1")
-    try:
-        idle = float(os.environ.get("AUTOEXEC_RECORDER_IDLE_SECS", "600"))
-    except ValueError:
-        idle = 600.0
-    service = RecorderService(home, idle, log)
+    log = _logger(settings.recorder_verbose)
+    service = RecorderService(home, settings.recorder_idle_secs, log)
 
     def on_term(signum: int, frame: object) -> None:
         service.stop.set()
@@ -394,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not service.connect():
             return 1 if not service.stop.is_set() else 0
-        _lower_priority()
+        _lower_priority(settings.recorder_nice)
         return service.serve()
     finally:
         try:
@@ -422,20 +422,9 @@ def _take_lock(home: Path) -> Any:
     return lock
 
 
-def _int_env(name: str, default: int) -> int:
-    try:
-        return int(os.environ.get(name, str(default)))
-    except ValueError:
-        return default
-
-
-def _lower_priority() -> None:
+def _lower_priority(niceness: int) -> None:
     """The record may lag; the jobs and their targets must not. Done after ``ensure_api`` so that
     an embedded server started from here keeps normal priority."""
-    try:
-        niceness = int(os.environ.get("AUTOEXEC_RECORDER_NICE", "10"))
-    except ValueError:
-        return
     from autoexec.prefect_env import lower_priority
 
     lower_priority(niceness)

@@ -16,6 +16,7 @@ from pydantic import (
 
 from autoexec.jobdir import node_triple
 from autoexec.models.params import JobInputError, error_text, read_utf8
+from autoexec.secrets import split_marker
 from autoexec.models.text import (
     MAX_JSON_DEPTH,
     TextProblem,
@@ -59,11 +60,11 @@ class Node(BaseModel):
     @classmethod
     def _ciphertext(cls, value: str) -> str:
         """A marked password (``{RC4}``, ``{ENCRYPTED}``, ``RC4:``) must carry hex ciphertext."""
-        for prefix in ("{ENCRYPTED}", "{RC4}", "RC4:"):
-            if value.startswith(prefix):
-                body = value[len(prefix):].strip()
-                if len(body) % 2 or any(c not in "0123456789abcdefABCDEF" for c in body):
-                    raise ValueError(f"password marked {prefix} is not hex ciphertext")
+        marked = split_marker(value)
+        if marked is not None:
+            prefix, body = marked[0], marked[1].strip()
+            if len(body) % 2 or any(c not in "0123456789abcdefABCDEF" for c in body):
+                raise ValueError(f"password marked {prefix} is not hex ciphertext")
         return value
 
     @field_validator("protocolPort")

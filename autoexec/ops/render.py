@@ -16,11 +16,11 @@ from typing import Any
 
 from autoexec.models.flags import is_true
 from autoexec.ops.references import RefContext, resolve, to_text
+from autoexec.secrets import ENCRYPTED_PREFIXES
 
 __all__ = ["PreparedParams", "prepare_params", "render_argv", "masked_cmdline", "recorded_inputs",
            "remote_filepath", "hide_textarea_secrets", "is_true", "ENCRYPTED_PREFIXES"]
 
-ENCRYPTED_PREFIXES = ("{ENCRYPTED}", "{RC4}", "RC4:")
 SECRET_TYPES = frozenset({"password", "account"})
 MASK = "******"
 # Text after a secret marker up to the next escaped newline (the two characters ``\n``).

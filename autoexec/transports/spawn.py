@@ -16,6 +16,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
+from autoexec.settings import load_settings
+
 _FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 # posix_spawnattr flags as glibc's <spawn.h> defines them (used only where the C library says it is
 # glibc). Python does not expose them: ``os.posix_spawn`` takes ``setsid``/``setsigdef`` keywords,
@@ -116,7 +118,7 @@ def _fn(fn: Any, *argtypes: Any) -> Any:
 
 
 def _load() -> _Libc | None:
-    if os.environ.get("AUTOEXEC_SPAWN") == "popen":
+    if load_settings().spawn == "popen":  # decided once, at import: the check costs more than a spawn saves
         return None
     try:
         return _Libc()

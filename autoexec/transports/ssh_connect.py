@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import random
 import socket
 import threading
@@ -18,8 +17,9 @@ from typing import Callable, Iterator
 
 import paramiko
 
+from autoexec.settings import load_settings
 from autoexec.transports.base import Endpoint, LineSink
-from autoexec.transports.ssh_common import POLL, Cancelled, Failure, describe, log, sleep_cancellable
+from autoexec.transports.ssh_common import POLL, Cancelled, Failure, describe, sleep_cancellable
 
 __all__ = [
     "DEFAULT_PER_DESTINATION",
@@ -103,17 +103,7 @@ _limiter_lock = threading.Lock()
 
 
 def _limits_from_env() -> tuple[int, int]:
-    raw = os.environ.get("AUTOEXEC_SSH_MAX_HANDSHAKES", "").strip()
-    if not raw:
-        return DEFAULT_PER_DESTINATION, DEFAULT_TOTAL
-    try:
-        parts = [int(p) for p in raw.split(",")]
-    except ValueError:
-        log.warning("ignoring AUTOEXEC_SSH_MAX_HANDSHAKES=%r: expected PER_DEST[,TOTAL]", raw)
-        return DEFAULT_PER_DESTINATION, DEFAULT_TOTAL
-    per_dest = parts[0]
-    total = parts[1] if len(parts) > 1 else max(DEFAULT_TOTAL, per_dest)
-    return per_dest, total
+    return load_settings().handshake_limits(DEFAULT_TOTAL)
 
 
 def handshake_limiter() -> HandshakeLimiter:
@@ -161,13 +151,9 @@ def load_private_key(spec: str) -> paramiko.PKey:
 
 def known_hosts_files() -> list[Path]:
     """Files consulted by the ``reject`` and ``warn`` policies, in order."""
-    explicit = os.environ.get("AUTOEXEC_SSH_KNOWN_HOSTS")
-    if explicit:
-        first = Path(explicit).expanduser()
-    else:
-        from autoexec.config import autoexec_home
-
-        first = autoexec_home() / "known_hosts"
+    settings = load_settings()
+    explicit = settings.ssh_known_hosts
+    first = explicit.expanduser() if explicit else settings.autoexec_home() / "known_hosts"
     return [first, Path("~/.ssh/known_hosts").expanduser()]
 
 
