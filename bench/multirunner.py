@@ -85,19 +85,27 @@ class Estate:
                     "PREFECT_RUNNER_POLL_FREQUENCY": "1", "AUTOEXEC_HOME": str(home)})
         return out
 
-    def deploy(self) -> str:
+    def deploy(self, limit: int | None = None) -> str:
+        """Work pool, queues, deployments and the workers. ``limit``: each runner worker runs at most
+        ``2 * limit`` flow runs at once and the coordinator queue gets a worker of its own running at
+        most ``limit`` jobs (a job has at most two parts per runner alive: the step running and the
+        next one waiting), so coordinators can never take the slots their parts need."""
         env = self.env(self.tmp / "deployer")
         prefect = [sys.executable, "-m", "prefect"]
         subprocess.run(prefect + ["work-pool", "create", "autoexec", "--type", "process"], env=env, check=True, capture_output=True)
         for queue in [f"runner-{r}" for r in RUNNERS] + ["coordinator"]:
             subprocess.run(prefect + ["work-queue", "create", queue, "--pool", "autoexec"], env=env, check=True, capture_output=True)
         subprocess.run(prefect + ["--no-prompt", "deploy", "--all"], cwd=REPO, env=env, check=True, capture_output=True)
-        for r in RUNNERS:
-            queues = ["-q", f"runner-{r}"] + (["-q", "coordinator"] if r == 1 else [])
-            log = open(self.tmp / f"worker-{r}.log", "ab")
-            self.workers.append(subprocess.Popen(prefect + ["worker", "start", "--pool", "autoexec", *queues],
-                                                 env=self.env(self.tmp / f"host-{r}"), cwd=self.tmp, stdout=log,
+        workers = [(f"host-{r}", ["-q", f"runner-{r}"] + (["-q", "coordinator"] if r == 1 and limit is None else []),
+                    [] if limit is None else ["--limit", str(2 * limit)]) for r in RUNNERS]
+        if limit is not None:
+            workers.append(("host-c", ["-q", "coordinator"], ["--limit", str(limit)]))
+        for home, queues, limits in workers:
+            log = open(self.tmp / f"worker-{home}.log", "ab")
+            self.workers.append(subprocess.Popen(prefect + ["worker", "start", "--pool", "autoexec", *queues, *limits],
+                                                 env=self.env(self.tmp / home), cwd=self.tmp, stdout=log,
                                                  stderr=subprocess.STDOUT, start_new_session=True))
+            log.close()
         return str(requests.get(f"{self.api}/deployments/name/autoexec-coordinator/coordinated", timeout=30).json()["id"])
 
     def close(self) -> None:
@@ -139,6 +147,35 @@ def separate_cli(est: Estate, job_id: str, params: dict[str, Any], nodes: str) -
     return t0, time.time()
 
 
+def compare(est: Estate, dep: str, per_runner: int, repeat: int) -> None:
+    """The same job coordinated and as three CLI jobs, ``repeat`` times; prints the table."""
+    rows = []
+    for rep in range(repeat):
+        for mode in ("coordinated", "cli"):
+            marks = est.tmp / f"marks-{mode}-{rep}"
+            params, nodes, steps, step_of = job(marks, per_runner)
+            job_id = f"95{rep}{0 if mode == 'coordinated' else 1}"
+            if mode == "coordinated":
+                t0, t1 = coordinated(est, dep, job_id, params, nodes)
+            else:
+                t0, t1 = separate_cli(est, job_id, params, nodes)
+            lines = read_marks(marks)
+            by_step: dict[str, list[tuple[float, float]]] = {}
+            for start, end, phase, node in lines:
+                by_step.setdefault(step_of(phase, node), []).append((start, end))
+            gaps = [min(s for s, _ in by_step[b]) - max(e for _, e in by_step[a]) for a, b in zip(steps, steps[1:], strict=False)]
+            rows.append((mode, min(s for s, _, _, _ in lines) - t0, gaps, t1 - t0, len(lines)))
+    total = per_runner * len(RUNNERS)
+    print(f"\njob: {total} nodes over runners 1-3, 3 groups (oneShot, grayScale x2 rounds, oneShot) = 4 steps, 3 barriers")
+    print(f"{'mode':<34} {'trigger->first op':>18} {'per barrier (mean, min-max)':>30} {'wall':>8} {'ops':>5}")
+    for mode, first, gaps, wall, ops in rows:
+        label = "Prefect-coordinated (1 trigger)" if mode == "coordinated" else "3 separate CLI jobs (no barrier)"
+        barrier = f"{mean(gaps):.2f} s ({min(gaps):.2f}-{max(gaps):.2f})"
+        print(f"{label:<34} {first:>16.2f} s {barrier:>30} {wall:>6.1f} s {ops:>5}")
+    print("\n(CLI jobs: devmode has no console, so nothing holds a runner at a barrier; the 'per barrier' column")
+    print(" there is how far apart the steps are anyway, negative when runners overlap them.)", flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--nodes-per-runner", type=int, default=4)
@@ -153,31 +190,7 @@ def main() -> int:
         dep = est.deploy()
         print(f"set-up: deploy + 3 workers {time.perf_counter() - t:.1f} s", flush=True)
         time.sleep(5)  # workers polling
-        rows = []
-        for rep in range(args.repeat):
-            for mode in ("coordinated", "cli"):
-                marks = tmp / f"marks-{mode}-{rep}"
-                params, nodes, steps, step_of = job(marks, args.nodes_per_runner)
-                job_id = f"95{rep}{0 if mode == 'coordinated' else 1}"
-                if mode == "coordinated":
-                    t0, t1 = coordinated(est, dep, job_id, params, nodes)
-                else:
-                    t0, t1 = separate_cli(est, job_id, params, nodes)
-                lines = read_marks(marks)
-                by_step: dict[str, list[tuple[float, float]]] = {}
-                for start, end, phase, node in lines:
-                    by_step.setdefault(step_of(phase, node), []).append((start, end))
-                gaps = [min(s for s, _ in by_step[b]) - max(e for _, e in by_step[a]) for a, b in zip(steps, steps[1:], strict=False)]
-                rows.append((mode, min(s for s, _, _, _ in lines) - t0, gaps, t1 - t0, len(lines)))
-        total = args.nodes_per_runner * len(RUNNERS)
-        print(f"\njob: {total} nodes over runners 1-3, 3 groups (oneShot, grayScale x2 rounds, oneShot) = 4 steps, 3 barriers")
-        print(f"{'mode':<34} {'trigger->first op':>18} {'per barrier (mean, min-max)':>30} {'wall':>8} {'ops':>5}")
-        for mode, first, gaps, wall, ops in rows:
-            label = "Prefect-coordinated (1 trigger)" if mode == "coordinated" else "3 separate CLI jobs (no barrier)"
-            barrier = f"{mean(gaps):.2f} s ({min(gaps):.2f}-{max(gaps):.2f})"
-            print(f"{label:<34} {first:>16.2f} s {barrier:>30} {wall:>6.1f} s {ops:>5}")
-        print("\n(CLI jobs: devmode has no console, so nothing holds a runner at a barrier; the 'per barrier' column")
-        print(" there is how far apart the steps are anyway, negative when runners overlap them.)")
+        compare(est, dep, args.nodes_per_runner, args.repeat)
     finally:
         est.close()
         shutil.rmtree(tmp, ignore_errors=True)
