@@ -90,6 +90,8 @@ class Estate:
         ``2 * limit`` flow runs at once and the coordinator queue gets a worker of its own running at
         most ``limit`` jobs (a job has at most two parts per runner alive: the step running and the
         next one waiting), so coordinators can never take the slots their parts need."""
+        for home in ["deployer", "host-c", *(f"host-{r}" for r in RUNNERS)]:
+            (self.tmp / home).mkdir(exist_ok=True)
         env = self.env(self.tmp / "deployer")
         prefect = [sys.executable, "-m", "prefect"]
         subprocess.run(prefect + ["work-pool", "create", "autoexec", "--type", "process"], env=env, check=True, capture_output=True)

@@ -152,7 +152,7 @@ def one_group(op: dict[str, Any]) -> dict[str, Any]:
 
 def marks_op(marks: Path) -> dict[str, Any]:
     return {"opId": "mark_1", "opName": "mark", "opType": "runner_target", "isScript": 1, "interpreter": "bash",
-            "scriptContent": f'echo "$(date +%s.%N) $JOB_ID $NODE_NAME $RUNNER_ID" >> {marks}\n', "opt": {}, "desc": {}}
+            "scriptContent": f'echo "$(date +%s.%N) $AUTOEXEC_JOBID $NODE_NAME $RUNNER_ID" >> {marks}\n', "opt": {}, "desc": {}}
 
 
 ECHO_OP = {"opId": "native/echo_1", "opName": "native/echo", "opType": "native", "opt": {"text": "hi"}, "desc": {}}

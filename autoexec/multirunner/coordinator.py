@@ -21,7 +21,7 @@ from prefect.states import Cancelled, Completed, Failed
 
 from autoexec.models.nodes import NodesFile, parse_nodes_lines
 from autoexec.models.params import JobInputError, Params, load_params, parse_params
-from autoexec.multirunner.plan import Step, part_run_name, plan_steps
+from autoexec.multirunner.plan import NodeLists, Step, own_nodes_text, part_run_name, plan_steps
 
 FINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "CRASHED"})
 PART_DEPLOYMENT = "autoexec-job/job"
@@ -34,10 +34,34 @@ class JobInputs:
     nodes_text: str
     params: Params
     nodes: NodesFile
+    group_nodes: dict[int, str] = field(default_factory=dict)
+    phase_nodes: dict[str, str] = field(default_factory=dict)
+    lists: NodeLists | None = None
+
+    def for_runner(self, runner: int) -> dict[str, Any]:
+        """The part parameters that bring the inputs to ``runner``'s host: a phase's own list cut to
+        that runner's nodes; the job's and groups' lists whole (grayScale rounds are cut from the
+        whole list on every runner alike)."""
+        assert self.lists is not None
+        phases = {name: own_nodes_text(text, self.lists.phases[name], runner) for name, text in self.phase_nodes.items()}
+        return {"params": self.params_json, "nodes": self.nodes_text,
+                "group_nodes": {str(no): text for no, text in self.group_nodes.items()}, "phase_nodes": phases}
 
 
-def load_inputs(params: dict[str, Any] | None, params_file: str, nodes: str | None, nodes_file: str) -> JobInputs:
-    """Read and validate on the coordinator's host; parts get the inputs inline (hosts share no disk)."""
+def _node_lists(nodes: dict[str, str] | None, what: str) -> dict[str, tuple[str, NodesFile]]:
+    out: dict[str, tuple[str, NodesFile]] = {}
+    for key, text in (nodes or {}).items():
+        if not isinstance(text, str):
+            raise JobInputError(f"{what}[{key}]: expected nodes as JSON lines text")
+        out[str(key)] = (text, parse_nodes_lines(text.splitlines(), f"{what}[{key}]"))
+    return out
+
+
+def load_inputs(params: dict[str, Any] | None, params_file: str, nodes: str | None, nodes_file: str,
+                group_nodes: dict[str, str] | None = None, phase_nodes: dict[str, str] | None = None) -> JobInputs:
+    """Read and validate on the coordinator's host; parts get the inputs inline (hosts share no disk).
+    ``group_nodes``/``phase_nodes``: the node lists a group (by groupNo) or a phase (by name) has of
+    its own, as JSON lines text."""
     if params is not None:
         parsed = parse_params(params, "params (inline)")
         params_json = params
@@ -54,7 +78,17 @@ def load_inputs(params: dict[str, Any] | None, params_file: str, nodes: str | No
         except OSError as exc:
             raise JobInputError(f"{nodes_file}: cannot read: {exc.strerror}") from None
     nodes_parsed = parse_nodes_lines(nodes.splitlines(), nodes_file or "nodes (inline)")
-    return JobInputs(params_json, nodes, parsed, nodes_parsed)
+    groups = _node_lists(group_nodes, "group_nodes")
+    for key in groups:
+        if not key.isdigit() or int(key) not in {g.groupNo for g in parsed.runFlow}:
+            raise JobInputError(f"group_nodes[{key}]: no group {key} in params runFlow")
+    phases = _node_lists(phase_nodes, "phase_nodes")
+    for key in phases:
+        if key not in {p.phaseName for g in parsed.runFlow for p in g.phases}:
+            raise JobInputError(f"phase_nodes[{key}]: no phase {key!r} in params runFlow")
+    lists = NodeLists(nodes_parsed, {int(k): v[1] for k, v in groups.items()}, {k: v[1] for k, v in phases.items()})
+    return JobInputs(params_json, nodes, parsed, nodes_parsed, {int(k): v[0] for k, v in groups.items()},
+                     {k: v[0] for k, v in phases.items()}, lists)
 
 
 @dataclass
@@ -173,7 +207,7 @@ def _part_parameters(job_id: str, step: Step, runner: int, inputs: JobInputs | N
     if step.round_no is not None:
         params.update(round_no=step.round_no, phases=step.phase or "")
     if inputs is not None:  # the first part of this runner in this run brings the inputs to its host
-        params.update(params=inputs.params_json, nodes=inputs.nodes_text)
+        params.update(inputs.for_runner(runner))
     else:
         params["first_fire"] = False
     return params
@@ -202,18 +236,22 @@ def coordinated_job_flow(job_id: str | int, exec_user: str = "anonymous", params
                          params: dict | None = None, nodes: str | None = None, force: bool = False,
                          first_fire: bool = False, dev_mode: bool = True, pass_through_env: dict | None = None,
                          phase_groups: str | int = "", part_deployment: str = PART_DEPLOYMENT,
-                         work_pool: str | None = None, stale_seconds: float = 60.0, poll_seconds: float = 0.5) -> Any:
+                         work_pool: str | None = None, stale_seconds: float = 60.0, poll_seconds: float = 0.5,
+                         group_nodes: dict | None = None, phase_nodes: dict | None = None) -> Any:
     """One job over several runner hosts. Inputs as the ``autoexec-job/job`` deployment; each part
     runs on the work queue ``runner-<runnerId>``. ``stale_seconds``: how long a running part's queue
-    may go unpolled before the part is declared Crashed."""
+    may go unpolled before the part is declared Crashed. ``group_nodes`` (groupNo -> JSON lines) and
+    ``phase_nodes`` (phase name -> JSON lines): node lists of a group or phase of its own, as the
+    console's per-group/per-phase nodes files; each runner gets only its own nodes of a phase's list."""
     from autoexec.loader import parse_id_list
     from prefect.client.orchestration import get_client
 
     job_id = str(job_id)
     logger = get_run_logger()
     try:
-        inputs = load_inputs(params, params_file, nodes, nodes_file)
-        steps = plan_steps(inputs.params, inputs.nodes, parse_id_list(str(phase_groups), "phasegroups"))
+        inputs = load_inputs(params, params_file, nodes, nodes_file, group_nodes, phase_nodes)
+        assert inputs.lists is not None
+        steps = plan_steps(inputs.params, inputs.lists, parse_id_list(str(phase_groups), "phasegroups"))
     except JobInputError as exc:
         logger.error("%s", exc)
         return Failed(message=str(exc))
