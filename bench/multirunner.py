@@ -132,6 +132,20 @@ def coordinated(est: Estate, dep: str, job_id: str, params: dict[str, Any], node
     return t0, time.time()
 
 
+def part_end_times(est: Estate, job_id: str) -> dict[str, float]:
+    """step label -> when the last part of that step ended (its run's end time)."""
+    from datetime import datetime
+
+    body = {"flow_runs": {"name": {"like_": f"job-{job_id}/runner-"}}, "limit": 200}
+    out: dict[str, float] = {}
+    for run in requests.post(f"{est.api}/flow_runs/filter", json=body, timeout=30).json():
+        if run.get("end_time"):
+            label = run["name"].rsplit("/", 1)[1]
+            end = datetime.fromisoformat(run["end_time"].replace("Z", "+00:00")).timestamp()
+            out[label] = max(out.get(label, 0.0), end)
+    return out
+
+
 def separate_cli(est: Estate, job_id: str, params: dict[str, Any], nodes: str) -> tuple[float, float]:
     inputs = est.tmp / f"cli-{job_id}"
     inputs.mkdir()
@@ -152,6 +166,7 @@ def separate_cli(est: Estate, job_id: str, params: dict[str, Any], nodes: str) -
 def compare(est: Estate, dep: str, per_runner: int, repeat: int) -> None:
     """The same job coordinated and as three CLI jobs, ``repeat`` times; prints the table."""
     rows = []
+    split: list[tuple[float, float]] = []
     for rep in range(repeat):
         for mode in ("coordinated", "cli"):
             marks = est.tmp / f"marks-{mode}-{rep}"
@@ -167,6 +182,12 @@ def compare(est: Estate, dep: str, per_runner: int, repeat: int) -> None:
                 by_step.setdefault(step_of(phase, node), []).append((start, end))
             gaps = [min(s for s, _ in by_step[b]) - max(e for _, e in by_step[a]) for a, b in zip(steps, steps[1:], strict=False)]
             rows.append((mode, min(s for s, _, _, _ in lines) - t0, gaps, t1 - t0, len(lines)))
+            if mode == "coordinated":  # where a barrier's time goes: the step's parts ending, then the next starting
+                ends = part_end_times(est, job_id)
+                for a, b in zip(steps, steps[1:], strict=False):
+                    end = max((v for k, v in ends.items() if k.startswith(a)), default=0.0)
+                    if end:
+                        split.append((end - max(e for _, e in by_step[a]), min(s for s, _ in by_step[b]) - end))
     total = per_runner * len(RUNNERS)
     print(f"\njob: {total} nodes over runners 1-3, 3 groups (oneShot, grayScale x2 rounds, oneShot) = 4 steps, 3 barriers")
     print(f"{'mode':<34} {'trigger->first op':>18} {'per barrier (mean, min-max)':>30} {'wall':>8} {'ops':>5}")
@@ -174,6 +195,9 @@ def compare(est: Estate, dep: str, per_runner: int, repeat: int) -> None:
         label = "Prefect-coordinated (1 trigger)" if mode == "coordinated" else "3 separate CLI jobs (no barrier)"
         barrier = f"{mean(gaps):.2f} s ({min(gaps):.2f}-{max(gaps):.2f})"
         print(f"{label:<34} {first:>16.2f} s {barrier:>30} {wall:>6.1f} s {ops:>5}")
+    if split:
+        print(f"coordinated barrier, split (mean): last op of a step -> its last part's run ended "
+              f"{mean(a for a, _ in split):.2f} s; -> first op of the next step {mean(b for _, b in split):.2f} s")
     print("\n(CLI jobs: devmode has no console, so nothing holds a runner at a barrier; the 'per barrier' column")
     print(" there is how far apart the steps are anyway, negative when runners overlap them.)", flush=True)
 
