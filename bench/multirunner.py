@@ -87,9 +87,9 @@ class Estate:
 
     def deploy(self, limit: int | None = None) -> str:
         """Work pool, queues, deployments and the workers. ``limit``: each runner worker runs at most
-        ``2 * limit`` flow runs at once and the coordinator queue gets a worker of its own running at
-        most ``limit`` jobs (a job has at most two parts per runner alive: the step running and the
-        next one waiting), so coordinators can never take the slots their parts need."""
+        ``3 * limit`` flow runs at once and the coordinator queue gets a worker of its own running at
+        most ``limit`` jobs (a job has at most lookahead + 1 = 3 parts per runner alive: the step
+        running and the next two waiting), so coordinators can never take the slots their parts need."""
         for home in ["deployer", "host-c", *(f"host-{r}" for r in RUNNERS)]:
             (self.tmp / home).mkdir(exist_ok=True)
         env = self.env(self.tmp / "deployer")
@@ -99,7 +99,7 @@ class Estate:
             subprocess.run(prefect + ["work-queue", "create", queue, "--pool", "autoexec"], env=env, check=True, capture_output=True)
         subprocess.run(prefect + ["--no-prompt", "deploy", "--all"], cwd=REPO, env=env, check=True, capture_output=True)
         workers = [(f"host-{r}", ["-q", f"runner-{r}"] + (["-q", "coordinator"] if r == 1 and limit is None else []),
-                    [] if limit is None else ["--limit", str(2 * limit)]) for r in RUNNERS]
+                    [] if limit is None else ["--limit", str(3 * limit)]) for r in RUNNERS]
         if limit is not None:
             workers.append(("host-c", ["-q", "coordinator"], ["--limit", str(limit)]))
         for home, queues, limits in workers:
@@ -118,8 +118,8 @@ class Estate:
         shutil.rmtree(self.cluster.root, ignore_errors=True)
 
 
-def coordinated(est: Estate, dep: str, job_id: str, params: dict[str, Any], nodes: str) -> tuple[float, float]:
-    body = {"parameters": {"job_id": job_id, "params": params, "nodes": nodes, "first_fire": True}}
+def coordinated(est: Estate, dep: str, job_id: str, params: dict[str, Any], nodes: str, **extra: Any) -> tuple[float, float]:
+    body = {"parameters": {"job_id": job_id, "params": params, "nodes": nodes, "first_fire": True, **extra}}
     t0 = time.time()
     run_id = requests.post(f"{est.api}/deployments/{dep}/create_flow_run", json=body, timeout=30).json()["id"]
     while True:
@@ -163,17 +163,18 @@ def separate_cli(est: Estate, job_id: str, params: dict[str, Any], nodes: str) -
     return t0, time.time()
 
 
-def compare(est: Estate, dep: str, per_runner: int, repeat: int) -> None:
-    """The same job coordinated and as three CLI jobs, ``repeat`` times; prints the table."""
+def compare(est: Estate, dep: str, per_runner: int, repeat: int, lookaheads: tuple[int, ...] = (2,)) -> None:
+    """The same job coordinated (once per coordinator ``lookahead``) and as three CLI jobs,
+    ``repeat`` times; prints the table."""
     rows = []
-    split: list[tuple[float, float]] = []
+    split: dict[str, list[tuple[float, float]]] = {}
     for rep in range(repeat):
-        for mode in ("coordinated", "cli"):
-            marks = est.tmp / f"marks-{mode}-{rep}"
+        for number, mode in enumerate([f"coordinated, lookahead {n}" for n in lookaheads] + ["cli"]):
+            marks = est.tmp / f"marks-{number}-{rep}"
             params, nodes, steps, step_of = job(marks, per_runner)
-            job_id = f"95{rep}{0 if mode == 'coordinated' else 1}"
-            if mode == "coordinated":
-                t0, t1 = coordinated(est, dep, job_id, params, nodes)
+            job_id = f"95{rep}{number}"
+            if mode != "cli":
+                t0, t1 = coordinated(est, dep, job_id, params, nodes, lookahead=int(mode.rsplit(" ", 1)[1]))
             else:
                 t0, t1 = separate_cli(est, job_id, params, nodes)
             lines = read_marks(marks)
@@ -182,22 +183,22 @@ def compare(est: Estate, dep: str, per_runner: int, repeat: int) -> None:
                 by_step.setdefault(step_of(phase, node), []).append((start, end))
             gaps = [min(s for s, _ in by_step[b]) - max(e for _, e in by_step[a]) for a, b in zip(steps, steps[1:], strict=False)]
             rows.append((mode, min(s for s, _, _, _ in lines) - t0, gaps, t1 - t0, len(lines)))
-            if mode == "coordinated":  # where a barrier's time goes: the step's parts ending, then the next starting
+            if mode != "cli":  # where a barrier's time goes: the step's parts ending, then the next starting
                 ends = part_end_times(est, job_id)
                 for a, b in zip(steps, steps[1:], strict=False):
                     end = max((v for k, v in ends.items() if k.startswith(a)), default=0.0)
                     if end:
-                        split.append((end - max(e for _, e in by_step[a]), min(s for s, _ in by_step[b]) - end))
+                        split.setdefault(mode, []).append((end - max(e for _, e in by_step[a]), min(s for s, _ in by_step[b]) - end))
     total = per_runner * len(RUNNERS)
     print(f"\njob: {total} nodes over runners 1-3, 3 groups (oneShot, grayScale x2 rounds, oneShot) = 4 steps, 3 barriers")
-    print(f"{'mode':<34} {'trigger->first op':>18} {'per barrier (mean, min-max)':>30} {'wall':>8} {'ops':>5}")
+    print(f"{'mode':<44} {'trigger->first op':>18} {'per barrier (mean, min-max)':>30} {'wall':>8} {'ops':>5}")
     for mode, first, gaps, wall, ops in rows:
-        label = "Prefect-coordinated (1 trigger)" if mode == "coordinated" else "3 separate CLI jobs (no barrier)"
+        label = f"Prefect-{mode} (1 trigger)" if mode != "cli" else "3 separate CLI jobs (no barrier)"
         barrier = f"{mean(gaps):.2f} s ({min(gaps):.2f}-{max(gaps):.2f})"
-        print(f"{label:<34} {first:>16.2f} s {barrier:>30} {wall:>6.1f} s {ops:>5}")
-    if split:
-        print(f"coordinated barrier, split (mean): last op of a step -> its last part's run ended "
-              f"{mean(a for a, _ in split):.2f} s; -> first op of the next step {mean(b for _, b in split):.2f} s")
+        print(f"{label:<44} {first:>16.2f} s {barrier:>30} {wall:>6.1f} s {ops:>5}")
+    for mode, pairs in split.items():
+        print(f"{mode}: a barrier, split (mean): last op of a step -> its last part's run ended "
+              f"{mean(a for a, _ in pairs):.2f} s; -> first op of the next step {mean(b for _, b in pairs):.2f} s")
     print("\n(CLI jobs: devmode has no console, so nothing holds a runner at a barrier; the 'per barrier' column")
     print(" there is how far apart the steps are anyway, negative when runners overlap them.)", flush=True)
 
@@ -206,6 +207,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--nodes-per-runner", type=int, default=4)
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--lookahead", default="1,2", help="coordinator lookaheads to compare (comma-separated)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="autoexec-bench-mr-"))
     t = time.perf_counter()
@@ -216,7 +218,7 @@ def main() -> int:
         dep = est.deploy()
         print(f"set-up: deploy + 3 workers {time.perf_counter() - t:.1f} s", flush=True)
         time.sleep(5)  # workers polling
-        compare(est, dep, args.nodes_per_runner, args.repeat)
+        compare(est, dep, args.nodes_per_runner, args.repeat, tuple(int(n) for n in args.lookahead.split(",")))
     finally:
         est.close()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -14,7 +14,7 @@
 
 Runner hosts are simulated on this machine: each worker has its own ``AUTOEXEC_HOME`` and serves
 only ``runner-<id>``; the coordinator queue has a worker of its own. ``--limit`` caps the jobs a
-coordinator worker runs at once (runner workers get twice that, see ``Estate.deploy``). Peak RSS is
+coordinator worker runs at once (runner workers get three times that, see ``Estate.deploy``). Peak RSS is
 each process's ``VmHWM`` from ``/proc``, sampled every half second. Exits non-zero when a check fails.
 """
 from __future__ import annotations
@@ -278,6 +278,7 @@ def main() -> int:
     ap.add_argument("--big-nodes", type=int, default=10000)
     ap.add_argument("--limit", type=int, default=8, help="jobs one coordinator worker runs at once")
     ap.add_argument("--repeat", type=int, default=1, help="repeats of the side-by-side")
+    ap.add_argument("--lookahead", default="1,2", help="coordinator lookaheads the side-by-side compares")
     ap.add_argument("--skip-compare", action="store_true")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="autoexec-bench-load-"))
@@ -289,11 +290,11 @@ def main() -> int:
     try:
         t = time.perf_counter()
         dep = est.deploy(limit=args.limit)
-        print(f"set-up: deploy + 3 runner workers (limit {2 * args.limit}) + coordinator worker (limit {args.limit}) "
+        print(f"set-up: deploy + 3 runner workers (limit {3 * args.limit}) + coordinator worker (limit {args.limit}) "
               f"{time.perf_counter() - t:.1f} s", flush=True)
         time.sleep(5)  # workers polling
         if not args.skip_compare:
-            compare(est, dep, 4, args.repeat)
+            compare(est, dep, 4, args.repeat, tuple(int(n) for n in args.lookahead.split(",")))
         if args.jobs:
             sampler.reset()
             ok = burst(est, dep, args.jobs, tmp / "marks-load") and ok

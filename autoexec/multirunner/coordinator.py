@@ -237,12 +237,14 @@ def coordinated_job_flow(job_id: str | int, exec_user: str = "anonymous", params
                          first_fire: bool = False, dev_mode: bool = True, pass_through_env: dict | None = None,
                          phase_groups: str | int = "", part_deployment: str = PART_DEPLOYMENT,
                          work_pool: str | None = None, stale_seconds: float = 60.0, poll_seconds: float = 0.5,
-                         group_nodes: dict | None = None, phase_nodes: dict | None = None) -> Any:
+                         group_nodes: dict | None = None, phase_nodes: dict | None = None, lookahead: int = 2) -> Any:
     """One job over several runner hosts. Inputs as the ``autoexec-job/job`` deployment; each part
     runs on the work queue ``runner-<runnerId>``. ``stale_seconds``: how long a running part's queue
     may go unpolled before the part is declared Crashed. ``group_nodes`` (groupNo -> JSON lines) and
     ``phase_nodes`` (phase name -> JSON lines): node lists of a group or phase of its own, as the
-    console's per-group/per-phase nodes files; each runner gets only its own nodes of a phase's list."""
+    console's per-group/per-phase nodes files; each runner gets only its own nodes of a phase's list.
+    ``lookahead``: how many steps past the running one already have their parts started, each
+    waiting for the step before (at least 1)."""
     from autoexec.loader import parse_id_list
     from prefect.client.orchestration import get_client
 
@@ -280,14 +282,18 @@ def coordinated_job_flow(job_id: str | int, exec_user: str = "anonymous", params
                 fed.add(runner)
             return parts
 
-        pending = start(0, []) if steps and not co.own_request() else []
+        # The parts of the next `lookahead` steps start before their turn and wait for the step
+        # before inside their own runs: their process start-up overlaps the steps before them
+        # instead of adding to every barrier (it takes longer than a short step).
+        started: list[list[Part]] = []
+        ahead = max(1, int(lookahead))
         for index, step in enumerate(steps):
-            if not pending:
+            while len(started) < min(len(steps), index + 1 + ahead) and not co.own_request():
+                started.append(start(len(started), started[-1] if started else []))
+            if len(started) <= index:
                 break
-            parts = pending
-            # the next step's parts start now and wait for this step inside their own runs, so
-            # their process start-up overlaps this step instead of adding to the barrier
-            pending = start(index + 1, parts) if index + 1 < len(steps) and not co.own_request() else []
+            parts = started[index]
+            pending = [p for later in started[index + 1:] for p in later]
             logger.info("step %s: parts on %s", step.label, ", ".join(p.queue for p in parts))
             _wait(co, parts, pending)
             history.append({"step": step.label, "parts": {p.queue: p.state_name for p in parts}})
