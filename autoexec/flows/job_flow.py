@@ -212,6 +212,10 @@ def job_flow(job_id: str | int, exec_user: str = "anonymous", params_file: str =
     job_id, phase_groups, node_ids = str(job_id), str(phase_groups), str(node_ids)
     flow_run = _current_flow_run()
     flow_run_id = str(flow_run.id) if flow_run is not None else None
+    if runner_id and flow_run_id is not None:  # a part of a coordinated job: its coordinator watches this
+        from autoexec.multirunner.heartbeat import start_heartbeat
+
+        start_heartbeat(flow_run_id)
     if after_runs:  # before the lock: the step before may be running this job here right now
         from autoexec.multirunner.gate import wait_for_previous_step
 

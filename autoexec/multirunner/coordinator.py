@@ -21,6 +21,7 @@ from prefect.states import Cancelled, Completed, Failed
 
 from autoexec.models.nodes import NodesFile, parse_nodes_lines
 from autoexec.models.params import JobInputError, Params, load_params, parse_params
+from autoexec.multirunner.heartbeat import LABEL as HEARTBEAT_LABEL
 from autoexec.multirunner.plan import NodeLists, Step, own_nodes_text, part_run_name, plan_steps
 
 FINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "CRASHED"})
@@ -99,6 +100,10 @@ class Part:
     state_type: str = "SCHEDULED"
     state_name: str = "Scheduled"
     running_since: float | None = None
+    beat: str | None = None
+    """The part's last heartbeat label (see :mod:`autoexec.multirunner.heartbeat`)."""
+    beat_seen: float = 0.0
+    """When ``beat`` last changed, on this host's monotonic clock."""
 
     @property
     def queue(self) -> str:
@@ -155,6 +160,9 @@ class Coordination:
             part.state_type, part.state_name = run.state.type.value, run.state.name or ""
             if part.state_type == "RUNNING" and part.running_since is None:
                 part.running_since = time.monotonic()
+            beat = (getattr(run, "labels", None) or {}).get(HEARTBEAT_LABEL)
+            if beat is not None and beat != part.beat:
+                part.beat, part.beat_seen = str(beat), time.monotonic()
 
     def set_state(self, part: Part, state: Any) -> None:
         try:
@@ -178,15 +186,21 @@ class Coordination:
                 self.set_state(part, Paused(message="the job was paused"))
 
     def crash_orphans(self, parts: list[Part]) -> None:
-        """A running part whose queue no worker has polled for ``stale_seconds``: its host or worker
-        is gone, and no process is left to end the run, so it is marked Crashed here."""
+        """A running part that has not beaten its heartbeat for ``stale_seconds`` while no worker
+        polled its queue either: its host is gone, and no process is left to end the run, so it is
+        marked Crashed here. Either sign alone is not enough: a worker busy starting many runs does
+        not poll, and a part whose worker alone died is still running (and if the part's process
+        dies under a live worker, the worker itself marks the run Crashed)."""
         from prefect.states import Crashed
 
         for part in parts:
             if part.state_type != "RUNNING" or part.running_since is None:
                 continue
+            silent = time.monotonic() - max(part.running_since, part.beat_seen)
+            if silent <= self.stale_seconds:
+                continue
             idle = self.queue_idle_seconds(part.queue)
-            if idle is not None and idle > self.stale_seconds and time.monotonic() - part.running_since > self.stale_seconds:
+            if idle is not None and idle > self.stale_seconds:
                 self.say(f"{part.queue} {part.step.label}: no worker polled {part.queue} for {idle:.0f} s, marking the part Crashed")
                 self.set_state(part, Crashed(message=f"worker of {part.queue} gone (queue not polled for {idle:.0f} s)"))
                 part.state_type = "CRASHED"
