@@ -87,9 +87,9 @@ class Estate:
 
     def deploy(self, limit: int | None = None) -> str:
         """Work pool, queues, deployments and the workers. ``limit``: each runner worker runs at most
-        ``3 * limit`` flow runs at once and the coordinator queue gets a worker of its own running at
-        most ``limit`` jobs (a job has at most lookahead + 1 = 3 parts per runner alive: the step
-        running and the next two waiting), so coordinators can never take the slots their parts need."""
+        ``(lookahead + 1) * limit`` flow runs at once (lookahead 2 here, to compare both) and the coordinator queue gets a worker of its own running at
+        most ``limit`` jobs (a job has at most lookahead + 1 parts per runner alive: the step running
+        and the next ones waiting), so coordinators can never take the slots their parts need."""
         for home in ["deployer", "host-c", *(f"host-{r}" for r in RUNNERS)]:
             (self.tmp / home).mkdir(exist_ok=True)
         env = self.env(self.tmp / "deployer")
