@@ -74,7 +74,9 @@ class Estate:
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
         self.cluster = start_cluster(Path(tempfile.mkdtemp(prefix="autoexec-pg-")))
-        self.server, info = start_prefect(self.cluster.url("prefect"), self.cluster.root)
+        # a 10,000-node job's inline nodes are over Prefect's default 512 KiB parameter limit
+        self.server, info = start_prefect(self.cluster.url("prefect"), self.cluster.root,
+                                          extra_env={"PREFECT_SERVER_API_MAX_PARAMETER_SIZE": "0"})
         self.api = info.url
         self.workers: list[subprocess.Popen[bytes]] = []
 
