@@ -170,7 +170,7 @@ def _run(est: Estate, run_id: str) -> dict[str, Any]:
     return _api("GET", f"{est.api}/flow_runs/{run_id}").json()
 
 
-def _final(est: Estate, run_id: str, timeout: float = 150) -> dict[str, Any]:
+def _final(est: Estate, run_id: str, timeout: float = 600) -> dict[str, Any]:
     final = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
     return wait_until(lambda: (r := _run(est, run_id))["state_type"] in final and r, timeout, f"run {run_id} to end", interval=API_POLL)
 
