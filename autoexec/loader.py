@@ -58,6 +58,11 @@ class JobRequest:
     nodes: set[int] | None = None
     round_no: int | None = None
     """Run only this grayScale round of the selected group(s): a coordinator is the barrier."""
+    group_nodes: dict[str, str] | None = None
+    """Inline node lists of groups (groupNo -> JSON lines), written as the per-group nodes files;
+    given (even empty), they replace every per-group and per-phase nodes file of the job dir."""
+    phase_nodes: dict[str, str] | None = None
+    """Inline node lists of phases (phase name -> JSON lines), as the per-phase nodes files."""
     sql_files: str = ""
 
 
@@ -142,6 +147,7 @@ def prepare_job_dir(req: JobRequest, cfg: Config) -> tuple[JobDir, Params]:
         load_nodes(nodes_src)
     elif jobdir.nodes.exists():
         load_nodes(jobdir.nodes)
+    own_lists = _own_node_lists(req, jobdir)
     # Everything is valid: only now touch the job dir.
     jobdir.make_base_dirs()
     if req.params_json is not None:
@@ -151,13 +157,45 @@ def prepare_job_dir(req: JobRequest, cfg: Config) -> tuple[JobDir, Params]:
     elif params_src is not None:
         _copy_if_changed(params_src, jobdir.params)
     if nodes_text is not None:
-        tmp = jobdir.nodes.with_name(".nodes.json.tmp")
-        tmp.unlink(missing_ok=True)
-        write_new(tmp, nodes_text.encode("utf-8"))
-        os.replace(tmp, jobdir.nodes)
+        _write_private(jobdir.nodes, nodes_text)
     elif nodes_src is not None:
         _copy_if_changed(nodes_src, jobdir.nodes)
+    if own_lists is not None:
+        for stale in [*jobdir.root.glob("nodes-gp-*.json"), *jobdir.root.glob("nodes-ph-*.json")]:
+            if stale not in own_lists:
+                stale.unlink(missing_ok=True)
+        for path, text in own_lists.items():
+            _write_private(path, text)
     return jobdir, params
+
+
+def _own_node_lists(req: JobRequest, jobdir: JobDir) -> dict[Path, str] | None:
+    """Inline per-group/per-phase node lists, validated, by the job dir path they go to."""
+    if req.group_nodes is None and req.phase_nodes is None:
+        return None
+    out: dict[Path, str] = {}
+    for what, lists in (("group_nodes", req.group_nodes), ("phase_nodes", req.phase_nodes)):
+        for key, text in (lists or {}).items():
+            if not isinstance(text, str):
+                raise JobInputError(f"{what}[{key}]: expected nodes as JSON lines text")
+            parse_nodes_lines(text.splitlines(), f"{what}[{key}]")
+            if what == "group_nodes":
+                try:
+                    path = jobdir.group_nodes(int(key))
+                except ValueError:
+                    raise JobInputError(f"{what}[{key}]: a group number is an integer") from None
+            else:
+                path = jobdir.phase_nodes(str(key))
+            out[path] = text
+    return out
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Node lists hold passwords: owner only, replaced atomically."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    write_new(tmp, text.encode("utf-8"))
+    os.replace(tmp, path)
 
 
 def _runner_id(req: JobRequest, params: Params) -> int:

@@ -126,13 +126,14 @@ class PrefectOnPostgres:
     log: Path
 
 
-def start_prefect(database_url: str, root: Path, wait: float = 240) -> tuple[subprocess.Popen[bytes], PrefectOnPostgres]:
+def start_prefect(database_url: str, root: Path, wait: float = 240,
+                  extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], PrefectOnPostgres]:
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(SERVER_ENV)
     env.update({"PREFECT_HOME": str(root / "prefect-home"), "PREFECT_API_DATABASE_CONNECTION_URL": database_url,
-                "PREFECT_UI_ENABLED": "false"})
+                "PREFECT_UI_ENABLED": "false", **(extra_env or {})})
     log = root / "prefect-server.log"
     with open(log, "ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],

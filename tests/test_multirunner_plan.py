@@ -3,12 +3,16 @@ a part, through the real engine."""
 from __future__ import annotations
 
 import json
+import stat
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from autoexec.models.nodes import parse_nodes_lines
-from autoexec.models.params import parse_params
-from autoexec.multirunner.plan import Step, plan_steps
+from autoexec.models.params import JobInputError, parse_params
+from autoexec.multirunner.coordinator import load_inputs
+from autoexec.multirunner.plan import NodeLists, Step, own_nodes_text, plan_steps
 from tests.fixtures_core import JobFiles, script_op
 
 
@@ -57,3 +61,51 @@ def test_a_part_runs_one_runners_nodes_of_one_round_without_waiting_for_a_consol
     calls = [name for name, _ in rt.notifier.calls]  # type: ignore[attr-defined]
     assert "round_ended" not in calls and "fire_next_group" not in calls  # the coordinator is the barrier
     assert "Inform server" not in console
+
+
+def test_a_phase_or_group_with_its_own_node_list_runs_on_the_runners_of_that_list() -> None:
+    params = parse_params(_params(), "p")
+    job = parse_nodes_lines(_nodes([2, 3, 3, 2, 2], local=1).splitlines(), "n")
+    scan = parse_nodes_lines(_nodes([4, 4], local=1).splitlines(), "scan")
+    group2 = parse_nodes_lines(_nodes([3, 5], local=5).splitlines(), "g2")
+    post = parse_nodes_lines(_nodes([2], local=6).splitlines(), "post")
+    assert plan_steps(params, NodeLists(job, {2: group2}, {"scan": scan, "post": post})) == [
+        Step(1, None, None, (1, 4)),  # "pre" on the job list's localRunnerId, "scan" on its own list's runner
+        Step(2, 1, "deploy", (3,)),  # grayScale: rounds cut from the group's own list
+        Step(2, 2, "build", (5,)),  # the runner phase on that list's localRunnerId
+        Step(2, 2, "deploy", (5,)),
+        Step(3, None, None, (6,)),  # a runner phase with its own list: that list's localRunnerId
+    ]
+
+
+def test_each_runner_gets_only_its_own_nodes_of_a_phase_list_with_the_whole_lists_count() -> None:
+    text = _nodes([2, 3, 3, 2, 2]).replace('"totalCount": 5', '"totalCount": 0')
+    lists = load_inputs(_params(), "", _nodes([2, 3]), "", phase_nodes={"scan": text}, group_nodes={"2": _nodes([3])})
+    mine = lists.for_runner(3)
+    cut = parse_nodes_lines(mine["phase_nodes"]["scan"].splitlines(), "cut")
+    assert [n.resourceId for n in cut.nodes] == [102, 103] and cut.header.totalCount == 5
+    assert mine["group_nodes"] == {"2": _nodes([3])} and mine["nodes"] == _nodes([2, 3])  # rounds need whole lists
+    assert own_nodes_text(text, parse_nodes_lines(text.splitlines(), "t"), 9).count("\n") == 1  # header only
+    with pytest.raises(JobInputError, match=r"phase_nodes\[nope\]: no phase 'nope'"):
+        load_inputs(_params(), "", _nodes([2]), "", phase_nodes={"nope": _nodes([2])})
+    with pytest.raises(JobInputError, match=r"group_nodes\[2\]: line 3: invalid JSON"):
+        load_inputs(_params(), "", _nodes([2]), "", group_nodes={"2": _nodes([2]) + "{oops\n"})
+
+
+def test_inline_group_and_phase_lists_become_the_job_dirs_nodes_files_and_replace_old_ones(
+        jobs: JobFiles, tmp_path: Path) -> None:
+    marks = tmp_path / "marks"
+    scan = _nodes([2, 2, 3])
+    rt = jobs.runtime("9302", _params(marks), _nodes([2, 3, 3, 2, 2]), pass_through_env={"runnerId": 2},
+                      phase_nodes={"scan": scan}, group_nodes={"2": _nodes([2, 2])})
+    jd = rt.jobdir
+    assert jd.phase_nodes("scan").read_text() == scan and stat.S_IMODE(jd.phase_nodes("scan").stat().st_mode) == 0o600
+    assert jd.group_nodes(2).read_text() == _nodes([2, 2])
+    rt.console.close()
+    rt, outcome = jobs.run("9302", _params(marks), _nodes([2, 3, 3, 2, 2]), pass_through_env={"runnerId": 2},
+                           phase_groups={1}, phase_nodes={"scan": _nodes([3, 2])}, group_nodes={})
+    assert outcome.status == "succeed"
+    assert marks.read_text() == "10.3.0.2 2\n"  # runner 2's node of the phase's own list, not of the job's
+    assert not rt.jobdir.group_nodes(2).exists()  # a trigger's lists replace the earlier trigger's
+    with pytest.raises(JobInputError, match=r"phase_nodes\[scan\]: line 2: field runnerId"):
+        jobs.runtime("9302", _params(marks), _nodes([2]), phase_nodes={"scan": _nodes([2]).replace('"runnerId": 2', '"runnerId": "x"')})

@@ -200,18 +200,25 @@ def job_flow(job_id: str | int, exec_user: str = "anonymous", params_file: str =
              first_fire: bool = False, dev_mode: bool = True, no_fire_next: bool = False,
              pass_through_env: dict[str, Any] | None = None, phase_groups: str | int = "", phases: str = "",
              node_ids: str | int = "", runner_id: int | None = None, round_no: int | None = None,
-             after_runs: list[str] | None = None) -> Any:
+             after_runs: list[str] | None = None, group_nodes: dict | None = None,
+             phase_nodes: dict | None = None) -> Any:
     """Entry point for deployments and API-triggered runs: same semantics as the CLI. Ids may come
     as numbers (``prefect deployment run -p job_id=9001`` sends an integer). ``runner_id`` and
     ``round_no`` narrow the run to one runner's nodes (and one grayScale round) of a job a
     coordinator spreads over several runner hosts; such a part waits for the runs in
-    ``after_runs`` (the step before) to complete before it starts."""
+    ``after_runs`` (the step before) to complete before it starts. ``group_nodes`` (groupNo ->
+    JSON lines) and ``phase_nodes`` (phase name -> JSON lines) are the per-group and per-phase
+    nodes files of the job dir; given, they replace the ones there."""
     from autoexec.loader import parse_id_list, parse_name_list, release_runtime
     from autoexec.production import build_job_runtime
 
     job_id, phase_groups, node_ids = str(job_id), str(phase_groups), str(node_ids)
     flow_run = _current_flow_run()
     flow_run_id = str(flow_run.id) if flow_run is not None else None
+    if runner_id and flow_run_id is not None:  # a part of a coordinated job: its coordinator watches this
+        from autoexec.multirunner.heartbeat import start_heartbeat
+
+        start_heartbeat(flow_run_id)
     if after_runs:  # before the lock: the step before may be running this job here right now
         from autoexec.multirunner.gate import wait_for_previous_step
 
@@ -248,6 +255,7 @@ def job_flow(job_id: str | int, exec_user: str = "anonymous", params_file: str =
                          dev_mode=dev_mode, no_fire_next=no_fire_next,
                          pass_through_env={**(pass_through_env or {}), **({"runnerId": int(runner_id)} if runner_id else {})},
                          round_no=int(round_no) if round_no else None,
+                         group_nodes=group_nodes, phase_nodes=phase_nodes,
                          phase_groups=parse_id_list(phase_groups, "phasegroups"), phases=parse_name_list(phases),
                          nodes=parse_id_list(node_ids, "nodes"))
         rt = build_job_runtime(req, control=control, job_lock=lock)

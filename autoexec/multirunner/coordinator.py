@@ -21,7 +21,8 @@ from prefect.states import Cancelled, Completed, Failed
 
 from autoexec.models.nodes import NodesFile, parse_nodes_lines
 from autoexec.models.params import JobInputError, Params, load_params, parse_params
-from autoexec.multirunner.plan import Step, part_run_name, plan_steps
+from autoexec.multirunner.heartbeat import LABEL as HEARTBEAT_LABEL
+from autoexec.multirunner.plan import NodeLists, Step, own_nodes_text, part_run_name, plan_steps
 
 FINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "CRASHED"})
 PART_DEPLOYMENT = "autoexec-job/job"
@@ -34,10 +35,34 @@ class JobInputs:
     nodes_text: str
     params: Params
     nodes: NodesFile
+    group_nodes: dict[int, str] = field(default_factory=dict)
+    phase_nodes: dict[str, str] = field(default_factory=dict)
+    lists: NodeLists | None = None
+
+    def for_runner(self, runner: int) -> dict[str, Any]:
+        """The part parameters that bring the inputs to ``runner``'s host: a phase's own list cut to
+        that runner's nodes; the job's and groups' lists whole (grayScale rounds are cut from the
+        whole list on every runner alike)."""
+        assert self.lists is not None
+        phases = {name: own_nodes_text(text, self.lists.phases[name], runner) for name, text in self.phase_nodes.items()}
+        return {"params": self.params_json, "nodes": self.nodes_text,
+                "group_nodes": {str(no): text for no, text in self.group_nodes.items()}, "phase_nodes": phases}
 
 
-def load_inputs(params: dict[str, Any] | None, params_file: str, nodes: str | None, nodes_file: str) -> JobInputs:
-    """Read and validate on the coordinator's host; parts get the inputs inline (hosts share no disk)."""
+def _node_lists(nodes: dict[str, str] | None, what: str) -> dict[str, tuple[str, NodesFile]]:
+    out: dict[str, tuple[str, NodesFile]] = {}
+    for key, text in (nodes or {}).items():
+        if not isinstance(text, str):
+            raise JobInputError(f"{what}[{key}]: expected nodes as JSON lines text")
+        out[str(key)] = (text, parse_nodes_lines(text.splitlines(), f"{what}[{key}]"))
+    return out
+
+
+def load_inputs(params: dict[str, Any] | None, params_file: str, nodes: str | None, nodes_file: str,
+                group_nodes: dict[str, str] | None = None, phase_nodes: dict[str, str] | None = None) -> JobInputs:
+    """Read and validate on the coordinator's host; parts get the inputs inline (hosts share no disk).
+    ``group_nodes``/``phase_nodes``: the node lists a group (by groupNo) or a phase (by name) has of
+    its own, as JSON lines text."""
     if params is not None:
         parsed = parse_params(params, "params (inline)")
         params_json = params
@@ -54,7 +79,17 @@ def load_inputs(params: dict[str, Any] | None, params_file: str, nodes: str | No
         except OSError as exc:
             raise JobInputError(f"{nodes_file}: cannot read: {exc.strerror}") from None
     nodes_parsed = parse_nodes_lines(nodes.splitlines(), nodes_file or "nodes (inline)")
-    return JobInputs(params_json, nodes, parsed, nodes_parsed)
+    groups = _node_lists(group_nodes, "group_nodes")
+    for key in groups:
+        if not key.isdigit() or int(key) not in {g.groupNo for g in parsed.runFlow}:
+            raise JobInputError(f"group_nodes[{key}]: no group {key} in params runFlow")
+    phases = _node_lists(phase_nodes, "phase_nodes")
+    for key in phases:
+        if key not in {p.phaseName for g in parsed.runFlow for p in g.phases}:
+            raise JobInputError(f"phase_nodes[{key}]: no phase {key!r} in params runFlow")
+    lists = NodeLists(nodes_parsed, {int(k): v[1] for k, v in groups.items()}, {k: v[1] for k, v in phases.items()})
+    return JobInputs(params_json, nodes, parsed, nodes_parsed, {int(k): v[0] for k, v in groups.items()},
+                     {k: v[0] for k, v in phases.items()}, lists)
 
 
 @dataclass
@@ -65,6 +100,10 @@ class Part:
     state_type: str = "SCHEDULED"
     state_name: str = "Scheduled"
     running_since: float | None = None
+    beat: str | None = None
+    """The part's last heartbeat label (see :mod:`autoexec.multirunner.heartbeat`)."""
+    beat_seen: float = 0.0
+    """When ``beat`` last changed, on this host's monotonic clock."""
 
     @property
     def queue(self) -> str:
@@ -121,6 +160,9 @@ class Coordination:
             part.state_type, part.state_name = run.state.type.value, run.state.name or ""
             if part.state_type == "RUNNING" and part.running_since is None:
                 part.running_since = time.monotonic()
+            beat = (getattr(run, "labels", None) or {}).get(HEARTBEAT_LABEL)
+            if beat is not None and beat != part.beat:
+                part.beat, part.beat_seen = str(beat), time.monotonic()
 
     def set_state(self, part: Part, state: Any) -> None:
         try:
@@ -144,15 +186,21 @@ class Coordination:
                 self.set_state(part, Paused(message="the job was paused"))
 
     def crash_orphans(self, parts: list[Part]) -> None:
-        """A running part whose queue no worker has polled for ``stale_seconds``: its host or worker
-        is gone, and no process is left to end the run, so it is marked Crashed here."""
+        """A running part that has not beaten its heartbeat for ``stale_seconds`` while no worker
+        polled its queue either: its host is gone, and no process is left to end the run, so it is
+        marked Crashed here. Either sign alone is not enough: a worker busy starting many runs does
+        not poll, and a part whose worker alone died is still running (and if the part's process
+        dies under a live worker, the worker itself marks the run Crashed)."""
         from prefect.states import Crashed
 
         for part in parts:
             if part.state_type != "RUNNING" or part.running_since is None:
                 continue
+            silent = time.monotonic() - max(part.running_since, part.beat_seen)
+            if silent <= self.stale_seconds:
+                continue
             idle = self.queue_idle_seconds(part.queue)
-            if idle is not None and idle > self.stale_seconds and time.monotonic() - part.running_since > self.stale_seconds:
+            if idle is not None and idle > self.stale_seconds:
                 self.say(f"{part.queue} {part.step.label}: no worker polled {part.queue} for {idle:.0f} s, marking the part Crashed")
                 self.set_state(part, Crashed(message=f"worker of {part.queue} gone (queue not polled for {idle:.0f} s)"))
                 part.state_type = "CRASHED"
@@ -174,7 +222,7 @@ def _part_parameters(job_id: str, step: Step, runner: int, inputs: JobInputs | N
     if step.round_no is not None:
         params.update(round_no=step.round_no, phases=step.phase or "")
     if inputs is not None:  # the first part of this runner in this run brings the inputs to its host
-        params.update(params=inputs.params_json, nodes=inputs.nodes_text)
+        params.update(inputs.for_runner(runner))
     else:
         params["first_fire"] = False
     return params
@@ -203,18 +251,24 @@ def coordinated_job_flow(job_id: str | int, exec_user: str = "anonymous", params
                          params: dict[str, Any] | None = None, nodes: str | None = None, force: bool = False,
                          first_fire: bool = False, dev_mode: bool = True, pass_through_env: dict[str, Any] | None = None,
                          phase_groups: str | int = "", part_deployment: str = PART_DEPLOYMENT,
-                         work_pool: str | None = None, stale_seconds: float = 60.0, poll_seconds: float = 0.5) -> Any:
+                         work_pool: str | None = None, stale_seconds: float = 60.0, poll_seconds: float = 0.5,
+                         group_nodes: dict | None = None, phase_nodes: dict | None = None, lookahead: int = 1) -> Any:
     """One job over several runner hosts. Inputs as the ``autoexec-job/job`` deployment; each part
     runs on the work queue ``runner-<runnerId>``. ``stale_seconds``: how long a running part's queue
-    may go unpolled before the part is declared Crashed."""
+    may go unpolled before the part is declared Crashed. ``group_nodes`` (groupNo -> JSON lines) and
+    ``phase_nodes`` (phase name -> JSON lines): node lists of a group or phase of its own, as the
+    console's per-group/per-phase nodes files; each runner gets only its own nodes of a phase's list.
+    ``lookahead``: how many steps past the running one already have their parts started, each
+    waiting for the step before (at least 1)."""
     from autoexec.loader import parse_id_list
     from prefect.client.orchestration import get_client
 
     job_id = str(job_id)
     logger = get_run_logger()
     try:
-        inputs = load_inputs(params, params_file, nodes, nodes_file)
-        steps = plan_steps(inputs.params, inputs.nodes, parse_id_list(str(phase_groups), "phasegroups"))
+        inputs = load_inputs(params, params_file, nodes, nodes_file, group_nodes, phase_nodes)
+        assert inputs.lists is not None
+        steps = plan_steps(inputs.params, inputs.lists, parse_id_list(str(phase_groups), "phasegroups"))
     except JobInputError as exc:
         logger.error("%s", exc)
         return Failed(message=str(exc))
@@ -243,14 +297,18 @@ def coordinated_job_flow(job_id: str | int, exec_user: str = "anonymous", params
                 fed.add(runner)
             return parts
 
-        pending = start(0, []) if steps and not co.own_request() else []
+        # The parts of the next `lookahead` steps start before their turn and wait for the step
+        # before inside their own runs: their process start-up overlaps the steps before them
+        # instead of adding to every barrier (it takes longer than a short step).
+        started: list[list[Part]] = []
+        ahead = max(1, int(lookahead))
         for index, step in enumerate(steps):
-            if not pending:
+            while len(started) < min(len(steps), index + 1 + ahead) and not co.own_request():
+                started.append(start(len(started), started[-1] if started else []))
+            if len(started) <= index:
                 break
-            parts = pending
-            # the next step's parts start now and wait for this step inside their own runs, so
-            # their process start-up overlaps this step instead of adding to the barrier
-            pending = start(index + 1, parts) if index + 1 < len(steps) and not co.own_request() else []
+            parts = started[index]
+            pending = [p for later in started[index + 1:] for p in later]
             logger.info("step %s: parts on %s", step.label, ", ".join(p.queue for p in parts))
             _wait(co, parts, pending)
             history.append({"step": step.label, "parts": {p.queue: p.state_name for p in parts}})

@@ -30,18 +30,21 @@ def wait_for_previous_step(previous: list[str], own_run_id: str | None, poll: fl
         signal.signal(signal.SIGTERM, lambda *_: terminated.set())
     except ValueError:  # not the main thread
         pass
+    own = uuid.UUID(own_run_id) if own_run_id is not None else None
     with get_client(sync_client=True) as client:
         while True:
             if terminated.is_set():
                 return "cancelled before it started"
-            if own_run_id is not None:
-                why = _own_stop(client, own_run_id)
-                if why:
-                    return why
-            try:
-                runs: list[Any] = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)))
+            try:  # one call a poll: a job's waiting parts all poll the same server
+                runs: list[Any] = client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids + ([own] if own else []))))
             except Exception:  # noqa: BLE001 - API hiccup: next poll
                 runs = []
+            mine = [r for r in runs if r.id == own]
+            why = _own_stop(mine[0].state) if mine else None
+            if why:
+                return why
+            runs = [r for r in runs if r.id != own]
             if len(runs) == len(ids):
                 states = [(r.name, r.state.type.value if r.state else "", r.state.name if r.state else "") for r in runs]
                 done = [s for s in states if s[1] in FINAL or s[2] == "Suspended"]
@@ -51,11 +54,7 @@ def wait_for_previous_step(previous: list[str], own_run_id: str | None, poll: fl
             time.sleep(poll)
 
 
-def _own_stop(client: Any, own_run_id: str) -> str | None:
-    try:
-        state = client.read_flow_run(uuid.UUID(own_run_id)).state
-    except Exception:  # noqa: BLE001 - API hiccup: next poll
-        return None
+def _own_stop(state: Any) -> str | None:
     kind = state.type.value if state is not None else ""
     if kind in ("CANCELLING", "CANCELLED"):
         return "cancelled before it started"

@@ -8,7 +8,8 @@ from the group's nodes in file order, so the coordinator computes it once here.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 
 from autoexec.groups import round_sizes, runner_round
 from autoexec.models.nodes import NodesFile
@@ -38,25 +39,59 @@ def part_run_name(job_id: str, runner_id: int, label: str) -> str:
     return f"job-{job_id}/runner-{runner_id}/{label}"
 
 
-def plan_steps(params: Params, nodes: NodesFile, groups: set[int] | None = None) -> list[Step]:
+@dataclass
+class NodeLists:
+    """The node lists of a job: the job's own, and those a group or a phase has of its own. The
+    runners look them up as in the job dir: a oneShot phase uses its phase's list, else its group's,
+    else the job's; a grayScale group uses its group's, else the job's (rounds span all phases)."""
+
+    job: NodesFile
+    groups: dict[int, NodesFile] = field(default_factory=dict)
+    phases: dict[str, NodesFile] = field(default_factory=dict)
+
+    def of_group(self, group_no: int) -> NodesFile:
+        return self.groups.get(group_no, self.job)
+
+    def of_phase(self, group_no: int, phase: str) -> NodesFile:
+        return self.phases.get(phase) or self.of_group(group_no)
+
+
+def plan_steps(params: Params, nodes: NodesFile | NodeLists, groups: set[int] | None = None) -> list[Step]:
     """The steps of a job in order; a step lists only the runners that have work in it."""
+    lists = nodes if isinstance(nodes, NodeLists) else NodeLists(nodes)
     steps: list[Step] = []
-    local = nodes.header.localRunnerId
     for group in params.runFlow:
         if groups is not None and group.groupNo not in groups:
             continue
         round_count = group.roundCount if group.roundCount is not None else params.roundCount
         if group.gray_scale:
-            steps.extend(_gray_scale_steps(group, nodes, local, round_count))
+            group_nodes = lists.of_group(group.groupNo)
+            steps.extend(_gray_scale_steps(group, group_nodes, group_nodes.header.localRunnerId, round_count))
             continue
         runners: set[int] = set()
-        if any(p.runs_on_runner for p in group.phases):
-            runners.add(local)
-        if any(not p.runs_on_runner for p in group.phases):
-            runners.update(n.runnerId for n in nodes.nodes)
+        for phase in group.phases:
+            phase_nodes = lists.of_phase(group.groupNo, phase.phaseName)
+            if phase.runs_on_runner:
+                runners.add(phase_nodes.header.localRunnerId)
+            else:
+                runners.update(n.runnerId for n in phase_nodes.nodes)
         if runners:
             steps.append(Step(group.groupNo, None, None, tuple(sorted(runners))))
     return steps
+
+
+def own_nodes_text(text: str, parsed: NodesFile, runner: int) -> str:
+    """A nodes file's text cut down to the header and ``runner``'s nodes, for a list only oneShot
+    phases read (a phase's own list): a runner runs just its own nodes of it, and the header keeps
+    the whole list's ``totalCount``, which sets the phase's parallelism as before."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        return text
+    header = json.loads(lines[0])
+    if not header.get("totalCount"):
+        header["totalCount"] = len(parsed.nodes)
+    kept = [line for line, node in zip(lines[1:], parsed.nodes, strict=True) if node.runnerId == runner]
+    return "\n".join([json.dumps(header, ensure_ascii=False), *kept]) + "\n"
 
 
 def _gray_scale_steps(group: Group, nodes: NodesFile, local: int, round_count: int | None) -> list[Step]:

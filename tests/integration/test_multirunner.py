@@ -112,11 +112,13 @@ def estate(prefect_postgres: PrefectOnPostgres, tmp_path_factory: pytest.TempPat
 
 
 # --- the job ---------------------------------------------------------------------------------
-def _nodes(per_runner: int = 2) -> str:
-    """Nodes n1..n6 with runnerIds 1,2,3,1,2,3: each grayScale round of 3 has one node per runner."""
-    header = {"jobRunnerIds": list(RUNNERS), "localRunnerId": 1, "totalCount": per_runner * len(RUNNERS)}
+def _nodes(per_runner: int = 2, numbers: list[int] | None = None) -> str:
+    """Nodes n1..n6 with runnerIds 1,2,3,1,2,3: each grayScale round of 3 has one node per runner.
+    ``numbers``: these nodes instead (node i on runner ``(i - 1) % 3 + 1``)."""
+    numbers = numbers or list(range(1, per_runner * len(RUNNERS) + 1))
+    header = {"jobRunnerIds": list(RUNNERS), "localRunnerId": 1, "totalCount": len(numbers)}
     lines = [json.dumps(header)]
-    for i in range(per_runner * len(RUNNERS)):
+    for i in (n - 1 for n in numbers):
         runner = RUNNERS[i % len(RUNNERS)]
         lines.append(json.dumps({"resourceId": 101 + i, "runnerId": runner, "host": f"10.2.0.{i + 1}", "port": 22,
                                  "nodeName": f"n{i + 1}", "protocol": "ssh", "username": "u", "password": "pw"}))
@@ -168,7 +170,7 @@ def _run(est: Estate, run_id: str) -> dict[str, Any]:
     return _api("GET", f"{est.api}/flow_runs/{run_id}").json()
 
 
-def _final(est: Estate, run_id: str, timeout: float = 150) -> dict[str, Any]:
+def _final(est: Estate, run_id: str, timeout: float = 600) -> dict[str, Any]:
     final = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
     return wait_until(lambda: (r := _run(est, run_id))["state_type"] in final and r, timeout, f"run {run_id} to end", interval=API_POLL)
 
@@ -201,14 +203,15 @@ def _host_goes_away(home: Path) -> None:
             pass
 
 
-def _triples(runner: int) -> set[str]:
-    return {f"10.2.0.{i}-22-{100 + i}" for i in range(1, 7) if RUNNERS[(i - 1) % 3] == runner}
+def _triples(runner: int, numbers: range | list[int] = range(1, 7)) -> set[str]:
+    return {f"10.2.0.{i}-22-{100 + i}" for i in numbers if RUNNERS[(i - 1) % 3] == runner}
 
 
 # --- tests -----------------------------------------------------------------------------------
 def test_one_trigger_runs_each_runner_part_on_its_host_with_barriers(estate: Estate, tmp_path: Path) -> None:
     job, marks = "8201", tmp_path / "marks"
-    inputs = {"params": _job(marks, groups=(1, 2)), "nodes": _nodes()}
+    prep_nodes = [1, 2, 3, 5, 6, 7]  # phase "prep" has a node list of its own: n7 instead of n4
+    inputs = {"params": _job(marks, groups=(1, 2)), "nodes": _nodes(), "phase_nodes": {"prep": _nodes(numbers=prep_nodes)}}
     run_id = _trigger(estate, job, key="job-8201-fire-1", **inputs)
     assert _trigger(estate, job, key="job-8201-fire-1", **inputs) == run_id  # same key: nothing new
     run = _final(estate, run_id)
@@ -225,12 +228,16 @@ def test_one_trigger_runs_each_runner_part_on_its_host_with_barriers(estate: Est
         seen.setdefault(label, set()).add(int(queue.removeprefix("runner-")))
     assert seen == expected and len(parts) == 10  # the repeated trigger started nothing
 
-    # each host ran only its own nodes; the runner phase ran on localRunnerId's host only
+    # each host ran only its own nodes (of the phase's own list for "prep"); the runner phase ran
+    # on localRunnerId's host only; a host got only its own nodes of the phase's list
     for runner, home in estate.homes.items():
         status = _status_files(home, job)
-        for phase in ("prep", "deploy"):
-            assert set(status[phase]) == _triples(runner) and set(status[phase].values()) == {"succeed"}
+        assert set(status["prep"]) == _triples(runner, prep_nodes) and set(status["prep"].values()) == {"succeed"}
+        assert set(status["deploy"]) == _triples(runner) and set(status["deploy"].values()) == {"succeed"}
         assert ("build" in status) == (runner == 1)
+        own = (JobDir.for_job(home / "data", job).phase_nodes("prep").read_text().splitlines())
+        assert json.loads(own[0])["totalCount"] == 6
+        assert {json.loads(line)["runnerId"] for line in own[1:]} == {runner} and len(own) == 3
     lines = _marks(marks)
     assert all(runner == RUNNERS[(int(node[1:]) - 1) % 3] for _, _, phase, node, runner in lines if node != "local")
 
@@ -279,7 +286,12 @@ def test_cancel_of_the_job_reaches_every_runner_within_5s(estate: Estate, tmp_pa
     assert _final(estate, run_id, 60)["state_type"] == "CANCELLED"
     parts = wait_until(lambda: (ps := _parts(estate, job)) and all(p["state_type"] == "CANCELLED" for p in ps) and ps,
                        60, "parts cancelled", interval=API_POLL)
-    assert len(parts) == 4  # group 1 on three runners, and runner 1's next part waiting for them
+    # group 1 on three runners, and the parts of the next step(s) waiting for them (those started
+    # before the cancel reached the coordinator; with the default lookahead 1: runner 1's build)
+    names = {p["name"].removeprefix(f"job-{job}/") for p in parts}
+    assert {"runner-1/g1", "runner-2/g1", "runner-3/g1"} <= names
+    assert names <= {"runner-1/g1", "runner-2/g1", "runner-3/g1", "runner-1/g2-r1-build", "runner-1/g2-r1-deploy",
+                     "runner-2/g2-r1-deploy", "runner-3/g2-r1-deploy"}
     for home in estate.homes.values():
         assert set(_status_files(home, job)["prep"].values()) == {"aborted"}
 
