@@ -200,8 +200,8 @@ def job_flow(job_id: str | int, exec_user: str = "anonymous", params_file: str =
              first_fire: bool = False, dev_mode: bool = True, no_fire_next: bool = False,
              pass_through_env: dict[str, Any] | None = None, phase_groups: str | int = "", phases: str = "",
              node_ids: str | int = "", runner_id: int | None = None, round_no: int | None = None,
-             after_runs: list[str] | None = None, group_nodes: dict | None = None,
-             phase_nodes: dict | None = None) -> Any:
+             after_runs: list[str] | None = None, group_nodes: dict[str, str] | None = None,
+             phase_nodes: dict[str, str] | None = None) -> Any:
     """Entry point for deployments and API-triggered runs: same semantics as the CLI. Ids may come
     as numbers (``prefect deployment run -p job_id=9001`` sends an integer). ``runner_id`` and
     ``round_no`` narrow the run to one runner's nodes (and one grayScale round) of a job a

@@ -252,7 +252,7 @@ def coordinated_job_flow(job_id: str | int, exec_user: str = "anonymous", params
                          first_fire: bool = False, dev_mode: bool = True, pass_through_env: dict[str, Any] | None = None,
                          phase_groups: str | int = "", part_deployment: str = PART_DEPLOYMENT,
                          work_pool: str | None = None, stale_seconds: float = 60.0, poll_seconds: float = 0.5,
-                         group_nodes: dict | None = None, phase_nodes: dict | None = None, lookahead: int = 1) -> Any:
+                         group_nodes: dict[str, str] | None = None, phase_nodes: dict[str, str] | None = None, lookahead: int = 1) -> Any:
     """One job over several runner hosts. Inputs as the ``autoexec-job/job`` deployment; each part
     runs on the work queue ``runner-<runnerId>``. ``stale_seconds``: how long a running part's queue
     may go unpolled before the part is declared Crashed. ``group_nodes`` (groupNo -> JSON lines) and
