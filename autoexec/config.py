@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autoexec.models.flags import parse_flag
+from autoexec.transports.decoding import DEFAULT_CHARSETS, parse_charsets
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 BUNDLED_PLUGINS = PACKAGE_DIR / "plugins"
@@ -46,6 +47,9 @@ class Config:
     db_username: str = ""
     db_password: str = field(default="", repr=False)
     possible_encodings: str = "GBK,UTF-8"
+    output_charsets: tuple[str, ...] = DEFAULT_CHARSETS
+    """``output.charsets``: what tool output that is not UTF-8 is decoded as, tried in order
+    (after a charset the host declares), on every transport."""
     plugin_trees: tuple[Path, ...] = ()
     """Roots of plugin trees named by ``plugins.path`` (each holds ``plugins/local``, ``plugins/remote``)."""
     server_verify_tls: bool | str = True
@@ -81,6 +85,7 @@ _ENV_OVERRIDES = {
     "plugins.path": "AUTOEXEC_PLUGINS_PATH",
     "server.verifyTLS": "AUTOEXEC_SERVER_VERIFY_TLS",
     "server.caFile": "AUTOEXEC_SERVER_CA_FILE",
+    "output.charsets": "AUTOEXEC_OUTPUT_CHARSETS",
 }
 
 
@@ -139,6 +144,14 @@ def _ca_file(values: dict[str, str], key: str, path: Path) -> str:
     if raw and not Path(raw).expanduser().is_file():
         raise ConfigError(f"{path}: {key} = {raw!r}: no such CA bundle file")
     return str(Path(raw).expanduser()) if raw else ""
+
+
+def _charsets(values: dict[str, str], key: str, path: Path) -> tuple[str, ...]:
+    try:
+        return parse_charsets(values.get(key, ""))
+    except LookupError as exc:
+        source = "AUTOEXEC_OUTPUT_CHARSETS" if os.environ.get("AUTOEXEC_OUTPUT_CHARSETS") else str(path)
+        raise ConfigError(f"{source}: {key}: {exc}") from None
 
 
 def _base_url(values: dict[str, str], path: Path) -> str:
@@ -209,6 +222,7 @@ def load_config(home: Path | None = None, decrypt: bool = True) -> Config:
         db_username=values.get("db.username", ""),
         db_password=values.get("db.password", ""),
         possible_encodings=values.get("deploy.possibleEncodings", "") or "GBK,UTF-8",
+        output_charsets=_charsets(values, "output.charsets", path),
         plugin_trees=parse_plugin_trees(values.get("plugins.path", ""), home,
                                         "AUTOEXEC_PLUGINS_PATH" if os.environ.get("AUTOEXEC_PLUGINS_PATH") else str(path)),
         server_verify_tls=(_ca_file(values, "server.caFile", path) or True)

@@ -37,6 +37,25 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
+class TransportTraits:
+    """What the op path must know about a transport before it opens one: the ways transports
+    differ that the op path acts on, declared instead of tested by protocol name."""
+
+    temp_root: str = "/tmp"
+    """Parent of an op's per-job remote root; a transport may expand variables in it (``$TMPDIR``)."""
+    needs_secret: bool = True
+    """A remote op fails up front when the node has neither password nor private key."""
+    uses_password: bool = True
+    """Runner tools that act against the node use its password: warn when it has none."""
+    op_env: tuple[tuple[str, str], ...] = ()
+    """Environment entries every remote op gets on this transport (e.g. ``TERM=dumb``)."""
+
+    def remote_root(self, dir_name: str) -> str:
+        """An op's per-job directory on the host, below the transport's temp root."""
+        return f"{self.temp_root.rstrip('/')}/{dir_name}"
+
+
+@dataclass(frozen=True)
 class Timeouts:
     """Every wait on the network is bounded; values in seconds (config.ini ``rexec.*``, ``job.maxExecSecs``)."""
 

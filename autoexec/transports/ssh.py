@@ -16,6 +16,7 @@ import paramiko
 
 from autoexec.transports.base import Endpoint, LineSink, RemoteOp, RemoteResult, Timeouts
 from autoexec.transports.base import fetch_plan
+from autoexec.transports.decoding import DEFAULT_CHARSETS
 from autoexec.transports.reap import REAP_WAIT_SECS, Reaped, parse_reap_output, reap_script
 from autoexec.transports.ssh_common import Cancelled, Failure, describe, log, quote
 from autoexec.transports.ssh_connect import (  # the public names are re-exported here
@@ -63,10 +64,13 @@ LOSS_CLEANUP_TIMEOUT = 10.0
 class SshTransport:
     """:class:`~autoexec.transports.base.RemoteTransport` over one lazily opened paramiko connection."""
 
-    def __init__(self, endpoint: Endpoint, timeouts: Timeouts, host_key_policy: str = "auto-add") -> None:
+    def __init__(self, endpoint: Endpoint, timeouts: Timeouts, host_key_policy: str = "auto-add",
+                 output_charsets: tuple[str, ...] = DEFAULT_CHARSETS) -> None:
         if host_key_policy not in HOST_KEY_POLICIES:
             raise ValueError(f"host_key_policy must be one of {HOST_KEY_POLICIES}, not {host_key_policy!r}")
         self.endpoint = endpoint
+        self.output_charsets = output_charsets
+        """Fallback charsets of the common line rule (``output.charsets``)."""
         self.timeouts = timeouts
         self.host_key_policy = host_key_policy
         self._lock = threading.RLock()
@@ -292,7 +296,7 @@ class SshTransport:
         nonce = new_nonce()
         end = END_OF_SCRIPT + new_nonce()  # not the output nonce: this one shows in the process list
         script = inline_script(op, plan, rundir, pidfile, nonce, end)
-        reader = InlineReader(nonce, on_line, op, rundir, end)
+        reader = InlineReader(nonce, on_line, op, rundir, end, self.output_charsets)
         status = self._execute(transport, script, pidfile, on_line, cancel, op.timeout, reader=reader,
                                bootstrap=bootstrap_until(end) if op.fetch else BOOTSTRAP)
         if reader.fallback == "tools":
@@ -384,7 +388,7 @@ class SshTransport:
                  reader: InlineReader | None = None, bootstrap: str = BOOTSTRAP) -> int:
         """``ssh_exec.execute``, killing the process group in ``pidfile`` when giving up."""
         return execute(transport, script, on_line, cancel, self.timeouts, op_timeout,
-                       lambda: self._kill_group(transport, pidfile), reader, bootstrap)
+                       lambda: self._kill_group(transport, pidfile), reader, bootstrap, self.output_charsets)
 
     def _kill_group(self, transport: paramiko.Transport, pidfile: str) -> None:
         """Best effort: over this connection if it still works, else over a new one."""

@@ -1,6 +1,6 @@
 """What the ``ssh_*`` modules behind :class:`~autoexec.transports.ssh.SshTransport` share: the two
 internal exceptions every step raises, the poll interval, one-line error phrasing, shell quoting,
-cutting the channel's byte stream into lines, and opening a channel on a busy connection."""
+opening a channel on a busy connection."""
 from __future__ import annotations
 
 import logging
@@ -8,8 +8,6 @@ import shlex
 import socket
 import threading
 import time
-from typing import Iterator
-
 import paramiko
 
 log = logging.getLogger("autoexec.transports.ssh")
@@ -44,15 +42,6 @@ def describe(err: BaseException) -> str:
         return err.strerror
     text = " ".join(str(err).split())
     return text or type(err).__name__
-
-
-def pop_lines(buffer: bytearray) -> Iterator[bytes]:
-    """Take each complete line out of ``buffer`` (newline and one trailing ``\r`` removed);
-    an unfinished last line stays in it."""
-    while (cut := buffer.find(b"\n")) >= 0:
-        raw = bytes(buffer[:cut])
-        del buffer[: cut + 1]
-        yield raw[:-1] if raw.endswith(b"\r") else raw
 
 
 def quote(value: str) -> str:

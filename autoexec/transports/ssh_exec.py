@@ -16,9 +16,9 @@ from typing import Callable
 import paramiko
 
 from autoexec.transports.base import LineSink, RemoteOp, Timeouts
-from autoexec.transports.decoding import decode_line
+from autoexec.transports.decoding import DEFAULT_CHARSETS, LineSplitter
 from autoexec.transports.ssh_common import (POLL, SESSION_RETRY, Cancelled, Failure, SessionRefused, describe,
-                                            open_session, pop_lines, quote)
+                                            open_session, quote)
 from autoexec.transports.ssh_inline import (PIDFILE, WAIT_FOR_ANSWER, InlinePlan, InlineReader, fetch_function, needs_b64,
                                             staging_script)
 
@@ -201,26 +201,25 @@ class _Wakeup(threading.Event):
 
 
 class _Lines:
-    """One output stream cut into lines, each decoded by the transports' common rule."""
+    """One output stream cut into lines by the transports' common splitter."""
 
-    def __init__(self, on_line: LineSink) -> None:
+    def __init__(self, on_line: LineSink, charsets: tuple[str, ...]) -> None:
         self.on_line = on_line
-        self.buffer = bytearray()
+        self.splitter = LineSplitter(charsets)
 
     def feed(self, data: bytes) -> None:
-        self.buffer.extend(data)
-        for raw in pop_lines(self.buffer):
-            self.on_line(decode_line(raw))
+        for line in self.splitter.feed(data):
+            self.on_line(line)
 
     def close(self) -> None:
-        if self.buffer:
-            self.on_line(decode_line(bytes(self.buffer).rstrip(b"\r")))
-            self.buffer.clear()
+        for line in self.splitter.flush():
+            self.on_line(line)
 
 
 def execute(transport: paramiko.Transport, script: str, on_line: LineSink, cancel: threading.Event,
             timeouts: Timeouts, op_timeout: float | None, kill_group: Callable[[], None],
-            reader: InlineReader | None = None, bootstrap: str = BOOTSTRAP) -> int:
+            reader: InlineReader | None = None, bootstrap: str = BOOTSTRAP,
+            output_charsets: tuple[str, ...] = DEFAULT_CHARSETS) -> int:
     """Run ``script`` (fed to the bootstrap on stdin), streaming stdout and stderr; returns the
     exit status.
 
@@ -255,8 +254,8 @@ def execute(transport: paramiko.Transport, script: str, on_line: LineSink, cance
                 channel.shutdown_write()
         reader.send = send
     start = last_output = time.monotonic()
-    stdout = reader if reader is not None else _Lines(on_line)
-    stderr = _Lines(on_line)
+    stdout = reader if reader is not None else _Lines(on_line, output_charsets)
+    stderr = _Lines(on_line, output_charsets)
     ended_at: float | None = None
     lingered = False
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from autoexec.transports.base import (Endpoint, LineSink, RemoteOp, RemoteResult, Timeouts, fetch_plan,
                                       local_fetch_path)
+from autoexec.transports.decoding import DEFAULT_CHARSETS
 from autoexec.transports.reap import REAP_WAIT_SECS, Reaped, parse_reap_output, reap_script
 from autoexec.transports.tagent_client import (
     AgentInfo, TagentAuthError, TagentCancelled, TagentClient, TagentConnectError, TagentConnection, TagentError,
@@ -83,9 +84,11 @@ def kill_script_unix(job_id: str) -> str:
 class TagentTransport:
     """One node reached through its Tagent agent."""
 
-    def __init__(self, endpoint: Endpoint, timeouts: Timeouts) -> None:
+    def __init__(self, endpoint: Endpoint, timeouts: Timeouts,
+                 output_charsets: tuple[str, ...] = DEFAULT_CHARSETS) -> None:
         self.endpoint = endpoint
         self.timeouts = timeouts
+        self.output_charsets = output_charsets
         self._info: AgentInfo | None = None
         self._active: set[TagentConnection] = set()
         self._lock = threading.Lock()
@@ -99,7 +102,7 @@ class TagentTransport:
             self.endpoint.host, self.endpoint.port, self.endpoint.password, user=self.endpoint.username,
             connect_timeout=connect_timeout or self.timeouts.connect,
             read_timeout=read_timeout or min(self.timeouts.read, STEP_READ_TIMEOUT),
-            write_timeout=self.timeouts.write, charset=self.endpoint.charset)
+            write_timeout=self.timeouts.write, charset=self.endpoint.charset, output_charsets=self.output_charsets)
         client.info = self._info
         return client
 
