@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autoexec.errors import AutoexecError
 from autoexec.models.flags import parse_flag
 from autoexec.transports.decoding import DEFAULT_CHARSETS, parse_charsets
 
@@ -23,7 +24,7 @@ def autoexec_home() -> Path:
     return Path(os.environ.get("AUTOEXEC_HOME") or Path.home() / ".autoexec").expanduser().resolve()
 
 
-class ConfigError(Exception):
+class ConfigError(AutoexecError):
     """A config value that cannot be used; the message names the file and key."""
 
 

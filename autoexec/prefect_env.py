@@ -16,6 +16,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from autoexec.errors import AutoexecError
+
 SERVER_ENV = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "200",
@@ -26,7 +28,7 @@ SERVER_ENV = {
 }
 
 
-class PrefectServerError(Exception):
+class PrefectServerError(AutoexecError):
     pass
 
 

@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlsplit
 
 from autoexec.config import Config, ConfigError, read_config_text
 from autoexec.rc4 import rc4
+from autoexec.errors import AutoexecError
 
 #: Built-in key that protects ``password.key`` in config.ini; shared with the console and tools.
 MASTER_KEY: Final[str] = "c3H002LGZRrseEPck9tsNgfXHJcl0USJ"
@@ -29,7 +30,7 @@ CONFIG_PREFIX: Final[str] = "{ENCRYPTED}"
 CONFIG_SECRET_KEYS: Final[tuple[str, ...]] = ("password.key", "server.password", "db.password")
 
 
-class SecretError(ValueError):
+class SecretError(AutoexecError, ValueError):
     """A value that cannot be decrypted; the message never contains the value."""
 
 

@@ -17,9 +17,10 @@ if TYPE_CHECKING:
     from autoexec.blocks.mongodb import MongoDBConnection
 
 from autoexec.block_names import CONSOLE_BLOCK_ENV, MONGODB_BLOCK_ENV, NODE_CREDENTIALS_BLOCK_ENV  # noqa: F401
+from autoexec.errors import AutoexecError
 
 
-class BlockUnavailable(Exception):
+class BlockUnavailable(AutoexecError):
     """The named block cannot be loaded; the message names it and says why in one line."""
 
 

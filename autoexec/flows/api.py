@@ -17,14 +17,16 @@ from typing import Any, Callable
 
 import httpx
 
+from autoexec.errors import AutoexecError
+
 TRANSIENT = frozenset({408, 425, 429})
 
 
-class ApiRefused(Exception):
+class ApiRefused(AutoexecError):
     """The server understood the call and said no; retrying would not help."""
 
 
-class Stopped(Exception):
+class Stopped(AutoexecError):
     """The caller asked to stop while a call was still being retried."""
 
 

@@ -21,11 +21,12 @@ from autoexec.models.flags import parse_flag
 from autoexec.models.optype import OpType, PluginTree
 from autoexec.models.params import field_path
 from autoexec.ops.tools import ToolNotFound
+from autoexec.errors import AutoexecError
 
 TREES = (PluginTree.LOCAL, PluginTree.REMOTE)
 
 
-class DescriptorError(ValueError):
+class DescriptorError(AutoexecError, ValueError):
     """One line: ``<file>: <field>: <problem>``."""
 
 

@@ -9,13 +9,14 @@ from typing import TYPE_CHECKING
 
 from autoexec.jobdir import safe_name, safe_relpath
 from autoexec.store import file_lock
+from autoexec.errors import AutoexecError
 
 if TYPE_CHECKING:
     from autoexec.models.params import Operation
     from autoexec.ops.nodectx import NodeContext
 
 
-class ToolNotFound(LookupError):
+class ToolNotFound(AutoexecError, LookupError):
     pass
 
 

@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol, runtime_checkable
 
+from autoexec.errors import AutoexecError
 from autoexec.transports.reap import Reaped
 
 LineSink = Callable[[str], None]
 """Receives one decoded output line (without the trailing newline) as soon as it arrives."""
 
 
-class TransportError(Exception):
+class TransportError(AutoexecError):
     """A failure reaching or driving a host. ``str(err)`` is one line fit for a node log."""
 
 

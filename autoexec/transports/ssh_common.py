@@ -10,6 +10,8 @@ import threading
 import time
 import paramiko
 
+from autoexec.errors import AutoexecError
+
 log = logging.getLogger("autoexec.transports.ssh")
 """One logger for the whole SSH transport, named as before it was split into modules, so logging
 configuration that targets ``autoexec.transports.ssh`` keeps working."""
@@ -18,7 +20,7 @@ POLL = 0.1
 """How often blocking waits look at ``cancel`` and deadlines; bounds abort latency."""
 
 
-class Failure(Exception):
+class Failure(AutoexecError):
     """A host-side failure, already phrased as the one line the node log will show."""
 
     def __init__(self, message: str, exit_code: int | None = None) -> None:
@@ -30,7 +32,7 @@ class SessionRefused(Failure):
     """The server would not open another channel on the connection (``MaxSessions``)."""
 
 
-class Cancelled(Exception):
+class Cancelled(AutoexecError):
     pass
 
 

@@ -18,6 +18,7 @@ from typing import Callable, Iterator
 
 import paramiko
 
+from autoexec.errors import AutoexecError
 from autoexec.transports.base import Endpoint, LineSink
 from autoexec.transports.ssh_common import POLL, Cancelled, Failure, describe, log, sleep_cancellable
 
@@ -191,7 +192,7 @@ def _known_host_verdict(host: str, port: int, key: paramiko.PKey) -> str | None:
 # --------------------------------------------------------------------------- connect and authenticate
 
 
-class _Dropped(Exception):
+class _Dropped(AutoexecError):
     """The server closed or reset the connection during the handshake (worth a retry)."""
 
 

@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+from autoexec.errors import AutoexecError
 from autoexec.transports.base import (Endpoint, LineSink, RemoteOp, RemoteResult, Timeouts, fetch_plan,
                                       local_fetch_path)
 from autoexec.transports.decoding import DEFAULT_CHARSETS
@@ -310,7 +311,7 @@ class TagentTransport:
             conn.close()
 
 
-class _Aborted(Exception):
+class _Aborted(AutoexecError):
     """Cancel seen between steps (before anything runs remotely)."""
 
 
