@@ -153,7 +153,8 @@ class _RecordedSubmit:
         finally:
             self.stream.emit("node_end" if self.batch is None else "batch_node_end", key=key,
                              status=result.status, exit_code=result.exit_code, message=result.message,
-                             duration=round(result.duration, 3), warn_count=result.warn_count)
+                             duration=round(result.duration, 3), warn_count=result.warn_count,
+                             **({"failure_kind": result.failure_kind} if result.failure_kind else {}))
         return result
 
 

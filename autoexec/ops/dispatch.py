@@ -25,7 +25,7 @@ from autoexec.ops.toolerrors import missing_module_notice
 from autoexec.ops.toolenv import owning_plugin_dir
 from autoexec.ops.tools import ToolNotFound, locate_tool, script_argv, write_inline_script
 from autoexec.store import ensure_dir, file_lock, read_json, write_json_atomic
-from autoexec.transports.base import RemoteOp, TransportTraits, Upload
+from autoexec.transports.base import FailureKind, RemoteOp, TransportTraits, Upload
 from autoexec.transports.local import LocalProcess
 from autoexec.transports.reap import NODE_KEY_ENV
 
@@ -39,6 +39,8 @@ class OpOutcome:
     message: str = ""
     skipped: bool = False
     outputs: dict[str, Any] = field(default_factory=dict)
+    failure_kind: str | None = None
+    """A remote op's failure by kind (``FailureKind`` value); ``None`` for runner-side ops."""
 
 
 def run_operation(ctx: NodeContext, op: Operation) -> OpOutcome:
@@ -247,10 +249,14 @@ def _remote_outcome(ctx: NodeContext, op: Operation, transport: Any, result: Any
             kill_error = transport.kill_job(rt.job_id)
             ctx.log.line(f"INFO: Execute kill command for job {rt.job_id} "
                          f"{'failed: ' + kill_error if kill_error else 'success'}.")
-            return OpOutcome(final=Status.ABORTED, message="aborted")
-        return _fail(ctx, result.error, result.exit_code)
+            return OpOutcome(final=Status.ABORTED, message="aborted", failure_kind=FailureKind.CANCELLED.value)
+        outcome = _fail(ctx, result.error, result.exit_code)
+        outcome.failure_kind = (result.kind or FailureKind.OTHER).value
+        return outcome
     failure = _tool_failure(ctx, op, result.exit_code, failed_by_log)
     if failure is not None:
+        if result.exit_code != 0:
+            failure.failure_kind = FailureKind.REMOTE_EXIT.value
         return failure
     data = read_json(fetch_dir / "output.json") if has_output else None
     if isinstance(data, dict):

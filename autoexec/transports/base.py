@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Callable, Protocol, runtime_checkable
 
@@ -19,8 +20,35 @@ LineSink = Callable[[str], None]
 """Receives one decoded output line (without the trailing newline) as soon as it arrives."""
 
 
+class FailureKind(str, Enum):
+    """What kind of failure ended a remote op, beside its one-line message: records and callers
+    decide on it (retry a connect failure, not an auth failure) without parsing the text."""
+
+    CONNECT = "connect"
+    """The host could not be reached, or the connection broke."""
+    AUTH = "auth"
+    """The host refused the credentials."""
+    TIMEOUT = "timeout"
+    """A connect, read or op time limit ran out."""
+    CANCELLED = "cancelled"
+    """The job was aborted while the op ran."""
+    REMOTE_EXIT = "remote_exit"
+    """The host side failed: the command exited non-zero or without a status, or the host
+    reported an error for a step (staging, fetch, cleanup)."""
+    OTHER = "other"
+    """Anything else (a protocol violation, a local file that cannot be read)."""
+
+
 class TransportError(AutoexecError):
-    """A failure reaching or driving a host. ``str(err)`` is one line fit for a node log."""
+    """A failure reaching or driving a host. ``str(err)`` is one line fit for a node log;
+    ``kind`` says which kind of failure it is."""
+
+    kind: FailureKind = FailureKind.OTHER
+
+    def __init__(self, *args: object, kind: FailureKind | None = None) -> None:
+        super().__init__(*args)
+        if kind is not None:
+            self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -125,6 +153,8 @@ class RemoteResult:
     error: str | None = None
     """One line saying why, when the op did not complete normally (connect, auth, timeout, kill)."""
     fetched: dict[str, Path] = field(default_factory=dict)
+    kind: FailureKind | None = None
+    """With ``error``: which kind of failure (``None``: not classified)."""
 
     @property
     def ok(self) -> bool:

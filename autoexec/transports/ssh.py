@@ -14,7 +14,7 @@ from pathlib import Path
 
 import paramiko
 
-from autoexec.transports.base import Endpoint, LineSink, RemoteOp, RemoteResult, Timeouts
+from autoexec.transports.base import Endpoint, FailureKind, LineSink, RemoteOp, RemoteResult, Timeouts
 from autoexec.transports.base import fetch_plan
 from autoexec.transports.decoding import DEFAULT_CHARSETS
 from autoexec.transports.reap import REAP_WAIT_SECS, Reaped, parse_reap_output, reap_script
@@ -102,17 +102,17 @@ class SshTransport:
         try:
             return self._run(op, on_line, cancel)
         except (paramiko.SSHException, OSError, EOFError) as err:  # safety net: never raise for the host
-            return RemoteResult(None, self._error(describe(err)))
+            return RemoteResult(None, self._error(describe(err)), kind=FailureKind.CONNECT)
 
     def _run(self, op: RemoteOp, on_line: LineSink, cancel: threading.Event) -> RemoteResult:
         if not op.root.startswith("/") or posixpath.normpath(op.root) in ("/", "/tmp"):
-            return RemoteResult(None, self._error(f"refusing remote root {op.root!r}: not a private absolute dir"))
+            return RemoteResult(None, self._error(f"refusing remote root {op.root!r}: not a private absolute dir"), kind=FailureKind.OTHER)
         try:
             transport = self._connection(cancel, on_line)
         except Cancelled:
-            return RemoteResult(None, "aborted")
+            return RemoteResult(None, "aborted", kind=FailureKind.CANCELLED)
         except Failure as failure:
-            return RemoteResult(failure.exit_code, self._error(str(failure)))
+            return RemoteResult(failure.exit_code, self._error(str(failure)), kind=failure.kind)
         try:
             result, script_cleaned_up = self._run_staged(transport, op, on_line, cancel)
         finally:
@@ -123,7 +123,8 @@ class SshTransport:
         if not script_cleaned_up and not keep:
             cleanup_error = self._remove_root(transport, op.root)
             if cleanup_error and result.ok:
-                return RemoteResult(result.exit_code, self._error(cleanup_error), result.fetched)
+                return RemoteResult(result.exit_code, self._error(cleanup_error), result.fetched,
+                                    kind=FailureKind.REMOTE_EXIT)
         return result
 
     def _after_loss(self, op: RemoteOp, result: RemoteResult, keep: bool) -> RemoteResult:
@@ -139,7 +140,7 @@ class SshTransport:
             note = (f"{op.root} left on the host ({error}); removed at the node's next connection in this phase"
                     if not keep else f"{op.root} kept on the host")
         message = result.error or self._error("connection lost")
-        return RemoteResult(result.exit_code, f"{message}; {note}", result.fetched)
+        return RemoteResult(result.exit_code, f"{message}; {note}", result.fetched, kind=result.kind or FailureKind.CONNECT)
 
     def _cleanup_elsewhere(self, pidfile: str, root: str | None) -> str | None:
         limit = min(self.timeouts.connect, LOSS_CLEANUP_TIMEOUT)
@@ -173,11 +174,11 @@ class SshTransport:
             script = op_script(None, pidfile, env or {}, argv, remove_root=pidfile)
             return RemoteResult(self._execute(transport, script, pidfile, on_line, cancel, timeout))
         except Cancelled:
-            result = RemoteResult(None, "aborted")
+            result = RemoteResult(None, "aborted", kind=FailureKind.CANCELLED)
         except Failure as failure:
-            result = RemoteResult(failure.exit_code, self._error(str(failure)))
+            result = RemoteResult(failure.exit_code, self._error(str(failure)), kind=failure.kind)
         except (paramiko.SSHException, OSError, EOFError) as err:
-            result = RemoteResult(None, self._error(describe(err)))
+            result = RemoteResult(None, self._error(describe(err)), kind=FailureKind.CONNECT)
         if transport is not None:
             self._remove_root(transport, pidfile)
         return result
@@ -281,9 +282,9 @@ class SshTransport:
             try:
                 inline = self._run_inline(transport, op, plan, rundir, pidfile, on_line, cancel)
             except Cancelled:
-                return RemoteResult(None, "aborted"), False
+                return RemoteResult(None, "aborted", kind=FailureKind.CANCELLED), False
             except Failure as failure:
-                return RemoteResult(failure.exit_code, self._error(str(failure))), False
+                return RemoteResult(failure.exit_code, self._error(str(failure)), kind=failure.kind), False
             if inline is not None:
                 return inline
         result = self._run_sftp_staged(transport, op, rundir, pidfile, on_line, cancel)
@@ -304,15 +305,15 @@ class SshTransport:
             return None
         if reader.fallback is not None:
             detail = f": {reader.stage_error}" if reader.stage_error else ""
-            return RemoteResult(None, self._error(f"cannot stage the op in {op.root}{detail}")), False
+            return RemoteResult(None, self._error(f"cannot stage the op in {op.root}{detail}"), kind=FailureKind.REMOTE_EXIT), False
         if not reader.finished:
             if status == 0:
-                return RemoteResult(None, self._error("the op script ended without the command's exit status")), False
+                return RemoteResult(None, self._error("the op script ended without the command's exit status"), kind=FailureKind.REMOTE_EXIT), False
             return RemoteResult(status), False
         if status != 0:
             return RemoteResult(status), True
         if reader.error is not None:
-            return RemoteResult(0, self._error(reader.error)), False
+            return RemoteResult(0, self._error(reader.error), kind=FailureKind.REMOTE_EXIT), False
         fetched = dict(reader.fetched)
         if reader.garbled:
             on_line(f"WARN: other output garbled {', '.join(reader.garbled)} on the way back; "
@@ -323,7 +324,7 @@ class SshTransport:
                 if reader.more_after_sftp:
                     fetched.update(self._fetch(transport, op, rundir, fetch_plan(op, fetched)))
             except Failure as failure:
-                return RemoteResult(failure.exit_code, self._error(str(failure)), fetched), False
+                return RemoteResult(failure.exit_code, self._error(str(failure)), fetched, kind=failure.kind), False
             return RemoteResult(0, None, fetched), False
         return RemoteResult(0, None, fetched), True
 
@@ -341,9 +342,9 @@ class SshTransport:
                 fetched = self._fetch(transport, op, rundir)
             return RemoteResult(status, None, fetched)
         except Cancelled:
-            return RemoteResult(None, "aborted")
+            return RemoteResult(None, "aborted", kind=FailureKind.CANCELLED)
         except Failure as failure:
-            return RemoteResult(failure.exit_code, self._error(str(failure)))
+            return RemoteResult(failure.exit_code, self._error(str(failure)), kind=failure.kind)
 
     # ---------------------------------------------------------------- SFTP
 

@@ -10,7 +10,7 @@ import threading
 import time
 import paramiko
 
-from autoexec.errors import AutoexecError
+from autoexec.transports.base import FailureKind, TransportError
 
 log = logging.getLogger("autoexec.transports.ssh")
 """One logger for the whole SSH transport, named as before it was split into modules, so logging
@@ -20,11 +20,11 @@ POLL = 0.1
 """How often blocking waits look at ``cancel`` and deadlines; bounds abort latency."""
 
 
-class Failure(AutoexecError):
+class Failure(TransportError):
     """A host-side failure, already phrased as the one line the node log will show."""
 
-    def __init__(self, message: str, exit_code: int | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, exit_code: int | None = None, kind: FailureKind | None = None) -> None:
+        super().__init__(message, kind=kind)
         self.exit_code = exit_code
 
 
@@ -32,8 +32,8 @@ class SessionRefused(Failure):
     """The server would not open another channel on the connection (``MaxSessions``)."""
 
 
-class Cancelled(AutoexecError):
-    pass
+class Cancelled(TransportError):
+    kind = FailureKind.CANCELLED
 
 
 def describe(err: BaseException) -> str:

@@ -20,6 +20,7 @@ import paramiko
 
 from autoexec.errors import AutoexecError
 from autoexec.transports.base import Endpoint, LineSink
+from autoexec.transports.base import FailureKind
 from autoexec.transports.ssh_common import POLL, Cancelled, Failure, describe, log, sleep_cancellable
 
 __all__ = [
@@ -209,7 +210,7 @@ def open_connection(endpoint: Endpoint, limit: float, host_key_policy: str, canc
         except _Dropped as dropped:
             if attempt == _HANDSHAKE_ATTEMPTS - 1:
                 raise Failure(f"connection dropped during handshake ({dropped}); "
-                              f"sshd MaxStartups too low?") from None
+                              f"sshd MaxStartups too low?", kind=FailureKind.CONNECT) from None
             sleep_cancellable(random.uniform(0.1, 0.3) * (2**attempt), cancel)
     raise AssertionError("unreachable")
 
@@ -220,13 +221,13 @@ def _handshake(endpoint: Endpoint, limit: float, host_key_policy: str, cancel: t
     try:
         sock = socket.create_connection((endpoint.host, endpoint.port), timeout=limit)
     except socket.timeout:
-        raise Failure(f"connect timed out after {limit:g}s") from None
+        raise Failure(f"connect timed out after {limit:g}s", kind=FailureKind.TIMEOUT) from None
     except ConnectionRefusedError:
-        raise Failure("connection refused") from None
+        raise Failure("connection refused", kind=FailureKind.CONNECT) from None
     except socket.gaierror as err:
-        raise Failure(f"cannot resolve host: {err.strerror or err}") from None
+        raise Failure(f"cannot resolve host: {err.strerror or err}", kind=FailureKind.CONNECT) from None
     except OSError as err:
-        raise Failure(f"cannot connect: {describe(err)}") from None
+        raise Failure(f"cannot connect: {describe(err)}", kind=FailureKind.CONNECT) from None
     transport = paramiko.Transport(sock)
     try:
         transport.banner_timeout = limit
@@ -250,7 +251,7 @@ def _negotiate(transport: paramiko.Transport, limit: float, deadline: float, can
         if cancel.is_set():
             raise Cancelled()
         if time.monotonic() >= deadline:
-            raise Failure(f"no SSH banner/key exchange within {limit:g}s")
+            raise Failure(f"no SSH banner/key exchange within {limit:g}s", kind=FailureKind.TIMEOUT)
     if transport.is_active():
         return
     err = transport.get_exception()
@@ -261,8 +262,8 @@ def _negotiate(transport: paramiko.Transport, limit: float, deadline: float, can
     )):
         raise _Dropped(describe(err))
     if isinstance(cause, socket.timeout) or elapsed >= limit * 0.95:
-        raise Failure(f"no SSH banner within {limit:g}s")
-    raise Failure(f"SSH negotiation failed: {describe(err) if err else 'connection closed'}")
+        raise Failure(f"no SSH banner within {limit:g}s", kind=FailureKind.TIMEOUT)
+    raise Failure(f"SSH negotiation failed: {describe(err) if err else 'connection closed'}", kind=FailureKind.CONNECT)
 
 
 def _check_host_key(transport: paramiko.Transport, endpoint: Endpoint, host_key_policy: str,
@@ -274,7 +275,7 @@ def _check_host_key(transport: paramiko.Transport, endpoint: Endpoint, host_key_
     if verdict is None:
         return
     if host_key_policy == "reject":
-        raise Failure(verdict)
+        raise Failure(verdict, kind=FailureKind.AUTH)
     on_line(f"WARN: {error(verdict)}; accepted (host_key_policy=warn)")
 
 
@@ -285,26 +286,26 @@ def _authenticate(transport: paramiko.Transport, endpoint: Endpoint, deadline: f
         try:
             pkey = load_private_key(endpoint.private_key)
         except ValueError as err:
-            raise Failure(str(err)) from None
+            raise Failure(str(err), kind=FailureKind.AUTH) from None
         tried_key = True
         try:
             transport.auth_publickey(endpoint.username, pkey)
             return
         except paramiko.AuthenticationException:
             if not endpoint.password:
-                raise Failure("authentication failed (public key)") from None
+                raise Failure("authentication failed (public key)", kind=FailureKind.AUTH) from None
         except (paramiko.SSHException, OSError, EOFError) as err:
-            raise Failure(f"authentication failed: {describe(err)}") from None
+            raise Failure(f"authentication failed: {describe(err)}", kind=FailureKind.AUTH) from None
     if not endpoint.password:
-        raise Failure("no password or private key to authenticate with")
+        raise Failure("no password or private key to authenticate with", kind=FailureKind.AUTH)
     try:
         transport.auth_password(endpoint.username, endpoint.password)
     except paramiko.BadAuthenticationType as err:
-        raise Failure(f"authentication failed: server allows only {','.join(err.allowed_types)}") from None
+        raise Failure(f"authentication failed: server allows only {','.join(err.allowed_types)}", kind=FailureKind.AUTH) from None
     except paramiko.AuthenticationException as err:
         if "timeout" in str(err).lower():
-            raise Failure("authentication timed out") from None
+            raise Failure("authentication timed out", kind=FailureKind.TIMEOUT) from None
         raise Failure("authentication failed (public key and password)" if tried_key
-                      else "authentication failed") from None
+                      else "authentication failed", kind=FailureKind.AUTH) from None
     except (paramiko.SSHException, OSError, EOFError) as err:
-        raise Failure(f"authentication failed: {describe(err)}") from None
+        raise Failure(f"authentication failed: {describe(err)}", kind=FailureKind.AUTH) from None

@@ -15,7 +15,7 @@ from typing import Callable
 
 import paramiko
 
-from autoexec.transports.base import LineSink, RemoteOp, Timeouts
+from autoexec.transports.base import FailureKind, LineSink, RemoteOp, Timeouts
 from autoexec.transports.decoding import DEFAULT_CHARSETS, LineSplitter
 from autoexec.transports.ssh_common import (POLL, SESSION_RETRY, Cancelled, Failure, SessionRefused, describe,
                                             open_session, quote)
@@ -245,7 +245,7 @@ def execute(transport: paramiko.Transport, script: str, on_line: LineSink, cance
     except SessionRefused as err:
         raise Failure(f"cannot start command: {err}") from None
     except (paramiko.SSHException, OSError, EOFError) as err:
-        raise Failure(f"cannot start command: {describe(err)}") from None
+        raise Failure(f"cannot start command: {describe(err)}", kind=FailureKind.CONNECT) from None
     if reader is not None:
         def send(data: bytes) -> None:
             channel.settimeout(timeouts.write)
@@ -259,22 +259,26 @@ def execute(transport: paramiko.Transport, script: str, on_line: LineSink, cance
     ended_at: float | None = None
     lingered = False
 
-    def give_up(reason: str | None) -> None:
+    def give_up(reason: str | None, kind: FailureKind | None = None) -> None:
         kill_group()
         channel.close()
         if reason is None:
             raise Cancelled()
-        raise Failure(reason)
+        raise Failure(reason, kind=kind)
+
+    def check_limits(now: float) -> None:
+        """Cancel, the op limit, and (until the exit status is in) the read limit."""
+        if cancel.is_set():
+            give_up(None)
+        if now - start >= limit:
+            give_up(f"command exceeded the op timeout of {limit:g}s and was killed", FailureKind.TIMEOUT)
+        if ended_at is None and now - last_output >= read_limit:
+            give_up(f"no output for {read_limit:g}s (read timeout); command killed", FailureKind.TIMEOUT)
 
     try:
         while True:
             now = time.monotonic()
-            if cancel.is_set():
-                give_up(None)
-            if now - start >= limit:
-                give_up(f"command exceeded the op timeout of {limit:g}s and was killed")
-            if ended_at is None and now - last_output >= read_limit:
-                give_up(f"no output for {read_limit:g}s (read timeout); command killed")
+            check_limits(now)
             moved = False
             if channel.recv_stderr_ready():
                 stderr.feed(channel.recv_stderr(65536))
@@ -302,14 +306,13 @@ def execute(transport: paramiko.Transport, script: str, on_line: LineSink, cance
                 stdout.feed(channel.recv(65536))
         stdout.close()
         stderr.close()
+        ended_at = ended_at or time.monotonic()  # output is done: only cancel and the op limit apply
         while not channel.status_event.wait(POLL):
-            if cancel.is_set():
-                give_up(None)
-            if time.monotonic() - start >= limit:
-                give_up(f"command exceeded the op timeout of {limit:g}s and was killed")
+            check_limits(time.monotonic())
     except (paramiko.SSHException, OSError, EOFError) as err:
         channel.close()
-        raise Failure(f"connection failed while the command was running: {describe(err)}") from None
+        raise Failure(f"connection failed while the command was running: {describe(err)}",
+                      kind=FailureKind.CONNECT) from None
     except BaseException:
         channel.close()  # a reader callback failed: the host sees its stdin end and finishes
         raise
@@ -317,8 +320,8 @@ def execute(transport: paramiko.Transport, script: str, on_line: LineSink, cance
     channel.close()
     if status == -1:
         if not transport.is_active():
-            raise Failure("connection lost while the command was running")
-        raise Failure("command ended without an exit status (killed by a signal?)")
+            raise Failure("connection lost while the command was running", kind=FailureKind.CONNECT)
+        raise Failure("command ended without an exit status (killed by a signal?)", kind=FailureKind.REMOTE_EXIT)
     if lingered:
         on_line("WARN: the command left a process running that holds its output open; "
                 "its later output is not collected")

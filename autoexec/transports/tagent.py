@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from autoexec.errors import AutoexecError
-from autoexec.transports.base import (Endpoint, LineSink, RemoteOp, RemoteResult, Timeouts, fetch_plan,
+from autoexec.transports.base import (Endpoint, FailureKind, LineSink, RemoteOp, RemoteResult, Timeouts, fetch_plan,
                                       local_fetch_path)
 from autoexec.transports.decoding import DEFAULT_CHARSETS
 from autoexec.transports.reap import REAP_WAIT_SECS, Reaped, parse_reap_output, reap_script
@@ -144,33 +144,35 @@ class TagentTransport:
         except _Aborted:
             if created:
                 self._cleanup(op, failed=True, quick=True)
-            return RemoteResult(exit_code=None, error="aborted")
+            return RemoteResult(exit_code=None, error="aborted", kind=FailureKind.CANCELLED)
         except (TagentConnectError, TagentAuthError, TagentTimeout) as err:
             if created:
                 self._cleanup(op, failed=True)
-                return RemoteResult(exit_code=None, error=f"upload to {op.root} failed: {err}")
-            return RemoteResult(exit_code=None, error=str(err))  # the agent could not be reached
+                return RemoteResult(exit_code=None, error=f"upload to {op.root} failed: {err}", kind=err.kind)
+            return RemoteResult(exit_code=None, error=str(err), kind=err.kind)  # the agent could not be reached
         except TagentError as err:
             if created:
                 self._cleanup(op, failed=True)
-            return RemoteResult(exit_code=None, error=f"upload to {op.root} failed: {err}")
+            return RemoteResult(exit_code=None, error=f"upload to {op.root} failed: {err}", kind=err.kind)
         try:
             code = self._execute(op, rp, on_line, cancel, deadline, limit)
         except TagentCancelled:
             self._abort(op)
-            return RemoteResult(exit_code=None, error="aborted")
+            return RemoteResult(exit_code=None, error="aborted", kind=FailureKind.CANCELLED)
         except TagentTimeout as err:
             self._cleanup(op, failed=True)
-            return RemoteResult(exit_code=None, error=f"timeout: {err}")
+            return RemoteResult(exit_code=None, error=f"timeout: {err}", kind=err.kind)
         except TagentError as err:
             cleanup_error = self._cleanup(op, failed=True)
             left = f"; {op.root} left on the host" if cleanup_error else ""
-            return RemoteResult(exit_code=None, error=f"execute failed: {err}{left}")
+            return RemoteResult(exit_code=None, error=f"execute failed: {err}{left}", kind=err.kind)
         result = RemoteResult(exit_code=code)
         if code == 0:
             result.error = self._fetch(op, rp, result.fetched)
         cleanup_error = self._cleanup(op, failed=not result.ok)
         result.error = result.error or cleanup_error
+        if result.error:
+            result.kind = FailureKind.REMOTE_EXIT
         return result
 
     def _make_dirs(self, op: RemoteOp, rp: str) -> None:
