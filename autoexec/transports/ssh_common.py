@@ -6,10 +6,10 @@ from __future__ import annotations
 import logging
 import shlex
 import socket
-import threading
-import time
 import paramiko
 
+from autoexec.retry import Backoff
+from autoexec.retry import retry as retry_call
 from autoexec.transports.base import FailureKind, TransportError
 
 log = logging.getLogger("autoexec.transports.ssh")
@@ -50,11 +50,6 @@ def quote(value: str) -> str:
     return shlex.quote(value)
 
 
-def sleep_cancellable(seconds: float, cancel: threading.Event) -> None:
-    if cancel.wait(seconds):
-        raise Cancelled()
-
-
 SESSION_RETRY = 3.0
 """How long a refused channel open is retried: an sshd with ``MaxSessions 1`` frees the slot of
 the previous channel only once its close has gone both ways, a moment after ours."""
@@ -63,14 +58,10 @@ the previous channel only once its close has gone both ways, a moment after ours
 def open_session(transport: paramiko.Transport, timeout: float, retry: float = SESSION_RETRY) -> paramiko.Channel:
     """A new session channel, retried for up to ``retry`` seconds while the server refuses one
     (``SessionRefused`` once it keeps refusing)."""
-    deadline = time.monotonic() + retry
-    pause = 0.02
-    while True:
-        try:
-            return transport.open_session(timeout=timeout)
-        except paramiko.ChannelException as err:
-            if time.monotonic() + pause > deadline or not transport.is_active():
-                raise SessionRefused(f"the server refused a new session ({describe(err)}; "
-                                     f"sshd MaxSessions reached?)") from None
-            time.sleep(pause)
-            pause = min(pause * 2, 0.25)
+    try:
+        return retry_call(lambda: transport.open_session(timeout=timeout), attempts=None,
+                          backoff=Backoff(first=0.02, cap=0.25), retry_on=(paramiko.ChannelException,),
+                          should_retry=lambda _err: transport.is_active(), within=retry)
+    except paramiko.ChannelException as err:
+        raise SessionRefused(f"the server refused a new session ({describe(err)}; "
+                             f"sshd MaxSessions reached?)") from None

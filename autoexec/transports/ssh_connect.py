@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import logging
 import os
-import random
 import socket
 import threading
 import time
@@ -20,8 +19,9 @@ import paramiko
 
 from autoexec.errors import AutoexecError
 from autoexec.transports.base import Endpoint, LineSink
+from autoexec.retry import Backoff, RetryCancelled, retry
 from autoexec.transports.base import FailureKind
-from autoexec.transports.ssh_common import POLL, Cancelled, Failure, describe, log, sleep_cancellable
+from autoexec.transports.ssh_common import POLL, Cancelled, Failure, describe, log
 
 __all__ = [
     "DEFAULT_PER_DESTINATION",
@@ -44,6 +44,8 @@ HOST_KEY_POLICIES = ("auto-add", "reject", "warn")
 DEFAULT_PER_DESTINATION = 8
 DEFAULT_TOTAL = 32
 _HANDSHAKE_ATTEMPTS = 4
+_HANDSHAKE_BACKOFF = Backoff(first=0.3, factor=2.0, cap=10.0, jitter=True)
+"""Short and jittered: handshakes dropped together (``MaxStartups``) must not come back together."""
 
 
 # --------------------------------------------------------------------------- handshake limiter
@@ -204,15 +206,14 @@ def open_connection(endpoint: Endpoint, limit: float, host_key_policy: str, canc
     ``limit`` is the connect timeout; ``error`` phrases a message as the node log shows it (used
     for the ``warn`` policy's line). The caller holds a limiter slot.
     """
-    for attempt in range(_HANDSHAKE_ATTEMPTS):
-        try:
-            return _handshake(endpoint, limit, host_key_policy, cancel, on_line, error)
-        except _Dropped as dropped:
-            if attempt == _HANDSHAKE_ATTEMPTS - 1:
-                raise Failure(f"connection dropped during handshake ({dropped}); "
-                              f"sshd MaxStartups too low?", kind=FailureKind.CONNECT) from None
-            sleep_cancellable(random.uniform(0.1, 0.3) * (2**attempt), cancel)
-    raise AssertionError("unreachable")
+    try:
+        return retry(lambda: _handshake(endpoint, limit, host_key_policy, cancel, on_line, error),
+                     attempts=_HANDSHAKE_ATTEMPTS, backoff=_HANDSHAKE_BACKOFF, cancel=cancel, retry_on=(_Dropped,))
+    except _Dropped as dropped:
+        raise Failure(f"connection dropped during handshake ({dropped}); "
+                      f"sshd MaxStartups too low?", kind=FailureKind.CONNECT) from None
+    except RetryCancelled:
+        raise Cancelled() from None
 
 
 def _handshake(endpoint: Endpoint, limit: float, host_key_policy: str, cancel: threading.Event,
