@@ -17,7 +17,8 @@ import paramiko
 from autoexec.transports.base import Endpoint, FailureKind, LineSink, RemoteOp, RemoteResult, Timeouts
 from autoexec.transports.base import fetch_plan
 from autoexec.transports.decoding import DEFAULT_CHARSETS
-from autoexec.transports.reap import REAP_WAIT_SECS, Reaped, parse_reap_output, reap_script
+from autoexec.transports.reap import (REAP_WAIT_SECS, Reaped, kill_job_script, parse_reap_output, reap_script,
+                                      survivors)
 from autoexec.transports.ssh_common import Cancelled, Failure, describe, log, quote
 from autoexec.transports.ssh_connect import (  # the public names are re-exported here
     DEFAULT_PER_DESTINATION,  # noqa: F401
@@ -39,9 +40,7 @@ from autoexec.transports.ssh_exec import (
     execute,
     inline_script,
     kill_group_command,
-    kill_job_command,
     op_script,
-    survivors,
 )
 from autoexec.transports.ssh_inline import END_OF_SCRIPT, InlinePlan, InlineReader, new_nonce, plan_inline
 from autoexec.transports.ssh_sftp import fetch_files, open_sftp, stage
@@ -190,7 +189,7 @@ class SshTransport:
         killer = SshTransport(self.endpoint, self.timeouts, self.host_key_policy)
         try:
             transport = killer._connection(threading.Event(), lambda _line: None)
-            status, output = exec_collect(transport, kill_job_command(job_id), self.timeouts.connect + 10)
+            status, output = exec_collect(transport, kill_job_script(job_id), self.timeouts.connect + 10)
         except Failure as failure:
             return self._error(f"kill job {job_id} failed: {failure}")
         except (paramiko.SSHException, OSError, EOFError) as err:

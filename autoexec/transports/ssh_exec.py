@@ -31,12 +31,8 @@ __all__ = [
     "execute",
     "inline_script",
     "kill_group_command",
-    "kill_job_command",
     "op_script",
-    "survivors",
 ]
-
-SURVIVORS = "autoexec-survivors:"
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -143,37 +139,6 @@ def kill_group_command(pidfile: str) -> str:
         f"i=0; while [ ! -s {f} ] && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done; "
         f"p=$(cat {f} 2>/dev/null); [ -n \"$p\" ] && kill -9 -$p 2>/dev/null; true"
     )
-
-
-def kill_job_command(job_id: str) -> str:
-    """Kill every process whose environment holds exactly ``AUTOEXEC_JOBID=<job_id>``.
-
-    Entries in ``/proc/<pid>/environ`` are NUL-separated; matching whole entries (``grep -zx``)
-    is what keeps job 123 from matching job 1234. Repeats a few times to catch children forked
-    between the scan and the kill. Prints the pids still alive on a line of its own (``survivors``).
-    """
-    pat = quote(f"AUTOEXEC_JOBID={job_id}")
-    scan = (
-        "scan() { if grep -zqxF -e x /dev/null 2>/dev/null; [ $? -le 1 ]; then "
-        f"grep -lsxzF -e {pat} /proc/[0-9]*/environ 2>/dev/null; "
-        "else for f in /proc/[0-9]*/environ; do "
-        f"tr '\\000' '\\n' 2>/dev/null < \"$f\" | grep -qxF -e {pat} && echo \"$f\"; done 2>/dev/null; fi "
-        "| sed -n 's#^/proc/\\([0-9][0-9]*\\)/environ$#\\1#p' | grep -vx \"$$\"; }; "
-    )
-    return (
-        scan
-        + "n=0; while [ $n -lt 5 ]; do pids=$(scan); [ -z \"$pids\" ] && break; "
-        + "kill -9 $pids 2>/dev/null; n=$((n+1)); sleep 0.1; done; pids=$(scan); echo " + SURVIVORS + "$pids"
-    )
-
-
-def survivors(output: str) -> str | None:
-    """The pids ``kill_job_command`` reports still alive (``''``: none), or ``None`` when its
-    report line is missing; whatever a login shell printed around it is ignored."""
-    for line in output.splitlines():
-        if line.startswith(SURVIVORS):
-            return line[len(SURVIVORS):].strip()
-    return None
 
 
 # --------------------------------------------------------------------------- exec channels

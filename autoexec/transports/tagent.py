@@ -17,7 +17,8 @@ from autoexec.errors import AutoexecError
 from autoexec.transports.base import (Endpoint, FailureKind, LineSink, RemoteOp, RemoteResult, Timeouts, fetch_plan,
                                       local_fetch_path)
 from autoexec.transports.decoding import DEFAULT_CHARSETS
-from autoexec.transports.reap import REAP_WAIT_SECS, Reaped, parse_reap_output, reap_script
+from autoexec.transports.reap import (REAP_WAIT_SECS, Reaped, kill_job_script, parse_reap_output, reap_script,
+                                      survivors)
 from autoexec.transports.tagent_client import (
     AgentInfo, TagentAuthError, TagentCancelled, TagentClient, TagentConnectError, TagentConnection, TagentError,
     TagentRemoteError, TagentTimeout, one_line,
@@ -64,22 +65,6 @@ def quote_remote_path(path: str, windows: bool) -> str:
         return quote_unix(path)
     var, rest = match.groups()
     return f'"{var}"' + (quote_unix(rest) if rest else "")
-
-
-def kill_script_unix(job_id: str) -> str:
-    """Kill every process whose environment holds exactly ``AUTOEXEC_JOBID=<job_id>``. /proc environ
-    entries are compared as whole NUL-separated strings, so job 123 never matches 1234."""
-    marker = quote_unix(f"AUTOEXEC_JOBID={job_id}")
-    return (
-        f"m={marker}; "
-        "if [ -r /proc/self/environ ]; then "
-        "for d in /proc/[0-9]*; do p=${d#/proc/}; [ \"$p\" = \"$$\" ] && continue; "
-        "if tr '\\000' '\\n' < \"$d/environ\" 2>/dev/null | grep -qxF -e \"$m\"; then "
-        "kill -9 \"$p\" 2>/dev/null && echo \"killed $p\"; fi; done; "
-        "else ps auxeww | awk -v m=\"$m\" '{for(i=11;i<=NF;i++) if($i==m){print $2; break}}' | "
-        "while read p; do [ \"$p\" = \"$$\" ] || { kill -9 \"$p\" 2>/dev/null && echo \"killed $p\"; }; done; "
-        "fi; exit 0"
-    )
 
 
 class TagentTransport:
@@ -286,10 +271,15 @@ class TagentTransport:
         try:
             if self._agent_info().is_windows:
                 return "kill_job is not supported on Windows agents"
-            self._sh(kill_script_unix(job_id), read_timeout=bound, connect_timeout=bound)
+            out: list[str] = []
+            code = self._client(bound, bound).execmd(kill_job_script(job_id), out.append)
         except TagentError as err:
             return f"kill of job {job_id} failed: {err}"
-        return None
+        alive = survivors("\n".join(out))
+        if code != 0 or alive is None:
+            detail = one_line(" ".join(out[-3:]))
+            return f"kill of job {job_id} failed: exit {code}{': ' + detail if detail else ''}"
+        return f"kill of job {job_id} failed: processes still running: {alive}" if alive else None
 
     def reap(self, job_id: str, node_key: str) -> Reaped:
         """Kill what is left of an op of ``job_id`` for ``node_key`` (a crashed runner's) and wait
