@@ -16,8 +16,8 @@ from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
 from autoexec.config import Config, ConfigError, read_config_text
-from autoexec.rc4 import rc4
 from autoexec.errors import AutoexecError
+from autoexec.rc4 import rc4
 
 #: Built-in key that protects ``password.key`` in config.ini; shared with the console and tools.
 MASTER_KEY: Final[str] = "c3H002LGZRrseEPck9tsNgfXHJcl0USJ"

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Union
+
 from autoexec.errors import AutoexecError
 
 __all__ = ["ConditionError", "evaluate", "parse", "Literal", "Var", "Unary", "Binary"]

@@ -17,11 +17,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from autoexec.errors import AutoexecError
 from autoexec.models.flags import parse_flag
 from autoexec.models.optype import OpType, PluginTree
 from autoexec.models.params import field_path
 from autoexec.ops.tools import ToolNotFound
-from autoexec.errors import AutoexecError
 
 TREES = (PluginTree.LOCAL, PluginTree.REMOTE)
 

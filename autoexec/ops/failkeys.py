@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Sequence
+
 from autoexec.errors import AutoexecError
 
 __all__ = ["FailKeys", "FailKeysError"]

@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
 from autoexec.errors import AutoexecError
 
 __all__ = ["RefContext", "UnresolvedReference", "resolve", "to_text", "references_in"]

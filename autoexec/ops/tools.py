@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from autoexec.errors import AutoexecError
 from autoexec.jobdir import safe_name, safe_relpath
 from autoexec.store import file_lock
-from autoexec.errors import AutoexecError
 
 if TYPE_CHECKING:
     from autoexec.models.params import Operation
