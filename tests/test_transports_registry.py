@@ -2,6 +2,7 @@
 end to end through the shipped engine, which never names a protocol."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -87,7 +88,7 @@ def test_a_transport_registered_under_a_new_protocol_runs_a_target_op(jobs: JobF
     rt = jobs.runtime("3901", params, nodes)
     assert "loopback" not in rt.transports
     LoopbackTransport.opened.clear()
-    rt.transports = default_transports().with_entry("loopback", TransportSpec(traits, LoopbackTransport))
+    rt = dataclasses.replace(rt, transports=default_transports().with_entry("loopback", TransportSpec(traits, LoopbackTransport)))
     outcome = run_runtime(rt)
     rt.console.close()
     log = rt.jobdir.node_log("remote", "10.9.9.9-4-7").read_text(encoding="utf-8")
