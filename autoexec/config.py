@@ -14,6 +14,7 @@ from pathlib import Path
 
 from autoexec.configfile import ConfigFile, ConfigValues, read_config_text
 from autoexec.secrets import decrypt_config_values
+from autoexec.transports.decoding import DEFAULT_CHARSETS, parse_charsets
 from autoexec.settings import ConfigError, Settings, autoexec_home, env_name, load_settings
 
 __all__ = ["BUNDLED_PLUGINS", "PACKAGE_DIR", "Config", "ConfigError", "autoexec_home", "load_config", "read_config_text"]
@@ -42,6 +43,9 @@ class Config:
     db_username: str = ""
     db_password: str = field(default="", repr=False)
     possible_encodings: str = "GBK,UTF-8"
+    output_charsets: tuple[str, ...] = DEFAULT_CHARSETS
+    """``output.charsets``: what tool output that is not UTF-8 is decoded as, tried in order
+    (after a charset the host declares), on every transport."""
     plugin_trees: tuple[Path, ...] = ()
     """Roots of plugin trees named by ``plugins.path`` (each holds ``plugins/local``, ``plugins/remote``)."""
     server_verify_tls: bool | str = True
@@ -77,6 +81,7 @@ _ENV_OVERRIDES = {
     "plugins.path": "plugins_path",
     "server.verifyTLS": "server_verify_tls",
     "server.caFile": "server_ca_file",
+    "output.charsets": "output_charsets",
 }
 
 
@@ -91,6 +96,13 @@ def read_config_values(path: Path, settings: Settings | None = None) -> tuple[di
             values[key] = ("1" if value else "0") if isinstance(value, bool) else str(value)
             origin[key] = env_name(name)
     return values, origin
+
+
+def _charsets(text: str, source: str) -> tuple[str, ...]:
+    try:
+        return parse_charsets(text)
+    except LookupError as exc:
+        raise ConfigError(f"{source}: output.charsets: {exc}") from None
 
 
 def parse_plugin_trees(text: str, home: Path, source: str) -> tuple[Path, ...]:
@@ -141,6 +153,7 @@ def load_config(home: Path | None = None, decrypt: bool = True) -> Config:
         db_username=typed.db_username,
         db_password=typed.db_password,
         possible_encodings=typed.deploy_possible_encodings,
+        output_charsets=_charsets(typed.output_charsets, origin.get("output.charsets", str(path))),
         plugin_trees=parse_plugin_trees(typed.plugins_path, home, origin.get("plugins.path", str(path))),
         server_verify_tls=(typed.server_ca_file or True) if typed.server_verify_tls else False,
         db_ca_file=typed.db_ca_file,

@@ -110,6 +110,8 @@ class ConfigValues(BaseModel):
     deploy_possible_encodings: str = Field("GBK,UTF-8", alias="deploy.possibleEncodings",
                                            description="encodings tools try on deployed files")
     plugins_path: str = Field("", alias="plugins.path", description="plugin trees used in place, os.pathsep-separated")
+    output_charsets: str = Field("", alias="output.charsets",
+                                 description="charsets tried in order for a tool output line that is not UTF-8 (default GB18030)")
 
     @field_validator("*", mode="before")
     @classmethod

@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
+from autoexec.errors import AutoexecError
+
 
 class DeployLookup(Protocol):
     def ids(self, sys_name: str, module_name: str, env_name: str | None) -> dict[str, Any]: ...
@@ -15,7 +17,7 @@ class DeployLookup(Protocol):
     def runner_group(self, sys_id: str, module_id: str, env_id: str | None) -> Any: ...
 
 
-class DeployVarsError(Exception):
+class DeployVarsError(AutoexecError):
     """The job names a deploy path that cannot be resolved; the message says which part."""
 
 

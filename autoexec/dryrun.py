@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import TextIO, cast
 
+from autoexec.transports.base import TransportTraits
 from autoexec.config import Config, load_config
 from autoexec.secrets import OPTION_PREFIX
 from autoexec.control import JobControl
@@ -266,7 +267,8 @@ class DryRun:
                       indent: int) -> None:
         rt, node = self.rt, ctx.node
         dir_name = f"autoexec-{safe_name(rt.job_id)}-{node.resourceId}-{ctx.plan.index}"
-        root = f"$TMPDIR/{dir_name}" if node.protocol == "tagent" else f"/tmp/{dir_name}"
+        spec = ctx.transport_spec
+        root = (spec.traits if spec is not None else TransportTraits()).remote_root(dir_name)
         uploads = []
         for base in rt.config.plugin_dirs:
             if (base / PluginTree.REMOTE / "lib").is_dir():

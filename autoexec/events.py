@@ -55,6 +55,8 @@ class Event(TypedDict, total=False):
     message: str
     duration: float
     warn_count: int
+    failure_kind: str
+    """node_end of a node whose remote op failed: connect, auth, timeout, cancelled, remote_exit, other."""
     counts: Counts
     phases: Mapping[str, str]
     groups: Mapping[str, Mapping[str, str]]

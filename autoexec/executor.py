@@ -37,11 +37,14 @@ class NodeResult:
     warn_count: int = 0
     outputs: list[str] = field(default_factory=list)
     message: str = ""
+    failure_kind: str | None = None
+    """Why a remote op failed, by kind (``transports.base.FailureKind`` value), when it did."""
 
     def summary(self) -> dict[str, Any]:
         return {"node": self.node, "status": self.status, "exitCode": self.exit_code,
                 "duration": round(self.duration, 3), "warnCount": self.warn_count,
-                "outputs": self.outputs, "message": self.message}
+                "outputs": self.outputs, "message": self.message,
+                **({"failureKind": self.failure_kind} if self.failure_kind else {})}
 
 
 class NodeRun:
@@ -122,6 +125,7 @@ class NodeRun:
                     final, last = self._run_ops(self.plan.phase.operations)
                     result.exit_code = last.exit_code if last else None
                     result.message = last.message if last and final is not Status.SUCCEED else ""
+                    result.failure_kind = last.failure_kind if last and final is not Status.SUCCEED else None
             except Exception as exc:  # noqa: BLE001 - a node never takes the phase down with it
                 self.log.line(f"ERROR: Some error occurred: {exc}")
                 self.log.write(traceback.format_exc())

@@ -12,10 +12,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from autoexec.errors import AutoexecError
+
 _UNSAFE = re.compile(r"[/\\\x00-\x1f]")
 
 
-class UnsafeName(ValueError):
+class UnsafeName(AutoexecError, ValueError):
     pass
 
 

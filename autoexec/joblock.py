@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
+from autoexec.errors import AutoexecError
+
 EXIT_BUSY = 3
 """Exit status of a run refused because the job is already running."""
 
@@ -28,7 +30,7 @@ class Controllable(Protocol):
     def pause(self) -> None: ...
 
 
-class JobBusy(Exception):
+class JobBusy(AutoexecError):
     """Another process holds the job's lock. ``str()`` is the one line to print."""
 
     def __init__(self, job_id: str, holder: dict[str, Any] | None) -> None:

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
+from autoexec.retry import Backoff, retry
+
 if TYPE_CHECKING:
     from autoexec.config import Config
     from autoexec.masking import Masker
@@ -224,18 +226,14 @@ class MongoStore:
 
     def _apply_with_retry(self, write: _Write) -> bool:
         attempts = 1 if self._outage else self._retries  # during an outage, don't pile up delays
-        for attempt in range(attempts):
-            try:
-                self._apply(write)
-            except Exception as exc:  # noqa: BLE001 - any client failure means "Mongo unavailable"
-                if attempt + 1 < attempts:
-                    time.sleep(self._backoff * (2 ** attempt))
-                    continue
-                self._enter_outage(f"write to {write.collection}", exc)
-                return False
-            self._leave_outage()
-            return True
-        return False
+        try:
+            retry(lambda: self._apply(write), attempts=max(1, attempts),
+                  backoff=Backoff(first=self._backoff, cap=float("inf")))
+        except Exception as exc:  # noqa: BLE001 - any client failure means "Mongo unavailable"
+            self._enter_outage(f"write to {write.collection}", exc)
+            return False
+        self._leave_outage()
+        return True
 
     def _apply(self, write: _Write) -> None:
         collection = self._db[write.collection]

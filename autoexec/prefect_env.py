@@ -19,6 +19,8 @@ from typing import Any
 
 from autoexec.settings import SettingsError, load_settings
 
+from autoexec.errors import AutoexecError
+
 SERVER_ENV = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "200",
@@ -29,7 +31,7 @@ SERVER_ENV = {
 }
 
 
-class PrefectServerError(Exception):
+class PrefectServerError(AutoexecError):
     pass
 
 

@@ -101,15 +101,11 @@ def console_client(cfg: Config, tenant: str = "none") -> ConsoleClient:
 def with_retries(what: str, fn: Callable[[], T]) -> T:
     """Downloads happen before anything runs: a console that restarts gets a few seconds, then the
     job stops with a one-line error and nothing recorded (the previous copy of the file survives)."""
+    from autoexec.retry import Backoff, retry
+
     attempts = max(1, load_settings().console_retries)
-    for attempt in range(attempts):
-        try:
-            return fn()
-        except ConsoleError as exc:
-            if not exc.retryable or attempt == attempts - 1:
-                raise
-            time.sleep(min(8.0, 0.5 * 2 ** attempt))
-    raise AssertionError(what)  # pragma: no cover - the loop always returns or raises
+    return retry(fn, attempts=attempts, backoff=Backoff(first=0.5, cap=8.0), retry_on=(ConsoleError,),
+                 should_retry=lambda exc: isinstance(exc, ConsoleError) and exc.retryable)
 
 
 # --- inputs ------------------------------------------------------------------------------------------

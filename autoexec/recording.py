@@ -152,9 +152,12 @@ class _RecordedSubmit:
         try:
             result = execute_node(self.rt, plan, node, self.links, self.counts)
         finally:
-            self.stream.emit("node_end" if self.batch is None else "batch_node_end", key=key,
-                             status=result.status, exit_code=result.exit_code, message=result.message,
-                             duration=round(result.duration, 3), warn_count=result.warn_count)
+            end: events.Event = {"key": key, "status": result.status, "exit_code": result.exit_code,
+                                 "message": result.message, "duration": round(result.duration, 3),
+                                 "warn_count": result.warn_count}
+            if result.failure_kind:
+                end["failure_kind"] = result.failure_kind
+            self.stream.emit("node_end" if self.batch is None else "batch_node_end", **end)
         return result
 
 

@@ -30,6 +30,7 @@ from autoexec.models.status import Status
 from autoexec.notify import Notifier, PhaseCounts
 from autoexec.services import ConsoleServices
 from autoexec.store import Mirror, NodeOutput
+from autoexec.transports.registry import TransportTable, default_transports
 
 @dataclass(frozen=True, eq=False)
 class JobRuntime:
@@ -45,6 +46,8 @@ class JobRuntime:
     runner_output: NodeOutput | None = None
     job_lock: JobLock | None = None
     """The job's held lock and pid record (``joblock``); runs inside a flow add their flow-run id."""
+    transports: TransportTable = field(default_factory=default_transports)
+    """Protocol name -> how to reach a node of it (``transports.registry``)."""
 
     # --- the spec, read-only ---------------------------------------------------------------------
     @property

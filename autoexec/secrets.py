@@ -16,6 +16,7 @@ from typing import Any, Final, Protocol
 from urllib.parse import unquote, urlsplit
 
 from autoexec.configfile import read_config_text
+from autoexec.errors import AutoexecError
 from autoexec.rc4 import rc4
 from autoexec.settings import ConfigError
 
@@ -35,7 +36,7 @@ ENCRYPTED_PREFIXES: Final[tuple[str, ...]] = (CONFIG_PREFIX, OPTION_PREFIX, "RC4
 CONFIG_SECRET_KEYS: Final[tuple[str, ...]] = ("password.key", "server.password", "db.password")
 
 
-class SecretError(ValueError):
+class SecretError(AutoexecError, ValueError):
     """A value that cannot be decrypted; the message never contains the value."""
 
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from autoexec.errors import AutoexecError
+
 if TYPE_CHECKING:
     from autoexec.files import FileParams
     from autoexec.models.nodes import Node
     from autoexec.models.params import Operation
 
 
-class ConsoleUnavailable(OSError):
+class ConsoleUnavailable(AutoexecError, OSError):
     """A request that needs a console, in a job that has none (the op fails with this line)."""
 
 

@@ -22,6 +22,8 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from autoexec.errors import AutoexecError
+
 PREFIX = "AUTOEXEC_"
 
 #: The tool-environment contract: set by the runner for tools and the processes it starts, read by
@@ -37,7 +39,7 @@ Seconds = Annotated[float, Field(gt=0)]
 Wait = Annotated[float, Field(ge=0)]
 
 
-class ConfigError(Exception):
+class ConfigError(AutoexecError):
     """A configuration value that cannot be used (config.ini or the environment); the message is
     one line naming the file and key, or the variable, never a secret value."""
 
@@ -82,6 +84,9 @@ class Settings(BaseSettings):
     write_timeout: Seconds | None = Field(None, description="overrides `rexec.writeTimeout`", json_schema_extra=_CONFIG_INI)
     plugins_path: str | None = Field(None, description="overrides `plugins.path`: plugin trees used in place",
                                      json_schema_extra=_CONFIG_INI)
+    output_charsets: str | None = Field(None, description="overrides `output.charsets`: charsets tried in order for a tool "
+                                        "output line that is not UTF-8 (after the charset a Tagent agent declares), the "
+                                        "same on the runner, over SSH and Tagent", json_schema_extra=_CONFIG_INI)
 
     # --- Prefect blocks standing in for config.ini ---
     console_block: str | None = Field(None, description="Prefect block with the console's credentials (see Production mode)",

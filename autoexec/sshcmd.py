@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, TextIO
 
+from autoexec.errors import AutoexecError
 from autoexec.transports.base import Endpoint, Timeouts
 from autoexec.transports.ssh import SshTransport
 
 PASSWORD_ENV = "SSHCMD_PASSWORD"
 
 
-class HostsFileError(Exception):
+class HostsFileError(AutoexecError):
     """A hosts file that cannot be used; ``str`` is the one-line reason."""
 
 

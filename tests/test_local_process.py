@@ -17,7 +17,8 @@ from typing import Iterator
 import pytest
 
 from autoexec.transports import deadlines, orphans, spawn
-from autoexec.transports.local import LocalProcess, decode_lines, pump
+from autoexec.transports.decoding import LineSplitter
+from autoexec.transports.local import LocalProcess, pump
 from tests.fixtures_core import process_running
 from tests.waiting import wait_until
 
@@ -81,9 +82,10 @@ def test_small_reads_still_cut_the_same_lines() -> None:
 
 def test_gbk_and_broken_bytes_are_decoded_per_line() -> None:
     gbk = "你好".encode("gbk")
-    assert decode_lines(b"utf8 \xe4\xb8\xad\n" + b"gbk " + gbk + b"\n" + b"bad \xff\r") == \
-        ["utf8 中", "gbk 你好", "bad \ufffd"]
-    assert decode_lines(b"x\r\n".rstrip(b"\n")) == ["x"]
+    splitter = LineSplitter()
+    assert splitter.feed(b"utf8 \xe4\xb8\xad\n" + b"gbk " + gbk + b"\n" + b"bad \xff\r") == ["utf8 中", "gbk 你好"]
+    assert splitter.flush() == ["bad \ufffd"]
+    assert LineSplitter().feed(b"x\r\n") == ["x"]
 
 
 # --- starting, env, cwd, descriptors -------------------------------------------------------

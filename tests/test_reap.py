@@ -72,3 +72,22 @@ def test_an_op_is_in_flight_only_while_its_node_and_op_say_running() -> None:
     assert in_flight({"status": "running", "currenOp": "a_1", "a_1": "succeed"}) is None  # between two ops
     assert in_flight({"status": "aborted", "currenOp": "a_1", "a_1": "running"}) is None
     assert in_flight({}) is None
+
+
+def test_the_job_wide_kill_is_the_same_script_and_hits_only_its_job(tmp_path: Path) -> None:
+    """``kill_job_script`` kills every process carrying exactly ``AUTOEXEC_JOBID=<job>`` (not job
+    7712 for job 771), and reports nothing left."""
+    from autoexec.transports.reap import kill_job_script, survivors
+
+    env = dict(os.environ)
+    ours = subprocess.Popen(["sleep", "300"], env={**env, "AUTOEXEC_JOBID": "771"})
+    other = subprocess.Popen(["sleep", "300"], env={**env, "AUTOEXEC_JOBID": "7712"})
+    try:
+        done = subprocess.run(["sh", "-c", kill_job_script("771")], capture_output=True, text=True, timeout=60)
+        assert survivors(done.stdout) == "", done.stdout + done.stderr
+        assert ours.wait(timeout=30) == -9
+        assert other.poll() is None
+    finally:
+        for proc in (ours, other):
+            proc.kill()
+            proc.wait()

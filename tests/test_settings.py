@@ -15,7 +15,7 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 # A value of the wrong type (or out of range) for every setting that can have one.
 BAD = {
     "home": None, "server_baseurl": None, "server_username": None, "server_password": None, "server_ca_file": None,
-    "db_url": None, "db_name": None, "db_username": None, "db_password": None, "plugins_path": None,
+    "db_url": None, "db_name": None, "db_username": None, "db_password": None, "plugins_path": None, "output_charsets": None,
     "console_block": None, "mongodb_block": None, "node_credentials_block": None, "ssh_known_hosts": None,
     "server_verify_tls": "maybe", "max_exec_secs": "long", "connect_timeout": "0", "read_timeout": "-5",
     "write_timeout": "1s", "console_retries": "-1", "console_connect_timeout": "ten", "console_read_timeout": "0",

@@ -16,7 +16,7 @@ from autoexec.transports.tagent_client import (
     End, TagentAuthError, TagentClient, TagentConnection, TagentError, TagentProtocolError,
     answer_challenge, codec_for, parse_exit_trailer, split_challenge,
 )
-from autoexec.transports.tagent_stream import LineAssembler as _LineAssembler
+from autoexec.transports.decoding import LineSplitter
 from tests.tagent_agent import TagentTestAgent
 
 KEY = "Verify-Pass-123"
@@ -202,14 +202,11 @@ def test_codec_for_maps_lang_c_to_utf8() -> None:
 
 
 def test_line_assembler_decodes_gbk_split_across_chunks() -> None:
-    lines: list[str] = []
-    assembler = _LineAssembler("gbk", lines.append)
+    splitter = LineSplitter(charset="gbk")
     data = "中文行\r\nsecond".encode("gbk")
-    assembler.feed(data[:3])
-    assembler.feed(data[3:])
-    assert lines == ["中文行"]
-    assembler.flush()
-    assert lines == ["中文行", "second"]
+    assert splitter.feed(data[:3]) == []
+    assert splitter.feed(data[3:]) == ["中文行"]
+    assert splitter.flush() == ["second"]
 
 
 def _pair_connection(max_frame: int = 65535, secure: bool = False) -> tuple[TagentConnection, socket.socket]:

@@ -18,8 +18,10 @@ if TYPE_CHECKING:
     from autoexec.blocks.credentials import NodeCredentials
     from autoexec.blocks.mongodb import MongoDBConnection
 
+from autoexec.errors import AutoexecError
 
-class BlockUnavailable(Exception):
+
+class BlockUnavailable(AutoexecError):
     """The named block cannot be loaded; the message names it and says why in one line."""
 
 

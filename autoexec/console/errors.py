@@ -6,10 +6,12 @@ path, never credentials or request bodies.
 """
 from __future__ import annotations
 
+from autoexec.errors import AutoexecError
+
 AUTH_CODES = frozenset({521, 522, 527})
 
 
-class ConsoleError(Exception):
+class ConsoleError(AutoexecError):
     """Base of every console failure."""
 
     def __init__(self, message: str, *, api: str = "", status_code: int | None = None) -> None:

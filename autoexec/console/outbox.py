@@ -10,7 +10,6 @@ import fcntl
 import json
 import logging
 import os
-import random
 import threading
 import time
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import Any, Callable, Iterator, Mapping, Protocol
 from autoexec.console.errors import AUTH_CODES, ConsoleError, ConsoleHTTPError, ConsoleUnavailable
 from autoexec.console.models import Envelope
 from autoexec.fileio import append_once
+from autoexec.retry import Backoff, RetryCancelled, retry
 
 log = logging.getLogger("autoexec.console.outbox")
 
@@ -240,39 +240,47 @@ class Outbox:
                 fcntl.flock(self._sender_fd, fcntl.LOCK_UN)
 
     def _deliver(self, entry: OutboxEntry) -> bool:
-        attempt, server_errors = 0, 0
+        """``False`` when stopping left the entry pending; ``True`` once delivered or dead-lettered."""
+        server_errors, retries = 0, 0
         first_error: float | None = None
-        while not self._stop.is_set():
-            try:
-                envelope = self._client.call(entry.api, entry.payload, check=True)
-            except ConsoleError as exc:
-                first_error = first_error if first_error is not None else time.monotonic()
-                if not self._should_retry(exc, server_errors, time.monotonic() - first_error):
-                    self._dead_letter(entry, exc.message, exc.status_code)
-                    return True
-                if isinstance(exc, ConsoleHTTPError) and exc.status_code not in _TRANSIENT_CODES:
-                    server_errors += 1
-                delay = min(self._cap, self._base * (2 ** attempt))
-                delay = random.uniform(delay / 2, delay)
-                log.log(logging.WARNING if attempt == 0 else logging.DEBUG,
-                        "outbox: %s #%d not delivered (%s); retrying in %.1fs",
-                        entry.api, entry.seq, exc.message, delay)
-                attempt += 1
-                if self._stop.wait(delay):
-                    return False
-                continue
-            except Exception as exc:  # noqa: BLE001 - e.g. an unknown API name in an old queue
-                self._dead_letter(entry, f"{type(exc).__name__}: {exc}", None)
-                return True
-            if attempt:
-                log.info("outbox: %s #%d delivered after %d retries", entry.api, entry.seq, attempt)
-            for handler in self._handlers.get(entry.api, []):
-                try:
-                    handler(entry, envelope)
-                except Exception:  # one failing handler must not undo the delivery: logged with its traceback
-                    log.exception("outbox: handler for %s failed", entry.api)
+
+        def worth_retrying(exc: BaseException) -> bool:
+            nonlocal server_errors, first_error
+            assert isinstance(exc, ConsoleError)
+            first_error = first_error if first_error is not None else time.monotonic()
+            if not self._should_retry(exc, server_errors, time.monotonic() - first_error):
+                return False
+            if isinstance(exc, ConsoleHTTPError) and exc.status_code not in _TRANSIENT_CODES:
+                server_errors += 1
             return True
-        return False
+
+        def told(exc: BaseException, retry_no: int, delay: float) -> None:
+            nonlocal retries
+            retries = retry_no + 1
+            log.log(logging.WARNING if retry_no == 0 else logging.DEBUG,
+                    "outbox: %s #%d not delivered (%s); retrying in %.1fs",
+                    entry.api, entry.seq, getattr(exc, "message", exc), delay)
+
+        try:
+            envelope = retry(lambda: self._client.call(entry.api, entry.payload, check=True), attempts=None,
+                             backoff=Backoff(first=self._base, cap=self._cap, jitter=True), cancel=self._stop,
+                             retry_on=(ConsoleError,), should_retry=worth_retrying, on_retry=told)
+        except RetryCancelled:
+            return False
+        except ConsoleError as exc:
+            self._dead_letter(entry, exc.message, exc.status_code)
+            return True
+        except Exception as exc:  # noqa: BLE001 - e.g. an unknown API name in an old queue
+            self._dead_letter(entry, f"{type(exc).__name__}: {exc}", None)
+            return True
+        if retries:
+            log.info("outbox: %s #%d delivered after %d retries", entry.api, entry.seq, retries)
+        for handler in self._handlers.get(entry.api, []):
+            try:
+                handler(entry, envelope)
+            except Exception:
+                log.exception("outbox: handler for %s failed", entry.api)
+        return True
 
     def _should_retry(self, exc: ConsoleError, server_errors: int, failing_for: float) -> bool:
         if isinstance(exc, ConsoleUnavailable):

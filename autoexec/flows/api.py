@@ -17,14 +17,21 @@ from typing import Any, Callable
 
 import httpx
 
+from autoexec.errors import AutoexecError
+from autoexec.retry import Backoff, RetryCancelled, retry
+
 TRANSIENT = frozenset({408, 425, 429})
 
 
-class ApiRefused(Exception):
+class ApiRefused(AutoexecError):
     """The server understood the call and said no; retrying would not help."""
 
 
-class Stopped(Exception):
+class _Transient(AutoexecError):
+    """An answer (or no answer) worth asking again: connection failure, 408/425/429, 5xx."""
+
+
+class Stopped(AutoexecError):
     """The caller asked to stop while a call was still being retried."""
 
 
@@ -80,24 +87,26 @@ class PrefectApi:
             return None
 
     def call(self, method: str, path: str, body: Any = None, on_retry: Callable[[str], None] | None = None) -> Any:
-        delay = 0.1
-        while True:
-            if self.stop.is_set():
-                raise Stopped(f"{method} {path}")
+        def once() -> Any:
             try:
                 with self._slots:
                     resp = self._client.request(method, path, json=body)
             except httpx.HTTPError as exc:
-                problem = f"Failed to reach API at {self.url}: {type(exc).__name__}: {exc}"
-            else:
-                if resp.status_code < 400:
-                    return resp.json() if resp.content else None
-                if resp.status_code not in TRANSIENT and resp.status_code < 500:
-                    raise ApiRefused(f"{method} {path}: {resp.status_code} {resp.text[:300]}")
-                problem = f"{method} {path}: HTTP {resp.status_code}"
+                raise _Transient(f"Failed to reach API at {self.url}: {type(exc).__name__}: {exc}") from None
+            if resp.status_code < 400:
+                return resp.json() if resp.content else None
+            if resp.status_code not in TRANSIENT and resp.status_code < 500:
+                raise ApiRefused(f"{method} {path}: {resp.status_code} {resp.text[:300]}")
+            raise _Transient(f"{method} {path}: HTTP {resp.status_code}")
+
+        def told(problem: BaseException, _retry_no: int, _delay: float) -> None:
             self.retries += 1
             for hook in (on_retry, self.on_retry):
                 if hook is not None:
-                    hook(problem)
-            self.stop.wait(delay)
-            delay = min(delay * 2, self.max_delay)
+                    hook(str(problem))
+
+        try:
+            return retry(once, attempts=None, backoff=Backoff(first=0.1, cap=self.max_delay), cancel=self.stop,
+                         retry_on=(_Transient,), on_retry=told)
+        except RetryCancelled:
+            raise Stopped(f"{method} {path}") from None

@@ -280,24 +280,21 @@ class RecorderService:
     def connect(self) -> bool:
         from autoexec.flows.api import PrefectApi
         from autoexec.prefect_env import PrefectServerError, configured_api_url, ensure_api
+        from autoexec.retry import Backoff, RetryCancelled, retry
 
-        delay = 1.0
-        while not self.stop.is_set():
-            try:
-                url = ensure_api(self.home) or configured_api_url()
-            except PrefectServerError as exc:
-                self.log.warning("no Prefect API yet: %s", exc)
-                self.stop.wait(delay)
-                delay = min(delay * 2, 30)
-                continue
-            if not url:
-                self.log.error("no Prefect API configured (the recorder needs a server: the embedded one "
-                               "or PREFECT_API_URL)")
-                return False
-            self.api = PrefectApi(url, self.stop, concurrency=load_settings().recorder_api_concurrency)
-            self.log.info("recording into %s", url)
-            return True
-        return False
+        try:
+            url = retry(lambda: ensure_api(self.home) or configured_api_url(), attempts=None,
+                        backoff=Backoff(first=1.0, cap=30.0), cancel=self.stop, retry_on=(PrefectServerError,),
+                        on_retry=lambda exc, _n, _delay: self.log.warning("no Prefect API yet: %s", exc))
+        except RetryCancelled:
+            return False
+        if not url:
+            self.log.error("no Prefect API configured (the recorder needs a server: the embedded one "
+                           "or PREFECT_API_URL)")
+            return False
+        self.api = PrefectApi(url, self.stop, concurrency=load_settings().recorder_api_concurrency)
+        self.log.info("recording into %s", url)
+        return True
 
     def serve(self) -> int:
         spools = spool_dir(self.home)

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from autoexec.errors import AutoexecError
 from autoexec.models.optype import ExecKind, OpType
 from autoexec.models.text import TextProblem, check_name, check_tree, loads_checked
 
@@ -16,7 +17,7 @@ _TYPE_NAMES = ", ".join(sorted(_TYPES))
 EXEC_STRATEGIES = ("oneShot", "grayScale")
 
 
-class JobInputError(Exception):
+class JobInputError(AutoexecError):
     """Malformed job input; the message is one line naming file, field/line and problem."""
 
 

@@ -13,6 +13,8 @@ import json
 import re
 from typing import Any
 
+from autoexec.errors import AutoexecError
+
 #: Longest name (UTF-8 bytes) that becomes part of a file name: 255 per component, minus suffixes.
 MAX_NAME_BYTES = 200
 #: Deepest JSON nesting accepted; Python's parser would otherwise stop with a RecursionError.
@@ -21,7 +23,7 @@ MAX_JSON_DEPTH = 100
 _BAD_CHAR = re.compile("[\x00\ud800-\udfff]")
 
 
-class TextProblem(ValueError):
+class TextProblem(AutoexecError, ValueError):
     """``where`` is a field path such as ``runFlow[0].phases[1].phaseName`` (may be empty)."""
 
     def __init__(self, where: str, problem: str) -> None:

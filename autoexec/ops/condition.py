@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Union
 
+from autoexec.errors import AutoexecError
+
 __all__ = ["ConditionError", "evaluate", "parse", "Literal", "Var", "Unary", "Binary"]
 
 Lookup = Callable[[str], "str | None"]
 
 
-class ConditionError(ValueError):
+class ConditionError(AutoexecError, ValueError):
     """Syntax or evaluation error; the message is one line naming the expression and position."""
 
     def __init__(self, expr: str, pos: int, detail: str, kind: str = "syntax") -> None:

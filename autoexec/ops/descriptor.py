@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from autoexec.errors import AutoexecError
 from autoexec.models.flags import parse_flag
 from autoexec.models.optype import OpType, PluginTree
 from autoexec.models.params import field_path
@@ -25,7 +26,7 @@ from autoexec.ops.tools import ToolNotFound
 TREES = (PluginTree.LOCAL, PluginTree.REMOTE)
 
 
-class DescriptorError(ValueError):
+class DescriptorError(AutoexecError, ValueError):
     """One line: ``<file>: <field>: <problem>``."""
 
 

@@ -25,7 +25,7 @@ from autoexec.ops.toolerrors import missing_module_notice
 from autoexec.ops.toolenv import owning_plugin_dir
 from autoexec.ops.tools import ToolNotFound, locate_tool, script_argv, write_inline_script
 from autoexec.store import ensure_dir, file_lock, read_json, write_json_atomic
-from autoexec.transports.base import RemoteOp, Upload
+from autoexec.transports.base import FailureKind, RemoteOp, TransportTraits, Upload
 from autoexec.transports.local import LocalProcess
 from autoexec.transports.reap import NODE_KEY_ENV
 
@@ -39,6 +39,8 @@ class OpOutcome:
     message: str = ""
     skipped: bool = False
     outputs: dict[str, Any] = field(default_factory=dict)
+    failure_kind: str | None = None
+    """A remote op's failure by kind (``FailureKind`` value); ``None`` for runner-side ops."""
 
 
 def run_operation(ctx: NodeContext, op: Operation) -> OpOutcome:
@@ -83,7 +85,8 @@ def _run_local(ctx: NodeContext, op: Operation, to_target: bool) -> OpOutcome:
     if prepared.error:
         return _fail(ctx, prepared.error)
     _record_inputs(ctx, op, prepared)
-    if to_target and not ctx.password and ctx.node.protocol in ("ssh", "tagent"):
+    spec = ctx.transport_spec if to_target else None
+    if spec is not None and spec.traits.uses_password and not ctx.password:
         ctx.log.line(f"WARN: Can not find password for {ctx.node.username}@{ctx.node.host}:{ctx.node.protocolPort}, "
                      f"Please check the account settings of the node.")
     ctx.log.line(f"INFO: Execute -> {op.opName} {prepared.masked}".rstrip())
@@ -100,7 +103,8 @@ def _run_local(ctx: NodeContext, op: Operation, to_target: bool) -> OpOutcome:
         except FileNotFoundError:
             pass
     try:
-        proc = LocalProcess(command + prepared.argv, template.cwd, env, find_program=template.program)
+        proc = LocalProcess(command + prepared.argv, template.cwd, env, find_program=template.program,
+                            output_charsets=rt.config.output_charsets)
     except OSError as exc:
         return _fail(ctx, f"cannot start {op.opName}: {exc.strerror or exc}")
     token = rt.control.register(proc.kill)
@@ -159,15 +163,16 @@ def _fetch_script(ctx: NodeContext, op: Operation) -> Path:
 # --- remote -------------------------------------------------------------------------------
 def _run_remote(ctx: NodeContext, op: Operation) -> OpOutcome:
     rt, node = ctx.rt, ctx.node
-    if node.protocol not in ("ssh", "tagent"):
+    spec = ctx.transport_spec
+    if spec is None:
         return _fail(ctx, f"node {node.host} protocol {node.protocol!r} cannot run target operation {op.opId} "
-                          f"(needs ssh or tagent)")
+                          f"(needs {rt.transports.names()})")
     if ctx.credentials_error:
         return _fail(ctx, ctx.credentials_error)
-    if node.protocol == "ssh" and not ctx.password and not ctx.private_key:
+    if spec.traits.needs_secret and not ctx.password and not ctx.private_key:
         return _fail(ctx, f"Can not find password for {ctx.username}@{node.host}:{node.protocolPort}")
     dir_name = f"autoexec-{safe_name(rt.job_id)}-{node.resourceId}-{ctx.plan.index}"
-    root = f"$TMPDIR/{dir_name}" if node.protocol == "tagent" else f"/tmp/{dir_name}"
+    root = spec.traits.remote_root(dir_name)
     uploads: list[Upload] = []
     workdir = op.bundle
     try:
@@ -198,7 +203,7 @@ def _run_remote(ctx: NodeContext, op: Operation) -> OpOutcome:
         local = rt.jobdir.root / rel
         if local.is_file():
             uploads.append(Upload(local, posixpath.join(workdir, "file", local.name)))
-    env = _remote_env(ctx)
+    env = _remote_env(ctx, spec.traits)
     fetch_dir = rt.jobdir.op_output_dir(ctx.triple) / ".fetch" / safe_name(op.opId)  # staging, removed below
     has_output = op.output is not None
     remote_op = RemoteOp(job_id=rt.job_id, root=root, uploads=uploads, workdir=workdir,
@@ -244,10 +249,14 @@ def _remote_outcome(ctx: NodeContext, op: Operation, transport: Any, result: Any
             kill_error = transport.kill_job(rt.job_id)
             ctx.log.line(f"INFO: Execute kill command for job {rt.job_id} "
                          f"{'failed: ' + kill_error if kill_error else 'success'}.")
-            return OpOutcome(final=Status.ABORTED, message="aborted")
-        return _fail(ctx, result.error, result.exit_code)
+            return OpOutcome(final=Status.ABORTED, message="aborted", failure_kind=FailureKind.CANCELLED.value)
+        outcome = _fail(ctx, result.error, result.exit_code)
+        outcome.failure_kind = (result.kind or FailureKind.OTHER).value
+        return outcome
     failure = _tool_failure(ctx, op, result.exit_code, failed_by_log)
     if failure is not None:
+        if result.exit_code != 0:
+            failure.failure_kind = FailureKind.REMOTE_EXIT.value
         return failure
     data = read_json(fetch_dir / "output.json") if has_output else None
     if isinstance(data, dict):
@@ -326,13 +335,12 @@ def _remote_lib(plugin_dirs: list[Path], tool: Path | None) -> Path | None:
     return None
 
 
-def _remote_env(ctx: NodeContext) -> dict[str, str]:
+def _remote_env(ctx: NodeContext, traits: TransportTraits) -> dict[str, str]:
     node = ctx.node
     env = {"HISTSIZE": "0", "NODE_HOST": node.host, "NODE_PORT": node.port_text,
            "NODE_NAME": node.nodeName or "", "AUTOEXEC_JOBID": ctx.rt.job_id, NODE_KEY_ENV: ctx.paths.key,
            "AUTOEXEC_NODE": json.dumps(node.tool_dict(""), ensure_ascii=False)}  # no password on the target
-    if node.protocol == "ssh":
-        env["TERM"] = "dumb"  # the original's shell had a "dumb" terminal; Tagent's agent sets its own
+    env.update(traits.op_env)  # e.g. the original's ssh shell had a "dumb" terminal
     node_env = ctx.node_env
     for key in ("INS_PATH", "INS_ID_PATH"):  # from the node env, not the runner env as the original did
         if key in node_env:

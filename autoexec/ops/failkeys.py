@@ -9,10 +9,12 @@ import re
 import threading
 from collections.abc import Sequence
 
+from autoexec.errors import AutoexecError
+
 __all__ = ["FailKeys", "FailKeysError"]
 
 
-class FailKeysError(ValueError):
+class FailKeysError(AutoexecError, ValueError):
     """Bad failkeys configuration; the message names the offending option or regex."""
 
 

@@ -18,6 +18,7 @@ from autoexec.models.status import Status
 from autoexec.runtime import JobRuntime, PhasePlan
 from autoexec.store import NodeOutput, NodeStatus
 from autoexec.transports.base import Endpoint, RemoteTransport, Timeouts
+from autoexec.transports.registry import TransportSpec
 
 
 class NodeContext:
@@ -100,26 +101,27 @@ class NodeContext:
         return os.environ.get(name)
 
     # --- connection ----------------------------------------------------------------------
+    @property
+    def transport_spec(self) -> TransportSpec | None:
+        """How this node is reached (by its protocol), or ``None``: the runner itself, or a
+        protocol no transport is registered for (a database node for runner-side tools)."""
+        if self.node.resourceId == 0:
+            return None
+        return self.rt.transports.get(self.node.protocol)
+
     def remote(self) -> RemoteTransport:
         if self.transport is None:
+            spec = self.transport_spec
+            if spec is None:
+                raise ValueError(f"node {self.node.host} protocol {self.node.protocol!r} cannot run target "
+                                 f"operations (expected {self.rt.transports.names()})")
             cfg = self.rt.config
             endpoint = Endpoint(host=self.node.host, port=int(self.node.protocolPort or 0),
                                 username=self.username, password=self.password,
                                 private_key=self.private_key)
             timeouts = Timeouts(connect=cfg.connect_timeout, read=cfg.read_timeout,
                                 write=cfg.write_timeout, op=cfg.max_exec_secs)
-            protocol = self.node.protocol
-            if protocol == "ssh":
-                from autoexec.transports.ssh import SshTransport
-
-                self.transport = SshTransport(endpoint, timeouts)
-            elif protocol == "tagent":
-                from autoexec.transports.tagent import TagentTransport
-
-                self.transport = TagentTransport(endpoint, timeouts)
-            else:
-                raise ValueError(f"node {self.node.host} protocol {protocol!r} cannot run target operations "
-                                 f"(expected ssh or tagent)")
+            self.transport = spec.open(endpoint, timeouts, cfg.output_charsets)
         return self.transport
 
     def close(self) -> None:

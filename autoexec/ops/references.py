@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from autoexec.errors import AutoexecError
+
 __all__ = ["RefContext", "UnresolvedReference", "resolve", "to_text", "references_in"]
 
 # ``${ ... }`` with no braces inside, or ``$word``. Alternation order matters: braced form first.
@@ -20,7 +22,7 @@ _REF = re.compile(r"\$\{([^{}]*)\}|\$(\w+)", re.ASCII)
 _MISSING = object()
 
 
-class UnresolvedReference(ValueError):
+class UnresolvedReference(AutoexecError, ValueError):
     """A reference to an op output that does not exist; the op must fail with this message."""
 
     def __init__(self, ref: str) -> None:

@@ -43,7 +43,7 @@ def clear_in_flight(ctx: NodeContext, op_id: str, op_pid: int | None) -> str | N
                  f"this job ended; its runner process {op_pid} "
                  f"{'was still alive: killed with its process group' if killed else 'is gone'}.")
         return None
-    if node.resourceId == 0 or node.protocol not in ("ssh", "tagent"):
+    if ctx.transport_spec is None:  # the runner, or a node no transport reaches
         return None
     try:
         transport = ctx.remote()

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from autoexec.errors import AutoexecError
 from autoexec.jobdir import safe_name, safe_relpath
 from autoexec.store import file_lock
 
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
     from autoexec.ops.nodectx import NodeContext
 
 
-class ToolNotFound(LookupError):
+class ToolNotFound(AutoexecError, LookupError):
     pass
 
 

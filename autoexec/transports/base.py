@@ -9,17 +9,46 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Callable, Protocol, runtime_checkable
 
+from autoexec.errors import AutoexecError
 from autoexec.transports.reap import Reaped
 
 LineSink = Callable[[str], None]
 """Receives one decoded output line (without the trailing newline) as soon as it arrives."""
 
 
-class TransportError(Exception):
-    """A failure reaching or driving a host. ``str(err)`` is one line fit for a node log."""
+class FailureKind(str, Enum):
+    """What kind of failure ended a remote op, beside its one-line message: records and callers
+    decide on it (retry a connect failure, not an auth failure) without parsing the text."""
+
+    CONNECT = "connect"
+    """The host could not be reached, or the connection broke."""
+    AUTH = "auth"
+    """The host refused the credentials."""
+    TIMEOUT = "timeout"
+    """A connect, read or op time limit ran out."""
+    CANCELLED = "cancelled"
+    """The job was aborted while the op ran."""
+    REMOTE_EXIT = "remote_exit"
+    """The host side failed: the command exited non-zero or without a status, or the host
+    reported an error for a step (staging, fetch, cleanup)."""
+    OTHER = "other"
+    """Anything else (a protocol violation, a local file that cannot be read)."""
+
+
+class TransportError(AutoexecError):
+    """A failure reaching or driving a host. ``str(err)`` is one line fit for a node log;
+    ``kind`` says which kind of failure it is."""
+
+    kind: FailureKind = FailureKind.OTHER
+
+    def __init__(self, *args: object, kind: FailureKind | None = None) -> None:
+        super().__init__(*args)
+        if kind is not None:
+            self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -34,6 +63,25 @@ class Endpoint:
     """PEM text of a private key, or a path to a key file."""
     charset: str | None = None
     """Agent-side charset override (Tagent); ``None`` means ask the agent."""
+
+
+@dataclass(frozen=True)
+class TransportTraits:
+    """What the op path must know about a transport before it opens one: the ways transports
+    differ that the op path acts on, declared instead of tested by protocol name."""
+
+    temp_root: str = "/tmp"
+    """Parent of an op's per-job remote root; a transport may expand variables in it (``$TMPDIR``)."""
+    needs_secret: bool = True
+    """A remote op fails up front when the node has neither password nor private key."""
+    uses_password: bool = True
+    """Runner tools that act against the node use its password: warn when it has none."""
+    op_env: tuple[tuple[str, str], ...] = ()
+    """Environment entries every remote op gets on this transport (e.g. ``TERM=dumb``)."""
+
+    def remote_root(self, dir_name: str) -> str:
+        """An op's per-job directory on the host, below the transport's temp root."""
+        return f"{self.temp_root.rstrip('/')}/{dir_name}"
 
 
 @dataclass(frozen=True)
@@ -105,6 +153,8 @@ class RemoteResult:
     error: str | None = None
     """One line saying why, when the op did not complete normally (connect, auth, timeout, kill)."""
     fetched: dict[str, Path] = field(default_factory=dict)
+    kind: FailureKind | None = None
+    """With ``error``: which kind of failure (``None``: not classified)."""
 
     @property
     def ok(self) -> bool:

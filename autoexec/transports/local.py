@@ -17,7 +17,7 @@ from typing import Callable, Mapping
 from autoexec.transports import orphans
 from autoexec.transports.base import LineSink
 from autoexec.transports.deadlines import call_later
-from autoexec.transports.decoding import decode_line
+from autoexec.transports.decoding import DEFAULT_CHARSETS, LineSplitter
 from autoexec.transports.spawn import Spawned, spawn, which
 
 _SETPRIV = shutil.which("setpriv")
@@ -45,8 +45,10 @@ class LocalProcess:
     (:func:`autoexec.transports.spawn.which`), as ``Popen`` did."""
 
     def __init__(self, argv: list[str], cwd: Path | str, env: Mapping[str, str],
-                 find_program: Callable[[str], str] | None = None) -> None:
+                 find_program: Callable[[str], str] | None = None,
+                 output_charsets: tuple[str, ...] = DEFAULT_CHARSETS) -> None:
         self.argv = argv
+        self.output_charsets = output_charsets
         cwd_text = os.fspath(cwd)
         self._watched = orphans.available()
         if self._watched or not _PDEATHSIG:
@@ -108,7 +110,7 @@ class LocalProcess:
         limit = call_later(timeout, self._on_timeout) if timeout else None
         sink = on_lines if on_lines is not None else _per_line(on_line)
         try:
-            pump(self._child.fd, sink)
+            pump(self._child.fd, sink, splitter=LineSplitter(self.output_charsets))
             code = self.wait()
         except BaseException:
             self.abandon()  # the sink raised
@@ -138,40 +140,21 @@ def _per_line(on_line: LineSink) -> LinesSink:
     return sink
 
 
-def pump(fd: int, sink: LinesSink, read_size: int = READ_SIZE) -> None:
+def pump(fd: int, sink: LinesSink, read_size: int = READ_SIZE, splitter: LineSplitter | None = None) -> None:
     """Reads ``fd`` to EOF; each read's complete lines go to ``sink`` at once; a line split
-    across reads is held until its newline; a last line without one is delivered at EOF."""
-    pending: list[bytes] = []
+    across reads is held until its newline; a last line without one is delivered at EOF (cut and
+    decoded by the rule of every transport, :class:`~autoexec.transports.decoding.LineSplitter`)."""
+    splitter = splitter or LineSplitter()
     while True:
         chunk = os.read(fd, read_size)
         if not chunk:
             break
-        cut = chunk.rfind(b"\n")
-        if cut < 0:
-            pending.append(chunk)
-            continue
-        if pending:
-            pending.append(chunk[:cut])
-            complete = b"".join(pending)
-            pending = []
-        else:
-            complete = chunk[:cut]
-        if cut + 1 < len(chunk):
-            pending.append(chunk[cut + 1:])
-        sink(decode_lines(complete))
-    if pending:
-        sink(decode_lines(b"".join(pending)))
-
-
-def decode_lines(data: bytes) -> list[str]:
-    """``data`` cut at ``\\n``, each line decoded by the one rule of every transport
-    (:func:`~autoexec.transports.decoding.decode_line`) with trailing ``\\r`` removed (UTF-8 for
-    the whole block when it is valid, which is the same per line)."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return [decode_line(raw).rstrip("\r\n") for raw in data.split(b"\n")]
-    return [line.rstrip("\r\n") for line in text.split("\n")]
+        lines = splitter.feed(chunk)
+        if lines:
+            sink(lines)
+    rest = splitter.flush()
+    if rest:
+        sink(rest)
 
 
 def _group_alive(pgid: int) -> bool:

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import paramiko
 
-from autoexec.transports.base import Endpoint, LineSink, RemoteOp, RemoteResult, Timeouts
+from autoexec.transports.base import Endpoint, FailureKind, LineSink, RemoteOp, RemoteResult, Timeouts
 from autoexec.transports.base import fetch_plan
-from autoexec.transports.reap import REAP_WAIT_SECS, Reaped, parse_reap_output, reap_script
+from autoexec.transports.decoding import DEFAULT_CHARSETS
+from autoexec.transports.reap import (REAP_WAIT_SECS, Reaped, kill_job_script, parse_reap_output, reap_script,
+                                      survivors)
 from autoexec.transports.ssh_common import Cancelled, Failure, describe, log, quote
 from autoexec.transports.ssh_connect import (
     HOST_KEY_POLICIES,
@@ -36,9 +38,7 @@ from autoexec.transports.ssh_exec import (
     execute,
     inline_script,
     kill_group_command,
-    kill_job_command,
     op_script,
-    survivors,
 )
 from autoexec.transports.ssh_inline import END_OF_SCRIPT, InlinePlan, InlineReader, new_nonce, plan_inline
 from autoexec.transports.ssh_sftp import fetch_files, open_sftp, stage
@@ -61,10 +61,13 @@ LOSS_CLEANUP_TIMEOUT = 10.0
 class SshTransport:
     """:class:`~autoexec.transports.base.RemoteTransport` over one lazily opened paramiko connection."""
 
-    def __init__(self, endpoint: Endpoint, timeouts: Timeouts, host_key_policy: str = "auto-add") -> None:
+    def __init__(self, endpoint: Endpoint, timeouts: Timeouts, host_key_policy: str = "auto-add",
+                 output_charsets: tuple[str, ...] = DEFAULT_CHARSETS) -> None:
         if host_key_policy not in HOST_KEY_POLICIES:
             raise ValueError(f"host_key_policy must be one of {HOST_KEY_POLICIES}, not {host_key_policy!r}")
         self.endpoint = endpoint
+        self.output_charsets = output_charsets
+        """Fallback charsets of the common line rule (``output.charsets``)."""
         self.timeouts = timeouts
         self.host_key_policy = host_key_policy
         self._lock = threading.RLock()
@@ -96,17 +99,17 @@ class SshTransport:
         try:
             return self._run(op, on_line, cancel)
         except (paramiko.SSHException, OSError, EOFError) as err:  # safety net: never raise for the host
-            return RemoteResult(None, self._error(describe(err)))
+            return RemoteResult(None, self._error(describe(err)), kind=FailureKind.CONNECT)
 
     def _run(self, op: RemoteOp, on_line: LineSink, cancel: threading.Event) -> RemoteResult:
         if not op.root.startswith("/") or posixpath.normpath(op.root) in ("/", "/tmp"):
-            return RemoteResult(None, self._error(f"refusing remote root {op.root!r}: not a private absolute dir"))
+            return RemoteResult(None, self._error(f"refusing remote root {op.root!r}: not a private absolute dir"), kind=FailureKind.OTHER)
         try:
             transport = self._connection(cancel, on_line)
         except Cancelled:
-            return RemoteResult(None, "aborted")
+            return RemoteResult(None, "aborted", kind=FailureKind.CANCELLED)
         except Failure as failure:
-            return RemoteResult(failure.exit_code, self._error(str(failure)))
+            return RemoteResult(failure.exit_code, self._error(str(failure)), kind=failure.kind)
         try:
             result, script_cleaned_up = self._run_staged(transport, op, on_line, cancel)
         finally:
@@ -117,7 +120,8 @@ class SshTransport:
         if not script_cleaned_up and not keep:
             cleanup_error = self._remove_root(transport, op.root)
             if cleanup_error and result.ok:
-                return RemoteResult(result.exit_code, self._error(cleanup_error), result.fetched)
+                return RemoteResult(result.exit_code, self._error(cleanup_error), result.fetched,
+                                    kind=FailureKind.REMOTE_EXIT)
         return result
 
     def _after_loss(self, op: RemoteOp, result: RemoteResult, keep: bool) -> RemoteResult:
@@ -133,7 +137,7 @@ class SshTransport:
             note = (f"{op.root} left on the host ({error}); removed at the node's next connection in this phase"
                     if not keep else f"{op.root} kept on the host")
         message = result.error or self._error("connection lost")
-        return RemoteResult(result.exit_code, f"{message}; {note}", result.fetched)
+        return RemoteResult(result.exit_code, f"{message}; {note}", result.fetched, kind=result.kind or FailureKind.CONNECT)
 
     def _cleanup_elsewhere(self, pidfile: str, root: str | None) -> str | None:
         limit = min(self.timeouts.connect, LOSS_CLEANUP_TIMEOUT)
@@ -167,11 +171,11 @@ class SshTransport:
             script = op_script(None, pidfile, env or {}, argv, remove_root=pidfile)
             return RemoteResult(self._execute(transport, script, pidfile, on_line, cancel, timeout))
         except Cancelled:
-            result = RemoteResult(None, "aborted")
+            result = RemoteResult(None, "aborted", kind=FailureKind.CANCELLED)
         except Failure as failure:
-            result = RemoteResult(failure.exit_code, self._error(str(failure)))
+            result = RemoteResult(failure.exit_code, self._error(str(failure)), kind=failure.kind)
         except (paramiko.SSHException, OSError, EOFError) as err:
-            result = RemoteResult(None, self._error(describe(err)))
+            result = RemoteResult(None, self._error(describe(err)), kind=FailureKind.CONNECT)
         if transport is not None:
             self._remove_root(transport, pidfile)
         return result
@@ -183,7 +187,7 @@ class SshTransport:
         killer = SshTransport(self.endpoint, self.timeouts, self.host_key_policy)
         try:
             transport = killer._connection(threading.Event(), lambda _line: None)
-            status, output = exec_collect(transport, kill_job_command(job_id), self.timeouts.connect + 10)
+            status, output = exec_collect(transport, kill_job_script(job_id), self.timeouts.connect + 10)
         except Failure as failure:
             return self._error(f"kill job {job_id} failed: {failure}")
         except (paramiko.SSHException, OSError, EOFError) as err:
@@ -275,9 +279,9 @@ class SshTransport:
             try:
                 inline = self._run_inline(transport, op, plan, rundir, pidfile, on_line, cancel)
             except Cancelled:
-                return RemoteResult(None, "aborted"), False
+                return RemoteResult(None, "aborted", kind=FailureKind.CANCELLED), False
             except Failure as failure:
-                return RemoteResult(failure.exit_code, self._error(str(failure))), False
+                return RemoteResult(failure.exit_code, self._error(str(failure)), kind=failure.kind), False
             if inline is not None:
                 return inline
         result = self._run_sftp_staged(transport, op, rundir, pidfile, on_line, cancel)
@@ -290,7 +294,7 @@ class SshTransport:
         nonce = new_nonce()
         end = END_OF_SCRIPT + new_nonce()  # not the output nonce: this one shows in the process list
         script = inline_script(op, plan, rundir, pidfile, nonce, end)
-        reader = InlineReader(nonce, on_line, op, rundir, end)
+        reader = InlineReader(nonce, on_line, op, rundir, end, self.output_charsets)
         status = self._execute(transport, script, pidfile, on_line, cancel, op.timeout, reader=reader,
                                bootstrap=bootstrap_until(end) if op.fetch else BOOTSTRAP)
         if reader.fallback == "tools":
@@ -298,15 +302,15 @@ class SshTransport:
             return None
         if reader.fallback is not None:
             detail = f": {reader.stage_error}" if reader.stage_error else ""
-            return RemoteResult(None, self._error(f"cannot stage the op in {op.root}{detail}")), False
+            return RemoteResult(None, self._error(f"cannot stage the op in {op.root}{detail}"), kind=FailureKind.REMOTE_EXIT), False
         if not reader.finished:
             if status == 0:
-                return RemoteResult(None, self._error("the op script ended without the command's exit status")), False
+                return RemoteResult(None, self._error("the op script ended without the command's exit status"), kind=FailureKind.REMOTE_EXIT), False
             return RemoteResult(status), False
         if status != 0:
             return RemoteResult(status), True
         if reader.error is not None:
-            return RemoteResult(0, self._error(reader.error)), False
+            return RemoteResult(0, self._error(reader.error), kind=FailureKind.REMOTE_EXIT), False
         fetched = dict(reader.fetched)
         if reader.garbled:
             on_line(f"WARN: other output garbled {', '.join(reader.garbled)} on the way back; "
@@ -317,7 +321,7 @@ class SshTransport:
                 if reader.more_after_sftp:
                     fetched.update(self._fetch(transport, op, rundir, fetch_plan(op, fetched)))
             except Failure as failure:
-                return RemoteResult(failure.exit_code, self._error(str(failure)), fetched), False
+                return RemoteResult(failure.exit_code, self._error(str(failure)), fetched, kind=failure.kind), False
             return RemoteResult(0, None, fetched), False
         return RemoteResult(0, None, fetched), True
 
@@ -335,9 +339,9 @@ class SshTransport:
                 fetched = self._fetch(transport, op, rundir)
             return RemoteResult(status, None, fetched)
         except Cancelled:
-            return RemoteResult(None, "aborted")
+            return RemoteResult(None, "aborted", kind=FailureKind.CANCELLED)
         except Failure as failure:
-            return RemoteResult(failure.exit_code, self._error(str(failure)))
+            return RemoteResult(failure.exit_code, self._error(str(failure)), kind=failure.kind)
 
     # ---------------------------------------------------------------- SFTP
 
@@ -382,7 +386,7 @@ class SshTransport:
                  reader: InlineReader | None = None, bootstrap: str = BOOTSTRAP) -> int:
         """``ssh_exec.execute``, killing the process group in ``pidfile`` when giving up."""
         return execute(transport, script, on_line, cancel, self.timeouts, op_timeout,
-                       lambda: self._kill_group(transport, pidfile), reader, bootstrap)
+                       lambda: self._kill_group(transport, pidfile), reader, bootstrap, self.output_charsets)
 
     def _kill_group(self, transport: paramiko.Transport, pidfile: str) -> None:
         """Best effort: over this connection if it still works, else over a new one."""

@@ -1,16 +1,16 @@
 """What the ``ssh_*`` modules behind :class:`~autoexec.transports.ssh.SshTransport` share: the two
 internal exceptions every step raises, the poll interval, one-line error phrasing, shell quoting,
-cutting the channel's byte stream into lines, and opening a channel on a busy connection."""
+opening a channel on a busy connection."""
 from __future__ import annotations
 
 import logging
 import shlex
 import socket
-import threading
-import time
-from typing import Iterator
-
 import paramiko
+
+from autoexec.retry import Backoff
+from autoexec.retry import retry as retry_call
+from autoexec.transports.base import FailureKind, TransportError
 
 log = logging.getLogger("autoexec.transports.ssh")
 """One logger for the whole SSH transport, named as before it was split into modules, so logging
@@ -20,11 +20,11 @@ POLL = 0.1
 """How often blocking waits look at ``cancel`` and deadlines; bounds abort latency."""
 
 
-class Failure(Exception):
+class Failure(TransportError):
     """A host-side failure, already phrased as the one line the node log will show."""
 
-    def __init__(self, message: str, exit_code: int | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, exit_code: int | None = None, kind: FailureKind | None = None) -> None:
+        super().__init__(message, kind=kind)
         self.exit_code = exit_code
 
 
@@ -32,8 +32,8 @@ class SessionRefused(Failure):
     """The server would not open another channel on the connection (``MaxSessions``)."""
 
 
-class Cancelled(Exception):
-    pass
+class Cancelled(TransportError):
+    kind = FailureKind.CANCELLED
 
 
 def describe(err: BaseException) -> str:
@@ -46,22 +46,8 @@ def describe(err: BaseException) -> str:
     return text or type(err).__name__
 
 
-def pop_lines(buffer: bytearray) -> Iterator[bytes]:
-    """Take each complete line out of ``buffer`` (newline and one trailing ``\r`` removed);
-    an unfinished last line stays in it."""
-    while (cut := buffer.find(b"\n")) >= 0:
-        raw = bytes(buffer[:cut])
-        del buffer[: cut + 1]
-        yield raw[:-1] if raw.endswith(b"\r") else raw
-
-
 def quote(value: str) -> str:
     return shlex.quote(value)
-
-
-def sleep_cancellable(seconds: float, cancel: threading.Event) -> None:
-    if cancel.wait(seconds):
-        raise Cancelled()
 
 
 SESSION_RETRY = 3.0
@@ -72,14 +58,10 @@ the previous channel only once its close has gone both ways, a moment after ours
 def open_session(transport: paramiko.Transport, timeout: float, retry: float = SESSION_RETRY) -> paramiko.Channel:
     """A new session channel, retried for up to ``retry`` seconds while the server refuses one
     (``SessionRefused`` once it keeps refusing)."""
-    deadline = time.monotonic() + retry
-    pause = 0.02
-    while True:
-        try:
-            return transport.open_session(timeout=timeout)
-        except paramiko.ChannelException as err:
-            if time.monotonic() + pause > deadline or not transport.is_active():
-                raise SessionRefused(f"the server refused a new session ({describe(err)}; "
-                                     f"sshd MaxSessions reached?)") from None
-            time.sleep(pause)
-            pause = min(pause * 2, 0.25)
+    try:
+        return retry_call(lambda: transport.open_session(timeout=timeout), attempts=None,
+                          backoff=Backoff(first=0.02, cap=0.25), retry_on=(paramiko.ChannelException,),
+                          should_retry=lambda _err: transport.is_active(), within=retry)
+    except paramiko.ChannelException as err:
+        raise SessionRefused(f"the server refused a new session ({describe(err)}; "
+                             f"sshd MaxSessions reached?)") from None

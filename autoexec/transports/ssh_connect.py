@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import logging
-import random
 import socket
 import threading
 import time
@@ -17,9 +16,11 @@ from typing import Callable, Iterator
 
 import paramiko
 
+from autoexec.errors import AutoexecError
+from autoexec.retry import Backoff, RetryCancelled, retry
 from autoexec.settings import load_settings
-from autoexec.transports.base import Endpoint, LineSink
-from autoexec.transports.ssh_common import POLL, Cancelled, Failure, describe, sleep_cancellable
+from autoexec.transports.base import Endpoint, FailureKind, LineSink
+from autoexec.transports.ssh_common import POLL, Cancelled, Failure, describe
 
 __all__ = [
     "DEFAULT_PER_DESTINATION",
@@ -42,6 +43,8 @@ HOST_KEY_POLICIES = ("auto-add", "reject", "warn")
 DEFAULT_PER_DESTINATION = 8
 DEFAULT_TOTAL = 32
 _HANDSHAKE_ATTEMPTS = 4
+_HANDSHAKE_BACKOFF = Backoff(first=0.3, factor=2.0, cap=10.0, jitter=True)
+"""Short and jittered: handshakes dropped together (``MaxStartups``) must not come back together."""
 
 
 # --------------------------------------------------------------------------- handshake limiter
@@ -177,7 +180,7 @@ def _known_host_verdict(host: str, port: int, key: paramiko.PKey) -> str | None:
 # --------------------------------------------------------------------------- connect and authenticate
 
 
-class _Dropped(Exception):
+class _Dropped(AutoexecError):
     """The server closed or reset the connection during the handshake (worth a retry)."""
 
 
@@ -188,15 +191,14 @@ def open_connection(endpoint: Endpoint, limit: float, host_key_policy: str, canc
     ``limit`` is the connect timeout; ``error`` phrases a message as the node log shows it (used
     for the ``warn`` policy's line). The caller holds a limiter slot.
     """
-    for attempt in range(_HANDSHAKE_ATTEMPTS):
-        try:
-            return _handshake(endpoint, limit, host_key_policy, cancel, on_line, error)
-        except _Dropped as dropped:
-            if attempt == _HANDSHAKE_ATTEMPTS - 1:
-                raise Failure(f"connection dropped during handshake ({dropped}); "
-                              f"sshd MaxStartups too low?") from None
-            sleep_cancellable(random.uniform(0.1, 0.3) * (2**attempt), cancel)
-    raise AssertionError("unreachable")
+    try:
+        return retry(lambda: _handshake(endpoint, limit, host_key_policy, cancel, on_line, error),
+                     attempts=_HANDSHAKE_ATTEMPTS, backoff=_HANDSHAKE_BACKOFF, cancel=cancel, retry_on=(_Dropped,))
+    except _Dropped as dropped:
+        raise Failure(f"connection dropped during handshake ({dropped}); "
+                      f"sshd MaxStartups too low?", kind=FailureKind.CONNECT) from None
+    except RetryCancelled:
+        raise Cancelled() from None
 
 
 def _handshake(endpoint: Endpoint, limit: float, host_key_policy: str, cancel: threading.Event,
@@ -205,13 +207,13 @@ def _handshake(endpoint: Endpoint, limit: float, host_key_policy: str, cancel: t
     try:
         sock = socket.create_connection((endpoint.host, endpoint.port), timeout=limit)
     except socket.timeout:
-        raise Failure(f"connect timed out after {limit:g}s") from None
+        raise Failure(f"connect timed out after {limit:g}s", kind=FailureKind.TIMEOUT) from None
     except ConnectionRefusedError:
-        raise Failure("connection refused") from None
+        raise Failure("connection refused", kind=FailureKind.CONNECT) from None
     except socket.gaierror as err:
-        raise Failure(f"cannot resolve host: {err.strerror or err}") from None
+        raise Failure(f"cannot resolve host: {err.strerror or err}", kind=FailureKind.CONNECT) from None
     except OSError as err:
-        raise Failure(f"cannot connect: {describe(err)}") from None
+        raise Failure(f"cannot connect: {describe(err)}", kind=FailureKind.CONNECT) from None
     transport = paramiko.Transport(sock)
     try:
         transport.banner_timeout = limit
@@ -235,7 +237,7 @@ def _negotiate(transport: paramiko.Transport, limit: float, deadline: float, can
         if cancel.is_set():
             raise Cancelled()
         if time.monotonic() >= deadline:
-            raise Failure(f"no SSH banner/key exchange within {limit:g}s")
+            raise Failure(f"no SSH banner/key exchange within {limit:g}s", kind=FailureKind.TIMEOUT)
     if transport.is_active():
         return
     err = transport.get_exception()
@@ -246,8 +248,8 @@ def _negotiate(transport: paramiko.Transport, limit: float, deadline: float, can
     )):
         raise _Dropped(describe(err))
     if isinstance(cause, socket.timeout) or elapsed >= limit * 0.95:
-        raise Failure(f"no SSH banner within {limit:g}s")
-    raise Failure(f"SSH negotiation failed: {describe(err) if err else 'connection closed'}")
+        raise Failure(f"no SSH banner within {limit:g}s", kind=FailureKind.TIMEOUT)
+    raise Failure(f"SSH negotiation failed: {describe(err) if err else 'connection closed'}", kind=FailureKind.CONNECT)
 
 
 def _check_host_key(transport: paramiko.Transport, endpoint: Endpoint, host_key_policy: str,
@@ -259,7 +261,7 @@ def _check_host_key(transport: paramiko.Transport, endpoint: Endpoint, host_key_
     if verdict is None:
         return
     if host_key_policy == "reject":
-        raise Failure(verdict)
+        raise Failure(verdict, kind=FailureKind.AUTH)
     on_line(f"WARN: {error(verdict)}; accepted (host_key_policy=warn)")
 
 
@@ -270,26 +272,26 @@ def _authenticate(transport: paramiko.Transport, endpoint: Endpoint, deadline: f
         try:
             pkey = load_private_key(endpoint.private_key)
         except ValueError as err:
-            raise Failure(str(err)) from None
+            raise Failure(str(err), kind=FailureKind.AUTH) from None
         tried_key = True
         try:
             transport.auth_publickey(endpoint.username, pkey)
             return
         except paramiko.AuthenticationException:
             if not endpoint.password:
-                raise Failure("authentication failed (public key)") from None
+                raise Failure("authentication failed (public key)", kind=FailureKind.AUTH) from None
         except (paramiko.SSHException, OSError, EOFError) as err:
-            raise Failure(f"authentication failed: {describe(err)}") from None
+            raise Failure(f"authentication failed: {describe(err)}", kind=FailureKind.AUTH) from None
     if not endpoint.password:
-        raise Failure("no password or private key to authenticate with")
+        raise Failure("no password or private key to authenticate with", kind=FailureKind.AUTH)
     try:
         transport.auth_password(endpoint.username, endpoint.password)
     except paramiko.BadAuthenticationType as err:
-        raise Failure(f"authentication failed: server allows only {','.join(err.allowed_types)}") from None
+        raise Failure(f"authentication failed: server allows only {','.join(err.allowed_types)}", kind=FailureKind.AUTH) from None
     except paramiko.AuthenticationException as err:
         if "timeout" in str(err).lower():
-            raise Failure("authentication timed out") from None
+            raise Failure("authentication timed out", kind=FailureKind.TIMEOUT) from None
         raise Failure("authentication failed (public key and password)" if tried_key
-                      else "authentication failed") from None
+                      else "authentication failed", kind=FailureKind.AUTH) from None
     except (paramiko.SSHException, OSError, EOFError) as err:
-        raise Failure(f"authentication failed: {describe(err)}") from None
+        raise Failure(f"authentication failed: {describe(err)}", kind=FailureKind.AUTH) from None

@@ -15,10 +15,10 @@ from typing import Callable
 
 import paramiko
 
-from autoexec.transports.base import LineSink, RemoteOp, Timeouts
-from autoexec.transports.decoding import decode_line
+from autoexec.transports.base import FailureKind, LineSink, RemoteOp, Timeouts
+from autoexec.transports.decoding import DEFAULT_CHARSETS, LineSplitter
 from autoexec.transports.ssh_common import (POLL, SESSION_RETRY, Cancelled, Failure, SessionRefused, describe,
-                                            open_session, pop_lines, quote)
+                                            open_session, quote)
 from autoexec.transports.ssh_inline import (PIDFILE, WAIT_FOR_ANSWER, InlinePlan, InlineReader, fetch_function, needs_b64,
                                             staging_script)
 
@@ -31,12 +31,8 @@ __all__ = [
     "execute",
     "inline_script",
     "kill_group_command",
-    "kill_job_command",
     "op_script",
-    "survivors",
 ]
-
-SURVIVORS = "autoexec-survivors:"
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -145,37 +141,6 @@ def kill_group_command(pidfile: str) -> str:
     )
 
 
-def kill_job_command(job_id: str) -> str:
-    """Kill every process whose environment holds exactly ``AUTOEXEC_JOBID=<job_id>``.
-
-    Entries in ``/proc/<pid>/environ`` are NUL-separated; matching whole entries (``grep -zx``)
-    is what keeps job 123 from matching job 1234. Repeats a few times to catch children forked
-    between the scan and the kill. Prints the pids still alive on a line of its own (``survivors``).
-    """
-    pat = quote(f"AUTOEXEC_JOBID={job_id}")
-    scan = (
-        "scan() { if grep -zqxF -e x /dev/null 2>/dev/null; [ $? -le 1 ]; then "
-        f"grep -lsxzF -e {pat} /proc/[0-9]*/environ 2>/dev/null; "
-        "else for f in /proc/[0-9]*/environ; do "
-        f"tr '\\000' '\\n' 2>/dev/null < \"$f\" | grep -qxF -e {pat} && echo \"$f\"; done 2>/dev/null; fi "
-        "| sed -n 's#^/proc/\\([0-9][0-9]*\\)/environ$#\\1#p' | grep -vx \"$$\"; }; "
-    )
-    return (
-        scan
-        + "n=0; while [ $n -lt 5 ]; do pids=$(scan); [ -z \"$pids\" ] && break; "
-        + "kill -9 $pids 2>/dev/null; n=$((n+1)); sleep 0.1; done; pids=$(scan); echo " + SURVIVORS + "$pids"
-    )
-
-
-def survivors(output: str) -> str | None:
-    """The pids ``kill_job_command`` reports still alive (``''``: none), or ``None`` when its
-    report line is missing; whatever a login shell printed around it is ignored."""
-    for line in output.splitlines():
-        if line.startswith(SURVIVORS):
-            return line[len(SURVIVORS):].strip()
-    return None
-
-
 # --------------------------------------------------------------------------- exec channels
 
 
@@ -201,26 +166,25 @@ class _Wakeup(threading.Event):
 
 
 class _Lines:
-    """One output stream cut into lines, each decoded by the transports' common rule."""
+    """One output stream cut into lines by the transports' common splitter."""
 
-    def __init__(self, on_line: LineSink) -> None:
+    def __init__(self, on_line: LineSink, charsets: tuple[str, ...]) -> None:
         self.on_line = on_line
-        self.buffer = bytearray()
+        self.splitter = LineSplitter(charsets)
 
     def feed(self, data: bytes) -> None:
-        self.buffer.extend(data)
-        for raw in pop_lines(self.buffer):
-            self.on_line(decode_line(raw))
+        for line in self.splitter.feed(data):
+            self.on_line(line)
 
     def close(self) -> None:
-        if self.buffer:
-            self.on_line(decode_line(bytes(self.buffer).rstrip(b"\r")))
-            self.buffer.clear()
+        for line in self.splitter.flush():
+            self.on_line(line)
 
 
 def execute(transport: paramiko.Transport, script: str, on_line: LineSink, cancel: threading.Event,
             timeouts: Timeouts, op_timeout: float | None, kill_group: Callable[[], None],
-            reader: InlineReader | None = None, bootstrap: str = BOOTSTRAP) -> int:
+            reader: InlineReader | None = None, bootstrap: str = BOOTSTRAP,
+            output_charsets: tuple[str, ...] = DEFAULT_CHARSETS) -> int:
     """Run ``script`` (fed to the bootstrap on stdin), streaming stdout and stderr; returns the
     exit status.
 
@@ -246,7 +210,7 @@ def execute(transport: paramiko.Transport, script: str, on_line: LineSink, cance
     except SessionRefused as err:
         raise Failure(f"cannot start command: {err}") from None
     except (paramiko.SSHException, OSError, EOFError) as err:
-        raise Failure(f"cannot start command: {describe(err)}") from None
+        raise Failure(f"cannot start command: {describe(err)}", kind=FailureKind.CONNECT) from None
     if reader is not None:
         def send(data: bytes) -> None:
             channel.settimeout(timeouts.write)
@@ -255,27 +219,31 @@ def execute(transport: paramiko.Transport, script: str, on_line: LineSink, cance
                 channel.shutdown_write()
         reader.send = send
     start = last_output = time.monotonic()
-    stdout = reader if reader is not None else _Lines(on_line)
-    stderr = _Lines(on_line)
+    stdout = reader if reader is not None else _Lines(on_line, output_charsets)
+    stderr = _Lines(on_line, output_charsets)
     ended_at: float | None = None
     lingered = False
 
-    def give_up(reason: str | None) -> None:
+    def give_up(reason: str | None, kind: FailureKind | None = None) -> None:
         kill_group()
         channel.close()
         if reason is None:
             raise Cancelled()
-        raise Failure(reason)
+        raise Failure(reason, kind=kind)
+
+    def check_limits(now: float) -> None:
+        """Cancel, the op limit, and (until the exit status is in) the read limit."""
+        if cancel.is_set():
+            give_up(None)
+        if now - start >= limit:
+            give_up(f"command exceeded the op timeout of {limit:g}s and was killed", FailureKind.TIMEOUT)
+        if ended_at is None and now - last_output >= read_limit:
+            give_up(f"no output for {read_limit:g}s (read timeout); command killed", FailureKind.TIMEOUT)
 
     try:
         while True:
             now = time.monotonic()
-            if cancel.is_set():
-                give_up(None)
-            if now - start >= limit:
-                give_up(f"command exceeded the op timeout of {limit:g}s and was killed")
-            if ended_at is None and now - last_output >= read_limit:
-                give_up(f"no output for {read_limit:g}s (read timeout); command killed")
+            check_limits(now)
             moved = False
             if channel.recv_stderr_ready():
                 stderr.feed(channel.recv_stderr(65536))
@@ -303,14 +271,13 @@ def execute(transport: paramiko.Transport, script: str, on_line: LineSink, cance
                 stdout.feed(channel.recv(65536))
         stdout.close()
         stderr.close()
+        ended_at = ended_at or time.monotonic()  # output is done: only cancel and the op limit apply
         while not channel.status_event.wait(POLL):
-            if cancel.is_set():
-                give_up(None)
-            if time.monotonic() - start >= limit:
-                give_up(f"command exceeded the op timeout of {limit:g}s and was killed")
+            check_limits(time.monotonic())
     except (paramiko.SSHException, OSError, EOFError) as err:
         channel.close()
-        raise Failure(f"connection failed while the command was running: {describe(err)}") from None
+        raise Failure(f"connection failed while the command was running: {describe(err)}",
+                      kind=FailureKind.CONNECT) from None
     except BaseException:
         channel.close()  # a reader callback failed: the host sees its stdin end and finishes
         raise
@@ -318,8 +285,8 @@ def execute(transport: paramiko.Transport, script: str, on_line: LineSink, cance
     channel.close()
     if status == -1:
         if not transport.is_active():
-            raise Failure("connection lost while the command was running")
-        raise Failure("command ended without an exit status (killed by a signal?)")
+            raise Failure("connection lost while the command was running", kind=FailureKind.CONNECT)
+        raise Failure("command ended without an exit status (killed by a signal?)", kind=FailureKind.REMOTE_EXIT)
     if lingered:
         on_line("WARN: the command left a process running that holds its output open; "
                 "its later output is not collected")

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Callable, IO
 
 from autoexec.transports.base import LineSink, RemoteOp, fetch_plan, local_fetch_path
-from autoexec.transports.decoding import decode_line
-from autoexec.transports.ssh_common import pop_lines, quote
+from autoexec.transports.decoding import DEFAULT_CHARSETS, LineSplitter
+from autoexec.transports.ssh_common import quote
 
 INLINE_LIMIT = 512 * 1024
 """Largest total size of an op's uploads that travels inside the script (bytes)."""
@@ -235,7 +235,8 @@ class _Record:
 class InlineReader:
     """Splits the channel's stdout into tool lines (to ``on_line``) and the records above."""
 
-    def __init__(self, nonce: str, on_line: LineSink, op: RemoteOp, rundir: str, end_line: str) -> None:
+    def __init__(self, nonce: str, on_line: LineSink, op: RemoteOp, rundir: str, end_line: str,
+                 output_charsets: tuple[str, ...] = DEFAULT_CHARSETS) -> None:
         self.marker = f"{nonce}:".encode()
         self.end_line = end_line
         """Ends the host's wait for an answer (also the last line of the script text, which the
@@ -243,7 +244,7 @@ class InlineReader:
         self.on_line = on_line
         self.op = op
         self.rundir = rundir
-        self.buffer = bytearray()
+        self.lines = LineSplitter(output_charsets)
         self.finished = False
         """The command ended (``R`` marker seen)."""
         self.fallback: str | None = None
@@ -267,20 +268,18 @@ class InlineReader:
         """Writes to the channel's stdin (set by the transport)."""
 
     def feed(self, data: bytes) -> None:
-        self.buffer.extend(data)
-        for raw in pop_lines(self.buffer):
+        for raw in self.lines.feed_raw(data):
             self._line(raw)
 
     def close(self) -> None:
-        if self.buffer:
-            raw = bytes(self.buffer).rstrip(b"\r")
-            self.buffer.clear()
+        raw = self.lines.flush_raw()
+        if raw is not None:
             self._line(raw)
         if self._current is not None:
             self._close_record(None)
 
     def _emit(self, raw: bytes) -> None:
-        self.on_line(decode_line(raw))
+        self.on_line(self.lines.decode(raw))
 
     def _line(self, raw: bytes) -> None:
         at = raw.find(self.marker)
@@ -300,7 +299,7 @@ class InlineReader:
                 self.finished = True
             elif kind == b"X":
                 self.fallback = arg.decode(errors="replace")
-                self.stage_error = " ".join(decode_line(line).strip() for line in list(self._recent)[-1:])
+                self.stage_error = " ".join(self.lines.decode(line).strip() for line in list(self._recent)[-1:])
             return
         if kind == b"W":
             if self._current is not None:

@@ -13,9 +13,12 @@ import threading
 import time
 from pathlib import Path
 
-from autoexec.transports.base import (Endpoint, LineSink, RemoteOp, RemoteResult, Timeouts, fetch_plan,
+from autoexec.errors import AutoexecError
+from autoexec.transports.base import (Endpoint, FailureKind, LineSink, RemoteOp, RemoteResult, Timeouts, fetch_plan,
                                       local_fetch_path)
-from autoexec.transports.reap import REAP_WAIT_SECS, Reaped, parse_reap_output, reap_script
+from autoexec.transports.decoding import DEFAULT_CHARSETS
+from autoexec.transports.reap import (REAP_WAIT_SECS, Reaped, kill_job_script, parse_reap_output, reap_script,
+                                      survivors)
 from autoexec.transports.tagent_client import (
     AgentInfo, TagentAuthError, TagentCancelled, TagentClient, TagentConnectError, TagentConnection, TagentError,
     TagentRemoteError, TagentTimeout, one_line,
@@ -64,28 +67,14 @@ def quote_remote_path(path: str, windows: bool) -> str:
     return f'"{var}"' + (quote_unix(rest) if rest else "")
 
 
-def kill_script_unix(job_id: str) -> str:
-    """Kill every process whose environment holds exactly ``AUTOEXEC_JOBID=<job_id>``. /proc environ
-    entries are compared as whole NUL-separated strings, so job 123 never matches 1234."""
-    marker = quote_unix(f"AUTOEXEC_JOBID={job_id}")
-    return (
-        f"m={marker}; "
-        "if [ -r /proc/self/environ ]; then "
-        "for d in /proc/[0-9]*; do p=${d#/proc/}; [ \"$p\" = \"$$\" ] && continue; "
-        "if tr '\\000' '\\n' < \"$d/environ\" 2>/dev/null | grep -qxF -e \"$m\"; then "
-        "kill -9 \"$p\" 2>/dev/null && echo \"killed $p\"; fi; done; "
-        "else ps auxeww | awk -v m=\"$m\" '{for(i=11;i<=NF;i++) if($i==m){print $2; break}}' | "
-        "while read p; do [ \"$p\" = \"$$\" ] || { kill -9 \"$p\" 2>/dev/null && echo \"killed $p\"; }; done; "
-        "fi; exit 0"
-    )
-
-
 class TagentTransport:
     """One node reached through its Tagent agent."""
 
-    def __init__(self, endpoint: Endpoint, timeouts: Timeouts) -> None:
+    def __init__(self, endpoint: Endpoint, timeouts: Timeouts,
+                 output_charsets: tuple[str, ...] = DEFAULT_CHARSETS) -> None:
         self.endpoint = endpoint
         self.timeouts = timeouts
+        self.output_charsets = output_charsets
         self._info: AgentInfo | None = None
         self._active: set[TagentConnection] = set()
         self._lock = threading.Lock()
@@ -99,7 +88,7 @@ class TagentTransport:
             self.endpoint.host, self.endpoint.port, self.endpoint.password, user=self.endpoint.username,
             connect_timeout=connect_timeout or self.timeouts.connect,
             read_timeout=read_timeout or min(self.timeouts.read, STEP_READ_TIMEOUT),
-            write_timeout=self.timeouts.write, charset=self.endpoint.charset)
+            write_timeout=self.timeouts.write, charset=self.endpoint.charset, output_charsets=self.output_charsets)
         client.info = self._info
         return client
 
@@ -140,33 +129,35 @@ class TagentTransport:
         except _Aborted:
             if created:
                 self._cleanup(op, failed=True, quick=True)
-            return RemoteResult(exit_code=None, error="aborted")
+            return RemoteResult(exit_code=None, error="aborted", kind=FailureKind.CANCELLED)
         except (TagentConnectError, TagentAuthError, TagentTimeout) as err:
             if created:
                 self._cleanup(op, failed=True)
-                return RemoteResult(exit_code=None, error=f"upload to {op.root} failed: {err}")
-            return RemoteResult(exit_code=None, error=str(err))  # the agent could not be reached
+                return RemoteResult(exit_code=None, error=f"upload to {op.root} failed: {err}", kind=err.kind)
+            return RemoteResult(exit_code=None, error=str(err), kind=err.kind)  # the agent could not be reached
         except TagentError as err:
             if created:
                 self._cleanup(op, failed=True)
-            return RemoteResult(exit_code=None, error=f"upload to {op.root} failed: {err}")
+            return RemoteResult(exit_code=None, error=f"upload to {op.root} failed: {err}", kind=err.kind)
         try:
             code = self._execute(op, rp, on_line, cancel, deadline, limit)
         except TagentCancelled:
             self._abort(op)
-            return RemoteResult(exit_code=None, error="aborted")
+            return RemoteResult(exit_code=None, error="aborted", kind=FailureKind.CANCELLED)
         except TagentTimeout as err:
             self._cleanup(op, failed=True)
-            return RemoteResult(exit_code=None, error=f"timeout: {err}")
+            return RemoteResult(exit_code=None, error=f"timeout: {err}", kind=err.kind)
         except TagentError as err:
             cleanup_error = self._cleanup(op, failed=True)
             left = f"; {op.root} left on the host" if cleanup_error else ""
-            return RemoteResult(exit_code=None, error=f"execute failed: {err}{left}")
+            return RemoteResult(exit_code=None, error=f"execute failed: {err}{left}", kind=err.kind)
         result = RemoteResult(exit_code=code)
         if code == 0:
             result.error = self._fetch(op, rp, result.fetched)
         cleanup_error = self._cleanup(op, failed=not result.ok)
         result.error = result.error or cleanup_error
+        if result.error:
+            result.kind = FailureKind.REMOTE_EXIT
         return result
 
     def _make_dirs(self, op: RemoteOp, rp: str) -> None:
@@ -280,10 +271,15 @@ class TagentTransport:
         try:
             if self._agent_info().is_windows:
                 return "kill_job is not supported on Windows agents"
-            self._sh(kill_script_unix(job_id), read_timeout=bound, connect_timeout=bound)
+            out: list[str] = []
+            code = self._client(bound, bound).execmd(kill_job_script(job_id), out.append)
         except TagentError as err:
             return f"kill of job {job_id} failed: {err}"
-        return None
+        alive = survivors("\n".join(out))
+        if code != 0 or alive is None:
+            detail = one_line(" ".join(out[-3:]))
+            return f"kill of job {job_id} failed: exit {code}{': ' + detail if detail else ''}"
+        return f"kill of job {job_id} failed: processes still running: {alive}" if alive else None
 
     def reap(self, job_id: str, node_key: str) -> Reaped:
         """Kill what is left of an op of ``job_id`` for ``node_key`` (a crashed runner's) and wait
@@ -307,7 +303,7 @@ class TagentTransport:
             conn.close()
 
 
-class _Aborted(Exception):
+class _Aborted(AutoexecError):
     """Cancel seen between steps (before anything runs remotely)."""
 
 

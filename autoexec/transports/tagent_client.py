@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from autoexec.transports.tagent_stream import (MAX_LINE, DeadlineEvent, LineAssembler, read_pieces,
+from autoexec.transports.decoding import DEFAULT_CHARSETS, LineSplitter
+from autoexec.transports.tagent_stream import (MAX_LINE, DeadlineEvent, read_pieces,
                                                receive_file, receive_tar, tar_pieces)
 from autoexec.transports.tagent_wire import (
     DATA_PIECE, MAX_FRAME, PLAIN_PROTOCOL, SECURE_PROTOCOL, AgentInfo, End, TagentAuthError, TagentCancelled,
@@ -59,6 +60,8 @@ class TagentClient:
     """Override of the agent-announced charset (``Endpoint.charset``)."""
     keepalive: int = 290
     max_frame: int = MAX_FRAME
+    output_charsets: tuple[str, ...] = DEFAULT_CHARSETS
+    """Fallback charsets of the common line rule, after the agent's own (``output.charsets``)."""
     info: AgentInfo | None = field(default=None, init=False)
 
     @property
@@ -145,7 +148,7 @@ class TagentClient:
 
     def _stream_exec(self, conn: TagentConnection, on_line: Callable[[str], None],
                      cancel: threading.Event | None, deadline: float | None) -> int:
-        lines = LineAssembler(self.codec, on_line)
+        lines = LineSplitter(self.output_charsets, charset=self.codec, max_line=MAX_LINE)
         watch = DeadlineEvent(cancel, deadline)
         while True:
             try:
@@ -155,9 +158,11 @@ class TagentClient:
                     raise TagentTimeout("command exceeded its time limit; connection closed") from None
                 raise
             if isinstance(got, End):
-                lines.flush()
+                for line in lines.flush():
+                    on_line(line)
                 return self._exit_status(conn, got.trailer, on_line)
-            lines.feed(got)
+            for line in lines.feed(got):
+                on_line(line)
 
     def _exit_status(self, conn: TagentConnection, trailer: bytes, on_line: Callable[[str], None]) -> int:
         if not trailer:

@@ -10,12 +10,11 @@ import tarfile
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
-
-from autoexec.transports.decoding import decode_line
+from typing import TYPE_CHECKING, Any, Iterator
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
+
 from autoexec.transports.tagent_wire import (DATA_PIECE, End, TagentConnection, TagentError,
                                              TagentProtocolError)
 
@@ -37,36 +36,6 @@ class DeadlineEvent(threading.Event):
             self.expired = True
             return True
         return bool(self._cancel and self._cancel.is_set())
-
-
-class LineAssembler:
-    """Joins chunk pieces into whole lines before decoding, so multi-byte characters split across
-    chunks (GBK, UTF-8) decode correctly. Lines are decoded by the rule every transport uses
-    (:func:`~autoexec.transports.decoding.decode_line`), the agent's charset as the host's own."""
-
-    def __init__(self, codec: str, sink: Callable[[str], None]) -> None:
-        self._codec = codec
-        self._sink = sink
-        self._buf = bytearray()
-
-    def feed(self, data: bytes) -> None:
-        self._buf += data
-        while True:
-            nl = self._buf.find(b"\n")
-            if nl < 0:
-                break
-            self._emit(bytes(self._buf[:nl]))
-            del self._buf[:nl + 1]
-        if len(self._buf) > MAX_LINE:
-            self.flush()
-
-    def flush(self) -> None:
-        if self._buf:
-            self._emit(bytes(self._buf))
-            self._buf.clear()
-
-    def _emit(self, raw: bytes) -> None:
-        self._sink(decode_line(raw.rstrip(b"\r"), self._codec))
 
 
 def read_pieces(path: Path) -> Iterator[bytes]:

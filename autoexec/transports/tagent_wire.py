@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from autoexec.rc4 import rc4
-from autoexec.transports.base import TransportError
+from autoexec.transports.base import FailureKind, TransportError
 
 PLAIN_PROTOCOL = "Tagent1.1"
 SECURE_PROTOCOL = "Tagent1.1s"
@@ -34,13 +34,19 @@ class TagentError(TransportError):
 class TagentConnectError(TagentError):
     """Nothing listening, unreachable, or the connection broke."""
 
+    kind = FailureKind.CONNECT
+
 
 class TagentAuthError(TagentError):
     """Credential rejected or handshake not understood."""
 
+    kind = FailureKind.AUTH
+
 
 class TagentTimeout(TagentError):
     """A connect/read/write wait or a command exceeded its limit."""
+
+    kind = FailureKind.TIMEOUT
 
 
 class TagentProtocolError(TagentError):
@@ -50,9 +56,13 @@ class TagentProtocolError(TagentError):
 class TagentRemoteError(TagentError):
     """The agent reported a failure of the request itself (trailer text), e.g. a missing path."""
 
+    kind = FailureKind.REMOTE_EXIT
+
 
 class TagentCancelled(TagentError):
     """The caller's cancel event was set while waiting."""
+
+    kind = FailureKind.CANCELLED
 
 
 @dataclass(frozen=True)

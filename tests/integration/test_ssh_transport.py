@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from autoexec.transports.base import Endpoint, RemoteOp, RemoteResult, RemoteTransport, Timeouts, Upload
+from autoexec.transports.base import Endpoint, FailureKind, RemoteOp, RemoteResult, RemoteTransport, Timeouts, Upload
 from autoexec.transports.ssh import HandshakeLimiter, SshTransport, reset_handshake_limiter
 from tests.sshd_pool import Sshd, SshdPool
 from tests.waiting import wait_until
@@ -235,7 +235,7 @@ def test_closed_port_fails_at_once(transports) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # bound but not listening: refused
         result, took = _timed_run(transports(Endpoint("127.0.0.1", port, "u", "p")), _op(_job(), ["true"]))
-    assert result == RemoteResult(None, f"ssh u@127.0.0.1:{port}: connection refused")
+    assert result == RemoteResult(None, f"ssh u@127.0.0.1:{port}: connection refused", kind=FailureKind.CONNECT)
     assert took < 1
 
 
@@ -305,7 +305,7 @@ def test_cancel_kills_remote_process_group_promptly(sshd_pool: SshdPool, transpo
     cancelled_at = time.monotonic()
     running.cancel.set()
     result = running.join(5)
-    assert result == RemoteResult(exit_code=None, error="aborted")
+    assert result == RemoteResult(exit_code=None, error="aborted", kind=FailureKind.CANCELLED)
     assert running.finished_at - cancelled_at < 1.5
     wait_until(lambda: not _pids_with_env(marker), 2 - (time.monotonic() - cancelled_at))
     assert not os.path.exists(op.root)
@@ -425,7 +425,7 @@ def test_cancel_while_queued_for_a_handshake_slot() -> None:
     with limiter.slot("h", 22):
         cancel.set()
         transport_result = _queued_run(limiter, cancel)
-    assert transport_result == RemoteResult(None, "aborted")
+    assert transport_result == RemoteResult(None, "aborted", kind=FailureKind.CANCELLED)
 
 
 def _queued_run(limiter: HandshakeLimiter, cancel: threading.Event) -> RemoteResult:

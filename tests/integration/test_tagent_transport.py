@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from autoexec.transports.base import Endpoint, RemoteOp, RemoteResult, RemoteTransport, Timeouts, Upload
+from autoexec.transports.base import Endpoint, FailureKind, RemoteOp, RemoteResult, RemoteTransport, Timeouts, Upload
 from autoexec.transports.tagent import TagentTransport
 from autoexec.transports.tagent_client import TagentClient
 from tests.tagent_agent import TagentTestAgent
@@ -185,7 +185,7 @@ def test_cancel_aborts_promptly_and_kills_the_command(tagent_agent: TagentTestAg
     worker.join(25)
     took = time.monotonic() - started
     # the command would run 30 s: ending well before that is the cancel's doing, on a loaded machine too
-    assert out == [RemoteResult(exit_code=None, error="aborted")], out
+    assert out == [RemoteResult(exit_code=None, error="aborted", kind=FailureKind.CANCELLED)], out
     assert took < 20, took
     wait_until(lambda: _pids_with_marker(f"AUTOEXEC_JOBID={op.job_id}") == [], 10, "the op's processes to be killed")
 
