@@ -154,7 +154,7 @@ def separate_cli(est: Estate, job_id: str, params: dict[str, Any], nodes: str) -
     (inputs / "params.json").write_text(json.dumps(params))
     (inputs / "nodes.jsonl").write_text(nodes)
     t0 = time.time()
-    procs = [subprocess.Popen([sys.executable, "-m", "autoexec.cli", "-d", "-j", job_id, "-p", str(inputs / "params.json"),
+    procs = [subprocess.Popen([sys.executable, "-m", "autoexec.cli.command", "-d", "-j", job_id, "-p", str(inputs / "params.json"),
                                "-n", str(inputs / "nodes.jsonl"), "--passthroughenv", json.dumps({"runnerId": r})],
                               env=est.env(est.tmp / f"cli-host-{r}"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
              for r in RUNNERS]

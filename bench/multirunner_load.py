@@ -36,7 +36,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from bench.multirunner import RUNNERS, Estate, compare  # noqa: E402
-from autoexec.jobdir import JobDir  # noqa: E402
+from autoexec.jobdir.layout import JobDir  # noqa: E402
 
 import requests  # noqa: E402
 

@@ -87,7 +87,7 @@ def flow_states(api: str, names: list[str]) -> dict[str, str]:
 def exit_to_record(home: Path, env: dict[str, str], tmp: Path, n: int, job: str) -> tuple[float, float]:
     params, nodes = write_job(tmp, job, n, 'echo "hello from $NODE_HOST"\n')
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "autoexec.cli", "-d", "-j", job, "-p", str(params), "-n", str(nodes)],
+    subprocess.run([sys.executable, "-m", "autoexec.cli.command", "-d", "-j", job, "-p", str(params), "-n", str(nodes)],
                    env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
     exited = time.perf_counter()
     while spools(home):
@@ -98,7 +98,7 @@ def exit_to_record(home: Path, env: dict[str, str], tmp: Path, n: int, job: str)
 def concurrent(home: Path, env: dict[str, str], tmp: Path, api: str, k: int, tag: str) -> dict[str, float]:
     params, nodes = write_job(tmp, f"c{k}", 2, "sleep 2\n")
     jobs = [f"{tag}{i:03d}" for i in range(k)]
-    procs = [subprocess.Popen([sys.executable, "-m", "autoexec.cli", "-d", "-j", job, "-p", str(params), "-n", str(nodes)],
+    procs = [subprocess.Popen([sys.executable, "-m", "autoexec.cli.command", "-d", "-j", job, "-p", str(params), "-n", str(nodes)],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for job in jobs]
     peak_rec = peak_total = 0.0
     most_recorders = 0
@@ -128,10 +128,10 @@ def deployment_overhead(home: Path, api: str, tmp: Path, n: int) -> dict[str, fl
     os.environ["AUTOEXEC_HOME"] = str(home)
     os.environ["PREFECT_API_URL"] = api
     from autoexec.flows.api import PrefectApi
-    from autoexec.flows.job_flow import MirrorThread
-    from autoexec.flows.mirror import Catalog
-    from autoexec.loader import JobRequest, build_runtime, release_runtime
-    from autoexec.recording import ListSink, QueueSink, Tee, run_engine
+    from autoexec.flows.job_flow import RecordThread
+    from autoexec.flows.record import Catalog
+    from autoexec.load.loader import JobRequest, build_runtime, release_runtime
+    from autoexec.engine.run import ListSink, QueueSink, Tee, run_engine
 
     params, nodes = write_job(tmp, "dep", n, 'echo "hello from $NODE_HOST"\n')
     api_client = PrefectApi(api)
@@ -146,7 +146,7 @@ def deployment_overhead(home: Path, api: str, tmp: Path, n: int) -> dict[str, fl
             run = api_client.call("POST", "flow_runs/", {"flow_id": catalog.job_flow_id, "name": f"job-{job}",
                                                          "state": {"type": "RUNNING", "name": "Running"}})
             sink = QueueSink()
-            thread = MirrorThread(sink, str(run["id"]), say=lambda _t: None).start()
+            thread = RecordThread(sink, str(run["id"]), say=lambda _t: None).start()
         started = time.perf_counter()
         run_engine(rt, Tee(ListSink(), sink) if sink is not None else ListSink())
         engine = time.perf_counter() - started
@@ -176,7 +176,7 @@ def main() -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env["AUTOEXEC_HOME"] = str(home)
     started = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "autoexec.prefect_env", "start"], env=env, capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "autoexec.conf.prefect_server", "start"], env=env, capture_output=True,
                          text=True, check=True)
     api = out.stdout.split()[1]
     print(f"embedded server + recorder started in {time.perf_counter() - started:.1f} s ({api})")
@@ -194,7 +194,7 @@ def main() -> int:
               f"{d['engine_with_record_s']:.2f} s ({d['overhead_per_node_ms']:.1f} ms/node), record complete "
               f"{d['record_complete_s']:.2f} s ({d['record_per_node_ms']:.1f} ms/node)")
     finally:
-        subprocess.run([sys.executable, "-m", "autoexec.prefect_env", "stop"], env=env, capture_output=True)
+        subprocess.run([sys.executable, "-m", "autoexec.conf.prefect_server", "stop"], env=env, capture_output=True)
     return 0
 
 

@@ -136,7 +136,7 @@ def _run_autoexec(nodes: int, width: int, ports: list[int], user: str, password:
     from bench.measure import run_cli, wait_recorded
 
     start = time.perf_counter()
-    wall, code, stderr, rss = run_cli([sys.executable, "-m", "autoexec.cli", "-d", "-j", job, "-p", str(params_file),
+    wall, code, stderr, rss = run_cli([sys.executable, "-m", "autoexec.cli.command", "-d", "-j", job, "-p", str(params_file),
                                        "-n", str(nodes_file)], env)
     recorded = wait_recorded(home, start)
     status_dir = home / "data" / "job" / "/".join(job[i:i + 3] for i in range(0, len(job), 3)) / "status" / "fan"
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     home.mkdir()
     server_env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     server_env["AUTOEXEC_HOME"] = str(home)
-    subprocess.run([sys.executable, "-m", "autoexec.prefect_env", "start"], env=server_env, check=True,
+    subprocess.run([sys.executable, "-m", "autoexec.conf.prefect_server", "start"], env=server_env, check=True,
                    capture_output=True)
     try:
         key = str(pool.key_path("ed25519")) if args.auth == "key" else None
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                       + (f"  first: {row['first_error']}" if row["errors"] else "")
                       + (f"  (flow run recorded in Prefect after {row['recorded']:.2f} s)" if "recorded" in row else ""))
     finally:
-        subprocess.run([sys.executable, "-m", "autoexec.prefect_env", "stop"], env=server_env, capture_output=True)
+        subprocess.run([sys.executable, "-m", "autoexec.conf.prefect_server", "stop"], env=server_env, capture_output=True)
         pool.stop()
         import shutil
 

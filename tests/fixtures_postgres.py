@@ -26,7 +26,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from autoexec.prefect_env import SERVER_ENV
+from autoexec.conf.prefect_server import SERVER_ENV
 
 
 def postgres_bindir() -> Path | None:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 from typing import Any, Iterator
 
-from autoexec.groups import plan_phase
-from autoexec.logs import NodeLog
+from autoexec.engine.groups import plan_phase
+from autoexec.jobdir.logs import NodeLog
 from autoexec.ops.nodectx import NodeContext
-from autoexec.store import NodeOutput, NodeStatus
+from autoexec.jobdir.store import NodeOutput, NodeStatus
 from tests.fixtures_core import JobFiles
 
 

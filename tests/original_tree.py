@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from autoexec.config import BUNDLED_PLUGINS
+from autoexec.conf.config import BUNDLED_PLUGINS
 from autoexec.ops.toolenv import library_env
 
 _PY_LOAD = ("import importlib.machinery, sys; sys.argv = sys.argv[1:]; "

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from autoexec.rc4 import rc4
+from autoexec.conf.rc4 import rc4
 
 LINE_MAX = 32768
 ChallengeSource = Callable[[], tuple[int, int, int]]

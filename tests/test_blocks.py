@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 import autoexec.blocks as blocks
 from autoexec.blocks import ConsoleCredentials, MongoDBConnection, NodeCredentials
-from autoexec.mongo import MongoStore
+from autoexec.jobdir.mongo import MongoStore
 
 
 def test_module_exports_all_blocks() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from autoexec.cli import build_parser, main
+from autoexec.cli.command import build_parser, main
 from tests.fixtures_core import JobFiles, cli_env, nodes_lines, script_op
 from tests.waiting import wait_until
 
@@ -76,8 +76,8 @@ def test_abort_and_pause_without_a_running_job_exit_2(jobs: JobFiles) -> None:
 
 def test_abort_uses_the_recorded_identity_not_a_command_line_substring(jobs: JobFiles) -> None:
     """A process recorded for job 1234 must not be hit by ``--abort`` of job 123 (the original matched the id as a command-line substring)."""
-    from autoexec.jobdir import JobDir
-    from autoexec.joblock import proc_start_time as _proc_start_time
+    from autoexec.jobdir.layout import JobDir
+    from autoexec.jobdir.lock import proc_start_time as _proc_start_time
 
     victim = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "--jobid", "123"])
     try:
@@ -135,7 +135,7 @@ def test_purge_removes_old_unrecorded_spools_only(jobs: JobFiles) -> None:
 
 def test_cli_subprocess_reports_usage_error_without_starting_prefect(jobs: JobFiles) -> None:
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "autoexec.cli", "-d", "-j", "1", "-p", str(jobs.tmp / "missing.json")],
+    proc = subprocess.run([sys.executable, "-m", "autoexec.cli.command", "-d", "-j", "1", "-p", str(jobs.tmp / "missing.json")],
                           env=cli_env(jobs.home), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "missing.json: params file not found" in proc.stderr
@@ -149,7 +149,7 @@ def test_loading_a_job_does_not_import_prefect(jobs: JobFiles) -> None:
     import sys
 
     params, nodes = jobs.write({"runFlow": []}, "")
-    code = ("import sys; from autoexec.loader import JobRequest; from autoexec.production import build_job_runtime; "
+    code = ("import sys; from autoexec.load.loader import JobRequest; from autoexec.load.production import build_job_runtime; "
             f"build_job_runtime(JobRequest(job_id='9', params_file={str(params)!r}, nodes_file={str(nodes)!r}, "
             "dev_mode=True)); print([m for m in sys.modules if m == 'prefect' or m.startswith('prefect.')])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
@@ -167,7 +167,7 @@ def test_a_cli_job_runs_without_prefect_and_says_when_its_record_is_delayed(jobs
                                 "operations": [script_op("ok_1", "true", "runner_target")]}]}]}, nodes_lines(1))
     env = dict(cli_env(jobs.home), PREFECT_API_URL="http://127.0.0.1:9/api",  # nothing listens on port 9
                AUTOEXEC_PREFECT_RECORD="1")
-    code = ("import sys; from autoexec.cli import main; "
+    code = ("import sys; from autoexec.cli.command import main; "
             f"rc = main(['-d', '-j', '31', '-p', {str(params)!r}, '-n', {str(nodes)!r}]); "
             "print(rc, sorted(m for m in sys.modules if m == 'prefect'))")
     try:

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from autoexec.config import Config
+from autoexec.conf.config import Config
 from autoexec.console.client import ConsoleClient
 from autoexec.console.downloads import script_file_name
 from autoexec.console.errors import (ConsoleAuthError, ConsoleDownloadError, ConsoleHTTPError,
                                      ConsoleStatusError, ConsoleUnavailable)
-from autoexec.jobdir import JobDir
+from autoexec.jobdir.layout import JobDir
 from tests.fake_console import TOKEN, USER, FakeConsole, Script
 
 NODES = '{"jobRunnerIds":[1],"localRunnerId":1,"totalCount":1}\n{"host":"10.0.0.1","resourceId":7}\n'

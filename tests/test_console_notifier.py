@@ -9,8 +9,8 @@ import pytest
 
 from autoexec.console.client import ConsoleClient
 from autoexec.console.notifier import ConsoleNotifier
-from autoexec.jobdir import JobDir
-from autoexec.notify import NodeRef, PhaseCounts
+from autoexec.jobdir.layout import JobDir
+from autoexec.events.notify import NodeRef, PhaseCounts
 from tests.fake_console import FakeConsole
 
 PTE = {"runnerId": 2, "tenant": "develop"}

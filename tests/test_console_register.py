@@ -116,7 +116,7 @@ def test_cli_register_refuses_malformed_descriptor_with_exit_1(tmp_path: Path, f
                                               f"server.username = {USER}\nserver.password = {TOKEN}\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOEXEC_")}
     env["AUTOEXEC_HOME"] = str(home)
-    proc = subprocess.run([sys.executable, "-m", "autoexec.cli", "--register", "t"], env=env, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "autoexec.cli.command", "--register", "t"], env=env, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     errors = [line for line in proc.stdout.splitlines() if line.startswith("ERROR: Register tool:")]

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from autoexec.config import load_config
+from autoexec.conf.config import load_config
 from autoexec.console.errors import ConsoleTLSError
-from autoexec.production import console_client
+from autoexec.load.production import console_client
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 
@@ -108,7 +108,7 @@ def test_certificate_for_another_name_is_refused_with_its_cause(tmp_path: Path) 
 
 # --- MongoDB with TLS: pymongo checks the certificate unless db.verifyTLS = 0 -------------------------
 def _mongo_error(url: str, home: Path, extra: str) -> str:
-    from autoexec.mongo import MongoStore
+    from autoexec.jobdir.mongo import MongoStore
 
     conf = home / "conf"
     conf.mkdir(exist_ok=True)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from autoexec.deployvars import DeployVarsError, deploy_env
+from autoexec.load.deployvars import DeployVarsError, deploy_env
 
 
 class Lookup:

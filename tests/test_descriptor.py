@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from autoexec.config import BUNDLED_PLUGINS
+from autoexec.conf.config import BUNDLED_PLUGINS
 from autoexec.ops.descriptor import (
     DescriptorError,
     ToolNotFound,

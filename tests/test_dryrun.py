@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from autoexec.cli import main
-from autoexec.secrets import encrypt_secret
+from autoexec.cli.command import main
+from autoexec.conf.secrets import encrypt_secret
 from tests.fixtures_core import EXAMPLES, JobFiles, nodes_lines, script_op
 
 KEY = "dry-run-password-key"

@@ -1,5 +1,5 @@
 """The engine end to end (loader -> groups -> phases -> executor -> stores), run as it ships:
-:func:`autoexec.recording.run_engine`, the path of CLI and deployment runs alike. Its events go
+:func:`autoexec.engine.run.run_engine`, the path of CLI and deployment runs alike. Its events go
 to a list here; the integration tests record them in a real Prefect server."""
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ import importlib
 import pkgutil
 
 import autoexec
-from autoexec.errors import AutoexecError
+from autoexec.conf.errors import AutoexecError
 
 
 def _all_error_classes() -> list[type[BaseException]]:
@@ -27,9 +27,9 @@ def test_every_autoexec_exception_has_the_common_root() -> None:
 
 
 def test_builtin_bases_are_kept() -> None:
-    from autoexec.jobdir import UnsafeName
+    from autoexec.jobdir.layout import UnsafeName
     from autoexec.ops.tools import ToolNotFound
-    from autoexec.secrets import SecretError
+    from autoexec.conf.secrets import SecretError
 
     assert issubclass(SecretError, ValueError) and issubclass(UnsafeName, ValueError)
     assert issubclass(ToolNotFound, LookupError)

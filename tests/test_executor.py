@@ -1,4 +1,4 @@
-"""The node executor (:mod:`autoexec.executor`) on its own: one ``NodeRun`` of a runner phase,
+"""The node executor (:mod:`autoexec.engine.executor`) on its own: one ``NodeRun`` of a runner phase,
 its ops run as real local child processes, its files in a temp AUTOEXEC_HOME."""
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-import autoexec.executor as executor
-from autoexec.executor import NodeResult, NodeRun
-from autoexec.groups import plan_phase
-from autoexec.runlinks import RunLinks
-from autoexec.runtime import JobRuntime
+import autoexec.engine.executor as executor
+from autoexec.engine.executor import NodeResult, NodeRun
+from autoexec.engine.groups import plan_phase
+from autoexec.job.runlinks import RunLinks
+from autoexec.job.runtime import JobRuntime
 from tests.fixtures_core import JobFiles, script_op
 from tests.waiting import wait_until
 

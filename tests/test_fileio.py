@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from autoexec.fileio import AppendFile, append_once, open_fd_creating_dirs, read_bytes, write_new
+from autoexec.jobdir.fileio import AppendFile, append_once, open_fd_creating_dirs, read_bytes, write_new
 
 
 def test_write_new_is_owner_only_and_never_overwrites(tmp_path: Path) -> None:

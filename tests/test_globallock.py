@@ -5,7 +5,7 @@ import threading
 import time
 from typing import Any
 
-from autoexec.globallock import GlobalLocks
+from autoexec.engine.globallock import GlobalLocks
 
 LOCK = {"pid": 42, "lockOwner": "1/2", "lockOwnerName": "sys/mod", "lockTarget": "workspace", "lockMode": "write",
         "action": "lock"}

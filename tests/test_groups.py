@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from autoexec.groups import round_sizes, runner_round
-from autoexec.runtime import parallel_count
+from autoexec.engine.groups import round_sizes, runner_round
+from autoexec.job.runtime import parallel_count
 
 
 @pytest.mark.parametrize("nodes, rounds, expected", [(10, 3, [4, 3, 3]), (5, 2, [3, 2]), (3, 0, [1, 1, 1]),

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from autoexec.cli import main
-from autoexec.jobdir import JobDir
-from autoexec.loader import JobRequest, build_runtime
+from autoexec.cli.command import main
+from autoexec.jobdir.layout import JobDir
+from autoexec.load.loader import JobRequest, build_runtime
 from autoexec.models.params import JobInputError
 from tests.fixtures_core import JobFiles, nodes_lines, script_op
 

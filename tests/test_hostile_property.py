@@ -2,7 +2,7 @@
 through the real command line. Whatever the input: exit 0, 1 or 2 only, never a traceback, nothing
 written outside the job directory (and autoexec's own spool/log area), and exit 2 writes no status.
 
-Most examples call :func:`autoexec.cli.main` in-process with a fresh ``AUTOEXEC_HOME`` (a process
+Most examples call :func:`autoexec.cli.command.main` in-process with a fresh ``AUTOEXEC_HOME`` (a process
 per example would cost the suite minutes); a handful go through a real ``python`` subprocess. In
 both, the detached Prefect recorder is not started (it imports Prefect, seconds of CPU per job, and
 only replays the job's event spool, which the assertions here do not concern).
@@ -27,7 +27,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from autoexec.cli import main
+from autoexec.cli.command import main
 
 JOB = "9090"
 REPO = Path(__file__).resolve().parent.parent
@@ -200,7 +200,7 @@ def test_broken_structure(params: bytes, nodes: bytes) -> None:
 
 
 # A handful through a real process: the command line, its exit code and stderr as a caller sees them.
-_SUBPROCESS = "import sys; from autoexec.cli import entry; sys.argv[0] = 'autoexec'; entry()"
+_SUBPROCESS = "import sys; from autoexec.cli.command import entry; sys.argv[0] = 'autoexec'; entry()"
 
 
 @settings(max_examples=8, **SETTINGS)  # type: ignore[arg-type]

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from autoexec.jobdir import JobDir, UnsafeName, node_triple, safe_name, safe_relpath, split_job_id
+from autoexec.jobdir.layout import JobDir, UnsafeName, node_triple, safe_name, safe_relpath, split_job_id
 
 
 @pytest.mark.parametrize("job_id, expected", [("624490098515988", "624/490/098/515/988"), ("12345", "123/45"),

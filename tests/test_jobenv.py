@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
-from autoexec.files import FileParams
-from autoexec.jobenv import JobEnv
-from autoexec.masking import Masker
+from autoexec.load.files import FileParams
+from autoexec.job.env import JobEnv
+from autoexec.conf.masking import Masker
 from autoexec.models.nodes import RUNNER_NODE
 from autoexec.models.params import Operation
-from autoexec.notify import NullNotifier
-from autoexec.services import ConsoleServices, ConsoleUnavailable, NoConsole
+from autoexec.events.notify import NullNotifier
+from autoexec.job.services import ConsoleServices, ConsoleUnavailable, NoConsole
 from tests.fixtures_core import JobFiles, nodes_lines, script_op
 
 

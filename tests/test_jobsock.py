@@ -1,4 +1,4 @@
-"""The job socket (:mod:`autoexec.jobsock`): through whole jobs (tools setting job variables, the
+"""The job socket (:mod:`autoexec.engine.jobsock`): through whole jobs (tools setting job variables, the
 cross-runner grayScale barrier, wait-for-input), and on its own with a real client socket."""
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from typing import Any, Iterator
 
 import pytest
 
-from autoexec.jobsock import JobSocket
-from autoexec.runlinks import RunLinks
-from autoexec.runtime import JobRuntime
+from autoexec.engine.jobsock import JobSocket
+from autoexec.job.runlinks import RunLinks
+from autoexec.job.runtime import JobRuntime
 from tests.fixtures_core import JobFiles, nodes_lines, run_runtime, script_op
 from tests.waiting import wait_until
 
@@ -72,7 +72,7 @@ def test_multi_runner_gray_scale_waits_for_the_console_go_ahead(jobs: JobFiles) 
 
 
 def test_round_end_is_told_again_until_the_go_ahead(jobs: JobFiles, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import autoexec.groups as groups
+    import autoexec.engine.groups as groups
 
     monkeypatch.setattr(groups, "ROUND_RESEND_SECS", 0.2)
     lines = nodes_lines(2).splitlines()

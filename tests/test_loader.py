@@ -1,9 +1,9 @@
-"""autoexec.loader: the narrowing lists shared by the CLI and the deployment flow."""
+"""autoexec.load.loader: the narrowing lists shared by the CLI and the deployment flow."""
 from __future__ import annotations
 
 import pytest
 
-from autoexec.loader import parse_id_list, parse_name_list
+from autoexec.load.loader import parse_id_list, parse_name_list
 from autoexec.models.params import JobInputError
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import mongomock
 
-from autoexec.masking import MASK, Masker
-from autoexec.mongo import MongoStore
-from autoexec.secrets import encrypt_secret
+from autoexec.conf.masking import MASK, Masker
+from autoexec.jobdir.mongo import MongoStore
+from autoexec.conf.secrets import encrypt_secret
 from tests.fixtures_core import JobFiles, script_op
 
 KEY = "job-key-123"
@@ -139,9 +139,9 @@ def test_prefect_forwarded_log_text_is_masked(tmp_path: Path) -> None:
     import http.server
     import threading
 
-    from autoexec.events import make
+    from autoexec.events.stream import make
     from autoexec.flows.api import PrefectApi
-    from autoexec.flows.mirror import Catalog, RunMirror
+    from autoexec.flows.record import Catalog, RunRecord
 
     sent: list[str] = []
 
@@ -162,7 +162,7 @@ def test_prefect_forwarded_log_text_is_masked(tmp_path: Path) -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         log = tmp_path / "n.txt"
-        mirror = RunMirror(PrefectApi(f"http://127.0.0.1:{server.server_port}/api"), Catalog("f", "g", None),
+        mirror = RunRecord(PrefectApi(f"http://127.0.0.1:{server.server_port}/api"), Catalog("f", "g", None),
                            flow_run_id="r", mask=Masker([OPT_PW]))
         mirror.apply(make("job_start", job_id="1", pid=1))
         mirror.apply(make("node_start", key=1, group=0, phase="p", node="n", label="n", log=str(log)))
@@ -177,7 +177,7 @@ def test_prefect_forwarded_log_text_is_masked(tmp_path: Path) -> None:
 
 
 def test_the_job_mongodb_mirror_writes_masked_documents(jobs: JobFiles, monkeypatch: object) -> None:
-    import autoexec.loader as loader
+    import autoexec.load.loader as loader
 
     store = MongoStore(mongomock.MongoClient(), "autoexec")
     monkeypatch.setattr(loader, "_open_mirror", lambda cfg, console: store)  # type: ignore[attr-defined]

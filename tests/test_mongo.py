@@ -9,8 +9,8 @@ from typing import Any
 import mongomock
 import pytest
 
-from autoexec.config import Config
-from autoexec.mongo import AUTOEXEC_ENV, NODE_OUTPUT, NODE_STATUS, MongoStore, node_identity, open_store
+from autoexec.conf.config import Config
+from autoexec.jobdir.mongo import AUTOEXEC_ENV, NODE_OUTPUT, NODE_STATUS, MongoStore, node_identity, open_store
 from tests.waiting import wait_until
 
 NODE = {"resourceId": 42, "host": "10.0.0.5", "port": 3306, "password": "never-stored"}
@@ -179,7 +179,7 @@ def test_write_retried_until_success(client: mongomock.MongoClient, caplog: pyte
 
 
 def test_outage_drops_logs_once_and_recovers(client: mongomock.MongoClient, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="autoexec.mongo")
+    caplog.set_level(logging.INFO, logger="autoexec.jobdir.mongo")
     flaky = _Flaky(client, failures=100)
     store = MongoStore(flaky, "autoexec", retries=3, backoff=0.001)
     for i in range(4):

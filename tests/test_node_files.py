@@ -1,5 +1,5 @@
 """The per-node files written on the hot path keep their exact names, bytes and semantics now that
-they go through plain descriptors and string paths (autoexec.store, autoexec.logs, autoexec.jobdir)
+they go through plain descriptors and string paths (autoexec.jobdir.store, autoexec.jobdir.logs, autoexec.jobdir.layout)
 and the tool environment comes from a per-job template (autoexec.ops.childenv)."""
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from autoexec import logs, store
+from autoexec.jobdir import logs, store
 from autoexec.ops.toolenv import library_env
-from autoexec.jobdir import JobDir, node_triple
-from autoexec.logs import NodeLog, StampedWriter, link_history
+from autoexec.jobdir.layout import JobDir, node_triple
+from autoexec.jobdir.logs import NodeLog, StampedWriter, link_history
 from autoexec.ops.childenv import template_for
-from autoexec.store import NodeOutput, NodeStatus
+from autoexec.jobdir.store import NodeOutput, NodeStatus
 from tests.fixtures_core import JobFiles, nodes_lines, script_op
 
 
@@ -210,7 +210,7 @@ def _reference_env(ctx, op, plugin_dir: Path, to_target: bool) -> dict[str, str]
 
 
 def _contexts(jobs: JobFiles):  # type: ignore[no-untyped-def]
-    from autoexec.groups import plan_phase
+    from autoexec.engine.groups import plan_phase
     from autoexec.ops.nodectx import NodeContext
 
     params = {"runFlow": [{"groupNo": 2, "phases": [{"phaseName": "p", "phaseType": "runner_target",

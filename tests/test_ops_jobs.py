@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from autoexec.secrets import encrypt_secret
+from autoexec.conf.secrets import encrypt_secret
 from tests.fixtures_core import JobFiles, nodes_lines, script_op
 
 KEY = "unit-test-password-key"
@@ -153,8 +153,8 @@ def test_builtin_local_tools_run_from_the_bundled_plugins(keyed: JobFiles) -> No
 
 def test_mongodb_mirror_holds_status_and_outputs_and_is_the_fallback(keyed: JobFiles, monkeypatch: pytest.MonkeyPatch) -> None:
     mongomock = pytest.importorskip("mongomock")
-    from autoexec import loader
-    from autoexec.mongo import MongoStore
+    from autoexec.load import loader
+    from autoexec.jobdir.mongo import MongoStore
 
     client = mongomock.MongoClient()
     monkeypatch.setattr(loader, "_open_mirror", lambda cfg, console: MongoStore(client, "autoexec"))

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from autoexec.config import BUNDLED_PLUGINS
+from autoexec.conf.config import BUNDLED_PLUGINS
 
 LOCAL = BUNDLED_PLUGINS / "local"
 REMOTE = BUNDLED_PLUGINS / "remote"

@@ -1,4 +1,4 @@
-"""autoexec.prefect_env.lower_priority: the recorder and the embedded server yield the CPU to jobs."""
+"""autoexec.conf.prefect_server.lower_priority: the recorder and the embedded server yield the CPU to jobs."""
 from __future__ import annotations
 
 import os
@@ -7,11 +7,11 @@ import sys
 
 import pytest
 
-from autoexec.prefect_env import lower_priority
+from autoexec.conf.prefect_server import lower_priority
 
 _CHILD = """
 import os
-from autoexec.prefect_env import lower_priority
+from autoexec.conf.prefect_server import lower_priority
 lower_priority(7)
 print(os.getpriority(os.PRIO_PROCESS, 0))
 try:

@@ -8,11 +8,11 @@ from typing import Any, Iterator
 
 import pytest
 
-from autoexec.cli import main
-from autoexec.engine import JobOutcome
-from autoexec.loader import JobRequest, release_runtime
-from autoexec.production import build_job_runtime
-from autoexec.runtime import JobRuntime
+from autoexec.cli.command import main
+from autoexec.engine.jobloop import JobOutcome
+from autoexec.load.loader import JobRequest, release_runtime
+from autoexec.load.production import build_job_runtime
+from autoexec.job.runtime import JobRuntime
 from tests.fake_console import TOKEN, USER, FakeConsole, Script
 from tests.fixtures_core import nodes_lines, run_runtime, script_op
 

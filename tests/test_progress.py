@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from autoexec.progress import NodeEnd, PlainView, last_error_line
+from autoexec.cli.progress import NodeEnd, PlainView, last_error_line
 from tests.fixtures_core import JobFiles, cli_env, nodes_lines, run_runtime, script_op
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
@@ -39,7 +39,7 @@ def _cli_env(jobs: JobFiles) -> dict[str, str]:
 
 
 def _argv(job_id: str, params: Path, nodes: Path) -> list[str]:
-    return [sys.executable, "-m", "autoexec.cli", "--devmode", "--jobid", job_id, "--firstfire",
+    return [sys.executable, "-m", "autoexec.cli.command", "--devmode", "--jobid", job_id, "--firstfire",
             "--paramsfile", str(params), "--nodesfile", str(nodes)]
 
 
@@ -164,7 +164,7 @@ def test_the_view_reads_the_event_stream_also_for_batch_phases_and_skipped_nodes
         jobs: JobFiles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """One channel: the view is a sink of the engine's event stream beside the record's; a phase
     recorded as one batch and nodes skipped as already done still reach it node by node."""
-    from autoexec.recording import ListSink, Tee
+    from autoexec.engine.run import ListSink, Tee
 
     monkeypatch.setenv("AUTOEXEC_NODE_TASKS_MAX", "1")  # every phase of more than one node is a batch
 

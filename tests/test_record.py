@@ -1,5 +1,5 @@
-"""The Prefect record as an event consumer: :class:`autoexec.flows.mirror.RunMirror` fed typed
-events (:func:`autoexec.events.make`) against an in-memory stand-in for the Prefect REST API that
+"""The Prefect record as an event consumer: :class:`autoexec.flows.record.RunRecord` fed typed
+events (:func:`autoexec.events.stream.make`) against an in-memory stand-in for the Prefect REST API that
 keeps runs the way the server does (idempotent creates, states). The same mirror against a real
 Prefect server is tested in tests/integration/test_recorder.py."""
 from __future__ import annotations
@@ -9,10 +9,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from autoexec.events import Event, Kind, counts_from, make
+from autoexec.events.stream import Event, Kind, counts_from, make
 from autoexec.flows.api import ApiRefused
-from autoexec.flows.mirror import Catalog, RunMirror, artifact_key
-from autoexec.logs import last_error_line
+from autoexec.flows.record import Catalog, RunRecord, artifact_key
+from autoexec.jobdir.logs import last_error_line
 
 CATALOG = Catalog(job_flow_id="flow-job", group_flow_id="flow-group", cli_deployment_id="dep-cli")
 
@@ -73,7 +73,7 @@ def _counts(**raw: int) -> Any:
     return counts_from(raw)
 
 
-def _job(mirror: RunMirror, node_status: str = "succeed", log: str | None = None, **end: Any) -> None:
+def _job(mirror: RunRecord, node_status: str = "succeed", log: str | None = None, **end: Any) -> None:
     """One group, one phase, one node, in the order a job emits them."""
     mirror.apply(ev("job_start", job_id="77", exec_user="alice", pid=4242, start_time=None, width=1))
     mirror.apply(ev("group_start", group=0))
@@ -90,7 +90,7 @@ def _job(mirror: RunMirror, node_status: str = "succeed", log: str | None = None
 
 def test_a_cli_job_is_recorded_as_job_run_group_subflow_and_node_task() -> None:
     api = FakePrefect()
-    mirror = RunMirror(api, CATALOG)
+    mirror = RunRecord(api, CATALOG)
     _job(mirror)
     job_run = api.named("job-77")
     job = api.runs[job_run]["body"]
@@ -111,7 +111,7 @@ def test_a_failed_node_records_why_and_the_summary_lists_it(tmp_path: Path) -> N
     log = tmp_path / "node.txt"
     log.write_text("INFO: start\nERROR: disk /data is full\nINFO: cleanup\n")
     api = FakePrefect()
-    mirror = RunMirror(api, CATALOG)
+    mirror = RunRecord(api, CATALOG)
     _job(mirror, "failed", str(log), exit_code=3, message="deploy.sh exited with status 3")
     state = api.state(api.named("deploy/web1 10.0.0.1:22 #101"))
     assert state["type"] == "FAILED"
@@ -128,7 +128,7 @@ def test_each_outcome_has_its_prefect_state() -> None:
     seen = {}
     for status in ("succeed", "ignored", "failed", "aborted", "paused"):
         api = FakePrefect()
-        _job(RunMirror(api, CATALOG), status)
+        _job(RunRecord(api, CATALOG), status)
         state = api.state(api.named("deploy/web1 10.0.0.1:22 #101"))
         seen[status] = (state["type"], state["name"])
     assert seen == {"succeed": ("COMPLETED", "Completed"), "ignored": ("COMPLETED", "Ignored"),
@@ -137,7 +137,7 @@ def test_each_outcome_has_its_prefect_state() -> None:
 
 def test_inside_a_deployment_run_the_flow_engine_owns_the_job_run_state() -> None:
     api = FakePrefect()
-    mirror = RunMirror(api, CATALOG, flow_run_id="deployment-run-1")
+    mirror = RunRecord(api, CATALOG, flow_run_id="deployment-run-1")
     _job(mirror)
     assert not any(body and body.get("name") == "job-77" for _, path, body in api.calls if path == "flow_runs/")
     assert "flow_runs/deployment-run-1/set_state" not in api.paths()
@@ -149,7 +149,7 @@ def test_node_log_lines_reach_the_task_run_whole_and_masked(tmp_path: Path) -> N
     log = tmp_path / "node.txt"
     log.write_text("")
     api = FakePrefect()
-    mirror = RunMirror(api, CATALOG, mask=lambda text: text.replace("hunter2", "******"))
+    mirror = RunRecord(api, CATALOG, mask=lambda text: text.replace("hunter2", "******"))
     mirror.apply(ev("job_start", job_id="78", exec_user="bob", pid=1, start_time=None, width=1))
     mirror.apply(ev("group_start", group=0))
     mirror.apply(ev("node_start", key=1, group=0, phase="p", node="n1", label="n1", log=str(log)))
@@ -171,7 +171,7 @@ def test_node_log_lines_reach_the_task_run_whole_and_masked(tmp_path: Path) -> N
 def test_a_refused_call_is_reported_and_the_record_goes_on() -> None:
     api = FakePrefect()
     said: list[str] = []
-    mirror = RunMirror(api, CATALOG, say=said.append)
+    mirror = RunRecord(api, CATALOG, say=said.append)
     api.refuse.add("task_runs/task_run-4/set_state")  # the node's task run (job, group task, group run, node)
     _job(mirror)
     assert said and "record of node_end refused" in said[0]
@@ -180,7 +180,7 @@ def test_a_refused_call_is_reported_and_the_record_goes_on() -> None:
 
 def test_a_lost_job_process_closes_what_is_open_as_crashed() -> None:
     api = FakePrefect()
-    mirror = RunMirror(api, CATALOG)
+    mirror = RunRecord(api, CATALOG)
     mirror.apply(ev("job_start", job_id="79", exec_user="bob", pid=1, start_time=None, width=1))
     mirror.apply(ev("group_start", group=0))
     mirror.apply(ev("node_start", key=1, group=0, phase="p", node="n1", label="n1"))
@@ -195,7 +195,7 @@ def test_a_lost_job_process_closes_what_is_open_as_crashed() -> None:
 
 def test_a_replay_from_a_checkpoint_finds_its_runs_and_resumes_a_paused_one() -> None:
     api = FakePrefect()
-    first = RunMirror(api, CATALOG)
+    first = RunRecord(api, CATALOG)
     first.apply(ev("job_start", job_id="80", exec_user="bob", pid=1, start_time=None, width=1))
     first.apply(ev("group_start", group=0))
     group_run = api.named("80/group-0")
@@ -203,7 +203,7 @@ def test_a_replay_from_a_checkpoint_finds_its_runs_and_resumes_a_paused_one() ->
     checkpoint = json.loads(json.dumps(first.state))
     checkpoint["groups"] = {}  # the checkpoint was taken before group_start was applied
 
-    again = RunMirror(api, CATALOG, state=checkpoint)
+    again = RunRecord(api, CATALOG, state=checkpoint)
     again.apply(ev("group_start", group=0))
     assert again.state["groups"]["0"]["run"] == group_run, "the same run, not a second one"
     assert len([r for r in api.runs.values() if r["body"]["name"] == "80/group-0"]) == 1
@@ -212,7 +212,7 @@ def test_a_replay_from_a_checkpoint_finds_its_runs_and_resumes_a_paused_one() ->
 
 def test_a_large_phase_is_recorded_as_batches_with_their_counts() -> None:
     api = FakePrefect()
-    mirror = RunMirror(api, CATALOG)
+    mirror = RunRecord(api, CATALOG)
     mirror.apply(ev("job_start", job_id="81", exec_user="bob", pid=1, start_time=None, width=1))
     mirror.apply(ev("group_start", group=0))
     mirror.apply(ev("batch_start", key=5, group=0, phase="p", label="nodes 1-500", nodes=500))
@@ -223,7 +223,7 @@ def test_a_large_phase_is_recorded_as_batches_with_their_counts() -> None:
 
 def test_unknown_event_kinds_are_ignored_and_late_ends_do_nothing() -> None:
     api = FakePrefect()
-    mirror = RunMirror(api, CATALOG)
+    mirror = RunRecord(api, CATALOG)
     mirror.apply({"v": 1, "event": "from_a_newer_version", "time": 0.0})
     mirror.apply(ev("node_end", key=99, status="succeed"))
     assert api.calls == []

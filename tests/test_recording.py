@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from autoexec import events
-from autoexec.recording import ListSink, SpoolSink
+from autoexec.events import stream as events
+from autoexec.engine.run import ListSink, SpoolSink
 from tests.fixtures_core import EXAMPLES, JobFiles, nodes_lines, run_runtime, script_op
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from autoexec.cli import main
+from autoexec.cli.command import main
 from tests.fixtures_core import EXAMPLES, JobFiles
 
 

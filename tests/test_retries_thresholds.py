@@ -147,7 +147,7 @@ def test_the_reason_reaches_the_job_end_event_and_the_prefect_final_state(jobs: 
     deployment's record thread turn into the final state) and the deployment flow's own return
     state carry the threshold's reason."""
     from autoexec.flows.job_flow import outcome_state
-    from autoexec.recording import ListSink
+    from autoexec.engine.run import ListSink
 
     runs = jobs.tmp / "runs.txt"
     params = _two_groups(_phase("p", _failing("n1 n2 n3", runs), maxFailCount=1), runs)
@@ -182,8 +182,8 @@ def test_nodes_failing_together_in_a_concurrent_phase_halt_once_with_one_reason(
 
 
 def test_control_counts_a_node_once_and_names_one_halter_among_racing_failures() -> None:
-    from autoexec.control import JobControl
-    from autoexec.thresholds import FailGate, FailLimit
+    from autoexec.job.control import JobControl
+    from autoexec.job.thresholds import FailGate, FailLimit
 
     ctl = JobControl()
     gate = FailGate(FailLimit(max_count=1), 40, "phase p")
@@ -216,7 +216,7 @@ def test_signal_handlers_are_installed_once_per_job() -> None:
     replaces them (the recorder and the flow-run path installed them a second time)."""
     import signal
 
-    from autoexec.control import JobControl
+    from autoexec.job.control import JobControl
 
     saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)}
     try:

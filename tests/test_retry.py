@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from autoexec.retry import Backoff, RetryCancelled, retry
+from autoexec.conf.retry import Backoff, RetryCancelled, retry
 
 FAST = Backoff(first=0.001, cap=0.004)
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from autoexec.config import ConfigError, load_config
-from autoexec.secrets import (
+from autoexec.conf.config import ConfigError, load_config
+from autoexec.conf.secrets import (
     MASTER_KEY,
     SecretError,
     decrypt_config_values,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from autoexec.config import ConfigError, load_config
-from autoexec.settings import Settings, SettingsError, default_label, env_name, load_settings, markdown_table, type_label
+from autoexec.conf.config import ConfigError, load_config
+from autoexec.conf.settings import Settings, SettingsError, default_label, env_name, load_settings, markdown_table, type_label
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -78,7 +78,7 @@ def test_cli_exits_2_with_one_line_for_a_bad_variable(tmp_path: Path) -> None:
 
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("AUTOEXEC_")}
     env.update(AUTOEXEC_HOME=str(tmp_path / "home"), AUTOEXEC_NODE_TASKS_MAX="lots")
-    proc = subprocess.run([sys.executable, "-m", "autoexec.cli", "--cleanstatus", "--jobid", "1"], env=env,
+    proc = subprocess.run([sys.executable, "-m", "autoexec.cli.command", "--cleanstatus", "--jobid", "1"], env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "AUTOEXEC_NODE_TASKS_MAX='lots'" in proc.stderr
@@ -123,8 +123,8 @@ def test_config_values_typed_defaults_kept_and_unknown_keys_kept(tmp_path: Path,
 
 
 def test_no_import_cycle_between_config_and_secrets() -> None:
-    code = ("import sys; import autoexec.secrets; "
-            "assert 'autoexec.config' not in sys.modules, 'secrets imports config'")
+    code = ("import sys; import autoexec.conf.secrets; "
+            "assert 'autoexec.conf.config' not in sys.modules, 'secrets imports config'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
@@ -142,10 +142,10 @@ def test_readme_settings_table_matches_the_settings_object() -> None:
     table = _readme_table()
     rows = {line.split("|")[1].strip().strip("`"): [c.strip() for c in line.split("|")[2:4]] for line in table[2:]}
     declared = {env_name(name): [type_label(info), default_label(info)] for name, info in Settings.model_fields.items()}
-    assert set(rows) - set(declared) == set(), "in README.md but not declared in autoexec/settings.py"
-    assert set(declared) - set(rows) == set(), "declared but missing from README.md: run python -m autoexec.settings"
-    assert rows == declared, "type/default columns differ from autoexec/settings.py"
-    assert table == markdown_table().splitlines(), "README.md table is stale: paste `python -m autoexec.settings`"
+    assert set(rows) - set(declared) == set(), "in README.md but not declared in autoexec/conf/settings.py"
+    assert set(declared) - set(rows) == set(), "declared but missing from README.md: run python -m autoexec.conf.settings"
+    assert rows == declared, "type/default columns differ from autoexec/conf/settings.py"
+    assert table == markdown_table().splitlines(), "README.md table is stale: paste `python -m autoexec.conf.settings`"
 
 
 def test_every_autoexec_variable_named_in_the_package_is_declared_or_classified() -> None:
@@ -154,7 +154,7 @@ def test_every_autoexec_variable_named_in_the_package_is_declared_or_classified(
     import ast
     import re
 
-    from autoexec.settings import OTHER_VARIABLES, TOOL_ENVIRONMENT
+    from autoexec.conf.settings import OTHER_VARIABLES, TOOL_ENVIRONMENT
 
     package = README.parent / "autoexec"
     declared = {env_name(name) for name in Settings.model_fields}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from autoexec.sshcmd import HostEntry, HostsFileError, main, parse_hosts
+from autoexec.cli.sshcmd import HostEntry, HostsFileError, main, parse_hosts
 from tests.sshd_pool import SshdPool
 
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from autoexec.events import outcome_of
+from autoexec.events.stream import outcome_of
 from autoexec.models.flags import is_true, parse_flag
 from autoexec.models.optype import ExecKind, OpType, PluginTree
 from autoexec.models.status import Status

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from autoexec.rc4 import rc4
+from autoexec.conf.rc4 import rc4
 from autoexec.transports.base import TransportError
 from autoexec.transports.tagent_client import (
     End, TagentAuthError, TagentClient, TagentConnection, TagentError, TagentProtocolError,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from autoexec.config import BUNDLED_PLUGINS, ConfigError, load_config
+from autoexec.conf.config import BUNDLED_PLUGINS, ConfigError, load_config
 from autoexec.ops.toolenv import CORE_LIB_DIRS, library_env, point_tree_configs
 from autoexec.ops.tools import local_tool_argv, python_shebang_flags
 from tests.fixtures_core import JobFiles, script_op
@@ -44,7 +44,7 @@ def test_plugins_path_entry_without_plugins_dir_is_one_clear_error(ae_home: Path
 
 def test_cli_reports_a_bad_plugins_path_and_exits_2(ae_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    from autoexec.cli import main
+    from autoexec.cli.command import main
 
     monkeypatch.setenv("AUTOEXEC_PLUGINS_PATH", str(tmp_path / "nowhere"))
     assert main(["--devmode", "--jobid", "5"]) == 2

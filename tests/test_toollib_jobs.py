@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from autoexec.secrets import encrypt_secret
+from autoexec.conf.secrets import encrypt_secret
 from tests.fixtures_core import JobFiles, nodes_lines
 
 TOOLS = Path(__file__).resolve().parent / "toollib_tools" / "plugins"

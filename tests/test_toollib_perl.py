@@ -11,7 +11,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from autoexec.config import BUNDLED_PLUGINS
+from autoexec.conf.config import BUNDLED_PLUGINS
 from tests.waiting import wait_until
 
 LOCAL_LIB = BUNDLED_PLUGINS / "local" / "lib"

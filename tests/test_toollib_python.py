@@ -16,8 +16,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from autoexec.config import BUNDLED_PLUGINS, PACKAGE_DIR
-from autoexec.secrets import MASTER_KEY, encrypt_secret
+from autoexec.conf.config import BUNDLED_PLUGINS, PACKAGE_DIR
+from autoexec.conf.secrets import MASTER_KEY, encrypt_secret
 from tests.fake_console import TOKEN, USER, FakeConsole
 
 LOCAL_LIB = BUNDLED_PLUGINS / "local" / "lib"

@@ -10,7 +10,7 @@ from typing import Iterator
 
 import pytest
 
-from autoexec.config import PACKAGE_DIR
+from autoexec.conf.config import PACKAGE_DIR
 from tests.fixtures_tagent import TAGENT_TEST_PASSWORD
 from tests.tagent_agent import TagentTestAgent
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from autoexec.config import ConfigError, load_config
+from autoexec.conf.config import ConfigError, load_config
 from autoexec.transports.decoding import LineSplitter, parse_charsets
 
 

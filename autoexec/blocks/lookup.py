@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from autoexec.blocks.credentials import NodeCredentials
     from autoexec.blocks.mongodb import MongoDBConnection
 
-from autoexec.errors import AutoexecError
+from autoexec.conf.errors import AutoexecError
 
 
 class BlockUnavailable(AutoexecError):
@@ -34,8 +34,8 @@ def _first_line(exc: BaseException) -> str:
 def _api() -> Iterator[None]:
     """The API a job talks to, even from node threads: jobs may load a block before the CLI points
     Prefect at the embedded server, and threads do not inherit Prefect's settings context."""
-    from autoexec.config import autoexec_home
-    from autoexec.prefect_env import ensure_api
+    from autoexec.conf.config import autoexec_home
+    from autoexec.conf.prefect_server import ensure_api
 
     url = ensure_api(autoexec_home()) or os.environ.get("PREFECT_API_URL")
     if not url:

@@ -26,7 +26,7 @@ class MongoDBConnection(Block):
         return self.password.get_secret_value() if self.password is not None else ""
 
     def to_store_args(self) -> dict[str, Any]:
-        """Keyword arguments for :meth:`autoexec.mongo.MongoStore.connect`."""
+        """Keyword arguments for :meth:`autoexec.jobdir.mongo.MongoStore.connect`."""
         return {
             "url": self.url.get_secret_value(),
             "database": self.database or "autoexec",

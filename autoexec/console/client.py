@@ -27,7 +27,7 @@ from autoexec.console.plugin_api import PluginCalls
 from autoexec.console.signing import api_uri, auth_headers, encode_body
 
 if TYPE_CHECKING:
-    from autoexec.config import Config
+    from autoexec.conf.config import Config
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 

@@ -6,7 +6,7 @@ path, never credentials or request bodies.
 """
 from __future__ import annotations
 
-from autoexec.errors import AutoexecError
+from autoexec.conf.errors import AutoexecError
 
 AUTH_CODES = frozenset({521, 522, 527})
 

@@ -1,4 +1,4 @@
-"""The production :class:`~autoexec.notify.Notifier`: every state change becomes a queued console call.
+"""The production :class:`~autoexec.events.notify.Notifier`: every state change becomes a queued console call.
 
 Calls never block the engine on the network: they are appended to the job's durable
 :class:`~autoexec.console.outbox.Outbox` and delivered in order in the background. Field names
@@ -16,8 +16,8 @@ from typing import Any, Callable, Mapping
 from autoexec.console import models as m
 from autoexec.console.models import Envelope
 from autoexec.console.outbox import Deliverer, Outbox, OutboxEntry
-from autoexec.jobdir import JobDir
-from autoexec.notify import NodeRef, PhaseCounts
+from autoexec.jobdir.layout import JobDir
+from autoexec.events.notify import NodeRef, PhaseCounts
 
 log = logging.getLogger("autoexec.console.notifier")
 

@@ -18,8 +18,8 @@ from typing import Any, Callable, Iterator, Mapping, Protocol
 
 from autoexec.console.errors import AUTH_CODES, ConsoleError, ConsoleHTTPError, ConsoleUnavailable
 from autoexec.console.models import Envelope
-from autoexec.fileio import append_once
-from autoexec.retry import Backoff, RetryCancelled, retry
+from autoexec.jobdir.fileio import append_once
+from autoexec.conf.retry import Backoff, RetryCancelled, retry
 
 log = logging.getLogger("autoexec.console.outbox")
 

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from autoexec.console.errors import ConsoleDownloadError
 from autoexec.console.models import ScriptDownload
-from autoexec.store import file_lock
+from autoexec.jobdir.store import file_lock
 
 
 class ScriptSource(Protocol):

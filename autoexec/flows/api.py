@@ -17,8 +17,8 @@ from typing import Any, Callable
 
 import httpx
 
-from autoexec.errors import AutoexecError
-from autoexec.retry import Backoff, RetryCancelled, retry
+from autoexec.conf.errors import AutoexecError
+from autoexec.conf.retry import Backoff, RetryCancelled, retry
 
 TRANSIENT = frozenset({408, 425, 429})
 

@@ -1,8 +1,8 @@
 """The deployment's flow: the engine runs inside the flow run exactly as it runs from the CLI.
 
 A worker starts this flow run; it builds the job as the CLI does and runs the same thread-pool
-engine (:func:`autoexec.recording.run_engine`). The engine's events go through an in-process
-queue to a :class:`~autoexec.flows.mirror.RunMirror` on a thread of this process, which records
+engine (:func:`autoexec.engine.run.run_engine`). The engine's events go through an in-process
+queue to a :class:`~autoexec.flows.record.RunRecord` on a thread of this process, which records
 the group subflow runs and node task runs under this flow run: the record is defined once, for
 CLI and deployment runs alike. Cancel and Pause on this run reach the job through
 :class:`~autoexec.flows.prefect_control.RunWatcher`; a paused job ends the run Suspended, and
@@ -21,16 +21,16 @@ from prefect.context import get_run_context
 from prefect.exceptions import MissingContextError
 from prefect.states import Cancelled, Completed, Failed
 
-from autoexec.engine import JobOutcome
-from autoexec.events import Event
+from autoexec.engine.jobloop import JobOutcome
+from autoexec.events.stream import Event
 from autoexec.flows.prefect_control import RunWatcher, suspend_current_run
-from autoexec.loader import JobRequest
+from autoexec.load.loader import JobRequest
 from autoexec.models.status import Status
-from autoexec.recording import QueueSink, run_engine
-from autoexec.runtime import JobRuntime
+from autoexec.engine.run import QueueSink, run_engine
+from autoexec.job.runtime import JobRuntime
 
 
-class MirrorThread:
+class RecordThread:
     """Consumes the queue into this flow run's record; never holds up or fails the job."""
 
     def __init__(self, sink: QueueSink, flow_run_id: str, say: Any, mask: Any = None) -> None:
@@ -43,7 +43,7 @@ class MirrorThread:
         self.error: str | None = None
         self._thread = threading.Thread(target=self._run, name="autoexec-record", daemon=True)
 
-    def start(self) -> "MirrorThread":
+    def start(self) -> "RecordThread":
         self._thread.start()
         return self
 
@@ -62,11 +62,11 @@ class MirrorThread:
 
     def _run(self) -> None:
         from autoexec.flows.api import Stopped
-        from autoexec.flows.mirror import Catalog, RunMirror
+        from autoexec.flows.record import Catalog, RunRecord
 
         try:
             api = self._api()
-            mirror = RunMirror(api, Catalog.ensure(api, with_cli_deployment=False), flow_run_id=self.flow_run_id,
+            mirror = RunRecord(api, Catalog.ensure(api, with_cli_deployment=False), flow_run_id=self.flow_run_id,
                                mask=self.mask)
             while not mirror.ended:
                 try:
@@ -122,7 +122,7 @@ def run_in_flow_run(rt: JobRuntime, flow_run_id: str) -> tuple[JobOutcome, str]:
     watcher = _start_watcher(rt, flow_run_id)
     sink = QueueSink()
     catcher = _EndCatcher(sink)
-    record = MirrorThread(sink, flow_run_id, say=rt.console.line, mask=rt.masker).start()
+    record = RecordThread(sink, flow_run_id, say=rt.console.line, mask=rt.masker).start()
     try:
         outcome = run_engine(rt, catcher)
     finally:
@@ -135,7 +135,7 @@ def run_in_flow_run(rt: JobRuntime, flow_run_id: str) -> tuple[JobOutcome, str]:
 
 def _start_watcher(rt: JobRuntime, flow_run_id: str) -> RunWatcher | None:
     """Cancel/Pause from the Prefect UI or API reach the job through its own controls."""
-    from autoexec.settings import load_settings
+    from autoexec.conf.settings import load_settings
 
     settings = load_settings()
     if not settings.prefect_watch:
@@ -209,8 +209,8 @@ def job_flow(job_id: str | int, exec_user: str = "anonymous", params_file: str =
     ``after_runs`` (the step before) to complete before it starts. ``group_nodes`` (groupNo ->
     JSON lines) and ``phase_nodes`` (phase name -> JSON lines) are the per-group and per-phase
     nodes files of the job dir; given, they replace the ones there."""
-    from autoexec.loader import parse_id_list, parse_name_list, release_runtime
-    from autoexec.production import build_job_runtime
+    from autoexec.load.loader import parse_id_list, parse_name_list, release_runtime
+    from autoexec.load.production import build_job_runtime
 
     job_id, phase_groups, node_ids = str(job_id), str(phase_groups), str(node_ids)
     flow_run = _current_flow_run()
@@ -225,10 +225,10 @@ def job_flow(job_id: str | int, exec_user: str = "anonymous", params_file: str =
         blocked = wait_for_previous_step(list(after_runs), flow_run_id)
         if blocked:
             return Cancelled(message=f"part not run: {blocked}"[:500])
-    from autoexec.config import autoexec_home
-    from autoexec.control import JobControl
-    from autoexec.jobdir import JobDir, UnsafeName
-    from autoexec.joblock import JobBusy, JobLock
+    from autoexec.conf.config import autoexec_home
+    from autoexec.job.control import JobControl
+    from autoexec.jobdir.layout import JobDir, UnsafeName
+    from autoexec.jobdir.lock import JobBusy, JobLock
     from autoexec.models.params import JobInputError
 
     # As in the CLI: signals and the job's lock before anything slow, so a second trigger of a

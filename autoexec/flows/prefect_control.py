@@ -3,7 +3,7 @@
 Prefect only cancels runs it launched itself (a worker SIGTERMs the process group), and a Paused
 state set from outside does not stop running code at all. So a deployment run watches its own
 flow run: one cheap read per second on a daemon thread, mapped onto the same
-:class:`~autoexec.control.JobControl` that signals and ``--abort``/``--pause`` use. CLI-started
+:class:`~autoexec.job.control.JobControl` that signals and ``--abort``/``--pause`` use. CLI-started
 runs (no worker) are watched by the machine's recorder, which sends the job the same signals.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ import threading
 import uuid
 from typing import Any, Callable
 
-from autoexec.control import JobControl
+from autoexec.job.control import JobControl
 
 POLL_SECONDS = 1.0
 CANCEL_STATES = frozenset({"CANCELLING", "CANCELLED"})

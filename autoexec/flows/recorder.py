@@ -18,10 +18,10 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
-from autoexec.events import decode
-from autoexec.fileio import append_once
-from autoexec.joblock import process_alive
-from autoexec.settings import SettingsError, load_settings
+from autoexec.events.stream import decode
+from autoexec.jobdir.fileio import append_once
+from autoexec.jobdir.lock import process_alive
+from autoexec.conf.settings import SettingsError, load_settings
 
 SPOOL_SUFFIX = ".jsonl"
 CKPT_SUFFIX = ".ckpt"
@@ -184,7 +184,7 @@ class SpoolConsumer(threading.Thread):
             self.save()
 
     def _follow(self) -> None:
-        from autoexec.flows.mirror import RunMirror
+        from autoexec.flows.record import RunRecord
 
         state = self._load()
         if state is not None:
@@ -206,7 +206,7 @@ class SpoolConsumer(threading.Thread):
                             if event.get("event") == "job_start":
                                 self.console = event.get("console")
                             if mirror is None:  # the catalog needs the API: once we know whom to warn
-                                mirror = self.mirror = RunMirror(self.api, self.catalog(self.api), state=state,
+                                mirror = self.mirror = RunRecord(self.api, self.catalog(self.api), state=state,
                                                                  say=lambda t: self.log.warning("%s", t))
                             mirror.apply(event)
                         self.offset += len(line) + 1
@@ -270,7 +270,7 @@ class RecorderService:
 
     def catalog(self, api: Any) -> Any:
         """Looked up once, through the asking spool's view of the API (its retries are its own)."""
-        from autoexec.flows.mirror import Catalog
+        from autoexec.flows.record import Catalog
 
         with self._catalog_lock:
             if self._catalog is None:
@@ -279,8 +279,8 @@ class RecorderService:
 
     def connect(self) -> bool:
         from autoexec.flows.api import PrefectApi
-        from autoexec.prefect_env import PrefectServerError, configured_api_url, ensure_api
-        from autoexec.retry import Backoff, RetryCancelled, retry
+        from autoexec.conf.prefect_server import PrefectServerError, configured_api_url, ensure_api
+        from autoexec.conf.retry import Backoff, RetryCancelled, retry
 
         try:
             url = retry(lambda: ensure_api(self.home) or configured_api_url(), attempts=None,
@@ -422,7 +422,7 @@ def _take_lock(home: Path) -> Any:
 def _lower_priority(niceness: int) -> None:
     """The record may lag; the jobs and their targets must not. Done after ``ensure_api`` so that
     an embedded server started from here keeps normal priority."""
-    from autoexec.prefect_env import lower_priority
+    from autoexec.conf.prefect_server import lower_priority
 
     lower_priority(niceness)
 

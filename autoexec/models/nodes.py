@@ -14,9 +14,9 @@ from pydantic import (
     model_validator,
 )
 
-from autoexec.jobdir import node_triple
+from autoexec.jobdir.layout import node_triple
 from autoexec.models.params import JobInputError, error_text, read_utf8
-from autoexec.secrets import split_marker
+from autoexec.conf.secrets import split_marker
 from autoexec.models.text import (
     MAX_JSON_DEPTH,
     TextProblem,

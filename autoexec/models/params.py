@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from autoexec.errors import AutoexecError
+from autoexec.conf.errors import AutoexecError
 from autoexec.models.optype import ExecKind, OpType
 from autoexec.models.text import TextProblem, check_name, check_tree, loads_checked
 
@@ -105,7 +105,7 @@ class Operation(_Model):
 
 
 class FailLimits(_Model):
-    """Failed nodes tolerated before the job stops starting nodes (see :mod:`autoexec.thresholds`)."""
+    """Failed nodes tolerated before the job stops starting nodes (see :mod:`autoexec.job.thresholds`)."""
 
     maxFailCount: int | None = Field(default=None, ge=0)
     maxFailPercent: float | None = Field(default=None, ge=0, le=100)

@@ -13,7 +13,7 @@ import json
 import re
 from typing import Any
 
-from autoexec.errors import AutoexecError
+from autoexec.conf.errors import AutoexecError
 
 #: Longest name (UTF-8 bytes) that becomes part of a file name: 255 per component, minus suffixes.
 MAX_NAME_BYTES = 200

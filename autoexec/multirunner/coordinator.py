@@ -260,7 +260,7 @@ def coordinated_job_flow(job_id: str | int, exec_user: str = "anonymous", params
     console's per-group/per-phase nodes files; each runner gets only its own nodes of a phase's list.
     ``lookahead``: how many steps past the running one already have their parts started, each
     waiting for the step before (at least 1)."""
-    from autoexec.loader import parse_id_list
+    from autoexec.load.loader import parse_id_list
     from prefect.client.orchestration import get_client
 
     job_id = str(job_id)

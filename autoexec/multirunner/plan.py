@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from autoexec.groups import round_sizes, runner_round
+from autoexec.engine.groups import round_sizes, runner_round
 from autoexec.models.nodes import NodesFile
 from autoexec.models.params import Group, Params
 

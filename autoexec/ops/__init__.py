@@ -1,0 +1,1 @@
+"""One operation on one node: arguments, references, conditions, tools, native ops, dispatch to a transport."""

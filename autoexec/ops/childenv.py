@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING
 
 from autoexec.ops.toolenv import library_env
 from autoexec.ops.tools import local_tool_argv
-from autoexec.store import dumps
+from autoexec.jobdir.store import dumps
 from autoexec.transports.spawn import which
 
 if TYPE_CHECKING:
     from autoexec.models.params import Operation
     from autoexec.ops.nodectx import NodeContext
-    from autoexec.runtime import JobRuntime
+    from autoexec.job.runtime import JobRuntime
 
 
 class EnvTemplate:

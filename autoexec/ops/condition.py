@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Union
 
-from autoexec.errors import AutoexecError
+from autoexec.conf.errors import AutoexecError
 
 __all__ = ["ConditionError", "evaluate", "parse", "Literal", "Var", "Unary", "Binary"]
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from autoexec.errors import AutoexecError
+from autoexec.conf.errors import AutoexecError
 from autoexec.models.flags import parse_flag
 from autoexec.models.optype import OpType, PluginTree
 from autoexec.models.params import field_path

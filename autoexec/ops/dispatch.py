@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autoexec.jobdir import safe_name, safe_relpath
+from autoexec.jobdir.layout import safe_name, safe_relpath
 from autoexec.models.optype import ExecKind, PluginTree
 from autoexec.models.params import Operation
 from autoexec.models.status import Status
@@ -24,7 +24,7 @@ from autoexec.ops.prepare import Prepared, prepare_arguments
 from autoexec.ops.toolerrors import missing_module_notice
 from autoexec.ops.toolenv import owning_plugin_dir
 from autoexec.ops.tools import ToolNotFound, locate_tool, script_argv, write_inline_script
-from autoexec.store import ensure_dir, file_lock, read_json, write_json_atomic
+from autoexec.jobdir.store import ensure_dir, file_lock, read_json, write_json_atomic
 from autoexec.transports.base import FailureKind, RemoteOp, TransportTraits, Upload
 from autoexec.transports.local import LocalProcess
 from autoexec.transports.reap import NODE_KEY_ENV

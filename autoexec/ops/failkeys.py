@@ -9,7 +9,7 @@ import re
 import threading
 from collections.abc import Sequence
 
-from autoexec.errors import AutoexecError
+from autoexec.conf.errors import AutoexecError
 
 __all__ = ["FailKeys", "FailKeysError"]
 

@@ -10,13 +10,13 @@ import json
 import os
 from typing import Any
 
-from autoexec.block_names import NODE_CREDENTIALS_BLOCK_ENV
-from autoexec.jobdir import JobDir, NodePaths
-from autoexec.logs import NodeLog
+from autoexec.conf.block_names import NODE_CREDENTIALS_BLOCK_ENV
+from autoexec.jobdir.layout import JobDir, NodePaths
+from autoexec.jobdir.logs import NodeLog
 from autoexec.models.nodes import Node
 from autoexec.models.status import Status
-from autoexec.runtime import JobRuntime, PhasePlan
-from autoexec.store import NodeOutput, NodeStatus
+from autoexec.job.runtime import JobRuntime, PhasePlan
+from autoexec.jobdir.store import NodeOutput, NodeStatus
 from autoexec.transports.base import Endpoint, RemoteTransport, Timeouts
 from autoexec.transports.registry import TransportSpec
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from autoexec.errors import AutoexecError
+from autoexec.conf.errors import AutoexecError
 
 __all__ = ["RefContext", "UnresolvedReference", "resolve", "to_text", "references_in"]
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from autoexec.models.flags import is_true
 from autoexec.ops.references import RefContext, resolve, to_text
-from autoexec.secrets import ENCRYPTED_PREFIXES
+from autoexec.conf.secrets import ENCRYPTED_PREFIXES
 
 __all__ = ["PreparedParams", "prepare_params", "render_argv", "masked_cmdline", "recorded_inputs",
            "remote_filepath", "hide_textarea_secrets", "is_true", "ENCRYPTED_PREFIXES"]

@@ -15,7 +15,7 @@ import signal
 import time
 from typing import Any
 
-from autoexec.joblock import process_alive
+from autoexec.jobdir.lock import process_alive
 from autoexec.models.status import Status
 from autoexec.ops.nodectx import NodeContext
 

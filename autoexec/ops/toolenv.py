@@ -9,7 +9,7 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from autoexec.config import BUNDLED_PLUGINS, PACKAGE_DIR
+from autoexec.conf.config import BUNDLED_PLUGINS, PACKAGE_DIR
 from autoexec.models.optype import PluginTree
 
 CORE_LIB_DIRS = (BUNDLED_PLUGINS / "local" / "lib", PACKAGE_DIR / "toollib")

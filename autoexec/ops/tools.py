@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from autoexec.errors import AutoexecError
-from autoexec.jobdir import safe_name, safe_relpath
-from autoexec.store import file_lock
+from autoexec.conf.errors import AutoexecError
+from autoexec.jobdir.layout import safe_name, safe_relpath
+from autoexec.jobdir.store import file_lock
 
 if TYPE_CHECKING:
     from autoexec.models.params import Operation

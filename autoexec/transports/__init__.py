@@ -1,0 +1,1 @@
+"""Where an op runs: a local child, SSH or Tagent; output decoding and what a crashed run left behind."""

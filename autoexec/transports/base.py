@@ -13,7 +13,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Callable, Protocol, runtime_checkable
 
-from autoexec.errors import AutoexecError
+from autoexec.conf.errors import AutoexecError
 from autoexec.transports.reap import Reaped
 
 LineSink = Callable[[str], None]

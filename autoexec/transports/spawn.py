@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from autoexec.settings import load_settings
+from autoexec.conf.settings import load_settings
 
 _FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 # posix_spawnattr flags as glibc's <spawn.h> defines them (used only where the C library says it is

@@ -8,8 +8,8 @@ import shlex
 import socket
 import paramiko
 
-from autoexec.retry import Backoff
-from autoexec.retry import retry as retry_call
+from autoexec.conf.retry import Backoff
+from autoexec.conf.retry import retry as retry_call
 from autoexec.transports.base import FailureKind, TransportError
 
 log = logging.getLogger("autoexec.transports.ssh")

@@ -16,9 +16,9 @@ from typing import Callable, Iterator
 
 import paramiko
 
-from autoexec.errors import AutoexecError
-from autoexec.retry import Backoff, RetryCancelled, retry
-from autoexec.settings import load_settings
+from autoexec.conf.errors import AutoexecError
+from autoexec.conf.retry import Backoff, RetryCancelled, retry
+from autoexec.conf.settings import load_settings
 from autoexec.transports.base import Endpoint, FailureKind, LineSink
 from autoexec.transports.ssh_common import POLL, Cancelled, Failure, describe
 

@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from autoexec.errors import AutoexecError
+from autoexec.conf.errors import AutoexecError
 from autoexec.transports.base import (Endpoint, FailureKind, LineSink, RemoteOp, RemoteResult, Timeouts, fetch_plan,
                                       local_fetch_path)
 from autoexec.transports.decoding import DEFAULT_CHARSETS

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from autoexec.rc4 import rc4
+from autoexec.conf.rc4 import rc4
 from autoexec.transports.base import FailureKind, TransportError
 
 PLAIN_PROTOCOL = "Tagent1.1"

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 
 
 def _autoexec(home: Path, *args: str, **kw: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "autoexec.cli", *args], env=cli_env(home), capture_output=True,
+    return subprocess.run([sys.executable, "-m", "autoexec.cli.command", *args], env=cli_env(home), capture_output=True,
                           text=True, timeout=120, **kw)  # type: ignore[call-overload]
 
 
@@ -76,7 +76,7 @@ def test_demo_job_is_one_flow_run_with_group_subflows_and_node_tasks(prefect_hom
 
 def test_failing_job_is_failed_with_one_line_per_failed_node(prefect_home: Path) -> None:
     env = dict(cli_env(prefect_home), AUTOEXEC_PREFECT_WAIT="60")  # exit only once the record is complete
-    proc = subprocess.run([sys.executable, "-m", "autoexec.cli", "-d", "-j", "7002", "-p", str(EXAMPLES / "fail/params.json"),
+    proc = subprocess.run([sys.executable, "-m", "autoexec.cli.command", "-d", "-j", "7002", "-p", str(EXAMPLES / "fail/params.json"),
                            "-n", str(EXAMPLES / "fail/nodes.jsonl")], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     rec = job_record(prefect_home, "7002", timeout=5)
@@ -96,7 +96,7 @@ def _start_sleeper(home: Path, tmp: Path, job: str, ops: list[dict]) -> tuple[su
         {"phaseName": "p", "phaseType": "runner_target", "operations": ops}]}]}))
     nodes = tmp / f"{job}.jsonl"
     nodes.write_text(nodes_lines(2))
-    proc = subprocess.Popen([sys.executable, "-m", "autoexec.cli", "-d", "-j", job, "-p", str(params), "-n", str(nodes)],
+    proc = subprocess.Popen([sys.executable, "-m", "autoexec.cli.command", "-d", "-j", job, "-p", str(params), "-n", str(nodes)],
                             env=cli_env(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return proc, params
 

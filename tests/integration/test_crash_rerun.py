@@ -35,7 +35,7 @@ pytestmark = pytest.mark.integration
 KILLS = int(os.environ.get("AUTOEXEC_TEST_KILLS", "20"))
 SEED = int(os.environ.get("AUTOEXEC_TEST_KILL_SEED", "12"))
 
-RUNNER = "import sys; from autoexec.cli import main; sys.exit(main(sys.argv[1:]))"
+RUNNER = "import sys; from autoexec.cli.command import main; sys.exit(main(sys.argv[1:]))"
 
 
 def _tool(ledger: Path, name: str, op: str, ticks: int) -> str:

@@ -226,7 +226,7 @@ def _cli_job(home: Path, tmp: Path, job: str, inputs: dict[str, Any]) -> subproc
     params.write_text(json.dumps(inputs["params"]))
     nodes = tmp / "nodes.jsonl"
     nodes.write_text(inputs["nodes"])
-    return subprocess.Popen([sys.executable, "-m", "autoexec.cli", "-d", "-j", job, "-p", str(params), "-n", str(nodes)],
+    return subprocess.Popen([sys.executable, "-m", "autoexec.cli.command", "-d", "-j", job, "-p", str(params), "-n", str(nodes)],
                             env=cli_env(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

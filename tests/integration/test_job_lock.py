@@ -13,14 +13,14 @@ from typing import Any, Iterator
 
 import pytest
 
-from autoexec.joblock import EXIT_BUSY, JobLock
+from autoexec.jobdir.lock import EXIT_BUSY, JobLock
 from tests.fake_console import TOKEN, USER, FakeConsole
 from tests.waiting import wait_until
 from tests.fixtures_core import cli_env, nodes_lines, script_op
 
 pytestmark = pytest.mark.integration
 
-NO_RECORDER = "import sys; from autoexec.cli import main; sys.exit(main(sys.argv[1:]))"
+NO_RECORDER = "import sys; from autoexec.cli.command import main; sys.exit(main(sys.argv[1:]))"
 
 
 def _env(home: Path) -> dict[str, str]:
@@ -114,7 +114,7 @@ def test_abort_sent_at_start_leaves_every_op_unrun(jobs: Any) -> None:
         proc = subprocess.Popen([sys.executable, "-c", NO_RECORDER, "-d", "-j", job, "-p", str(params),
                                  "-n", str(nodes)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         time.sleep(delay)
-        abort = subprocess.Popen([sys.executable, "-m", "autoexec.cli", "-d", "-j", job, "--abort"], env=env,
+        abort = subprocess.Popen([sys.executable, "-m", "autoexec.cli.command", "-d", "-j", job, "--abort"], env=env,
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         abort.communicate(timeout=60)
         code = proc.wait(60)
@@ -137,7 +137,7 @@ def test_pause_sent_at_start_stops_before_the_first_op(jobs: Any) -> None:
     env = _env(jobs.home)
     proc = subprocess.Popen([sys.executable, "-c", NO_RECORDER, "-d", "-j", "9302", "-p", str(params),
                              "-n", str(nodes)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    subprocess.run([sys.executable, "-m", "autoexec.cli", "-d", "-j", "9302", "--pause"], env=env,
+    subprocess.run([sys.executable, "-m", "autoexec.cli.command", "-d", "-j", "9302", "--pause"], env=env,
                    capture_output=True, timeout=60)
     assert proc.wait(60) == 0, proc.stderr.read().decode()  # type: ignore[union-attr]
     assert "status:paused" in (_job_dir(jobs.home, "9302") / "log" / "console.txt").read_text()
@@ -149,7 +149,7 @@ def test_a_request_older_than_the_run_is_ignored(jobs: Any) -> None:
     params, nodes = jobs.write({"runFlow": [{"groupNo": 0, "phases": [{"phaseName": "p", "phaseType": "runner",
                                "operations": [script_op("t_1", "true", "runner")]}]}]})
     env = _env(jobs.home)
-    gone = subprocess.run([sys.executable, "-m", "autoexec.cli", "-d", "-j", "9303", "--abort"], env=env,
+    gone = subprocess.run([sys.executable, "-m", "autoexec.cli.command", "-d", "-j", "9303", "--abort"], env=env,
                           capture_output=True, text=True, timeout=60)
     assert gone.returncode == 2 and "Can not find job 9303 process" in gone.stdout
     time.sleep(0.05)  # process start times are counted in clock ticks

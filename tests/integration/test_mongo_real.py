@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from autoexec.mongo import MongoStore
+from autoexec.jobdir.mongo import MongoStore
 
 URL = os.environ.get("AUTOEXEC_TEST_MONGO_URL", "")
 

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator
 import pytest
 import requests
 
-from autoexec.jobdir import JobDir
+from autoexec.jobdir.layout import JobDir
 from tests.fixtures_core import REPO, process_running, script_op
 from tests.fixtures_postgres import PrefectOnPostgres, stop_process_group
 from tests.prefect_record import API_POLL

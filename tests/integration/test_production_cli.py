@@ -56,7 +56,7 @@ def test_killed_runner_leaves_callbacks_the_next_run_delivers(prefect_home: Path
     env = _env(prefect_home, console)
     env["AUTOEXEC_CONSOLE_RETRIES"] = "1"
     console.set_mode("down")  # from the first callback on: params come from the file, nodes from runNode
-    proc = subprocess.Popen([sys.executable, "-m", "autoexec.cli", "--jobid", job, "--firstfire", "--paramsfile",
+    proc = subprocess.Popen([sys.executable, "-m", "autoexec.cli.command", "--jobid", job, "--firstfire", "--paramsfile",
                              str(params_file), "--passthroughenv", '{"runnerId": 1, "k": "v"}'], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     job_dir = _job_dir(prefect_home, job)
@@ -75,7 +75,7 @@ def test_killed_runner_leaves_callbacks_the_next_run_delivers(prefect_home: Path
     assert console.callbacks() == []  # everything was queued while the console was down
     console.set_mode("up")
     marker.write_text("go")
-    again = subprocess.run([sys.executable, "-m", "autoexec.cli", "--jobid", job,
+    again = subprocess.run([sys.executable, "-m", "autoexec.cli.command", "--jobid", job,
                             "--passthroughenv", '{"runnerId": 1, "k": "v"}'],
                            env=env, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr
@@ -96,7 +96,7 @@ def test_killed_runner_leaves_callbacks_the_next_run_delivers(prefect_home: Path
 
 def test_console_not_configured_is_one_line_exit_2(prefect_home: Path, tmp_path: Path) -> None:
     env = cli_env(prefect_home)
-    proc = subprocess.run([sys.executable, "-m", "autoexec.cli", "--jobid", "9102"], env=env,
+    proc = subprocess.run([sys.executable, "-m", "autoexec.cli.command", "--jobid", "9102"], env=env,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and "server.baseurl" in proc.stderr

@@ -66,7 +66,7 @@ def proxied(prefect_home: Path, tmp_path: Path) -> Iterator[tuple[Path, TcpProxy
 
 
 def _job(env: dict[str, str], tmp: Path, job: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "autoexec.cli", "-d", "-j", job, "-p", str(tmp / "params.json"),
+    return subprocess.Popen([sys.executable, "-m", "autoexec.cli.command", "-d", "-j", job, "-p", str(tmp / "params.json"),
                              "-n", str(tmp / "nodes.jsonl")], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from autoexec.config import BUNDLED_PLUGINS, PACKAGE_DIR
-from autoexec.secrets import MASTER_KEY, encrypt_secret
+from autoexec.conf.config import BUNDLED_PLUGINS, PACKAGE_DIR
+from autoexec.conf.secrets import MASTER_KEY, encrypt_secret
 from tests.fake_console import TOKEN, USER, FakeConsole
 
 pytestmark = pytest.mark.integration

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from autoexec.recording import ListSink
+from autoexec.engine.run import ListSink
 from autoexec.transports.base import Endpoint, FailureKind, RemoteOp, Timeouts
 from autoexec.transports.ssh import SshTransport
 from autoexec.transports.tagent import TagentTransport

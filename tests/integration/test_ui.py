@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from autoexec.prefect_env import ui_url
+from autoexec.conf.prefect_server import ui_url
 from tests.fixtures_core import cli_env, nodes_lines, script_op
 from tests.prefect_record import API_POLL, api_url, call, final_run, flow_runs
 from tests.waiting import wait_until
@@ -40,7 +40,7 @@ def test_the_ui_shows_the_run_and_offers_cancel_for_a_cli_run(prefect_home: Path
                                   "operations": [script_op("s_1", "sleep 120", "runner_target")]}]}]}))
     nodes = tmp_path / "nodes.jsonl"
     nodes.write_text(nodes_lines(1))
-    proc = subprocess.Popen([sys.executable, "-m", "autoexec.cli", "-d", "-j", job, "-p", str(params), "-n", str(nodes)],
+    proc = subprocess.Popen([sys.executable, "-m", "autoexec.cli.command", "-d", "-j", job, "-p", str(params), "-n", str(nodes)],
                             env=cli_env(prefect_home), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         run = wait_until(lambda: [r for r in flow_runs(prefect_home, f"job-{job}") if r["state_type"] == "RUNNING"], 60,

@@ -1,0 +1,1 @@
+"""The command lines (autoexec, autoexec-server, sshcmd) and what only they use: progress views, dry run, admin modes."""

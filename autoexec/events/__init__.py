@@ -1,0 +1,1 @@
+"""What a running job tells the world: the typed event stream and the notifier protocol."""

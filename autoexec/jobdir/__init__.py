@@ -1,0 +1,1 @@
+"""The job directory contract: layout, node status and outputs, logs, the job's lock, MongoDB mirror, report."""
