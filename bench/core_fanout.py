@@ -86,7 +86,7 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env["AUTOEXEC_HOME"] = str(home)
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "autoexec.conf.prefect_server", "start"], env=env, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "autoexec.cli.server", "start"], env=env, check=True, capture_output=True)
     print(f"embedded Prefect server start (once per machine): {time.perf_counter() - t0:.1f} s")
     print(f"{'nodes':>6} {'baseline s':>11} {'autoexec s':>11} {'ratio':>6} {'overhead/node ms':>17} "
           f"{'peak RSS MB':>12} | {'recorded s':>11} {'ratio':>6} {'+recorder RSS MB':>17}")
@@ -105,7 +105,7 @@ def main() -> None:
                 print(f"{n:>6} {base:>11.2f} {wall:>11.2f} {wall / base:>6.2f} {(wall - base) / n * 1000:>17.2f} "
                       f"{rss:>12.0f} | {rec:>11.2f} {rec / base:>6.2f} {rec_rss:>17.0f}", flush=True)
     finally:
-        subprocess.run([sys.executable, "-m", "autoexec.conf.prefect_server", "stop"], env=env, capture_output=True)
+        subprocess.run([sys.executable, "-m", "autoexec.cli.server", "stop"], env=env, capture_output=True)
 
 
 if __name__ == "__main__":

@@ -176,7 +176,7 @@ def main() -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env["AUTOEXEC_HOME"] = str(home)
     started = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "autoexec.conf.prefect_server", "start"], env=env, capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "autoexec.cli.server", "start"], env=env, capture_output=True,
                          text=True, check=True)
     api = out.stdout.split()[1]
     print(f"embedded server + recorder started in {time.perf_counter() - started:.1f} s ({api})")
@@ -194,7 +194,7 @@ def main() -> int:
               f"{d['engine_with_record_s']:.2f} s ({d['overhead_per_node_ms']:.1f} ms/node), record complete "
               f"{d['record_complete_s']:.2f} s ({d['record_per_node_ms']:.1f} ms/node)")
     finally:
-        subprocess.run([sys.executable, "-m", "autoexec.conf.prefect_server", "stop"], env=env, capture_output=True)
+        subprocess.run([sys.executable, "-m", "autoexec.cli.server", "stop"], env=env, capture_output=True)
     return 0
 
 

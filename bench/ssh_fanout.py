@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     home.mkdir()
     server_env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     server_env["AUTOEXEC_HOME"] = str(home)
-    subprocess.run([sys.executable, "-m", "autoexec.conf.prefect_server", "start"], env=server_env, check=True,
+    subprocess.run([sys.executable, "-m", "autoexec.cli.server", "start"], env=server_env, check=True,
                    capture_output=True)
     try:
         key = str(pool.key_path("ed25519")) if args.auth == "key" else None
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                       + (f"  first: {row['first_error']}" if row["errors"] else "")
                       + (f"  (flow run recorded in Prefect after {row['recorded']:.2f} s)" if "recorded" in row else ""))
     finally:
-        subprocess.run([sys.executable, "-m", "autoexec.conf.prefect_server", "stop"], env=server_env, capture_output=True)
+        subprocess.run([sys.executable, "-m", "autoexec.cli.server", "stop"], env=server_env, capture_output=True)
         pool.stop()
         import shutil
 

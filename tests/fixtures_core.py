@@ -108,15 +108,15 @@ def prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env["AUTOEXEC_HOME"] = str(home)
     env["AUTOEXEC_PREFECT_START_SECS"] = "600"  # a loaded 2-core machine: no short start-up limit
-    proc = subprocess.run([sys.executable, "-m", "autoexec.conf.prefect_server", "start"], env=env, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "autoexec.cli.server", "start"], env=env, capture_output=True,
                           text=True, timeout=700)
     if proc.returncode != 0:
-        subprocess.run([sys.executable, "-m", "autoexec.conf.prefect_server", "stop"], env=env, capture_output=True, timeout=60)
+        subprocess.run([sys.executable, "-m", "autoexec.cli.server", "stop"], env=env, capture_output=True, timeout=60)
         log = home / "logs" / "prefect-server.log"
         pytest.fail(f"the embedded Prefect server did not start: {proc.stdout}{proc.stderr}\n--- {log}:\n"
                     f"{log.read_text()[-6000:] if log.exists() else '(no log)'}")
     yield home
-    subprocess.run([sys.executable, "-m", "autoexec.conf.prefect_server", "stop"], env=env, capture_output=True, timeout=60)
+    subprocess.run([sys.executable, "-m", "autoexec.cli.server", "stop"], env=env, capture_output=True, timeout=60)
 
 
 def cli_env(home: Path) -> dict[str, str]:

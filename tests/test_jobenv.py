@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from autoexec.load.files import FileParams
+from autoexec.job.files import FileParams
 from autoexec.job.env import JobEnv
 from autoexec.conf.masking import Masker
 from autoexec.models.nodes import RUNNER_NODE

@@ -208,8 +208,8 @@ def _console_named() -> bool:
 def execute(rt: JobRuntime, verbose: bool = False, term: str = "") -> int:
     """Runs the job; its Prefect record is written by the machine's recorder from the job's event
     spool (``autoexec.engine.run``), so this process never imports Prefect."""
-    from autoexec.cli.progress import show_progress
-    from autoexec.engine.run import Recorder
+    from autoexec.cli.progress_show import show_progress
+    from autoexec.cli.record import Recorder
 
     view = show_progress(rt, verbose, term)
     recorder = Recorder(rt, autoexec_home(), verbose=verbose)

@@ -20,7 +20,7 @@ from autoexec.transports.base import TransportTraits
 from autoexec.conf.config import Config, load_config
 from autoexec.conf.secrets import OPTION_PREFIX
 from autoexec.job.control import JobControl
-from autoexec.load.files import FileParams
+from autoexec.job.files import FileParams
 from autoexec.engine.groups import nodes_file_for, plan_phase, read_nodes, round_sizes, runner_round
 from autoexec.jobdir.layout import JobDir, NodePaths, UnsafeName, safe_name
 from autoexec.job.env import JobEnv

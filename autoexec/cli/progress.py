@@ -1,9 +1,9 @@
 """What an operator sees of a CLI job: progress per phase and, at the end, the nodes that failed.
 
-On a terminal :mod:`autoexec.cli.progress_live` draws a live ``rich`` view (imported only then);
+On a terminal :mod:`autoexec.cli.progress_live` draws a live ``rich`` view (progress_show.py imports it only then);
 elsewhere :class:`PlainView` prints one line per phase end and the same final summary. Both are
 sinks of the engine's one typed event stream (beside the Prefect record's spool, through
-``recording.Tee``). Neither writes to ``console.txt``, whose lines stay exactly the original's.
+``engine.run.Tee``). Neither writes to ``console.txt``, whose lines stay exactly the original's.
 A view is quick, thread-safe and never raises into the job.
 """
 from __future__ import annotations
@@ -20,7 +20,6 @@ from autoexec.models.status import Status
 
 if TYPE_CHECKING:
     from autoexec.events.stream import Event
-    from autoexec.job.runtime import JobRuntime
 
 
 @dataclass(frozen=True)
@@ -240,38 +239,3 @@ def plain_summary(view: JobProgress, status: str, message: str) -> list[str]:
     lines.append(f"Console log: {view.console_log}")
     lines.append(f"Node logs:   {view.job_root}/log/<phase>/<node>.txt")
     return lines
-
-
-def make_view(rt: JobRuntime, verbose: bool = False, tty: bool | None = None, term: str = "") -> JobProgress:
-    """The live view on a terminal, the plain one elsewhere; it replaces the raw echo of the
-    console log on a terminal (``-v`` shows those lines again, inside the view)."""
-    interactive = sys.stdout.isatty() if tty is None else tty
-    args = (rt.job_id, str(rt.jobdir.root), str(rt.jobdir.console_log), verbose)
-    view: JobProgress
-    if interactive:
-        from autoexec.cli.progress_live import LiveView
-
-        view = LiveView(*args, term=term)
-    else:
-        view = PlainView(*args)
-    return view
-
-
-def attach(rt: JobRuntime, view: JobProgress) -> None:
-    """Shows ``view`` the console log's lines (unless they are echoed raw already:
-    ``AUTOEXEC_ECHO=1`` without a terminal). The job's events reach it as a sink of the run."""
-    echoing = rt.console.echoing
-    if view.owns_terminal and echoing:
-        rt.console.set_echo(None)
-        echoing = False
-    if not echoing:
-        rt.console.hooks.append(view.console_line)
-
-
-def show_progress(rt: JobRuntime, verbose: bool = False, term: str = "") -> JobProgress:
-    """The CLI's one call before running a job: the right view, attached and started; the caller
-    runs the job with the view as one of its event sinks."""
-    view = make_view(rt, verbose, term=term)
-    attach(rt, view)
-    view.start()
-    return view

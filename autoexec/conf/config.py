@@ -14,7 +14,7 @@ from pathlib import Path
 
 from autoexec.conf.configfile import ConfigFile, ConfigValues, read_config_text
 from autoexec.conf.secrets import decrypt_config_values
-from autoexec.transports.decoding import DEFAULT_CHARSETS, parse_charsets
+from autoexec.conf.charsets import DEFAULT_CHARSETS, parse_charsets
 from autoexec.conf.settings import ConfigError, Settings, autoexec_home, env_name, load_settings
 
 __all__ = ["BUNDLED_PLUGINS", "PACKAGE_DIR", "Config", "ConfigError", "autoexec_home", "load_config", "read_config_text"]

@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from autoexec.conf.settings import SettingsError, load_settings
+from autoexec.conf.settings import load_settings
 
 from autoexec.conf.errors import AutoexecError
 
@@ -35,7 +35,7 @@ class PrefectServerError(AutoexecError):
     pass
 
 
-def _healthy(url: str, timeout: float = 1.0) -> bool:
+def healthy(url: str, timeout: float = 1.0) -> bool:
     try:
         with urllib.request.urlopen(f"{url}/health", timeout=timeout) as resp:
             status: int = resp.status
@@ -92,7 +92,7 @@ def _live_url(home: Path) -> str | None:
     """The URL of the server this home started, if it answers."""
     state = read_state(home)
     url = state.get("url") if state else None
-    return url if isinstance(url, str) and _healthy(url) else None
+    return url if isinstance(url, str) and healthy(url) else None
 
 
 def start_wait() -> float:
@@ -170,7 +170,7 @@ def start_server(home: Path, wait: float) -> str:
     lower_priority(_server_niceness(), proc.pid)
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
-        if _healthy(url, 0.5):
+        if healthy(url, 0.5):
             (directory / "server.json").write_text(json.dumps({"pid": proc.pid, "url": url}), encoding="utf-8")
             return url
         if proc.poll() is not None:
@@ -191,7 +191,7 @@ def stop_server(home: Path) -> bool:
     except (ProcessLookupError, PermissionError, ValueError):
         pass
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _healthy(state["url"], 0.3):
+    while time.monotonic() < deadline and healthy(state["url"], 0.3):
         time.sleep(0.2)
     try:
         os.killpg(int(state["pid"]), signal.SIGKILL)
@@ -223,43 +223,3 @@ def quiet_client_defaults() -> None:
     """A CLI job prints its own console log; Prefect's INFO chatter would drown it."""
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``autoexec-server start|stop|status`` for the embedded local Prefect server."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="autoexec-server", description=__doc__.split("\n\n")[0])
-    parser.add_argument("action", choices=["start", "stop", "status"])
-    args = parser.parse_args(argv)
-    try:
-        home = load_settings().autoexec_home()
-    except SettingsError as exc:
-        print(f"autoexec-server: error: {exc}", file=sys.stderr)
-        return 2
-    from autoexec.flows.recorder import ensure_recorder, recorder_running, stop_recorder
-
-    if args.action == "start":
-        os.environ.pop("PREFECT_API_URL", None)
-        url = ensure_api(home)
-        problem = ensure_recorder(home, idle_secs="0")  # started with the server, lives as long
-        print(f"API {url}\nUI  {ui_url(url or '')}")
-        if problem:
-            print(f"recorder not started: {problem}", file=sys.stderr)
-        return 0
-    if args.action == "stop":
-        recorder = stop_recorder(home)
-        print("stopped" if stop_server(home) or recorder else "not running")
-        return 0
-    state = read_state(home)
-    alive = bool(state and _healthy(state["url"]))
-    if alive and state:
-        print(f"running\nAPI {state['url']}\nUI  {ui_url(state['url'])}\n"
-              f"recorder {'running' if recorder_running(home) else 'not running (the next CLI job starts it)'}")
-    else:
-        print("not running")
-    return 0 if alive else 3
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,19 +14,30 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Iterator
+from collections.abc import Mapping
+from typing import IO, Any, Iterator, Protocol
 
 import requests
 
 from autoexec.console.apis import path_of
 from autoexec.console.errors import ConsoleDownloadError, ConsoleStatusError, ConsoleUnavailable
-from autoexec.console.models import FetchedFile, GetParams, ScriptDownload
+from autoexec.console.models import Envelope, FetchedFile, GetParams, Payload, ScriptDownload
 from autoexec.models.flags import is_true
 from autoexec.models.text import TextProblem, check_tree
 from autoexec.ops.tools import EXTENSIONS
 
-if TYPE_CHECKING:
-    from autoexec.console.client import ConsoleClient
+
+
+class ConsoleClient(Protocol):
+    """What the downloads need of the console client (which calls them): a protocol, so this module
+    does not import the client back."""
+
+    def request(self, method: str, path: str, *, query: Mapping[str, Any] | None = None,
+                stream: bool = False, api: str = "") -> requests.Response: ...
+
+    def envelope(self, resp: requests.Response, *, check: bool = True, api: str = "") -> Envelope: ...
+
+    def call(self, api: str, payload: Payload | Mapping[str, Any], *, check: bool = True) -> Envelope: ...
 
 CHUNK = 64 * 1024
 _SAFE_ID = re.compile(r"[0-9A-Za-z_.-]+")

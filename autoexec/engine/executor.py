@@ -17,7 +17,8 @@ from autoexec.models.nodes import Node
 from autoexec.models.params import Operation
 from autoexec.models.status import Status
 from autoexec.events.notify import NodeRef, PhaseCounts
-from autoexec.ops.dispatch import OpOutcome, run_operation
+from autoexec.ops.dispatch import run_operation
+from autoexec.ops.outcome import OpOutcome
 from autoexec.ops.nodectx import NodeContext
 from autoexec.ops.stale import clear_in_flight, in_flight
 from autoexec.job.runlinks import RunLinks

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from autoexec.engine.groups import GroupResult
-from autoexec.load.loader import load_job_env
 from autoexec.models.params import Group
 from autoexec.job.runlinks import RunLinks
 from autoexec.models.status import Status
@@ -86,3 +85,11 @@ def _run_groups(rt: JobRuntime, run_one_group: GroupRunner) -> JobOutcome:
         rt.notifier.fire_next_group(group_no=last_group)
     rt.console.line(f"INFO: Job {rt.job_id} finished, status:{outcome.status}.")
     return outcome
+
+
+def load_job_env(rt: JobRuntime) -> None:
+    """Job-global variables set by ``native/setenv`` scope ``global`` in earlier phases, invocations
+    or on other runners (MongoDB ``_autoexec_env``) — re-read at each group start."""
+    loader = getattr(rt.mirror, "load_env", None)
+    if loader is not None:
+        rt.env.reload(loader(rt.job_id))

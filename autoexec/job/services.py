@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from autoexec.conf.errors import AutoexecError
 
 if TYPE_CHECKING:
-    from autoexec.load.files import FileParams
+    from autoexec.job.files import FileParams
     from autoexec.models.nodes import Node
     from autoexec.models.params import Operation
 

@@ -276,7 +276,7 @@ def build_runtime(req: JobRequest, cfg: Config | None = None, notifier: Notifier
     if connect is not None:
         notifier, services = connect(spec, control, console)
     else:
-        from autoexec.load.files import FileParams
+        from autoexec.job.files import FileParams
 
         notifier = notifier or NullNotifier()
         services = NoConsole(FileParams(cfg.data_dir, jobdir.file_dir), cfg.path)
@@ -342,14 +342,6 @@ def _open_mirror(cfg: Config, console: ConsoleLog) -> Any:
         console.line(f"WARN: MongoDB {cfg.db_name} not usable, continuing with local files only: "
                      f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
         return None
-
-
-def load_job_env(rt: JobRuntime) -> None:
-    """Job-global variables set by ``native/setenv`` scope ``global`` in earlier phases, invocations
-    or on other runners (MongoDB ``_autoexec_env``) — re-read at each group start."""
-    loader = getattr(rt.mirror, "load_env", None)
-    if loader is not None:
-        rt.env.reload(loader(rt.job_id))
 
 
 def _max_parallel() -> int:

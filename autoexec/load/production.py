@@ -20,7 +20,7 @@ from autoexec.console.errors import ConsoleError
 from autoexec.console.notifier import ConsoleNotifier
 from autoexec.console.scripts import ScriptStore
 from autoexec.job.control import JobControl
-from autoexec.load.files import FileParams
+from autoexec.job.files import FileParams
 from autoexec.jobdir.layout import JobDir, UnsafeName
 from autoexec.jobdir.lock import JobLock
 from autoexec.job.spec import JobSpec

@@ -10,7 +10,6 @@ import json
 import os
 import posixpath
 import signal
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,27 +19,15 @@ from autoexec.models.params import Operation
 from autoexec.models.status import Status
 from autoexec.ops.childenv import template_for
 from autoexec.ops.nodectx import NodeContext
-from autoexec.ops.prepare import Prepared, prepare_arguments
+from autoexec.ops.outcome import OpOutcome, fail_op, record_inputs
+from autoexec.ops.prepare import prepare_arguments
 from autoexec.ops.toolerrors import missing_module_notice
 from autoexec.ops.toolenv import owning_plugin_dir
 from autoexec.ops.tools import ToolNotFound, locate_tool, script_argv, write_inline_script
-from autoexec.jobdir.store import ensure_dir, file_lock, read_json, write_json_atomic
+from autoexec.jobdir.store import ensure_dir, read_json, write_json_atomic
 from autoexec.transports.base import FailureKind, RemoteOp, TransportTraits, Upload
 from autoexec.transports.local import LocalProcess
 from autoexec.transports.reap import NODE_KEY_ENV
-
-
-@dataclass
-class OpOutcome:
-    final: Status
-    """``succeed``, ``failed``, ``ignored`` (set by the executor), ``paused`` (a stopped retry) or
-    ``aborted``."""
-    exit_code: int | None = None
-    message: str = ""
-    skipped: bool = False
-    outputs: dict[str, Any] = field(default_factory=dict)
-    failure_kind: str | None = None
-    """A remote op's failure by kind (``FailureKind`` value); ``None`` for runner-side ops."""
 
 
 def run_operation(ctx: NodeContext, op: Operation) -> OpOutcome:
@@ -53,19 +40,14 @@ def run_operation(ctx: NodeContext, op: Operation) -> OpOutcome:
             return _finish(ctx, op, run_native(ctx, op))
         return _run_local(ctx, op, to_target=not on_runner)
     if on_runner and kind is not ExecKind.LOCAL:
-        return _fail(ctx, f"Operation {op.opId} of type {op.opType} cannot run on the runner node: phase "
+        return fail_op(ctx, f"Operation {op.opId} of type {op.opType} cannot run on the runner node: phase "
                           f"{ctx.plan.name} runs on the runner because it is a runner phase or holds runner ops")
     if not on_runner and kind is ExecKind.LOCAL:
-        return _fail(ctx, f"Operation {op.opId} of type {op.opType} runs only on the runner, not on target "
+        return fail_op(ctx, f"Operation {op.opId} of type {op.opType} runs only on the runner, not on target "
                           f"node {ctx.node.host}")
     if kind is ExecKind.REMOTE:
         return _run_remote(ctx, op)
     return _run_local(ctx, op, to_target=(kind is ExecKind.LOCALREMOTE))
-
-
-def _fail(ctx: NodeContext, message: str, code: int | None = None) -> OpOutcome:
-    ctx.log.line(f"ERROR: {message}")
-    return OpOutcome(final=Status.FAILED, exit_code=code, message=message)
 
 
 # --- local --------------------------------------------------------------------------------
@@ -80,11 +62,11 @@ def _run_local(ctx: NodeContext, op: Operation, to_target: bool) -> OpOutcome:
             tool = locate_tool(rt.config.plugin_dirs, PluginTree.LOCAL, op.opName)
             command, plugin_dir = [], tool.parent
     except (ToolNotFound, OSError) as exc:
-        return _fail(ctx, str(exc))
+        return fail_op(ctx, str(exc))
     prepared = prepare_arguments(ctx, op, remote=False)
     if prepared.error:
-        return _fail(ctx, prepared.error)
-    _record_inputs(ctx, op, prepared)
+        return fail_op(ctx, prepared.error)
+    record_inputs(ctx, op, prepared)
     spec = ctx.transport_spec if to_target else None
     if spec is not None and spec.traits.uses_password and not ctx.password:
         ctx.log.line(f"WARN: Can not find password for {ctx.node.username}@{ctx.node.host}:{ctx.node.protocolPort}, "
@@ -106,7 +88,7 @@ def _run_local(ctx: NodeContext, op: Operation, to_target: bool) -> OpOutcome:
         proc = LocalProcess(command + prepared.argv, template.cwd, env, find_program=template.program,
                             output_charsets=rt.config.output_charsets)
     except OSError as exc:
-        return _fail(ctx, f"cannot start {op.opName}: {exc.strerror or exc}")
+        return fail_op(ctx, f"cannot start {op.opName}: {exc.strerror or exc}")
     token = rt.control.register(proc.kill)
     on_line, failed_by_log = _output_sink(ctx, op)
     try:
@@ -123,7 +105,7 @@ def _run_local(ctx: NodeContext, op: Operation, to_target: bool) -> OpOutcome:
         if result.killed and rt.control.aborting:
             ctx.log.line(f"INFO: Worker killed, pid:{result.pid}.")
             return OpOutcome(final=Status.ABORTED, message="aborted")
-        return _fail(ctx, f"{op.opName} {result.error}")
+        return fail_op(ctx, f"{op.opName} {result.error}")
     failure = _tool_failure(ctx, op, result.exit_code, failed_by_log)
     if failure is not None:
         return failure
@@ -165,12 +147,12 @@ def _run_remote(ctx: NodeContext, op: Operation) -> OpOutcome:
     rt, node = ctx.rt, ctx.node
     spec = ctx.transport_spec
     if spec is None:
-        return _fail(ctx, f"node {node.host} protocol {node.protocol!r} cannot run target operation {op.opId} "
+        return fail_op(ctx, f"node {node.host} protocol {node.protocol!r} cannot run target operation {op.opId} "
                           f"(needs {rt.transports.names()})")
     if ctx.credentials_error:
-        return _fail(ctx, ctx.credentials_error)
+        return fail_op(ctx, ctx.credentials_error)
     if spec.traits.needs_secret and not ctx.password and not ctx.private_key:
-        return _fail(ctx, f"Can not find password for {ctx.username}@{node.host}:{node.protocolPort}")
+        return fail_op(ctx, f"Can not find password for {ctx.username}@{node.host}:{node.protocolPort}")
     dir_name = f"autoexec-{safe_name(rt.job_id)}-{node.resourceId}-{ctx.plan.index}"
     root = spec.traits.remote_root(dir_name)
     uploads: list[Upload] = []
@@ -192,11 +174,11 @@ def _run_remote(ctx: NodeContext, op: Operation) -> OpOutcome:
             uploads.append(Upload(tool.parent, workdir))
             argv = script_argv(op.interpreter, Path(tool.name), remote=True)
     except (ToolNotFound, OSError) as exc:
-        return _fail(ctx, str(exc))
+        return fail_op(ctx, str(exc))
     prepared = prepare_arguments(ctx, op, remote=True)
     if prepared.error:
-        return _fail(ctx, prepared.error)
-    _record_inputs(ctx, op, prepared)
+        return fail_op(ctx, prepared.error)
+    record_inputs(ctx, op, prepared)
     if prepared.has_file and rt.jobdir.file_dir.is_dir():
         uploads.append(Upload(rt.jobdir.file_dir, posixpath.join(workdir, "file")))
     for rel in prepared.file_paths:
@@ -216,7 +198,7 @@ def _run_remote(ctx: NodeContext, op: Operation) -> OpOutcome:
     try:
         transport = ctx.remote()
     except (ValueError, ImportError) as exc:
-        return _fail(ctx, str(exc))
+        return fail_op(ctx, str(exc))
     ctx.status.set_op(op.opId, Status.RUNNING, None)
     cancel = _cancel_event(ctx)
     token = rt.control.register(cancel.set)
@@ -250,7 +232,7 @@ def _remote_outcome(ctx: NodeContext, op: Operation, transport: Any, result: Any
             ctx.log.line(f"INFO: Execute kill command for job {rt.job_id} "
                          f"{'failed: ' + kill_error if kill_error else 'success'}.")
             return OpOutcome(final=Status.ABORTED, message="aborted", failure_kind=FailureKind.CANCELLED.value)
-        outcome = _fail(ctx, result.error, result.exit_code)
+        outcome = fail_op(ctx, result.error, result.exit_code)
         outcome.failure_kind = (result.kind or FailureKind.OTHER).value
         return outcome
     failure = _tool_failure(ctx, op, result.exit_code, failed_by_log)
@@ -274,7 +256,7 @@ def _tool_failure(ctx: NodeContext, op: Operation, exit_code: int | None, failed
         notice = missing_module_notice(ctx.log.path, on_target=op.kind is ExecKind.REMOTE)
         if notice:
             ctx.log.line(notice)
-        return _fail(ctx, f"{op.opName} {exit_phrase(exit_code)}", exit_code)
+        return fail_op(ctx, f"{op.opName} {exit_phrase(exit_code)}", exit_code)
     if failed_by_log():  # the matcher already logged the line that matched
         return OpOutcome(final=Status.FAILED, exit_code=0, message=f"{op.opName} output matched a fail pattern")
     return None
@@ -404,16 +386,3 @@ def _finish(ctx: NodeContext, op: Operation, outcome: OpOutcome, data: Any = Non
         ctx.rt.runner_output.update({op.opId: values})  # single-node phases feed runner references, as in the original
     outcome.outputs = values
     return outcome
-
-
-def _record_inputs(ctx: NodeContext, op: Operation, prepared: Prepared) -> None:
-    """``input/<triple>.json`` gathers every op's inputs of the node across phases. A file lock,
-    not only a thread lock: two invocations of one job (``--phases a`` and ``--phases b``) may run
-    the same node at once."""
-    path = ctx.paths.input
-    with file_lock(path):
-        current = read_json(path)
-        current = current if isinstance(current, dict) else {}
-        current[op.opId] = ctx.rt.masker.value(prepared.inputs)  # a node password in a text option too
-        write_json_atomic(path, current, indent=4)
-

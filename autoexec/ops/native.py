@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from autoexec.models.flags import is_true
 from autoexec.models.status import Status
-from autoexec.ops.dispatch import OpOutcome, _fail, _record_inputs
+from autoexec.ops.outcome import OpOutcome, fail_op, record_inputs
 from autoexec.ops.prepare import prepare_arguments
 
 if TYPE_CHECKING:
@@ -20,8 +20,8 @@ NATIVE_IN_PROCESS = {"echo", "export", "setenv", "updategparam", "failkeys", "fa
 def run_native(ctx: "NodeContext", op: "Operation") -> OpOutcome:
     prepared = prepare_arguments(ctx, op, remote=False)
     if prepared.error:
-        return _fail(ctx, prepared.error)
-    _record_inputs(ctx, op, prepared)  # native ops have input records too, as under the original
+        return fail_op(ctx, prepared.error)
+    record_inputs(ctx, op, prepared)  # native ops have input records too, as under the original
     handler: Callable[..., OpOutcome] = _HANDLERS[op.sub_name]
     return handler(ctx, op, prepared.options, prepared.arguments)
 
@@ -53,7 +53,7 @@ def _setenv(ctx: "NodeContext", op: "Operation", options: dict[str, str], args: 
     name, value = options.get("name", ""), options.get("value", "")
     scope = options.get("scope", "node") or "node"
     if not name:
-        return _fail(ctx, "native/setenv needs option name")
+        return fail_op(ctx, "native/setenv needs option name")
     if "$(" in value:
         # Command substitution, as the original: the job author already runs arbitrary tools,
         # so this is evaluated by /bin/sh in the job dir, bounded in time.
@@ -84,7 +84,7 @@ def _export(ctx: "NodeContext", op: "Operation", options: dict[str, str], args: 
 def _updategparam(ctx: "NodeContext", op: "Operation", options: dict[str, str], args: list[str]) -> OpOutcome:
     key = options.get("name") or options.get("key") or ""
     if not key:
-        return _fail(ctx, "native/updategparam needs option name")
+        return fail_op(ctx, "native/updategparam needs option name")
     ctx.rt.notifier.update_global_param(key=key, value=options.get("value", ""))
     ctx.log.line(f"INFO: Update global param {key}.")
     return OpOutcome(final=Status.SUCCEED, exit_code=0)
@@ -97,7 +97,7 @@ def _failkeys(ctx: "NodeContext", op: "Operation", options: dict[str, str], args
         matcher = FailKeys(patterns=[a for a in args if a], operator=options.get("operator", "or") or "or",
                            exclude=options.get("exclude") or None, fail_ignore=op.fail_ignore)
     except ValueError as exc:
-        return _fail(ctx, str(exc))
+        return fail_op(ctx, str(exc))
     ctx.fail_matcher = matcher
     ctx.log.line(f"INFO: Fail patterns installed: {len(matcher.patterns)} ({matcher.operator}).")
     return OpOutcome(final=Status.SUCCEED, exit_code=0)

@@ -14,10 +14,9 @@ from __future__ import annotations
 import codecs
 from typing import Iterable
 
-DEFAULT_CHARSETS: tuple[str, ...] = ("gb18030",)
-"""Fallback charsets when ``output.charsets`` is not set."""
+from autoexec.conf.charsets import DEFAULT_CHARSETS, UTF8_NAMES, parse_charsets
 
-_UTF8 = {"utf-8", "utf_8", "utf8"}
+__all__ = ["DEFAULT_CHARSETS", "LineSplitter", "decode_line", "parse_charsets"]
 
 
 def _normal(charset: str | None) -> str | None:
@@ -27,24 +26,7 @@ def _normal(charset: str | None) -> str | None:
         name = codecs.lookup(charset).name
     except LookupError:
         return None
-    return None if name in _UTF8 else name
-
-
-def parse_charsets(text: str) -> tuple[str, ...]:
-    """``"GBK, Big5"`` -> codec names; raises ``LookupError`` naming an unknown one. UTF-8 in the
-    list is accepted and dropped (it is always tried first)."""
-    names: list[str] = []
-    for item in text.split(","):
-        item = item.strip()
-        if not item:
-            continue
-        try:
-            name = codecs.lookup(item).name
-        except LookupError:
-            raise LookupError(f"unknown charset {item!r}") from None
-        if name not in _UTF8 and name not in names:
-            names.append(name)
-    return tuple(names) or DEFAULT_CHARSETS
+    return None if name in UTF8_NAMES else name
 
 
 def decode_line(raw: bytes, charset: str | None = None, fallbacks: Iterable[str] = DEFAULT_CHARSETS) -> str:
