@@ -54,7 +54,7 @@ def logs(home: Path, flow_run_id: str) -> list[dict[str, Any]]:
     return list(call("POST", f"{api_url(home)}/logs/filter", body).json())
 
 
-def final_run(home: Path, name: str, timeout: float = 60) -> dict[str, Any]:
+def final_run(home: Path, name: str, timeout: float = 180) -> dict[str, Any]:
     """The one flow run called ``name``, once it reached a final state."""
     def final() -> dict[str, Any] | None:
         runs = [r for r in flow_runs(home, name) if r["name"] == name]
@@ -62,7 +62,7 @@ def final_run(home: Path, name: str, timeout: float = 60) -> dict[str, Any]:
     return dict(wait_until(final, timeout, f"{name} final", interval=API_POLL))
 
 
-def job_record(home: Path, job: str, timeout: float = 60) -> dict[str, Any]:
+def job_record(home: Path, job: str, timeout: float = 180) -> dict[str, Any]:
     """The whole record of the last run of ``job``: job run, its group runs and their task runs."""
     run = final_run(home, f"job-{job}", timeout)
     groups = {r["name"]: r for r in flow_runs(home, f"{job}/group-%")

@@ -70,7 +70,7 @@ def test_demo_job_is_one_flow_run_with_group_subflows_and_node_tasks(prefect_hom
     console = (_job_dir(prefect_home, job) / "log/console.txt").read_text()
     assert "INFO: Node(1001) status:succeed 10.9.0.11:22 had been executed, skip." in console
     rerun = wait_until(lambda: [r for r in flow_runs(prefect_home, f"job-{job}") if r["id"] != run["id"]
-                              and r["state_type"] == "COMPLETED"], 60, interval=API_POLL)[0]
+                              and r["state_type"] == "COMPLETED"], 180, interval=API_POLL)[0]
     assert rerun["state"]["message"].startswith("nothing to do: every node had already succeeded")
 
 

@@ -170,7 +170,7 @@ def test_cancel_from_the_api_kills_the_tools_within_5s(prefect_home: Path, deplo
     job = "7102"
     inputs = _inline_job(tmp_path, f"sleep 60 & echo $! > {tmp_path}/pid.$NODE_NAME\nwait\n")
     run_id = _trigger(prefect_home, deployment, job_id=job, **inputs)
-    wait_until(lambda: len(list(tmp_path.glob("pid.*"))) == 2, timeout=60)
+    wait_until(lambda: len(list(tmp_path.glob("pid.*"))) == 2, timeout=180)
     wait_until(lambda: all(p.read_text().strip() for p in tmp_path.glob("pid.*")), timeout=5)
     children = [int(p.read_text()) for p in tmp_path.glob("pid.*")]
     _set_state(prefect_home, run_id, "CANCELLING")
@@ -190,7 +190,7 @@ def test_pause_suspends_the_run_and_resume_finishes_the_job(prefect_home: Path, 
                                                             how: str) -> None:
     job = "7103" if how == "api" else "7104"
     run_id = _trigger(prefect_home, deployment, job_id=job, **_inline_job(tmp_path, "sleep 2\n"))
-    wait_until(lambda: len(list(tmp_path.glob("first.*"))) == 2, timeout=60)
+    wait_until(lambda: len(list(tmp_path.glob("first.*"))) == 2, timeout=180)
     if how == "api":
         _set_state(prefect_home, run_id, "PAUSED")
     else:
@@ -211,7 +211,7 @@ def test_pause_suspends_the_run_and_resume_finishes_the_job(prefect_home: Path, 
         return resp.status_code < 300 and resp.json().get("status") == "ACCEPT"
 
     wait_until(resumed, 15, lambda: f"the resume to be accepted: {answers}", interval=0.5)
-    _wait_state(prefect_home, run_id, "COMPLETED", timeout=60)
+    _wait_state(prefect_home, run_id, "COMPLETED", timeout=180)
     assert len(list(tmp_path.glob("second.*"))) == 2
     assert _statuses(prefect_home, job) == {"succeed"}
     console = (_job_dir(prefect_home, job) / "log/console.txt").read_text()
@@ -242,7 +242,7 @@ def test_cli_run_is_cancelled_from_the_api(prefect_home: Path, tmp_path: Path) -
     marks = tmp_path / "marks"
     marks.mkdir()
     proc = _cli_job(prefect_home, tmp_path, job, _inline_job(marks, f"sleep 60 & echo $! > {marks}/pid.$NODE_NAME\nwait\n"))
-    wait_until(lambda: len(list(marks.glob("pid.*"))) == 2, timeout=60)
+    wait_until(lambda: len(list(marks.glob("pid.*"))) == 2, timeout=180)
     wait_until(lambda: all(p.read_text().strip() for p in marks.glob("pid.*")), timeout=5)
     children = [int(p.read_text()) for p in marks.glob("pid.*")]
     wait_until(lambda: _cli_run_id(prefect_home, job), timeout=30, interval=API_POLL)  # the recorder creates it a moment later
@@ -264,7 +264,7 @@ def test_cli_run_is_paused_from_the_api_and_refire_finishes(prefect_home: Path, 
     marks = tmp_path / "marks"
     marks.mkdir()
     proc = _cli_job(prefect_home, tmp_path, job, _inline_job(marks, "sleep 4\n"))
-    wait_until(lambda: len(list(marks.glob("first.*"))) == 2, timeout=60)
+    wait_until(lambda: len(list(marks.glob("first.*"))) == 2, timeout=180)
     wait_until(lambda: _cli_run_id(prefect_home, job), timeout=30, interval=API_POLL)
     _set_state(prefect_home, _cli_run_id(prefect_home, job), "PAUSED")
     assert proc.wait(30) == 0
