@@ -9,13 +9,12 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import time
 from pathlib import Path
 from typing import Any
 
 from autoexec.conf.config import load_config
 from autoexec.jobdir.layout import JobDir, UnsafeName
-from autoexec.jobdir.lock import leave_request, process_alive, running_pid
+from autoexec.jobdir.lock import kill_tree, leave_request, running_pid, wait_gone
 from autoexec.models.status import Status
 
 
@@ -28,15 +27,6 @@ def find_job_process(job_id: str) -> int | None:
         return running_pid(_jobdir(job_id).root, job_id)
     except UnsafeName:
         return None
-
-
-def _wait_gone(pid: int, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if not process_alive(pid):
-            return True
-        time.sleep(0.05)
-    return not process_alive(pid)
 
 
 def _job_process(job_id: str, status: Status, devmode: bool, pass_through: dict[str, Any] | None) -> int | None:
@@ -68,12 +58,9 @@ def abort_job(job_id: str, devmode: bool = False, grace: float = 15.0, pass_thro
         return 2
     print(f"INFO: Try to stop job {job_id} process {pid}...")
     os.kill(pid, signal.SIGTERM)
-    if not _wait_gone(pid, grace):
-        try:
-            os.killpg(pid, signal.SIGKILL) if os.getpgid(pid) == pid else os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        if not _wait_gone(pid, 2):
+    if not wait_gone(pid, grace):
+        kill_tree(pid)
+        if not wait_gone(pid, 2):
             print(f"WARN: Kill job {job_id} process {pid} failed.")
             return 1
     print(f"INFO: Process {pid} killed.")

@@ -10,6 +10,7 @@ import errno
 import fcntl
 import json
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any, Protocol
@@ -208,3 +209,26 @@ def process_alive(pid: int, start_time: str | None = None) -> bool:
     except OSError:
         return start_time is None  # no /proc entry to read: the signal check is all there is
     return fields[0] != "Z" and (start_time is None or fields[19] == start_time)
+
+
+def wait_gone(pid: int, seconds: float, interval: float = 0.05) -> bool:
+    """Whether ``pid`` is gone within ``seconds`` (checked once more at the deadline)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not process_alive(pid):
+            return True
+        time.sleep(interval)
+    return not process_alive(pid)
+
+
+def kill_tree(pid: int) -> bool:
+    """SIGKILL ``pid``'s process group when it leads one (a tool and what it started), else ``pid``;
+    ``False`` when it was already gone or may not be signalled."""
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signal.SIGKILL)
+        else:
+            os.kill(pid, signal.SIGKILL)
+    except OSError:
+        return False
+    return True

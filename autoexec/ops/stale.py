@@ -10,12 +10,9 @@ found; a host that cannot be checked fails the node instead of risking a second 
 """
 from __future__ import annotations
 
-import os
-import signal
-import time
 from typing import Any
 
-from autoexec.jobdir.lock import process_alive
+from autoexec.jobdir.lock import kill_tree, process_alive, wait_gone
 from autoexec.models.status import Status
 from autoexec.ops.nodectx import NodeContext
 
@@ -74,14 +71,7 @@ def _reap_local(job_id: str, pid: int) -> bool:
         return False
     if f"AUTOEXEC_JOBID={job_id}".encode() not in environ or not process_alive(pid):
         return False
-    try:
-        if os.getpgid(pid) == pid:
-            os.killpg(pid, signal.SIGKILL)
-        else:
-            os.kill(pid, signal.SIGKILL)
-    except OSError:
+    if not kill_tree(pid):
         return False
-    deadline = time.monotonic() + WAIT_SECS
-    while process_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_gone(pid, WAIT_SECS, interval=0.02)
     return True
