@@ -110,11 +110,12 @@ def _run_child(mode: str, nodes: int, width: int, ports: list[int], user: str, p
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _run_autoexec(nodes: int, width: int, ports: list[int], user: str, password: str, key: str | None,
-                  home: Path) -> dict[str, object]:
+def write_ssh_job(into: Path, job: str, nodes: int, width: int, ports: list[int], user: str, password: str,
+                  key: str | None) -> tuple[Path, Path]:
+    """params.json and nodes file of one target phase running a trivial script op on ``nodes`` SSH
+    nodes spread over ``ports`` (also used by bench/revisions.py)."""
     import math
 
-    job = f"9{nodes}{uuid.uuid4().int % 10000}"
     lines = [json.dumps({"jobRunnerIds": [1], "localRunnerId": 1, "totalCount": nodes})]
     for i in range(nodes):
         node = {"resourceId": 1000 + i, "runnerId": 1, "host": "127.0.0.1", "port": 22 + i, "nodeName": f"n{i}",
@@ -122,15 +123,22 @@ def _run_autoexec(nodes: int, width: int, ports: list[int], user: str, password:
         if key:
             node["password"], node["privateKey"] = "", Path(key).read_text()
         lines.append(json.dumps(node))
-    nodes_file = home / f"{job}.jsonl"
+    nodes_file = into / f"{job}.jsonl"
     nodes_file.write_text("\n".join(lines) + "\n")
     os.chmod(nodes_file, 0o600)
     params = {"jobId": job, "roundCount": math.ceil(nodes / width), "runFlow": [{"groupNo": 0, "phases": [
         {"phaseName": "fan", "phaseType": "target", "operations": [
             {"opId": "t_1", "opName": "t", "opType": "target", "isScript": 1, "interpreter": "sh",
              "scriptContent": "true\n"}]}]}]}
-    params_file = home / f"{job}.json"
+    params_file = into / f"{job}.json"
     params_file.write_text(json.dumps(params))
+    return params_file, nodes_file
+
+
+def _run_autoexec(nodes: int, width: int, ports: list[int], user: str, password: str, key: str | None,
+                  home: Path) -> dict[str, object]:
+    job = f"9{nodes}{uuid.uuid4().int % 10000}"
+    params_file, nodes_file = write_ssh_job(home, job, nodes, width, ports, user, password, key)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(AUTOEXEC_HOME=str(home), AUTOEXEC_MAX_PARALLEL=str(width))
     from bench.measure import run_cli, wait_recorded

@@ -65,6 +65,49 @@ def test_defaults_and_values(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     assert (s.max_parallel, s.prefect_record, s.echo, s.handshake_limits(32)) == (3, False, False, (40, 40))
 
 
+# A good value for every setting, as text in the environment.
+GOOD = {
+    "home": "/srv/ae", "server_baseurl": "http://console:8080", "server_username": "u", "server_password": "p",
+    "server_verify_tls": "no", "server_ca_file": "/ca.pem", "db_url": "mongodb://m", "db_name": "d", "db_username": "u",
+    "db_password": "p", "max_exec_secs": "30", "connect_timeout": "1.5", "read_timeout": "9", "write_timeout": "2",
+    "plugins_path": "/p", "output_charsets": "gbk,big5", "console_block": "c", "mongodb_block": "m",
+    "node_credentials_block": "n", "console_retries": "0", "console_connect_timeout": "3", "console_read_timeout": "4",
+    "outbox_flush_secs": "0", "tool_console_timeout": "5", "max_parallel": "7", "spawn": "popen",
+    "ssh_max_handshakes": " 4 , 16 ", "ssh_known_hosts": "/kh", "echo": "true", "node_tasks_max": "9",
+    "prefect_wait": "0.5", "prefect_record": "0", "recorder_idle_secs": "0", "recorder_api_concurrency": "3",
+    "recorder_nice": "-1", "recorder_verbose": "on", "prefect_start_secs": "60", "prefect_port": "4300",
+    "prefect_server_nice": "0", "prefect_watch": "off", "prefect_watch_seconds": "0.2",
+}
+
+
+@pytest.mark.parametrize("count", [0, 1, 5, len(GOOD)])
+def test_loading_validates_as_the_whole_model_does(count: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """load_settings builds a validator of the set fields only; what it returns must be what the
+    whole model's validation gives, field for field, for any number of set variables."""
+    assert set(GOOD) == set(Settings.model_fields)
+    monkeypatch.delenv("AUTOEXEC_HOME")
+    chosen = dict(list(GOOD.items())[:count])
+    for field, value in chosen.items():
+        monkeypatch.setenv(env_name(field), value)
+    loaded = load_settings()
+    whole = Settings.model_validate(chosen)
+    assert loaded.model_dump() == whole.model_dump()
+    assert all(type(getattr(loaded, f)) is type(getattr(whole, f)) for f in chosen)
+
+
+def test_names_in_any_case_and_undeclared_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Read like the environment of a Windows-built export: the name's case does not matter; the
+    tool contract's variables (AUTOEXEC_JOBID...) are not settings and never fail the load."""
+    monkeypatch.setenv("autoexec_max_parallel", "5")
+    monkeypatch.setenv("AUTOEXEC_JOBID", "not-a-setting")
+    monkeypatch.setenv("AUTOEXEC_NO_SUCH_THING", "x")
+    assert load_settings().max_parallel == 5
+    monkeypatch.setenv("Autoexec_Max_Parallel", "many")
+    monkeypatch.delenv("autoexec_max_parallel")
+    with pytest.raises(SettingsError, match="AUTOEXEC_MAX_PARALLEL="):
+        load_settings()
+
+
 def test_secret_values_are_not_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AUTOEXEC_SERVER_PASSWORD", "hunter2-secret")
     monkeypatch.setenv("AUTOEXEC_MAX_PARALLEL", "x")

@@ -10,6 +10,7 @@ key (or the ``AUTOEXEC_*`` variable that overrode it), never a secret value. Dec
 from __future__ import annotations
 
 import configparser
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +38,13 @@ def read_config_text(path: Path) -> str:
     return text
 
 
-class ConfigFile(BaseModel):
-    """config.ini as read: section -> key -> value (keys case-preserved, values stripped)."""
-
-    model_config = ConfigDict(frozen=True)
+@dataclass(frozen=True)
+class ConfigFile:
+    """config.ini as read: section -> key -> value (keys case-preserved, values stripped), in file
+    order. Plain data the parser built, not an edge: :class:`ConfigValues` is the validated model."""
 
     path: Path
-    sections: dict[str, dict[str, str]] = Field(default_factory=dict, description="every section's keys, in file order")
+    sections: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @classmethod
     def read(cls, path: Path) -> ConfigFile:

@@ -3,9 +3,11 @@
 A bad value is one :class:`SettingsError` line naming the variable (the CLI exits 2), never a
 traceback or a silent fallback. :func:`load_settings` reads the environment at each call (cached
 per distinct ``AUTOEXEC_*`` values), so no live instance is held; an empty variable counts as unset.
-Not settings: :data:`TOOL_ENVIRONMENT`, what the runner SETS for the tools it starts (the tool
-contract; ``AUTOEXEC_HOME`` is both), and :data:`OTHER_VARIABLES`. ``AUTOEXEC_TOOL_CONSOLE_TIMEOUT``
-is declared here, but the stand-alone tool library (other Pythons, no package) parses it itself.
+A plain pydantic model filled by ``_from_environment``, not pydantic-settings: importing that adds
+a large share to the start-up time and memory of every short-lived process (CLI, recorder) for
+what is a prefix match over ``os.environ`` here (figures in docs/performance.md).
+Not settings: :data:`TOOL_ENVIRONMENT` (what the runner sets for its tools) and
+:data:`OTHER_VARIABLES`; the stand-alone tool library parses ``AUTOEXEC_TOOL_CONSOLE_TIMEOUT`` itself.
 """
 from __future__ import annotations
 
@@ -18,9 +20,10 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, ValidationError, field_validator
+from collections.abc import Mapping
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from autoexec.conf.errors import AutoexecError
 
@@ -37,6 +40,15 @@ OTHER_VARIABLES = ("AUTOEXEC_RECORDER_LOCK_FD", "AUTOEXEC_TEST_MONGO_URL")
 
 Seconds = Annotated[float, Field(gt=0)]
 Wait = Annotated[float, Field(ge=0)]
+
+
+def _handshakes(value: str) -> str:
+    if not re.fullmatch(r"\s*[1-9]\d*\s*(,\s*[1-9]\d*\s*)?", value):
+        raise ValueError("expected PER_DEST[,TOTAL] (positive integers)")
+    return value.strip()
+
+
+Handshakes = Annotated[str, AfterValidator(_handshakes)]
 
 
 class ConfigError(AutoexecError):
@@ -57,10 +69,12 @@ _CONFIG_INI = _shown("config.ini")
 _NONE = _shown("—")
 
 
-class Settings(BaseSettings):
-    """The ``AUTOEXEC_*`` settings; field ``x_y`` is variable ``AUTOEXEC_X_Y``."""
+class Settings(BaseModel):
+    """The ``AUTOEXEC_*`` settings; field ``x_y`` is variable ``AUTOEXEC_X_Y`` (any case)."""
 
-    model_config = SettingsConfigDict(env_prefix=PREFIX, env_ignore_empty=True, extra="ignore", frozen=True)
+    #: Built on first full validation only: a start-up reads defaults plus a few set variables,
+    #: which ``_load`` validates through a model of just those fields (every rule is on the field).
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
     home: Path | None = Field(None, description="config, plugins, job data, Prefect server and spool, logs",
                               json_schema_extra=_shown("`~/.autoexec`"))
@@ -110,7 +124,7 @@ class Settings(BaseSettings):
     max_parallel: int = Field(64, description="global cap of nodes at once per phase (below 1 counts as 1)")
     spawn: Literal["posix_spawn", "popen"] = Field(
         "posix_spawn", description="`popen`: start children with `subprocess.Popen` instead of `posix_spawn`")
-    ssh_max_handshakes: str = Field(
+    ssh_max_handshakes: Handshakes = Field(
         "8,32", description="`PER_DEST[,TOTAL]`: concurrent SSH handshakes per host and in total (a stock sshd "
         "`MaxStartups 10:30:100` never refuses a job)")
     ssh_known_hosts: Path | None = Field(None, description="known_hosts file for strict host key policies",
@@ -135,13 +149,6 @@ class Settings(BaseSettings):
     prefect_watch: bool = Field(True, description="deployment runs: `0`: do not watch the flow run for UI Cancel/Pause "
                                 "(CLI runs: the recorder watches)")
     prefect_watch_seconds: Seconds = Field(1, description="deployment runs: poll interval of that watch")
-
-    @field_validator("ssh_max_handshakes")
-    @classmethod
-    def _handshakes(cls, value: str) -> str:
-        if not re.fullmatch(r"\s*[1-9]\d*\s*(,\s*[1-9]\d*\s*)?", value):
-            raise ValueError("expected PER_DEST[,TOTAL] (positive integers)")
-        return value.strip()
 
     def handshake_limits(self, default_total: int) -> tuple[int, int]:
         """``(per destination, total)``; without a total, ``max(default_total, per destination)``."""
@@ -169,19 +176,36 @@ def _message(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+_FIELD_NAMES = frozenset(Settings.model_fields)
+
+
+def _from_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """Field name -> raw value of every declared, non-empty ``AUTOEXEC_*`` variable (names in any
+    case, as on Windows hosts' exports); undeclared ones are the tool contract's, not settings."""
+    cut = len(PREFIX)
+    return {key[cut:].lower(): value for key, value in environ.items()
+            if value and key[:cut].upper() == PREFIX and key[cut:].lower() in _FIELD_NAMES}
+
+
 @functools.lru_cache(maxsize=16)
 def _load(snapshot: tuple[tuple[str, str], ...]) -> Settings:
+    """Validated like ``Settings.model_validate(dict(snapshot))`` (a test holds them equal), but
+    only the fields set are built into a validator; the rest are the declared defaults."""
+    fields = Settings.model_fields
+    present = create_model("SettingsSet", __config__=ConfigDict(extra="forbid"),
+                           **{name: (fields[name].annotation, fields[name]) for name, _ in snapshot})  # type: ignore[call-overload]
     try:
-        return Settings()  # type: ignore[call-arg]  # reads os.environ, whose AUTOEXEC_* part is ``snapshot``
+        values = present.model_validate(dict(snapshot))
     except ValidationError as exc:
         raise SettingsError(_message(exc)) from None
+    defaults = {name: info.default for name, info in fields.items()}
+    return Settings.model_construct(**{**defaults, **dict(values)})
 
 
 def load_settings() -> Settings:
     """The settings as the environment holds them now; :class:`SettingsError` (one line) if a
     variable is bad."""
-    snapshot = tuple(sorted((k, v) for k, v in os.environ.items() if k[:9].upper() == PREFIX))
-    return _load(snapshot)
+    return _load(tuple(sorted(_from_environment(os.environ).items())))
 
 
 def autoexec_home() -> Path:
