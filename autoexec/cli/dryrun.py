@@ -35,7 +35,8 @@ from autoexec.models.status import Status
 from autoexec.events.notify import NullNotifier
 from autoexec.ops.nodectx import NodeContext
 from autoexec.ops.prepare import prepare_arguments
-from autoexec.ops.tools import ToolNotFound, locate_tool, script_argv, script_file_name
+from autoexec.ops.toolpath import ToolNotFound, find_tool
+from autoexec.ops.tools import script_argv, script_file_name
 from autoexec.job.runtime import JobRuntime, PhasePlan
 from autoexec.job.services import NoConsole
 from autoexec.jobdir.store import NodeOutput, NodeStatus
@@ -258,7 +259,7 @@ class DryRun:
             path = name if remote else self.rt.jobdir.script_dir(op.bundle) / name
             return " ".join(script_argv(op.interpreter, path, remote=remote))
         try:
-            tool = locate_tool(self.rt.config.plugin_dirs, PluginTree.REMOTE if remote else PluginTree.LOCAL, op.opName)
+            tool = find_tool(op.opName, PluginTree.REMOTE if remote else PluginTree.LOCAL, self.rt.config.plugin_dirs).runnable()
         except ToolNotFound as exc:
             return f"<{exc}: the run fails this op>"
         return " ".join(script_argv(op.interpreter, Path(tool.name), remote=True)) if remote else str(tool)
@@ -280,7 +281,7 @@ class DryRun:
                            f"{workdir}/{script_file_name(op)}")
         else:
             try:
-                tool = locate_tool(rt.config.plugin_dirs, PluginTree.REMOTE, op.opName)
+                tool = find_tool(op.opName, PluginTree.REMOTE, rt.config.plugin_dirs).runnable()
                 uploads.append(f"{tool.parent} -> {workdir}")
             except ToolNotFound:
                 pass

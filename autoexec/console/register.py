@@ -2,7 +2,8 @@
 
 Differences from the original, on purpose: the exit code reflects the outcome (the original
 always exited 1); tools in ``$AUTOEXEC_HOME/plugins`` override bundled tools of the
-same opName; and when any registration failed the console's clean-up of "tools not in this
+same opName (a later dir's descriptor that an earlier executable hides is not sent: it may not
+describe what runs); and when any registration failed the console's clean-up of "tools not in this
 import" is skipped, because it would delete the tools that merely failed to register; a
 descriptor the runner's model refuses (:mod:`autoexec.ops.descriptor`) is not sent, its line names
 the file and the field.

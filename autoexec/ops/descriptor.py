@@ -21,7 +21,7 @@ from autoexec.conf.errors import AutoexecError
 from autoexec.models.flags import parse_flag
 from autoexec.models.optype import OpType, PluginTree
 from autoexec.models.params import field_path
-from autoexec.ops.tools import ToolNotFound
+from autoexec.ops.toolpath import ToolNotFound, find_tool
 
 TREES = (PluginTree.LOCAL, PluginTree.REMOTE)
 
@@ -179,34 +179,6 @@ def read_descriptor(path: Path | str, tree: str | None = None) -> tuple[dict[str
     return data, parse_descriptor(checked, str(path))
 
 
-def _split_op_name(op_name: str) -> tuple[str, ...]:
-    parts = tuple(op_name.split("/"))
-    if op_name.startswith("/") or any(p in ("", ".", "..") for p in parts):
-        raise ToolNotFound(f"invalid tool name {op_name!r}")
-    return parts
-
-
-def find_tool(op_name: str, kind: str, plugin_dirs: Sequence[Path]) -> tuple[Path, Path | None]:
-    """``(descriptor, executable)`` of ``<bundle>/<tool>`` in the first plugin dir that has it.
-
-    ``kind`` is ``local``/``remote`` or an ``opType``. The executable is ``None`` for JSON-only
-    native tools. Earlier plugin dirs win (``$AUTOEXEC_HOME/plugins`` before the bundled ones).
-    """
-    if kind not in TREES:
-        try:
-            kind = OpType(kind).tree
-        except ValueError:
-            raise ToolNotFound(f"unknown tool kind {kind!r}") from None
-    parts = _split_op_name(op_name)
-    for base in plugin_dirs:
-        tool = Path(base, kind, *parts)
-        descriptor = tool.with_name(tool.name + ".json")
-        if descriptor.is_file():
-            return descriptor, (tool if tool.is_file() else None)
-    searched = ", ".join(str(Path(base, kind, *parts)) + ".json" for base in plugin_dirs)
-    raise ToolNotFound(f"Plugin not exists {op_name} (looked in {searched})")
-
-
 @dataclass(frozen=True)
 class Tool:
     """One tool of the catalogue: where its descriptor is, not yet read."""
@@ -216,21 +188,45 @@ class Tool:
     """``<bundle>/<tool>``."""
     path: Path
     """The descriptor."""
+    problem: str | None = None
+    """Why this descriptor cannot describe the tool (it is then not registered)."""
 
     def load(self) -> tuple[dict[str, Any], ToolDescriptor]:
-        """(as written, validated): see :func:`read_descriptor`."""
+        """(as written, validated): see :func:`read_descriptor`; a :class:`DescriptorError` when
+        the tool has a ``problem``."""
+        if self.problem is not None:
+            raise DescriptorError(f"{self.path}: {self.problem}")
         return read_descriptor(self.path, self.tree)
 
 
+def _catalogue_entry(tree: PluginTree, op_name: str, descriptor: Path, plugin_dirs: Sequence[Path]) -> Tool:
+    """The tool ``descriptor`` names, as :func:`find_tool` (running) resolves it: an executable
+    without a descriptor in an earlier plugin dir is what runs, so this descriptor must not be
+    sent as its description."""
+    try:
+        found = find_tool(op_name, tree, plugin_dirs)
+    except ToolNotFound as exc:
+        return Tool(tree, op_name, descriptor, str(exc))
+    if found.descriptor == descriptor:
+        return Tool(tree, op_name, descriptor)
+    if found.descriptor is None:
+        why = f"{found.executable} of an earlier plugin dir is what runs and has no descriptor; put one beside it"
+    else:
+        why = f"{found.descriptor} of an earlier plugin dir hides it"
+    return Tool(tree, op_name, descriptor, f"not used: {why}")
+
+
 def discover_tools(plugin_dirs: Iterable[Path]) -> list[Tool]:
-    """Every tool the plugin dirs provide, local tree first, by opName; the first plugin dir
-    providing an opName wins (``$AUTOEXEC_HOME/plugins`` before the bundled ones). A descriptor
-    is a tool when its bundle is ``native``, its name starts with the bundle's, or an executable
-    of its name is next to it (the original's rule)."""
+    """Every tool the plugin dirs describe, local tree first, by opName, each resolved by
+    :func:`find_tool` as a run resolves it: the first plugin dir holding the tool's executable or
+    descriptor provides it (``$AUTOEXEC_HOME/plugins`` before the bundled ones). A descriptor is a
+    tool when its bundle is ``native``, its name starts with the bundle's, or an executable of its
+    name is next to it (the original's rule)."""
+    dirs = [Path(d) for d in plugin_dirs]
     found: dict[tuple[PluginTree, str], Tool] = {}
-    for root in plugin_dirs:
+    for root in dirs:
         for tree in TREES:
-            base = Path(root) / tree
+            base = root / tree
             if not base.is_dir():
                 continue
             for bundle in sorted(p for p in base.iterdir() if p.is_dir()):
@@ -239,5 +235,6 @@ def discover_tools(plugin_dirs: Iterable[Path]) -> list[Tool]:
                     if not (bundle.name == "native" or name.startswith(bundle.name) or (bundle / name).exists()):
                         continue
                     op_name = f"{bundle.name}/{name}"
-                    found.setdefault((tree, op_name), Tool(tree, op_name, desc))
+                    if (tree, op_name) not in found:
+                        found[(tree, op_name)] = _catalogue_entry(tree, op_name, desc, dirs)
     return sorted(found.values(), key=lambda t: (TREES.index(t.tree), t.op_name))

@@ -23,7 +23,8 @@ from autoexec.ops.outcome import OpOutcome, fail_op, record_inputs
 from autoexec.ops.prepare import prepare_arguments
 from autoexec.ops.toolerrors import missing_module_notice
 from autoexec.ops.toolenv import owning_plugin_dir
-from autoexec.ops.tools import ToolNotFound, locate_tool, script_argv, write_inline_script
+from autoexec.ops.toolpath import ToolNotFound, find_tool
+from autoexec.ops.tools import script_argv, write_inline_script
 from autoexec.jobdir.store import ensure_dir, read_json, write_json_atomic
 from autoexec.transports.base import FailureKind, RemoteOp, TransportTraits, Upload
 from autoexec.transports.local import LocalProcess
@@ -59,7 +60,7 @@ def _run_local(ctx: NodeContext, op: Operation, to_target: bool) -> OpOutcome:
             script = write_inline_script(ctx, op) if op.scriptContent else _fetch_script(ctx, op)
             command, plugin_dir = script_argv(op.interpreter, script), script.parent
         else:
-            tool = locate_tool(rt.config.plugin_dirs, PluginTree.LOCAL, op.opName)
+            tool = find_tool(op.opName, PluginTree.LOCAL, rt.config.plugin_dirs).runnable()
             command, plugin_dir = [], tool.parent
     except (ToolNotFound, OSError) as exc:
         return fail_op(ctx, str(exc))
@@ -158,7 +159,7 @@ def _run_remote(ctx: NodeContext, op: Operation) -> OpOutcome:
     uploads: list[Upload] = []
     workdir = op.bundle
     try:
-        tool = None if op.is_script else locate_tool(rt.config.plugin_dirs, PluginTree.REMOTE, op.opName)
+        tool = None if op.is_script else find_tool(op.opName, PluginTree.REMOTE, rt.config.plugin_dirs).runnable()
         remote_lib = _remote_lib(rt.config.plugin_dirs, tool)
         if remote_lib:
             uploads.append(Upload(remote_lib, "lib"))

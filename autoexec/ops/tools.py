@@ -1,4 +1,5 @@
-"""Finding the executable of an operation: a bundled/dropped-in tool or a custom script."""
+"""How an operation's program starts: a tool's argv, a custom script written and launched (the
+tool itself is found by :mod:`autoexec.ops.toolpath`)."""
 from __future__ import annotations
 
 import os
@@ -7,17 +8,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from autoexec.conf.errors import AutoexecError
-from autoexec.jobdir.layout import safe_name, safe_relpath
+from autoexec.jobdir.layout import safe_name
 from autoexec.jobdir.store import file_lock
 
 if TYPE_CHECKING:
     from autoexec.models.params import Operation
     from autoexec.ops.nodectx import NodeContext
-
-
-class ToolNotFound(AutoexecError, LookupError):
-    pass
 
 
 EXTENSIONS = {"package": ".tar", "perl": ".pl", "python": ".py", "ruby": ".rb", "cmd": ".bat",
@@ -65,17 +61,6 @@ def local_tool_argv(tool: Path) -> list[str]:
         return ["/bin/sh", str(tool)]
     flags = python_shebang_flags(tool)
     return [str(tool)] if flags is None else [sys.executable, *flags, str(tool)]
-
-
-def locate_tool(plugin_dirs: list[Path], kind: str, op_name: str) -> Path:
-    """``plugins/<local|remote>/<bundle>/<tool>`` in the first plugin dir that has it (``Config.plugin_dirs``)."""
-    rel = safe_relpath(op_name)
-    for base in plugin_dirs:
-        candidate = base / kind / rel
-        if candidate.is_file():
-            return candidate
-    searched = ", ".join(str(base / kind / rel) for base in plugin_dirs)
-    raise ToolNotFound(f"Plugin not exists {op_name} (looked in {searched})")
 
 
 def script_file_name(op: "Operation") -> str:

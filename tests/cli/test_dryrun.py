@@ -50,6 +50,21 @@ def test_dry_run_prints_every_phase_node_and_argv_and_writes_nothing(jobs: JobFi
     assert "upload " in out and "-> /tmp/autoexec-880-101-1/basic" in out
 
 
+def test_dry_run_finds_tools_as_a_run_does(jobs: JobFiles, capsys: pytest.CaptureFixture[str]) -> None:
+    """An executable without a descriptor is the tool; a descriptor alone hides a later executable."""
+    own = jobs.home / "plugins" / "local" / "basic"
+    own.mkdir(parents=True)
+    (own / "mine").write_text("#!/bin/sh\n")
+    (own / "echo.json").write_text('{"opType": "runner"}')
+    ops = [{"opId": f"{name}_1", "opName": f"basic/{name}", "opType": "runner"} for name in ("mine", "echo")]
+    params_path, _ = jobs.write({"runFlow": [{"groupNo": 0, "phases": [
+        {"phaseName": "p", "phaseType": "runner", "operations": ops}]}]})
+    assert main(["--devmode", "--dryrun", "--jobid", "884", "--paramsfile", str(params_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"argv: {own / 'mine'}" in out
+    assert f"argv: <Plugin not exists basic/echo (only its descriptor {own / 'echo.json'}" in out
+
+
 def test_dry_run_resolves_what_earlier_runs_produced_and_shows_what_would_be_skipped(
         jobs: JobFiles, capsys: pytest.CaptureFixture[str]) -> None:
     make = script_op("make_1", 'echo \'{"ver": "v9"}\' > "$OUTPUT_PATH"\n', "runner_target", output={"ver": {"type": "text"}})

@@ -28,7 +28,7 @@ def test_every_autoexec_exception_has_the_common_root() -> None:
 
 def test_builtin_bases_are_kept() -> None:
     from autoexec.jobdir.layout import UnsafeName
-    from autoexec.ops.tools import ToolNotFound
+    from autoexec.ops.toolpath import ToolNotFound
     from autoexec.conf.secrets import SecretError
 
     assert issubclass(SecretError, ValueError) and issubclass(UnsafeName, ValueError)

@@ -70,6 +70,22 @@ def test_home_override_applies_without_bundled(tmp_path: Path) -> None:
     assert ("local", "basic/nofile") not in found
 
 
+def test_descriptor_hidden_by_an_earlier_executable_is_not_sent(
+        tmp_path: Path, console_client: ConsoleClient, fake_console: FakeConsole) -> None:
+    """A run takes ``basic/plain`` from home, where it has no descriptor: the bundled descriptor
+    may not describe that executable, so it is not sent, and the clean is skipped (nothing the
+    console knows of is deleted)."""
+    home, bundled = layout(tmp_path)
+    (home / "local/basic/plain").write_text("#!/bin/sh\n")
+    out = io.StringIO()
+    assert register_tools(console_client, "t", [home, bundled], out=out) == 1
+    assert (f"ERROR: Register tool:local basic/plain failed, {bundled / 'local/basic/plain.json'}: not used: "
+            f"{home / 'local/basic/plain'} of an earlier plugin dir is what runs and has no descriptor; "
+            "put one beside it") in out.getvalue().splitlines()
+    assert {r.body["opName"] for r in fake_console.callbacks("registerTool")} == {"basic/echo", "native/sleep", "os/osinfo"}
+    assert fake_console.callbacks("cleanNativeTools") == []
+
+
 def test_failure_returns_1_and_skips_clean(tmp_path: Path, console_client: ConsoleClient,
                                           fake_console: FakeConsole) -> None:
     home, bundled = layout(tmp_path)

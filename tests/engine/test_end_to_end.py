@@ -210,3 +210,16 @@ def test_missing_plugin_fails_the_node_with_a_clear_line(jobs: JobFiles) -> None
     rt, outcome = jobs.run("92", params)
     assert outcome.status == "failed"
     assert "ERROR: Plugin not exists nosuch/tool" in rt.jobdir.node_log("p", "local-0-0").read_text()
+
+
+def test_descriptor_alone_in_home_hides_the_bundled_executable(jobs: JobFiles) -> None:
+    """The first plugin dir holding any file of a tool provides all of it: the bundled
+    ``basic/echo`` does not run under a descriptor written for another copy of it."""
+    (jobs.home / "plugins" / "local" / "basic").mkdir(parents=True)
+    (jobs.home / "plugins" / "local" / "basic" / "echo.json").write_text('{"opType": "runner"}')
+    params = {"runFlow": [{"groupNo": 0, "phases": [{"phaseName": "p", "phaseType": "runner", "operations": [
+        {"opId": "echo_1", "opName": "basic/echo", "opType": "runner"}]}]}]}
+    rt, outcome = jobs.run("93", params)
+    assert outcome.status == "failed"
+    assert (f"ERROR: Plugin not exists basic/echo (only its descriptor {jobs.home / 'plugins/local/basic/echo.json'}, "
+            "which hides later plugin dirs; looked in") in rt.jobdir.node_log("p", "local-0-0").read_text()

@@ -7,14 +7,8 @@ from pathlib import Path
 import pytest
 
 from autoexec.conf.config import BUNDLED_PLUGINS
-from autoexec.ops.descriptor import (
-    DescriptorError,
-    ToolNotFound,
-    discover_tools,
-    find_tool,
-    load_descriptor,
-    parse_descriptor,
-)
+from autoexec.ops.descriptor import DescriptorError, discover_tools, load_descriptor, parse_descriptor
+from autoexec.ops.toolpath import find_tool
 from autoexec.models.optype import OpType
 
 BUNDLED = [(t.op_name, t.tree, t.path) for t in discover_tools([BUNDLED_PLUGINS])]
@@ -33,9 +27,10 @@ def test_bundled_set_is_complete() -> None:
 def test_every_bundled_descriptor_validates_and_has_executable(op_name: str, kind: str, path: Path) -> None:
     desc = load_descriptor(path)
     assert desc.enabled and desc.kind == kind
-    descriptor, executable = find_tool(op_name, kind, [BUNDLED_PLUGINS])
-    assert descriptor == path
-    assert executable is not None and os.access(executable, os.X_OK)
+    found = find_tool(op_name, kind, [BUNDLED_PLUGINS])
+    assert found.descriptor == path
+    executable = found.runnable()
+    assert os.access(executable, os.X_OK)
     assert executable.read_text().startswith("#!")
 
 
@@ -113,21 +108,27 @@ def test_invalid_json_names_file_and_position(tmp_path: Path) -> None:
         load_descriptor(tmp_path / "missing.json")
 
 
-def test_find_tool_order_native_and_errors(tmp_path: Path) -> None:
-    override = tmp_path / "plugins"
-    (override / "local" / "demo").mkdir(parents=True)
-    (override / "local" / "demo" / "local.json").write_text('{"opType": "runner"}')
-    (override / "local" / "demo" / "local").write_text("#!/bin/sh\n")
-    (override / "local" / "native").mkdir()
-    (override / "local" / "native" / "setenv.json").write_text('{"opType": "native"}')
-    dirs = [override, BUNDLED_PLUGINS]
-    assert find_tool("demo/local", "runner", dirs) == (override / "local/demo/local.json", override / "local/demo/local")
-    assert find_tool("demo/remote", "target", dirs)[0] == BUNDLED_PLUGINS / "remote/demo/remote.json"
-    assert find_tool("native/setenv", "native", dirs) == (override / "local/native/setenv.json", None)
-    with pytest.raises(ToolNotFound, match="Plugin not exists basic/nope"):
-        find_tool("basic/nope", "local", dirs)
-    for bad in ("../etc/passwd", "/abs/x", "a//b"):
-        with pytest.raises(ToolNotFound):
-            find_tool(bad, "local", dirs)
-    with pytest.raises(ToolNotFound):
-        find_tool("demo/local", "elsewhere", dirs)
+def _files(root: Path, *names: str) -> None:
+    for name in names:
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text('{"opType": "runner"}' if name.endswith(".json") else "#!/bin/sh\n")
+
+
+def test_catalogue_follows_the_lookup_a_run_uses(tmp_path: Path) -> None:
+    """``--register`` sends the descriptor of the dir a run takes the tool from; a descriptor an
+    earlier dir's executable hides is not sent (it may not describe that executable), and says why."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    _files(first, "local/demo/override", "local/demo/demojson.json")
+    _files(second, "local/demo/override", "local/demo/override.json", "local/demo/demojson",
+           "local/demo/demojson.json", "local/demo/plain", "local/demo/plain.json")
+    tools = {t.op_name: t for t in discover_tools([first, second])}
+    assert tools["demo/plain"].path == second / "local/demo/plain.json" and tools["demo/plain"].problem is None
+    # a descriptor alone hides a later executable: it is the tool's description (and a run fails)
+    assert tools["demo/demojson"].path == first / "local/demo/demojson.json"
+    assert tools["demo/demojson"].problem is None
+    hidden = tools["demo/override"]
+    with pytest.raises(DescriptorError) as info:
+        hidden.load()
+    assert str(info.value) == (f"{second / 'local/demo/override.json'}: not used: {first / 'local/demo/override'} "
+                               "of an earlier plugin dir is what runs and has no descriptor; put one beside it")
