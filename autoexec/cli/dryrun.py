@@ -102,7 +102,7 @@ def _runtime(req: JobRequest, cfg: Config, jobdir: JobDir, params: Params) -> Jo
         env[key] = _env_text(value)
     spec = JobSpec(job_id=job_id, jobdir=jobdir, params=params, config=cfg, exec_user=req.exec_user,
                    force=req.force, runner_id=_runner_id(req, params), phase_filter=frozen(req.phases),
-                   group_filter=frozen(req.phase_groups), node_filter=frozen(req.nodes),
+                   group_filter=frozen(req.phase_groups), node_filter=frozen(req.node_ids),
                    max_parallel=_max_parallel(), decrypt=decrypt, dev_mode=req.dev_mode)
     notifier, masker = NullNotifier(), Masker()
     return JobRuntime(spec=spec, env=JobEnv(env, job_id=job_id, notifier=notifier, masker=masker),

@@ -5,11 +5,12 @@ params or nodes file costs nothing already recorded (issue 2, item 3).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from autoexec.conf.config import Config, load_config
 from autoexec.job.control import JobControl
@@ -43,10 +44,10 @@ class JobRequest:
     exec_user: str = "anonymous"
     params_file: str = ""
     nodes_file: str = ""
-    params_json: dict[str, Any] | None = None
+    params: dict[str, Any] | None = None
     """Inline params (deployment runs); wins over ``params_file``."""
-    nodes_jsonl: str | None = None
-    """Inline nodes file text (deployment runs); wins over ``nodes_file``."""
+    nodes: str | None = None
+    """Inline nodes file text, JSON lines (deployment runs); wins over ``nodes_file``."""
     force: bool = False
     first_fire: bool = False
     reuse_console_log: bool = False
@@ -55,7 +56,8 @@ class JobRequest:
     pass_through_env: dict[str, Any] = field(default_factory=dict)
     phase_groups: set[int] | None = None
     phases: set[str] | None = None
-    nodes: set[int] | None = None
+    node_ids: set[int] | None = None
+    """The selected nodes (``--nodes``) by resourceId; ``None`` runs them all."""
     round_no: int | None = None
     """Run only this grayScale round of the selected group(s): a coordinator is the barrier."""
     group_nodes: dict[str, str] | None = None
@@ -64,6 +66,51 @@ class JobRequest:
     phase_nodes: dict[str, str] | None = None
     """Inline node lists of phases (phase name -> JSON lines), as the per-phase nodes files."""
     sql_files: str = ""
+
+    @classmethod
+    def from_flow_parameters(cls, given: Mapping[str, Any]) -> JobRequest:
+        """The job flow's parameters (flat, as the Prefect UI form, ``prefect deployment run -p``
+        and REST callers send them) -> the request: the one place that parses them. Every flow
+        parameter is a field of the same name, or one of :data:`FLOW_ONLY_PARAMETERS`."""
+        values = {name: value for name, value in given.items() if name not in FLOW_ONLY_PARAMETERS}
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - fields)
+        if unknown:
+            raise TypeError(f"job flow parameter(s) {', '.join(unknown)}: not a JobRequest field; add the field "
+                            f"or list the name in FLOW_ONLY_PARAMETERS with what the flow does with it")
+        runner_id = given.get("runner_id")
+        pass_through = dict(values.get("pass_through_env") or {})
+        if runner_id:  # a part of a coordinated job: that runner's nodes only
+            pass_through["runnerId"] = int(runner_id)
+        round_no = values.get("round_no")
+        values.update(
+            job_id=str(values.get("job_id", "0")), pass_through_env=pass_through,
+            round_no=int(round_no) if round_no else None,
+            phase_groups=parse_id_list(_id_text(values.get("phase_groups")), "phasegroups"),
+            phases=parse_name_list(values.get("phases")),
+            node_ids=parse_id_list(_id_text(values.get("node_ids")), "nodes"),
+        )
+        return cls(**values)
+
+
+FLOW_ONLY_PARAMETERS: dict[str, str] = {
+    "runner_id": "a coordinated job's part: becomes pass_through_env['runnerId'] (which the CLI takes "
+                 "from --passthroughenv), and the flow starts the part's heartbeat",
+    "after_runs": "a coordinated job's part waits for these flow runs before it takes the job's lock; "
+                  "not an input of the job",
+}
+"""Job flow parameters that are no :class:`JobRequest` field, and why."""
+
+CLI_ONLY_FIELDS: dict[str, str] = {
+    "reuse_console_log": "--reuseconslog; a flow run's console log follows first_fire and the run count",
+    "sql_files": "--sqlfiles (SQL file descriptors for sqlfile tools): no flow parameter takes it yet",
+}
+""":class:`JobRequest` fields that are no job flow parameter, and why."""
+
+
+def _id_text(value: Any) -> str:
+    """A flow's id list: text, or one number (``-p node_ids=101`` sends an integer)."""
+    return "" if value is None else str(value)
 
 
 def parse_id_list(text: str, what: str, minimum: int = 1) -> set[int] | None:
@@ -113,10 +160,10 @@ def prepare_job_dir(req: JobRequest, cfg: Config) -> tuple[JobDir, Params]:
     except UnsafeName as exc:
         raise JobInputError(f"--jobid: {exc}") from None
     check_request(req)
-    if req.params_json is not None:
+    if req.params is not None:
         from autoexec.models.params import parse_params
 
-        params = parse_params(req.params_json, "params (inline)")
+        params = parse_params(req.params, "params (inline)")
         params_src: Path | None = None
     elif req.params_file:
         params_src = resolve_input(req.params_file, jobdir)
@@ -137,9 +184,9 @@ def prepare_job_dir(req: JobRequest, cfg: Config) -> tuple[JobDir, Params]:
         lines = [json.dumps(header.model_dump())] + [json.dumps(n, ensure_ascii=False) for n in params.runNode]
         parse_nodes_lines(lines, "params runNode")
         nodes_text = "\n".join(lines) + "\n"
-    elif req.nodes_jsonl is not None:
-        parse_nodes_lines(req.nodes_jsonl.splitlines(), "nodes (inline)")
-        nodes_text = req.nodes_jsonl
+    elif req.nodes is not None:
+        parse_nodes_lines(req.nodes.splitlines(), "nodes (inline)")
+        nodes_text = req.nodes
     elif req.nodes_file:
         nodes_src = resolve_input(req.nodes_file, jobdir)
         if not nodes_src.is_file():
@@ -150,10 +197,10 @@ def prepare_job_dir(req: JobRequest, cfg: Config) -> tuple[JobDir, Params]:
     own_lists = _own_node_lists(req, jobdir)
     # Everything is valid: only now touch the job dir.
     jobdir.make_base_dirs()
-    if req.params_json is not None:
+    if req.params is not None:
         from autoexec.jobdir.store import write_json_atomic
 
-        write_json_atomic(jobdir.params, req.params_json, indent=4)
+        write_json_atomic(jobdir.params, req.params, indent=4)
     elif params_src is not None:
         _copy_if_changed(params_src, jobdir.params)
     if nodes_text is not None:
@@ -268,7 +315,7 @@ def build_runtime(req: JobRequest, cfg: Config | None = None, notifier: Notifier
     spec = JobSpec(
         job_id=job_id, jobdir=jobdir, params=params, config=cfg, exec_user=req.exec_user, force=req.force,
         runner_id=runner_id, phase_filter=frozen(req.phases), group_filter=frozen(req.phase_groups),
-        node_filter=frozen(req.nodes), round_filter=req.round_no, max_parallel=_max_parallel(),
+        node_filter=frozen(req.node_ids), round_filter=req.round_no, max_parallel=_max_parallel(),
         no_fire_next=req.no_fire_next, dev_mode=req.dev_mode, decrypt=decrypt,
     )
     control = control or JobControl()

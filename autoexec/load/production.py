@@ -116,7 +116,7 @@ def _download_inputs(client: ConsoleClient, req: JobRequest, cfg: Config) -> Non
         jobdir = JobDir.for_job(cfg.data_dir, req.job_id)
     except UnsafeName as exc:
         raise JobInputError(f"--jobid: {exc}") from None
-    if req.params_json is None and not req.params_file and (req.first_fire or not jobdir.params.exists()):
+    if req.params is None and not req.params_file and (req.first_fire or not jobdir.params.exists()):
         with_retries("getParams", lambda: client.get_params(req.job_id, jobdir.params))
     params = _peek_params(req, jobdir)
     if _brings_own_nodes(req, params.get("runNode")):
@@ -130,13 +130,13 @@ def _download_inputs(client: ConsoleClient, req: JobRequest, cfg: Config) -> Non
 
 def _brings_own_nodes(req: JobRequest, run_node: Any) -> bool:
     """``runNode``, ``--nodesfile`` or inline nodes: no job-level nodes download, no refreshes."""
-    return bool(run_node) or bool(req.nodes_file) or req.nodes_jsonl is not None
+    return bool(run_node) or bool(req.nodes_file) or req.nodes is not None
 
 
 def _peek_params(req: JobRequest, jobdir: JobDir) -> dict[str, Any]:
     """Just enough of params.json to decide about nodes; full validation is the loader's job."""
-    if req.params_json is not None:
-        return req.params_json
+    if req.params is not None:
+        return req.params
     path = resolve_input(req.params_file, jobdir) if req.params_file else jobdir.params
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
