@@ -6,6 +6,7 @@ params or nodes file costs nothing already recorded (issue 2, item 3).
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import json
 import os
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from autoexec.jobdir.fileio import write_new
 from autoexec.jobdir.layout import JobDir, UnsafeName
 from autoexec.jobdir.logs import ConsoleLog
 from autoexec.conf.masking import Masker
-from autoexec.models.nodes import RUNNER_NODE, NodesHeader, load_nodes, parse_nodes_lines
+from autoexec.models.nodes import RUNNER_NODE, NodesFile, NodesHeader, load_nodes, parse_nodes_lines
 from autoexec.models.params import JobInputError, Params, load_params
 from autoexec.models.request import check_request
 from autoexec.job.env import JobEnv
@@ -153,29 +154,80 @@ def _copy_if_changed(source: Path, dest: Path) -> None:
     os.replace(tmp, dest)
 
 
-def prepare_job_dir(req: JobRequest, cfg: Config) -> tuple[JobDir, Params]:
-    """Validate inputs, then place params.json / nodes.json in the job dir."""
-    try:
-        jobdir = JobDir.for_job(cfg.data_dir, req.job_id)
-    except UnsafeName as exc:
-        raise JobInputError(f"--jobid: {exc}") from None
+NO_PARAMS_HINT = "give --paramsfile (devmode) or configure the console to download them"
+
+
+@dataclass(frozen=True)
+class ResolvedInputs:
+    """What a run of a request reads, validated, with nothing written yet. The run places it in the
+    job dir (:func:`prepare_job_dir`); the dry run reads it where it is (:meth:`placed`,
+    :meth:`nodes_at`). So which source wins (inline, a given file, the job dir's copy) is decided
+    once, in :func:`resolve_inputs`."""
+
+    jobdir: JobDir
+    params: Params
+    params_inline: dict[str, Any] | None = None
+    """Inline params: written as params.json."""
+    params_src: Path | None = None
+    """A params file to copy in as params.json (``None``: inline, or the job dir's own copy)."""
+    nodes_text: str | None = None
+    """params ``runNode`` or inline nodes: written as nodes.json."""
+    nodes_src: Path | None = None
+    """A nodes file to copy in as nodes.json (``None``: text above, or the job dir's own copy)."""
+    own_lists: dict[Path, str] | None = None
+    """Inline per-group/per-phase node lists by their job dir path; given, they are the only ones."""
+
+    def placed(self, path: Path) -> bool:
+        """Whether the job dir has ``path`` once a run has placed these inputs."""
+        jd = self.jobdir
+        if path == jd.params:
+            return self.params_inline is not None or self.params_src is not None or path.exists()
+        if path == jd.nodes:
+            return self.nodes_text is not None or self.nodes_src is not None or path.exists()
+        if self.own_lists is not None and _is_own_list(jd, path):
+            return path in self.own_lists
+        return path.exists()
+
+    def nodes_at(self, path: Path) -> NodesFile:
+        """The nodes a run reads at job dir path ``path`` once these inputs are placed (none when
+        nothing is there)."""
+        text = self.nodes_text if path == self.jobdir.nodes else (self.own_lists or {}).get(path)
+        if text is not None:
+            return parse_nodes_lines(text.splitlines(), str(path))
+        source = self.nodes_src if path == self.jobdir.nodes and self.nodes_src is not None else path
+        if not self.placed(path) or not source.exists():
+            return NodesFile(header=NodesHeader(totalCount=0), nodes=[])
+        return load_nodes(source)
+
+
+_OWN_LISTS = ("nodes-gp-*.json", "nodes-ph-*.json")
+"""The job dir's per-group and per-phase node lists (:meth:`JobDir.group_nodes`, :meth:`JobDir.phase_nodes`)."""
+
+
+def _is_own_list(jobdir: JobDir, path: Path) -> bool:
+    return path.parent == jobdir.root and any(fnmatch.fnmatch(path.name, pattern) for pattern in _OWN_LISTS)
+
+
+def resolve_inputs(req: JobRequest, jobdir: JobDir, no_params_hint: str = NO_PARAMS_HINT) -> ResolvedInputs:
+    """Which params and nodes a run of ``req`` uses, all validated, nothing written. Params:
+    inline, else ``params_file``, else the job dir's params.json. Job nodes: params ``runNode``,
+    else inline ``nodes``, else ``nodes_file``, else the job dir's nodes.json (if any). Relative
+    file names: see :func:`resolve_input`."""
     check_request(req)
+    params_src: Path | None = None
     if req.params is not None:
         from autoexec.models.params import parse_params
 
         params = parse_params(req.params, "params (inline)")
-        params_src: Path | None = None
     elif req.params_file:
         params_src = resolve_input(req.params_file, jobdir)
         if not params_src.is_file():
             raise JobInputError(f"{req.params_file}: params file not found")
         params = load_params(params_src)
     elif jobdir.params.exists():
-        params_src = None
         params = load_params(jobdir.params)
     else:
-        raise JobInputError(f"{jobdir.params}: no params for job {req.job_id}: give --paramsfile "
-                            f"(devmode) or configure the console to download them")
+        raise JobInputError(f"{jobdir.params}: no params for job {req.job_id}: {no_params_hint}")
     nodes_text: str | None = None
     nodes_src: Path | None = None
     if params.runNode:
@@ -194,26 +246,56 @@ def prepare_job_dir(req: JobRequest, cfg: Config) -> tuple[JobDir, Params]:
         load_nodes(nodes_src)
     elif jobdir.nodes.exists():
         load_nodes(jobdir.nodes)
-    own_lists = _own_node_lists(req, jobdir)
+    return ResolvedInputs(jobdir=jobdir, params=params, params_inline=req.params, params_src=params_src,
+                          nodes_text=nodes_text, nodes_src=nodes_src, own_lists=_own_node_lists(req, jobdir))
+
+
+def console_gives_params(req: JobRequest, jobdir: JobDir) -> bool:
+    """Production mode, as the original: params come from the console when none are given and the
+    job is first fired or has no params.json yet."""
+    return req.params is None and not req.params_file and (req.first_fire or not jobdir.params.exists())
+
+
+def brings_own_nodes(req: JobRequest, run_node: Any) -> bool:
+    """params ``runNode``, a nodes file or inline nodes: no job-level nodes download, no refreshes."""
+    return bool(run_node) or bool(req.nodes_file) or req.nodes is not None
+
+
+def console_gives_nodes(req: JobRequest, jobdir: JobDir, run_node: Any) -> bool:
+    """Production mode: the job's nodes.json comes from the console unless the job brings its own."""
+    return not brings_own_nodes(req, run_node) and (req.first_fire or not jobdir.nodes.exists())
+
+
+def job_dir_of(req: JobRequest, cfg: Config) -> JobDir:
+    try:
+        return JobDir.for_job(cfg.data_dir, req.job_id)
+    except UnsafeName as exc:
+        raise JobInputError(f"--jobid: {exc}") from None
+
+
+def prepare_job_dir(req: JobRequest, cfg: Config) -> tuple[JobDir, Params]:
+    """Validate inputs (:func:`resolve_inputs`), then place params.json / nodes.json in the job dir."""
+    jobdir = job_dir_of(req, cfg)
+    inputs = resolve_inputs(req, jobdir)
     # Everything is valid: only now touch the job dir.
     jobdir.make_base_dirs()
-    if req.params is not None:
+    if inputs.params_inline is not None:
         from autoexec.jobdir.store import write_json_atomic
 
-        write_json_atomic(jobdir.params, req.params, indent=4)
-    elif params_src is not None:
-        _copy_if_changed(params_src, jobdir.params)
-    if nodes_text is not None:
-        _write_private(jobdir.nodes, nodes_text)
-    elif nodes_src is not None:
-        _copy_if_changed(nodes_src, jobdir.nodes)
-    if own_lists is not None:
-        for stale in [*jobdir.root.glob("nodes-gp-*.json"), *jobdir.root.glob("nodes-ph-*.json")]:
-            if stale not in own_lists:
+        write_json_atomic(jobdir.params, inputs.params_inline, indent=4)
+    elif inputs.params_src is not None:
+        _copy_if_changed(inputs.params_src, jobdir.params)
+    if inputs.nodes_text is not None:
+        _write_private(jobdir.nodes, inputs.nodes_text)
+    elif inputs.nodes_src is not None:
+        _copy_if_changed(inputs.nodes_src, jobdir.nodes)
+    if inputs.own_lists is not None:
+        for stale in [p for pattern in _OWN_LISTS for p in jobdir.root.glob(pattern)]:
+            if stale not in inputs.own_lists:
                 stale.unlink(missing_ok=True)
-        for path, text in own_lists.items():
+        for path, text in inputs.own_lists.items():
             _write_private(path, text)
-    return jobdir, params
+    return jobdir, inputs.params
 
 
 def _own_node_lists(req: JobRequest, jobdir: JobDir) -> dict[Path, str] | None:
