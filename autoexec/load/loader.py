@@ -39,7 +39,9 @@ the spec is known."""
 
 @dataclass
 class JobRequest:
-    """The job inputs, identical for the CLI and for a Prefect deployment run."""
+    """The job inputs, identical for the CLI and for a Prefect deployment run: a field is the job
+    flow's parameter of the same name, parsed (:meth:`from_flow_parameters`). ``params``/``nodes``
+    are inline inputs (the params object, the nodes file's text); ``node_ids`` is the selection."""
 
     job_id: str = "0"
     exec_user: str = "anonymous"
