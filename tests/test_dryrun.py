@@ -165,3 +165,25 @@ def test_dry_run_and_run_take_inputs_from_the_same_source(jobs: JobFiles) -> Non
         assert _files(jobs.home) == before, job_id  # the dry run wrote nothing
         assert dry and {p for p, _ in dry} == {phase} and all(n.startswith(f"10.{net}.0.") for _, n in dry), (job_id, dry)
         assert _run_plan(req) == dry, job_id
+
+
+def test_production_dry_run_says_what_a_run_would_download_first(jobs: JobFiles) -> None:
+    """The console-download rules of a production run (``console_gives_params``/``_nodes``,
+    ``brings_own_nodes``), told instead of done: a dry run downloads nothing."""
+    root = jobs.home / "data" / "job" / "710"
+    root.mkdir(parents=True)
+    (root / "params.json").write_text(json.dumps(_job("p")))
+    (root / "nodes.json").write_text(_nodes(1))
+    _, nodes_file = jobs.write(_job("p"), _nodes(2), name="own")
+
+    def said(**request: Any) -> str:
+        out = io.StringIO()
+        assert dry_run(JobRequest(job_id="710", dev_mode=False, **request), out) == 0
+        return out.getvalue()
+
+    first = said(first_fire=True)
+    assert "refresh its params and nodes from the console first" in first and "Nodes: the copies there are now" in first
+    again = said()
+    assert "Inputs:" not in again and "Nodes: the copies there are now" in again
+    own = said(first_fire=True, nodes_file=str(nodes_file))
+    assert "refresh its params from the console first" in own and "Nodes:" not in own and "10.2.0.1" in own

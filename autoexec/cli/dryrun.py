@@ -25,7 +25,8 @@ from autoexec.jobdir.layout import JobDir, NodePaths, safe_name
 from autoexec.job.env import JobEnv
 from autoexec.job.spec import JobSpec, frozen
 from autoexec.load.loader import (JobRequest, ResolvedInputs, _decryptor, _env_text, _max_parallel, _runner_id,
-                                  console_gives_nodes, console_gives_params, job_dir_of, resolve_inputs)
+                                  brings_own_nodes, console_gives_nodes, console_gives_params, job_dir_of,
+                                  resolve_inputs)
 from autoexec.jobdir.logs import ConsoleLog, NodeLog
 from autoexec.conf.masking import Masker
 from autoexec.models.nodes import RUNNER_NODE, Node, NodesFile
@@ -119,6 +120,9 @@ class DryRun:
             if fetched:
                 self.say(0, f"Inputs: the job directory's copies (a run would refresh its {' and '.join(fetched)} "
                             f"from the console first).")
+            if not brings_own_nodes(self.req, inputs.params.runNode):
+                self.say(0, "Nodes: the copies there are now (a run asks the console for each phase's or group's "
+                            "nodes just before it runs them).")
         for group in rt.params.runFlow:
             if rt.spec.group_filter is not None and group.groupNo not in rt.spec.group_filter:
                 continue
