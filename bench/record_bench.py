@@ -26,6 +26,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from tests.procs import cmdline, pids_with_env  # noqa: E402
 
 
 def write_job(tmp: Path, name: str, n: int, script: str) -> tuple[Path, Path]:
@@ -56,20 +57,12 @@ def rss_mb(pid: int) -> float:
 def prefect_side_pids(home: Path) -> dict[str, list[int]]:
     """Recorders and the embedded server (and its children) serving ``home``."""
     found: dict[str, list[int]] = {"recorder": [], "server": []}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmd = (entry / "cmdline").read_bytes()
-            env = (entry / "environ").read_bytes()
-        except OSError:
-            continue
-        if f"AUTOEXEC_HOME={home}".encode() not in env.split(b"\0"):
-            continue
+    for pid in pids_with_env(f"AUTOEXEC_HOME={home}"):
+        cmd = cmdline(pid)
         if b"autoexec.flows.recorder" in cmd:
-            found["recorder"].append(int(entry.name))
+            found["recorder"].append(pid)
         elif b"prefect" in cmd and b"server" in cmd:
-            found["server"].append(int(entry.name))
+            found["server"].append(pid)
     return found
 
 

@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures_core import cli_env, script_op
+from tests.procs import pids_with_env
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -129,15 +130,17 @@ def _recorded_succeed(job_dir: Path) -> set[tuple[str, str]]:
 
 
 def _job_processes(job_id: str) -> list[int]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                if f"AUTOEXEC_JOBID={job_id}".encode() in (proc / "environ").read_bytes().split(b"\0"):
-                    found.append(int(proc.name))
-            except OSError:
-                pass
-    return found
+    return pids_with_env(f"AUTOEXEC_JOBID={job_id}")
+
+
+def _clean_up(job_id: str, ledger: Path) -> None:
+    """Whatever a failed test left of the job is killed; the ledger goes."""
+    for pid in _job_processes(job_id):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    shutil.rmtree(ledger, ignore_errors=True)
 
 
 def test_sigkill_loop_runs_every_op_once_and_never_overlapping(sshd_pool, tagent_agent, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -208,12 +211,7 @@ def test_sigkill_loop_runs_every_op_once_and_never_overlapping(sshd_pool, tagent
         assert kills >= KILLS and gray_kills >= 3
         assert not _job_processes(job_id), "processes of the job outlived its end"
     finally:
-        for pid in _job_processes(job_id):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        shutil.rmtree(ledger, ignore_errors=True)
+        _clean_up(job_id, ledger)
 
 
 def test_rerun_after_a_crash_kills_what_the_old_op_left_on_ssh_and_tagent_hosts(sshd_pool, tagent_agent,  # type: ignore[no-untyped-def]
@@ -259,9 +257,4 @@ def test_rerun_after_a_crash_kills_what_the_old_op_left_on_ssh_and_tagent_hosts(
             assert all(float(r[3]) < rerun_at for r in records if r[0] == "daemon"), f"{name}: the daemon outlived the reap"
         assert not _job_processes(job_id)
     finally:
-        for pid in _job_processes(job_id):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        shutil.rmtree(ledger, ignore_errors=True)
+        _clean_up(job_id, ledger)

@@ -25,6 +25,7 @@ from autoexec.jobdir.layout import JobDir
 from tests.fixtures_core import REPO, process_running, script_op
 from tests.fixtures_postgres import PrefectOnPostgres, stop_process_group
 from tests.prefect_record import API_POLL
+from tests.procs import pids_with_env
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -192,14 +193,10 @@ def _status_files(home: Path, job: str) -> dict[str, dict[str, str]]:
 def _host_goes_away(home: Path) -> None:
     """SIGKILL every process of one simulated host (the worker runs each part in a session of its
     own, so killing the worker's process group is not enough)."""
-    marker = f"AUTOEXEC_HOME={home}".encode() + b"\0"
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
+    for pid in pids_with_env(f"AUTOEXEC_HOME={home}"):
         try:
-            if marker in (entry / "environ").read_bytes():
-                os.kill(int(entry.name), signal.SIGKILL)
-        except (OSError, ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
             pass
 
 

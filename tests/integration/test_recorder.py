@@ -20,6 +20,7 @@ from autoexec.flows.api import PrefectApi
 from autoexec.flows.recorder import pid_path, recorder_running, stop_recorder
 from tests.fixtures_core import cli_env, nodes_lines, script_op
 from tests.prefect_record import api_url, flow_runs, job_record
+from tests.procs import cmdline, is_zombie, pids_with_env
 from tests.waiting import wait_until
 from tests.tcp_proxy import TcpProxy
 
@@ -28,20 +29,8 @@ pytestmark = pytest.mark.integration
 
 def _recorders(home: Path) -> list[int]:
     """Recorder processes serving ``home`` (by their command line and environment)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmd = (entry / "cmdline").read_bytes()
-            env = (entry / "environ").read_bytes()
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if b"autoexec.flows.recorder" in cmd and f"AUTOEXEC_HOME={home}".encode() + b"\0" in env + b"\0" \
-                and stat.rsplit(")", 1)[1].split()[0] != "Z":
-            found.append(int(entry.name))
-    return found
+    return [pid for pid in pids_with_env(f"AUTOEXEC_HOME={home}")
+            if b"autoexec.flows.recorder" in cmdline(pid) and not is_zombie(pid)]
 
 
 @pytest.fixture

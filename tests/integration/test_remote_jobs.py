@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures_core import JobFiles, run_runtime, script_op
+from tests.procs import pids_with_env
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -105,17 +106,7 @@ def test_abort_kills_the_remote_process(jobs: JobFiles, sshd_pool) -> None:  # t
 
 
 def _remote_sleepers(job_id: str) -> list[int]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            env = (proc / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if f"AUTOEXEC_JOBID={job_id}".encode() in env:
-            found.append(int(proc.name))
-    return found
+    return pids_with_env(f"AUTOEXEC_JOBID={job_id}")
 
 
 @pytest.mark.parametrize("protocol", ["ssh", "tagent"])

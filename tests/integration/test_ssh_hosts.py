@@ -18,8 +18,9 @@ import pytest
 
 from autoexec.transports.base import Endpoint, RemoteOp, RemoteResult, Timeouts, Upload
 from autoexec.transports.ssh import SshTransport
-from tests.tcp_proxy import TcpProxy
+from tests.procs import pids_with_env
 from tests.sshd_pool import Account, Sshd, SshdPool
+from tests.tcp_proxy import TcpProxy
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -255,18 +256,6 @@ def proxy(sshd_pool: SshdPool) -> Iterator[TcpProxy]:
     made.down()
 
 
-def _pids_with_env(entry: str) -> list[int]:
-    found = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                if entry.encode() in Path(f"/proc/{name}/environ").read_bytes().split(b"\0"):
-                    found.append(int(name))
-            except OSError:
-                pass
-    return found
-
-
 def _long_op() -> RemoteOp:
     job = _job()
     return RemoteOp(job_id=job, root=f"/tmp/autoexec-{job}-1-0", uploads=[], workdir="",
@@ -293,7 +282,7 @@ def test_connection_dropped_mid_op_kills_it_and_removes_its_dir(sshd_pool: SshdP
     assert result.exit_code is None and result.error is not None
     assert "connection lost" in result.error and f"{op.root} removed over a new connection" in result.error
     assert not os.path.exists(op.root)
-    wait_until(lambda: not _pids_with_env(f"AUTOEXEC_JOBID={op.job_id}"), 5)
+    wait_until(lambda: not pids_with_env(f"AUTOEXEC_JOBID={op.job_id}"), 5)
 
 
 def test_dir_left_by_a_dropped_connection_is_named_then_removed_at_the_next_contact(
@@ -314,7 +303,7 @@ def test_dir_left_by_a_dropped_connection_is_named_then_removed_at_the_next_cont
     follow_up.argv = ["true"]
     assert transport.run(follow_up, lambda _l: None, threading.Event()).ok
     assert not os.path.exists(op.root)
-    wait_until(lambda: not _pids_with_env(f"AUTOEXEC_JOBID={op.job_id}"), 5)
+    wait_until(lambda: not pids_with_env(f"AUTOEXEC_JOBID={op.job_id}"), 5)
 
 
 def test_kill_job_through_a_noisy_login_shell(sshd_pool: SshdPool, noisy_account: Account, transports) -> None:
@@ -331,4 +320,4 @@ def test_kill_job_through_a_noisy_login_shell(sshd_pool: SshdPool, noisy_account
     assert transports(_endpoint(sshd_pool.ports[1], noisy_account)).kill_job(job) is None
     worker.join(20)
     assert out and out[0].exit_code == 137
-    assert not _pids_with_env(f"AUTOEXEC_JOBID={job}")
+    assert not pids_with_env(f"AUTOEXEC_JOBID={job}")

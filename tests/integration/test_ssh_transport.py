@@ -18,6 +18,7 @@ import pytest
 
 from autoexec.transports.base import Endpoint, FailureKind, RemoteOp, RemoteResult, RemoteTransport, Timeouts, Upload
 from autoexec.transports.ssh import HandshakeLimiter, SshTransport, reset_handshake_limiter
+from tests.procs import pids_with_env
 from tests.sshd_pool import Sshd, SshdPool
 from tests.waiting import wait_until
 
@@ -42,20 +43,6 @@ def _op(job_id: str, argv: list[str], **kw: object) -> RemoteOp:
                                      workdir="", argv=argv, env={"AUTOEXEC_JOBID": job_id})
     values.update(kw)
     return RemoteOp(**values)  # type: ignore[arg-type]
-
-
-def _pids_with_env(entry: str) -> list[int]:
-    """Processes whose environment holds exactly ``entry`` (we are root, so all are readable)."""
-    found = []
-    wanted = entry.encode()
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                if wanted in Path(f"/proc/{name}/environ").read_bytes().split(b"\0"):
-                    found.append(int(name))
-            except OSError:
-                pass
-    return found
 
 
 def _cmdlines_containing(text: str) -> list[str]:
@@ -258,7 +245,7 @@ def test_command_exceeding_op_timeout_is_killed(sshd_pool: SshdPool, transports)
     assert result.exit_code is None
     assert result.error is not None and "op timeout of 2s" in result.error
     assert 1.9 < took < 3.5
-    wait_until(lambda: not _pids_with_env(f"AUTOEXEC_JOBID={job}"), 2)
+    wait_until(lambda: not pids_with_env(f"AUTOEXEC_JOBID={job}"), 2)
 
 
 def test_silence_longer_than_read_timeout_fails(sshd_pool: SshdPool, transports) -> None:
@@ -269,7 +256,7 @@ def test_silence_longer_than_read_timeout_fails(sshd_pool: SshdPool, transports)
     assert result.exit_code is None
     assert result.error is not None and "no output for 1.5s" in result.error
     assert 2.4 < took < 4  # the clock restarts at each line: 1 s + 1.5 s
-    wait_until(lambda: not _pids_with_env(f"AUTOEXEC_JOBID={job}"), 2)
+    wait_until(lambda: not pids_with_env(f"AUTOEXEC_JOBID={job}"), 2)
 
 
 def test_sshd_killed_mid_command_is_a_connection_error(sshd_pool: SshdPool, sshd_dedicated: Sshd,
@@ -300,14 +287,14 @@ def test_cancel_kills_remote_process_group_promptly(sshd_pool: SshdPool, transpo
     token = "tok-" + uuid.uuid4().hex
     op = _op(job, ["sh", "-c", "sleep 30 & sleep 31; wait"], env={"AUTOEXEC_JOBID": job, "TOKEN": token})
     running = _Background(transports(_endpoint(sshd_pool)), op)
-    wait_until(lambda: len(_pids_with_env(marker)) >= 3, 5)
+    wait_until(lambda: len(pids_with_env(marker)) >= 3, 5)
     assert _cmdlines_containing(token) == [], "env values must not be visible in the process list"
     cancelled_at = time.monotonic()
     running.cancel.set()
     result = running.join(5)
     assert result == RemoteResult(exit_code=None, error="aborted", kind=FailureKind.CANCELLED)
     assert running.finished_at - cancelled_at < 1.5
-    wait_until(lambda: not _pids_with_env(marker), 2 - (time.monotonic() - cancelled_at))
+    wait_until(lambda: not pids_with_env(marker), 2 - (time.monotonic() - cancelled_at))
     assert not os.path.exists(op.root)
 
 
@@ -318,12 +305,12 @@ def test_kill_job_matches_exact_job_id_only(sshd_pool: SshdPool, transports) -> 
     transport_long = transports(_endpoint(sshd_pool, 1))
     victim = _Background(transport_short, _op(short, ["sh", "-c", "sleep 30"]))
     bystander = _Background(transport_long, _op(longer, ["sh", "-c", f"echo {short}; sleep 30"]))
-    wait_until(lambda: bool(_pids_with_env(f"AUTOEXEC_JOBID={short}"))
-                       and bool(_pids_with_env(f"AUTOEXEC_JOBID={longer}")), 5)
+    wait_until(lambda: bool(pids_with_env(f"AUTOEXEC_JOBID={short}"))
+                       and bool(pids_with_env(f"AUTOEXEC_JOBID={longer}")), 5)
     assert transports(_endpoint(sshd_pool, 2)).kill_job(short) is None
     assert victim.join(5).exit_code == 128 + signal.SIGKILL
-    assert not _pids_with_env(f"AUTOEXEC_JOBID={short}")
-    assert _pids_with_env(f"AUTOEXEC_JOBID={longer}") and bystander.result is None
+    assert not pids_with_env(f"AUTOEXEC_JOBID={short}")
+    assert pids_with_env(f"AUTOEXEC_JOBID={longer}") and bystander.result is None
     assert transport_long.kill_job(longer) is None
     assert bystander.join(5).exit_code == 128 + signal.SIGKILL
 
@@ -459,7 +446,7 @@ def test_run_command_timeout_kills_command_and_leaves_no_pid_file(sshd_pool: Ssh
     timed_out = transport.run_command(["sleep", "30"], lines.append, threading.Event(),
                                       env={"AUTOEXEC_JOBID": job}, timeout=1)
     assert timed_out.error is not None and "op timeout of 1s" in timed_out.error
-    wait_until(lambda: not _pids_with_env(f"AUTOEXEC_JOBID={job}"), 2)
+    wait_until(lambda: not pids_with_env(f"AUTOEXEC_JOBID={job}"), 2)
     mine = f".autoexec-cmd-{os.getpid()}-"  # other test sessions may be running commands too
     assert not [name for name in set(os.listdir("/tmp")) - before if name.startswith(mine)]
 

@@ -15,6 +15,7 @@ import pytest
 from autoexec.transports.base import Endpoint, FailureKind, RemoteOp, RemoteResult, RemoteTransport, Timeouts, Upload
 from autoexec.transports.tagent import TagentTransport
 from autoexec.transports.tagent_client import TagentClient
+from tests.procs import pids_with_env
 from tests.tagent_agent import TagentTestAgent
 from tests.waiting import wait_until
 
@@ -155,19 +156,6 @@ def test_command_exceeding_op_timeout(tagent_agent: TagentTestAgent, tmp_path: P
     assert time.monotonic() - started < 3
 
 
-def _pids_with_marker(marker: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                env = (entry / "environ").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if marker.encode() in env:
-                found.append(int(entry.name))
-    return found
-
-
 def test_cancel_aborts_promptly_and_kills_the_command(tagent_agent: TagentTestAgent, tmp_path: Path) -> None:
     op = make_op(tmp_path, ["sh", "-c", "echo started; sleep 30"])
     cancel = threading.Event()
@@ -187,7 +175,7 @@ def test_cancel_aborts_promptly_and_kills_the_command(tagent_agent: TagentTestAg
     # the command would run 30 s: ending well before that is the cancel's doing, on a loaded machine too
     assert out == [RemoteResult(exit_code=None, error="aborted", kind=FailureKind.CANCELLED)], out
     assert took < 20, took
-    wait_until(lambda: _pids_with_marker(f"AUTOEXEC_JOBID={op.job_id}") == [], 10, "the op's processes to be killed")
+    wait_until(lambda: pids_with_env(f"AUTOEXEC_JOBID={op.job_id}") == [], 10, "the op's processes to be killed")
 
 
 def test_kill_job_matches_the_exact_job_id_only(tagent_agent: TagentTestAgent) -> None:

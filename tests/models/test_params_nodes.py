@@ -8,8 +8,8 @@ import pytest
 from autoexec.models.nodes import load_nodes, parse_nodes_lines
 from autoexec.models.params import JobInputError, load_params, parse_params
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "examples"
 
 
 def test_console_sample_params_parse_with_unknown_fields_kept(tmp_path: Path) -> None:

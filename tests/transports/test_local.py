@@ -202,7 +202,7 @@ def test_children_die_with_a_sigkilled_runner(tmp_path: Path) -> None:
         f"while not os.path.exists({str(marker)!r}): time.sleep(0.02)\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"
     )
-    runner = subprocess.run([PY, "-c", code], cwd=str(Path(__file__).resolve().parent.parent), timeout=30)
+    runner = subprocess.run([PY, "-c", code], cwd=str(Path(__file__).resolve().parents[2]), timeout=30)
     assert runner.returncode == -signal.SIGKILL
     pids = [int(p) for p in marker.read_text().split()]
     wait_until(lambda: not any(process_running(p) for p in pids), 10, "the children of the killed runner to die")

@@ -17,7 +17,7 @@ from tests.fake_console import TOKEN, USER, FakeConsole
 from tests.waiting import wait_until
 
 FAST = {"base_delay": 0.02, "max_delay": 0.1, "poll_interval": 0.05}
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

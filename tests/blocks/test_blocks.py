@@ -76,7 +76,7 @@ def test_block_document_keeps_secrets_obfuscated() -> None:
 @pytest.mark.skipif(os.environ.get("AUTOEXEC_TEST_PREFECT_CLI") != "1",
                     reason="set AUTOEXEC_TEST_PREFECT_CLI=1 to run `prefect block register` (~10 s)")
 def test_prefect_block_register_cli(tmp_path: Path) -> None:
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PREFECT_HOME": str(tmp_path), "PYTHONPATH": str(root)}
     proc = subprocess.run([sys.executable, "-m", "prefect", "block", "register", "-m", "autoexec.blocks"],
                           env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=240)

@@ -12,7 +12,7 @@ import pytest
 from autoexec.conf.secrets import encrypt_secret
 from tests.fixtures_core import JobFiles, nodes_lines
 
-TOOLS = Path(__file__).resolve().parent / "toollib_tools" / "plugins"
+TOOLS = Path(__file__).resolve().parents[1] / "toollib_tools" / "plugins"
 KEY = "toollib-password-key"
 
 

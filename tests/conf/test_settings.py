@@ -10,7 +10,7 @@ import pytest
 from autoexec.conf.config import ConfigError, load_config
 from autoexec.conf.settings import Settings, SettingsError, default_label, env_name, load_settings, markdown_table, type_label
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 # A value of the wrong type (or out of range) for every setting that can have one.
 BAD = {
