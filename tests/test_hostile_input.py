@@ -155,10 +155,10 @@ def test_deployment_parameters_are_checked_like_files(jobs: JobFiles) -> None:
     bad = _params()
     bad["runFlow"][0]["phases"][0]["operations"][0]["scriptContent"] = "echo \ud800"
     with pytest.raises(JobInputError, match=r"params \(inline\): field .*scriptContent: .*surrogate"):
-        build_runtime(JobRequest(job_id=JOB, params_json=bad, nodes_jsonl=nodes_lines(1), dev_mode=True))
+        build_runtime(JobRequest(job_id=JOB, params=bad, nodes=nodes_lines(1), dev_mode=True))
     nodes = nodes_lines(1).replace('"10.1.0.1"', '"10.1.0.1\udc80"')
     with pytest.raises(JobInputError, match=r"nodes \(inline\): line 2: field host: .*surrogate"):
-        build_runtime(JobRequest(job_id=JOB, params_json=_params(), nodes_jsonl=nodes, dev_mode=True))
+        build_runtime(JobRequest(job_id=JOB, params=_params(), nodes=nodes, dev_mode=True))
     _nothing_recorded(jobs.home)
 
 

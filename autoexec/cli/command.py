@@ -181,7 +181,7 @@ def run(args: argparse.Namespace, control: JobControl | None = None, lock: JobLo
             no_fire_next=args.nofirenext, pass_through_env=pass_through,
             phase_groups=parse_id_list(args.phasegroups, "phasegroups", minimum=0),
             phases=parse_name_list(args.phases),
-            nodes=parse_id_list(args.nodes, "nodes"), sql_files=args.sqlfiles,
+            node_ids=parse_id_list(args.nodes, "nodes"), sql_files=args.sqlfiles,
         )
         if args.dryrun:
             from autoexec.cli.dryrun import dry_run

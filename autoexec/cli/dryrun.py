@@ -9,7 +9,6 @@ no Prefect record, and writes nothing: no job directory files, status, pid or co
 """
 from __future__ import annotations
 
-import json
 import os
 import posixpath
 import sys
@@ -21,16 +20,18 @@ from autoexec.conf.config import Config, load_config
 from autoexec.conf.secrets import OPTION_PREFIX
 from autoexec.job.control import JobControl
 from autoexec.job.files import FileParams
-from autoexec.engine.groups import nodes_file_for, plan_phase, read_nodes, round_sizes, runner_round
-from autoexec.jobdir.layout import JobDir, NodePaths, UnsafeName, safe_name
+from autoexec.engine.groups import nodes_file_for, plan_phase, round_sizes, runner_round
+from autoexec.jobdir.layout import JobDir, NodePaths, safe_name
 from autoexec.job.env import JobEnv
 from autoexec.job.spec import JobSpec, frozen
-from autoexec.load.loader import JobRequest, _decryptor, _env_text, _max_parallel, _runner_id, resolve_input
+from autoexec.load.loader import (JobRequest, ResolvedInputs, _decryptor, _env_text, _max_parallel, _runner_id,
+                                  brings_own_nodes, console_gives_nodes, console_gives_params, job_dir_of,
+                                  resolve_inputs)
 from autoexec.jobdir.logs import ConsoleLog, NodeLog
 from autoexec.conf.masking import Masker
-from autoexec.models.nodes import RUNNER_NODE, Node, NodesHeader, load_nodes, parse_nodes_lines
+from autoexec.models.nodes import RUNNER_NODE, Node, NodesFile
 from autoexec.models.optype import ExecKind, PluginTree
-from autoexec.models.params import Group, JobInputError, Operation, Params, load_params
+from autoexec.models.params import Group, Operation, Params
 from autoexec.models.status import Status
 from autoexec.events.notify import NullNotifier
 from autoexec.ops.nodectx import NodeContext
@@ -66,30 +67,6 @@ class _DryContext(NodeContext):
             self.credentials_error = None
 
 
-def _load_inputs(req: JobRequest, jobdir: JobDir) -> Params:
-    """The run's validation, without copying anything into the job directory."""
-    if req.params_file:
-        path = resolve_input(req.params_file, jobdir)
-        if not path.is_file():
-            raise JobInputError(f"{req.params_file}: params file not found")
-        params = load_params(path)
-    elif jobdir.params.exists():
-        params = load_params(jobdir.params)
-    else:
-        raise JobInputError(f"{jobdir.params}: no params for job {req.job_id}: a dry run downloads nothing, "
-                            f"give --paramsfile")
-    if params.runNode:
-        runner_id = _runner_id(req, params)
-        header = NodesHeader(totalCount=len(params.runNode), localRunnerId=runner_id, jobRunnerIds=[runner_id])
-        parse_nodes_lines([json.dumps(header.model_dump())] + [json.dumps(n) for n in params.runNode], "params runNode")
-    elif req.nodes_file:
-        nodes = resolve_input(req.nodes_file, jobdir)
-        if not nodes.is_file():
-            raise JobInputError(f"{req.nodes_file}: nodes file not found")
-        load_nodes(nodes)
-    return params
-
-
 def _runtime(req: JobRequest, cfg: Config, jobdir: JobDir, params: Params) -> JobRuntime:
     job_id = req.job_id if req.job_id not in ("", "0") else params.job_id
     env = dict(os.environ)
@@ -103,7 +80,7 @@ def _runtime(req: JobRequest, cfg: Config, jobdir: JobDir, params: Params) -> Jo
         env[key] = _env_text(value)
     spec = JobSpec(job_id=job_id, jobdir=jobdir, params=params, config=cfg, exec_user=req.exec_user,
                    force=req.force, runner_id=_runner_id(req, params), phase_filter=frozen(req.phases),
-                   group_filter=frozen(req.phase_groups), node_filter=frozen(req.nodes),
+                   group_filter=frozen(req.phase_groups), node_filter=frozen(req.node_ids),
                    max_parallel=_max_parallel(), decrypt=decrypt, dev_mode=req.dev_mode)
     notifier, masker = NullNotifier(), Masker()
     return JobRuntime(spec=spec, env=JobEnv(env, job_id=job_id, notifier=notifier, masker=masker),
@@ -119,18 +96,15 @@ class _NothingFetched(NoConsole):
         return None
 
 
-def _nodes_path(rt: JobRuntime, req: JobRequest, group: Group, phase: str | None) -> Path:
-    """The nodes file a run would read: a phase's or group's own file, else the given one (a run
-    copies it in as nodes.json first), else the job's."""
-    found = nodes_file_for(rt, group.groupNo, phase)
-    if req.nodes_file and found == rt.jobdir.nodes:
-        return resolve_input(req.nodes_file, rt.jobdir)
-    return found
-
-
 class DryRun:
-    def __init__(self, rt: JobRuntime, req: JobRequest, out: TextIO) -> None:
-        self.rt, self.req, self.out = rt, req, out
+    def __init__(self, rt: JobRuntime, req: JobRequest, inputs: ResolvedInputs, out: TextIO) -> None:
+        self.rt, self.req, self.inputs, self.out = rt, req, inputs, out
+
+    def nodes(self, group: Group, phase: str | None) -> tuple[Path, NodesFile]:
+        """The nodes file a run would read (a phase's or group's own, else the job's) and what it
+        would hold once the run placed its inputs: the loader's resolution, read where it is."""
+        path = nodes_file_for(self.rt, group.groupNo, phase, exists=self.inputs.placed)
+        return path, self.inputs.nodes_at(path)
 
     def say(self, indent: int, text: str) -> None:
         self.out.write("  " * indent + text + "\n")
@@ -139,8 +113,17 @@ class DryRun:
         rt = self.rt
         self.say(0, f"Dry run of job {rt.job_id} ({'devmode' if rt.dev_mode else 'production'}): nothing is "
                     f"started, connected, downloaded or written.")
-        if self.req.params_file == "" and self.req.nodes_file == "" and not rt.dev_mode:
-            self.say(0, "Inputs: the job directory's copies (a run would refresh them from the console first).")
+        if not rt.dev_mode:
+            jobdir, inputs = rt.jobdir, self.inputs
+            fetched = [name for name, fetch in (
+                ("params", console_gives_params(self.req, jobdir)),
+                ("nodes", console_gives_nodes(self.req, jobdir, inputs.params.runNode))) if fetch]
+            if fetched:
+                self.say(0, f"Inputs: the job directory's copies (a run would refresh its {' and '.join(fetched)} "
+                            f"from the console first).")
+            if not brings_own_nodes(self.req, inputs.params.runNode):
+                self.say(0, "Nodes: the copies there are now (a run asks the console for each phase's or group's "
+                            "nodes just before it runs them).")
         for group in rt.params.runFlow:
             if rt.spec.group_filter is not None and group.groupNo not in rt.spec.group_filter:
                 continue
@@ -154,11 +137,12 @@ class DryRun:
         if one_shot:
             self.say(0, f"Group {group.groupNo}: oneShot, {len(phases)} phase(s) run concurrently")
             for index, phase in phases:
-                plan = plan_phase(rt, group, phase, index, round_count, _nodes_path(rt, self.req, group, phase.phaseName))
+                path, nodes = self.nodes(group, phase.phaseName)
+                plan = plan_phase(rt, group, phase, index, round_count, path, holds=nodes)
                 self.phase(plan, plan.nodes)
             return
-        path = _nodes_path(rt, self.req, group, None)
-        all_nodes = read_nodes(path).nodes
+        path, group_nodes = self.nodes(group, None)
+        all_nodes = group_nodes.nodes
         sizes = round_sizes(len(all_nodes), round_count)
         self.say(0, f"Group {group.groupNo}: grayScale, {len(sizes)} round(s) of {', '.join(map(str, sizes))} node(s), "
                     f"each round through every phase in order; failure thresholds count per round")
@@ -169,7 +153,7 @@ class DryRun:
             offset += size
             self.say(1, f"Round {round_no}/{len(sizes)}: {', '.join(str(n.resourceId) for n in batch) or 'no node of this runner'}")
             for index, phase in phases:
-                plan = plan_phase(rt, group, phase, index, round_count, path)
+                plan = plan_phase(rt, group, phase, index, round_count, path, holds=group_nodes)
                 plan.parallel = 1 if plan.on_runner else max(1, min(max(sizes), rt.max_parallel))
                 if plan.on_runner:
                     if plan.nodes and round_no == runner_round(phase.execRound, len(sizes)):
@@ -301,14 +285,11 @@ def _native_in_process() -> set[str]:
 
 def dry_run(req: JobRequest, out: TextIO | None = None) -> int:
     cfg = load_config()
+    jobdir = job_dir_of(req, cfg)
+    inputs = resolve_inputs(req, jobdir, no_params_hint="a dry run downloads nothing, give --paramsfile")
+    rt = _runtime(req, cfg, jobdir, inputs.params)
     try:
-        jobdir = JobDir.for_job(cfg.data_dir, req.job_id)
-    except UnsafeName as exc:
-        raise JobInputError(f"--jobid: {exc}") from None
-    params = _load_inputs(req, jobdir)
-    rt = _runtime(req, cfg, jobdir, params)
-    try:
-        DryRun(rt, req, out or sys.stdout).run()
+        DryRun(rt, req, inputs, out or sys.stdout).run()
     finally:
         rt.console.close()
     return 0

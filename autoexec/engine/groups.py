@@ -31,12 +31,14 @@ class GroupResult:
         return any(Status.of(s).failed for s in self.phases.values())
 
 
-def nodes_file_for(rt: JobRuntime, group_no: int, phase: str | None) -> Path:
-    """Per-phase file, else per-group file, else the job's nodes.json."""
+def nodes_file_for(rt: JobRuntime, group_no: int, phase: str | None,
+                   exists: Callable[[Path], bool] = Path.exists) -> Path:
+    """Per-phase file, else per-group file, else the job's nodes.json. ``exists``: whether the job
+    dir has a file (the dry run asks what it would have once a run placed its inputs)."""
     jd = rt.jobdir
     candidates = ([jd.phase_nodes(phase)] if phase else []) + [jd.group_nodes(group_no), jd.nodes]
     for path in candidates:
-        if path.exists():
+        if exists(path):
             return path
     return jd.nodes
 
@@ -67,9 +69,10 @@ def my_nodes(rt: JobRuntime, nodes: Iterable[Node]) -> list[Node]:
 
 
 def plan_phase(rt: JobRuntime, group: Group, phase: Phase, index: int, round_count: int | None,
-               nodes_path: Path | None = None) -> PhasePlan:
+               nodes_path: Path | None = None, holds: NodesFile | None = None) -> PhasePlan:
+    """``holds``: what ``nodes_path`` will hold, when it is not read from there (a dry run)."""
     path = nodes_path or nodes_file_for(rt, group.groupNo, phase.phaseName)
-    nodes_file = read_nodes(path)
+    nodes_file = holds if holds is not None else read_nodes(path)
     rt.masker.add_from(nodes_file, lambda: node_secrets(nodes_file.nodes, rt.decrypt))
     if phase.runs_on_runner:
         local = nodes_file.header.localRunnerId == rt.runner_id

@@ -209,10 +209,12 @@ def job_flow(job_id: str | int, exec_user: str = "anonymous", params_file: str =
     ``after_runs`` (the step before) to complete before it starts. ``group_nodes`` (groupNo ->
     JSON lines) and ``phase_nodes`` (phase name -> JSON lines) are the per-group and per-phase
     nodes files of the job dir; given, they replace the ones there."""
-    from autoexec.load.loader import parse_id_list, parse_name_list, release_runtime
+    given = dict(locals())  # exactly this flow's parameters, by name
+    from autoexec.load.loader import release_runtime
     from autoexec.load.production import build_job_runtime
 
-    job_id, phase_groups, node_ids = str(job_id), str(phase_groups), str(node_ids)
+    req = JobRequest.from_flow_parameters(given)
+    job_id = req.job_id
     flow_run = _current_flow_run()
     flow_run_id = str(flow_run.id) if flow_run is not None else None
     if runner_id and flow_run_id is not None:  # a part of a coordinated job: its coordinator watches this
@@ -249,15 +251,7 @@ def job_flow(job_id: str | int, exec_user: str = "anonymous", params_file: str =
             raise RuntimeError("job_flow runs as a Prefect flow run (a deployment or a direct call)")
         lock.honour_request(control)
         if flow_run.run_count > 1:
-            first_fire = False  # a resume or retry continues this generation's console log
-        req = JobRequest(job_id=job_id, exec_user=exec_user, params_file=params_file, nodes_file=nodes_file,
-                         params_json=params, nodes_jsonl=nodes, force=force, first_fire=first_fire,
-                         dev_mode=dev_mode, no_fire_next=no_fire_next,
-                         pass_through_env={**(pass_through_env or {}), **({"runnerId": int(runner_id)} if runner_id else {})},
-                         round_no=int(round_no) if round_no else None,
-                         group_nodes=group_nodes, phase_nodes=phase_nodes,
-                         phase_groups=parse_id_list(phase_groups, "phasegroups"), phases=parse_name_list(phases),
-                         nodes=parse_id_list(node_ids, "nodes"))
+            req.first_fire = False  # a resume or retry continues this generation's console log
         rt = build_job_runtime(req, control=control, job_lock=lock)
         try:
             outcome, message = run_in_flow_run(rt, str(flow_run.id))

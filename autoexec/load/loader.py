@@ -5,11 +5,13 @@ params or nodes file costs nothing already recorded (issue 2, item 3).
 """
 from __future__ import annotations
 
+import dataclasses
+import fnmatch
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from autoexec.conf.config import Config, load_config
 from autoexec.job.control import JobControl
@@ -17,7 +19,7 @@ from autoexec.jobdir.fileio import write_new
 from autoexec.jobdir.layout import JobDir, UnsafeName
 from autoexec.jobdir.logs import ConsoleLog
 from autoexec.conf.masking import Masker
-from autoexec.models.nodes import RUNNER_NODE, NodesHeader, load_nodes, parse_nodes_lines
+from autoexec.models.nodes import RUNNER_NODE, NodesFile, NodesHeader, load_nodes, parse_nodes_lines
 from autoexec.models.params import JobInputError, Params, load_params
 from autoexec.models.request import check_request
 from autoexec.job.env import JobEnv
@@ -37,16 +39,18 @@ the spec is known."""
 
 @dataclass
 class JobRequest:
-    """The job inputs, identical for the CLI and for a Prefect deployment run."""
+    """The job inputs, identical for the CLI and for a Prefect deployment run: a field is the job
+    flow's parameter of the same name, parsed (:meth:`from_flow_parameters`). ``params``/``nodes``
+    are inline inputs (the params object, the nodes file's text); ``node_ids`` is the selection."""
 
     job_id: str = "0"
     exec_user: str = "anonymous"
     params_file: str = ""
     nodes_file: str = ""
-    params_json: dict[str, Any] | None = None
+    params: dict[str, Any] | None = None
     """Inline params (deployment runs); wins over ``params_file``."""
-    nodes_jsonl: str | None = None
-    """Inline nodes file text (deployment runs); wins over ``nodes_file``."""
+    nodes: str | None = None
+    """Inline nodes file text, JSON lines (deployment runs); wins over ``nodes_file``."""
     force: bool = False
     first_fire: bool = False
     reuse_console_log: bool = False
@@ -55,7 +59,8 @@ class JobRequest:
     pass_through_env: dict[str, Any] = field(default_factory=dict)
     phase_groups: set[int] | None = None
     phases: set[str] | None = None
-    nodes: set[int] | None = None
+    node_ids: set[int] | None = None
+    """The selected nodes (``--nodes``) by resourceId; ``None`` runs them all."""
     round_no: int | None = None
     """Run only this grayScale round of the selected group(s): a coordinator is the barrier."""
     group_nodes: dict[str, str] | None = None
@@ -64,6 +69,51 @@ class JobRequest:
     phase_nodes: dict[str, str] | None = None
     """Inline node lists of phases (phase name -> JSON lines), as the per-phase nodes files."""
     sql_files: str = ""
+
+    @classmethod
+    def from_flow_parameters(cls, given: Mapping[str, Any]) -> JobRequest:
+        """The job flow's parameters (flat, as the Prefect UI form, ``prefect deployment run -p``
+        and REST callers send them) -> the request: the one place that parses them. Every flow
+        parameter is a field of the same name, or one of :data:`FLOW_ONLY_PARAMETERS`."""
+        values = {name: value for name, value in given.items() if name not in FLOW_ONLY_PARAMETERS}
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - fields)
+        if unknown:
+            raise TypeError(f"job flow parameter(s) {', '.join(unknown)}: not a JobRequest field; add the field "
+                            f"or list the name in FLOW_ONLY_PARAMETERS with what the flow does with it")
+        runner_id = given.get("runner_id")
+        pass_through = dict(values.get("pass_through_env") or {})
+        if runner_id:  # a part of a coordinated job: that runner's nodes only
+            pass_through["runnerId"] = int(runner_id)
+        round_no = values.get("round_no")
+        values.update(
+            job_id=str(values.get("job_id", "0")), pass_through_env=pass_through,
+            round_no=int(round_no) if round_no else None,
+            phase_groups=parse_id_list(_id_text(values.get("phase_groups")), "phasegroups"),
+            phases=parse_name_list(values.get("phases")),
+            node_ids=parse_id_list(_id_text(values.get("node_ids")), "nodes"),
+        )
+        return cls(**values)
+
+
+FLOW_ONLY_PARAMETERS: dict[str, str] = {
+    "runner_id": "a coordinated job's part: becomes pass_through_env['runnerId'] (which the CLI takes "
+                 "from --passthroughenv), and the flow starts the part's heartbeat",
+    "after_runs": "a coordinated job's part waits for these flow runs before it takes the job's lock; "
+                  "not an input of the job",
+}
+"""Job flow parameters that are no :class:`JobRequest` field, and why."""
+
+CLI_ONLY_FIELDS: dict[str, str] = {
+    "reuse_console_log": "--reuseconslog; a flow run's console log follows first_fire and the run count",
+    "sql_files": "--sqlfiles (SQL file descriptors for sqlfile tools): no flow parameter takes it yet",
+}
+""":class:`JobRequest` fields that are no job flow parameter, and why."""
+
+
+def _id_text(value: Any) -> str:
+    """A flow's id list: text, or one number (``-p node_ids=101`` sends an integer)."""
+    return "" if value is None else str(value)
 
 
 def parse_id_list(text: str, what: str, minimum: int = 1) -> set[int] | None:
@@ -106,29 +156,80 @@ def _copy_if_changed(source: Path, dest: Path) -> None:
     os.replace(tmp, dest)
 
 
-def prepare_job_dir(req: JobRequest, cfg: Config) -> tuple[JobDir, Params]:
-    """Validate inputs, then place params.json / nodes.json in the job dir."""
-    try:
-        jobdir = JobDir.for_job(cfg.data_dir, req.job_id)
-    except UnsafeName as exc:
-        raise JobInputError(f"--jobid: {exc}") from None
+NO_PARAMS_HINT = "give --paramsfile (devmode) or configure the console to download them"
+
+
+@dataclass(frozen=True)
+class ResolvedInputs:
+    """What a run of a request reads, validated, with nothing written yet. The run places it in the
+    job dir (:func:`prepare_job_dir`); the dry run reads it where it is (:meth:`placed`,
+    :meth:`nodes_at`). So which source wins (inline, a given file, the job dir's copy) is decided
+    once, in :func:`resolve_inputs`."""
+
+    jobdir: JobDir
+    params: Params
+    params_inline: dict[str, Any] | None = None
+    """Inline params: written as params.json."""
+    params_src: Path | None = None
+    """A params file to copy in as params.json (``None``: inline, or the job dir's own copy)."""
+    nodes_text: str | None = None
+    """params ``runNode`` or inline nodes: written as nodes.json."""
+    nodes_src: Path | None = None
+    """A nodes file to copy in as nodes.json (``None``: text above, or the job dir's own copy)."""
+    own_lists: dict[Path, str] | None = None
+    """Inline per-group/per-phase node lists by their job dir path; given, they are the only ones."""
+
+    def placed(self, path: Path) -> bool:
+        """Whether the job dir has ``path`` once a run has placed these inputs."""
+        jd = self.jobdir
+        if path == jd.params:
+            return self.params_inline is not None or self.params_src is not None or path.exists()
+        if path == jd.nodes:
+            return self.nodes_text is not None or self.nodes_src is not None or path.exists()
+        if self.own_lists is not None and _is_own_list(jd, path):
+            return path in self.own_lists
+        return path.exists()
+
+    def nodes_at(self, path: Path) -> NodesFile:
+        """The nodes a run reads at job dir path ``path`` once these inputs are placed (none when
+        nothing is there)."""
+        text = self.nodes_text if path == self.jobdir.nodes else (self.own_lists or {}).get(path)
+        if text is not None:
+            return parse_nodes_lines(text.splitlines(), str(path))
+        source = self.nodes_src if path == self.jobdir.nodes and self.nodes_src is not None else path
+        if not self.placed(path) or not source.exists():
+            return NodesFile(header=NodesHeader(totalCount=0), nodes=[])
+        return load_nodes(source)
+
+
+_OWN_LISTS = ("nodes-gp-*.json", "nodes-ph-*.json")
+"""The job dir's per-group and per-phase node lists (:meth:`JobDir.group_nodes`, :meth:`JobDir.phase_nodes`)."""
+
+
+def _is_own_list(jobdir: JobDir, path: Path) -> bool:
+    return path.parent == jobdir.root and any(fnmatch.fnmatch(path.name, pattern) for pattern in _OWN_LISTS)
+
+
+def resolve_inputs(req: JobRequest, jobdir: JobDir, no_params_hint: str = NO_PARAMS_HINT) -> ResolvedInputs:
+    """Which params and nodes a run of ``req`` uses, all validated, nothing written. Params:
+    inline, else ``params_file``, else the job dir's params.json. Job nodes: params ``runNode``,
+    else inline ``nodes``, else ``nodes_file``, else the job dir's nodes.json (if any). Relative
+    file names: see :func:`resolve_input`."""
     check_request(req)
-    if req.params_json is not None:
+    params_src: Path | None = None
+    if req.params is not None:
         from autoexec.models.params import parse_params
 
-        params = parse_params(req.params_json, "params (inline)")
-        params_src: Path | None = None
+        params = parse_params(req.params, "params (inline)")
     elif req.params_file:
         params_src = resolve_input(req.params_file, jobdir)
         if not params_src.is_file():
             raise JobInputError(f"{req.params_file}: params file not found")
         params = load_params(params_src)
     elif jobdir.params.exists():
-        params_src = None
         params = load_params(jobdir.params)
     else:
-        raise JobInputError(f"{jobdir.params}: no params for job {req.job_id}: give --paramsfile "
-                            f"(devmode) or configure the console to download them")
+        raise JobInputError(f"{jobdir.params}: no params for job {req.job_id}: {no_params_hint}")
     nodes_text: str | None = None
     nodes_src: Path | None = None
     if params.runNode:
@@ -137,9 +238,9 @@ def prepare_job_dir(req: JobRequest, cfg: Config) -> tuple[JobDir, Params]:
         lines = [json.dumps(header.model_dump())] + [json.dumps(n, ensure_ascii=False) for n in params.runNode]
         parse_nodes_lines(lines, "params runNode")
         nodes_text = "\n".join(lines) + "\n"
-    elif req.nodes_jsonl is not None:
-        parse_nodes_lines(req.nodes_jsonl.splitlines(), "nodes (inline)")
-        nodes_text = req.nodes_jsonl
+    elif req.nodes is not None:
+        parse_nodes_lines(req.nodes.splitlines(), "nodes (inline)")
+        nodes_text = req.nodes
     elif req.nodes_file:
         nodes_src = resolve_input(req.nodes_file, jobdir)
         if not nodes_src.is_file():
@@ -147,26 +248,56 @@ def prepare_job_dir(req: JobRequest, cfg: Config) -> tuple[JobDir, Params]:
         load_nodes(nodes_src)
     elif jobdir.nodes.exists():
         load_nodes(jobdir.nodes)
-    own_lists = _own_node_lists(req, jobdir)
+    return ResolvedInputs(jobdir=jobdir, params=params, params_inline=req.params, params_src=params_src,
+                          nodes_text=nodes_text, nodes_src=nodes_src, own_lists=_own_node_lists(req, jobdir))
+
+
+def console_gives_params(req: JobRequest, jobdir: JobDir) -> bool:
+    """Production mode, as the original: params come from the console when none are given and the
+    job is first fired or has no params.json yet."""
+    return req.params is None and not req.params_file and (req.first_fire or not jobdir.params.exists())
+
+
+def brings_own_nodes(req: JobRequest, run_node: Any) -> bool:
+    """params ``runNode``, a nodes file or inline nodes: no job-level nodes download, no refreshes."""
+    return bool(run_node) or bool(req.nodes_file) or req.nodes is not None
+
+
+def console_gives_nodes(req: JobRequest, jobdir: JobDir, run_node: Any) -> bool:
+    """Production mode: the job's nodes.json comes from the console unless the job brings its own."""
+    return not brings_own_nodes(req, run_node) and (req.first_fire or not jobdir.nodes.exists())
+
+
+def job_dir_of(req: JobRequest, cfg: Config) -> JobDir:
+    try:
+        return JobDir.for_job(cfg.data_dir, req.job_id)
+    except UnsafeName as exc:
+        raise JobInputError(f"--jobid: {exc}") from None
+
+
+def prepare_job_dir(req: JobRequest, cfg: Config) -> tuple[JobDir, Params]:
+    """Validate inputs (:func:`resolve_inputs`), then place params.json / nodes.json in the job dir."""
+    jobdir = job_dir_of(req, cfg)
+    inputs = resolve_inputs(req, jobdir)
     # Everything is valid: only now touch the job dir.
     jobdir.make_base_dirs()
-    if req.params_json is not None:
+    if inputs.params_inline is not None:
         from autoexec.jobdir.store import write_json_atomic
 
-        write_json_atomic(jobdir.params, req.params_json, indent=4)
-    elif params_src is not None:
-        _copy_if_changed(params_src, jobdir.params)
-    if nodes_text is not None:
-        _write_private(jobdir.nodes, nodes_text)
-    elif nodes_src is not None:
-        _copy_if_changed(nodes_src, jobdir.nodes)
-    if own_lists is not None:
-        for stale in [*jobdir.root.glob("nodes-gp-*.json"), *jobdir.root.glob("nodes-ph-*.json")]:
-            if stale not in own_lists:
+        write_json_atomic(jobdir.params, inputs.params_inline, indent=4)
+    elif inputs.params_src is not None:
+        _copy_if_changed(inputs.params_src, jobdir.params)
+    if inputs.nodes_text is not None:
+        _write_private(jobdir.nodes, inputs.nodes_text)
+    elif inputs.nodes_src is not None:
+        _copy_if_changed(inputs.nodes_src, jobdir.nodes)
+    if inputs.own_lists is not None:
+        for stale in [p for pattern in _OWN_LISTS for p in jobdir.root.glob(pattern)]:
+            if stale not in inputs.own_lists:
                 stale.unlink(missing_ok=True)
-        for path, text in own_lists.items():
+        for path, text in inputs.own_lists.items():
             _write_private(path, text)
-    return jobdir, params
+    return jobdir, inputs.params
 
 
 def _own_node_lists(req: JobRequest, jobdir: JobDir) -> dict[Path, str] | None:
@@ -268,7 +399,7 @@ def build_runtime(req: JobRequest, cfg: Config | None = None, notifier: Notifier
     spec = JobSpec(
         job_id=job_id, jobdir=jobdir, params=params, config=cfg, exec_user=req.exec_user, force=req.force,
         runner_id=runner_id, phase_filter=frozen(req.phases), group_filter=frozen(req.phase_groups),
-        node_filter=frozen(req.nodes), round_filter=req.round_no, max_parallel=_max_parallel(),
+        node_filter=frozen(req.node_ids), round_filter=req.round_no, max_parallel=_max_parallel(),
         no_fire_next=req.no_fire_next, dev_mode=req.dev_mode, decrypt=decrypt,
     )
     control = control or JobControl()

@@ -24,7 +24,8 @@ from autoexec.job.files import FileParams
 from autoexec.jobdir.layout import JobDir, UnsafeName
 from autoexec.jobdir.lock import JobLock
 from autoexec.job.spec import JobSpec
-from autoexec.load.loader import Connect, JobRequest, build_runtime, resolve_input
+from autoexec.load.loader import (Connect, JobRequest, brings_own_nodes, build_runtime, console_gives_nodes,
+                                   console_gives_params, job_dir_of, resolve_input)
 from autoexec.jobdir.logs import ConsoleLog
 from autoexec.models.nodes import Node
 from autoexec.models.params import JobInputError, Operation, Params
@@ -112,31 +113,21 @@ def with_retries(what: str, fn: Callable[[], T]) -> T:
 def _download_inputs(client: ConsoleClient, req: JobRequest, cfg: Config) -> None:
     """As the original: params when first fired or missing, job-level nodes likewise unless the job brings its
     own (``runNode``, ``--nodesfile``, inline nodes)."""
-    try:
-        jobdir = JobDir.for_job(cfg.data_dir, req.job_id)
-    except UnsafeName as exc:
-        raise JobInputError(f"--jobid: {exc}") from None
-    if req.params_json is None and not req.params_file and (req.first_fire or not jobdir.params.exists()):
+    jobdir = job_dir_of(req, cfg)
+    if console_gives_params(req, jobdir):
         with_retries("getParams", lambda: client.get_params(req.job_id, jobdir.params))
     params = _peek_params(req, jobdir)
-    if _brings_own_nodes(req, params.get("runNode")):
-        return
-    if req.first_fire or not jobdir.nodes.exists():
+    if console_gives_nodes(req, jobdir, params.get("runNode")):
         job_id = _effective_job_id(req, params)
         with_retries("getNodes", lambda: client.get_nodes(
             job_id, jobdir.nodes, "job", runner_id=_runner_id(req, params),
             pass_through_env=_pass_through(req, params)))
 
 
-def _brings_own_nodes(req: JobRequest, run_node: Any) -> bool:
-    """``runNode``, ``--nodesfile`` or inline nodes: no job-level nodes download, no refreshes."""
-    return bool(run_node) or bool(req.nodes_file) or req.nodes_jsonl is not None
-
-
 def _peek_params(req: JobRequest, jobdir: JobDir) -> dict[str, Any]:
     """Just enough of params.json to decide about nodes; full validation is the loader's job."""
-    if req.params_json is not None:
-        return req.params_json
+    if req.params is not None:
+        return req.params
     path = resolve_input(req.params_file, jobdir) if req.params_file else jobdir.params
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -274,7 +265,7 @@ def _console_connector(client: ConsoleClient, req: JobRequest) -> Connect:
         pass_through = {**spec.params.passThroughEnv, **req.pass_through_env}
         notifier = ConsoleNotifier.open(client, spec.jobdir.root, job_id=spec.job_id, runner_id=spec.runner_id,
                                         pass_through_env=pass_through, on_fail_node=control.mark_failed)
-        refresh = not _brings_own_nodes(req, spec.params.runNode)
+        refresh = not brings_own_nodes(req, spec.params.runNode)
         return notifier, ConsoleJobServices(spec, client, console, pass_through, refresh)
     return connect
 

@@ -2,13 +2,18 @@
 connected or written."""
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from autoexec.cli.command import main
+from autoexec.cli.dryrun import dry_run
+from autoexec.engine.groups import plan_phase
+from autoexec.load.loader import JobRequest, build_runtime
 from autoexec.conf.secrets import encrypt_secret
 from tests.fixtures_core import EXAMPLES, JobFiles, nodes_lines, script_op
 
@@ -98,3 +103,102 @@ def test_bundled_demo_dry_run_covers_all_groups(jobs: JobFiles, capsys: pytest.C
                  "--nodesfile", str(EXAMPLES / "demo/nodes.jsonl")]) == 0
     out = capsys.readouterr().out
     assert [line.split(":")[0] for line in out.splitlines() if line.startswith("Group")] == ["Group 0", "Group 1", "Group 2"]
+
+
+def _nodes(net: int, count: int = 2) -> str:
+    """A nodes file whose hosts (10.<net>.0.<i>) say which source a run took its nodes from."""
+    lines = [json.dumps({"jobRunnerIds": [1], "localRunnerId": 1, "totalCount": count})]
+    lines += [json.dumps({"resourceId": net * 100 + i, "runnerId": 1, "host": f"10.{net}.0.{i}", "port": 22,
+                          "nodeName": f"n{i}", "protocol": "ssh", "protocolPort": 22, "username": "u",
+                          "password": "pw"}) for i in range(1, count + 1)]
+    return "\n".join(lines) + "\n"
+
+
+def _job(phase: str, run_node: str | None = None) -> dict[str, Any]:
+    params: dict[str, Any] = {"runFlow": [{"groupNo": 0, "phases": [{"phaseName": phase, "phaseType": "runner_target",
+                                                                     "operations": [script_op("op_1", "echo\n", "runner_target")]}]}]}
+    if run_node is not None:
+        params["runNode"] = [json.loads(line) for line in run_node.splitlines()[1:]]
+    return params
+
+
+def _dry_plan(req: JobRequest) -> set[tuple[str, str]]:
+    """(phase, node) pairs the dry run prints."""
+    out = io.StringIO()
+    assert dry_run(req, out) == 0
+    found, phase = set(), ""
+    for line in out.getvalue().splitlines():
+        text = line.strip()
+        if text.startswith("Phase "):
+            phase = text[len("Phase "):].split(":")[0]
+        elif text.startswith("10."):
+            found.add((phase, text.split()[0]))
+    return found
+
+
+def _run_plan(req: JobRequest) -> set[tuple[str, str]]:
+    """(phase, node) pairs a run plans, from the job dir the run prepared."""
+    rt = build_runtime(req)
+    try:
+        return {(phase.phaseName, node.triple) for group in rt.params.runFlow
+                for index, phase in enumerate(group.phases, 1)
+                for node in plan_phase(rt, group, phase, index, None).nodes}
+    finally:
+        rt.console.close()
+
+
+def test_dry_run_and_run_take_inputs_from_the_same_source(jobs: JobFiles) -> None:
+    """Inline wins over a given file, a file over the job dir's copy, params runNode over all
+    nodes, and a job's own group lists replace the job dir's per-group and per-phase files: the
+    dry run and the run resolve this in one place (``resolve_inputs``), so they agree."""
+    data = jobs.home / "data" / "job"
+
+    def job_dir(job_id: str, phase: str, nodes: str, **lists: str) -> None:
+        root = data / job_id
+        root.mkdir(parents=True)
+        (root / "params.json").write_text(json.dumps(_job(phase)))
+        (root / "nodes.json").write_text(nodes)
+        for name, text in lists.items():
+            (root / f"{name}.json").write_text(text)
+
+    file_params, file_nodes = jobs.write(_job("file"), _nodes(2), name="given")
+    cases = [  # request, the phase and the hosts' net the run must use
+        (dict(job_id="701"), "jobdir", 9),
+        (dict(job_id="702", params_file=str(file_params), nodes_file=str(file_nodes)), "file", 2),
+        (dict(job_id="703", params=_job("inline"), params_file=str(file_params), nodes=_nodes(3),
+              nodes_file=str(file_nodes)), "inline", 3),
+        (dict(job_id="704", params=_job("own", run_node=_nodes(4)), nodes=_nodes(3)), "own", 4),
+        (dict(job_id="705", group_nodes={"0": _nodes(5, 1)}), "jobdir", 5),
+    ]
+    for request, phase, net in cases:
+        job_id = str(request["job_id"])
+        job_dir(job_id, "jobdir", _nodes(9), **({"nodes-gp-0": _nodes(6), "nodes-ph-jobdir": _nodes(7)}
+                                                if job_id == "705" else {}))
+        req = JobRequest(dev_mode=True, **request)  # type: ignore[arg-type]
+        before = _files(jobs.home)
+        dry = _dry_plan(req)
+        assert _files(jobs.home) == before, job_id  # the dry run wrote nothing
+        assert dry and {p for p, _ in dry} == {phase} and all(n.startswith(f"10.{net}.0.") for _, n in dry), (job_id, dry)
+        assert _run_plan(req) == dry, job_id
+
+
+def test_production_dry_run_says_what_a_run_would_download_first(jobs: JobFiles) -> None:
+    """The console-download rules of a production run (``console_gives_params``/``_nodes``,
+    ``brings_own_nodes``), told instead of done: a dry run downloads nothing."""
+    root = jobs.home / "data" / "job" / "710"
+    root.mkdir(parents=True)
+    (root / "params.json").write_text(json.dumps(_job("p")))
+    (root / "nodes.json").write_text(_nodes(1))
+    _, nodes_file = jobs.write(_job("p"), _nodes(2), name="own")
+
+    def said(**request: Any) -> str:
+        out = io.StringIO()
+        assert dry_run(JobRequest(job_id="710", dev_mode=False, **request), out) == 0
+        return out.getvalue()
+
+    first = said(first_fire=True)
+    assert "refresh its params and nodes from the console first" in first and "Nodes: the copies there are now" in first
+    again = said()
+    assert "Inputs:" not in again and "Nodes: the copies there are now" in again
+    own = said(first_fire=True, nodes_file=str(nodes_file))
+    assert "refresh its params from the console first" in own and "Nodes:" not in own and "10.2.0.1" in own

@@ -118,7 +118,7 @@ def test_filters_narrow_the_run(jobs: JobFiles) -> None:
         {"groupNo": 0, "phases": [{"phaseName": "a", "phaseType": "runner_target", "operations": [script_op("a_1", rec, "runner_target")]},
                                   {"phaseName": "b", "phaseType": "runner_target", "operations": [script_op("b_1", rec, "runner_target")]}]},
         {"groupNo": 1, "phases": [{"phaseName": "c", "phaseType": "runner", "operations": [script_op("c_1", rec)]}]}]}
-    jobs.run("61", params, nodes_lines(3), phases={"b"}, nodes={102, 103})
+    jobs.run("61", params, nodes_lines(3), phases={"b"}, node_ids={102, 103})
     assert sorted(counter.read_text().splitlines()) == ["b n2", "b n3"]
     counter.unlink()
     jobs.run("61", phase_groups={1})

@@ -302,7 +302,7 @@ def test_devmode_downloads_custom_scripts_from_the_configured_console(jobs: Any,
     op = {"opId": "custom_9_nine", "opName": "nine", "opType": "runner", "isScript": 1, "scriptId": 9,
           "interpreter": "bash"}
     params = {"jobId": 503, "runFlow": [one_phase_group(0, "p", [op])]}
-    rt = build_job_runtime(JobRequest(job_id="503", dev_mode=True, params_json=params, nodes_jsonl=nodes_lines(1)))
+    rt = build_job_runtime(JobRequest(job_id="503", dev_mode=True, params=params, nodes=nodes_lines(1)))
     outcome = run_runtime(rt)
     release_runtime(rt, 5)
     assert outcome.status == "succeed", rt.jobdir.node_log("p", "local-0-0").read_text()
@@ -315,7 +315,7 @@ def test_devmode_without_console_names_the_op_and_the_setting(jobs: Any, ae_home
     op = {"opId": "custom_9_nine", "opName": "nine", "opType": "runner", "isScript": 1, "scriptId": 9,
           "interpreter": "bash"}
     params = {"jobId": 504, "runFlow": [one_phase_group(0, "p", [op])]}
-    rt = build_job_runtime(JobRequest(job_id="504", dev_mode=True, params_json=params, nodes_jsonl=nodes_lines(1)))
+    rt = build_job_runtime(JobRequest(job_id="504", dev_mode=True, params=params, nodes=nodes_lines(1)))
     outcome = run_runtime(rt)
     release_runtime(rt, 1)
     log = rt.jobdir.node_log("p", "local-0-0").read_text()
