@@ -168,7 +168,7 @@ def _pass_through(args: argparse.Namespace) -> dict[str, Any] | str:
 
 
 def run(args: argparse.Namespace, control: JobControl | None = None, lock: JobLock | None = None) -> int:
-    from autoexec.load.loader import JobRequest, parse_id_list, parse_name_list
+    from autoexec.load.loader import JobRequest, parse_group_numbers, parse_id_list, parse_name_list
     from autoexec.models.params import JobInputError
 
     pass_through = _pass_through(args)
@@ -179,7 +179,7 @@ def run(args: argparse.Namespace, control: JobControl | None = None, lock: JobLo
             job_id=args.jobid, exec_user=args.execuser, params_file=args.paramsfile, nodes_file=args.nodesfile,
             force=args.force, first_fire=args.firstfire, reuse_console_log=args.reuseconslog, dev_mode=args.devmode,
             no_fire_next=args.nofirenext, pass_through_env=pass_through,
-            phase_groups=parse_id_list(args.phasegroups, "phasegroups", minimum=0),
+            phase_groups=parse_group_numbers(args.phasegroups),
             phases=parse_name_list(args.phases),
             node_ids=parse_id_list(args.nodes, "nodes"), sql_files=args.sqlfiles,
         )

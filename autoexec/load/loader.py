@@ -89,7 +89,7 @@ class JobRequest:
         values.update(
             job_id=str(values.get("job_id", "0")), pass_through_env=pass_through,
             round_no=int(round_no) if round_no else None,
-            phase_groups=parse_id_list(_id_text(values.get("phase_groups")), "phasegroups"),
+            phase_groups=parse_group_numbers(_id_text(values.get("phase_groups"))),
             phases=parse_name_list(values.get("phases")),
             node_ids=parse_id_list(_id_text(values.get("node_ids")), "nodes"),
         )
@@ -126,6 +126,12 @@ def parse_id_list(text: str, what: str, minimum: int = 1) -> set[int] | None:
     if any(i < minimum for i in ids):
         raise JobInputError(f"--{what}: {text!r}: ids must be {minimum} or more")
     return ids
+
+
+def parse_group_numbers(text: str) -> set[int] | None:
+    """``--phasegroups`` / the flow's ``phase_groups``: groupNo counts from 0 in the console's
+    runFlow, so 0 is a group like any other (one rule for the CLI, the flow and the coordinator)."""
+    return parse_id_list(text, "phasegroups", minimum=0)
 
 
 def parse_name_list(text: str | None) -> set[str] | None:

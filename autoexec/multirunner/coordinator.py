@@ -260,7 +260,7 @@ def coordinated_job_flow(job_id: str | int, exec_user: str = "anonymous", params
     console's per-group/per-phase nodes files; each runner gets only its own nodes of a phase's list.
     ``lookahead``: how many steps past the running one already have their parts started, each
     waiting for the step before (at least 1)."""
-    from autoexec.load.loader import parse_id_list
+    from autoexec.load.loader import parse_group_numbers
     from prefect.client.orchestration import get_client
 
     job_id = str(job_id)
@@ -268,7 +268,7 @@ def coordinated_job_flow(job_id: str | int, exec_user: str = "anonymous", params
     try:
         inputs = load_inputs(params, params_file, nodes, nodes_file, group_nodes, phase_nodes)
         assert inputs.lists is not None
-        steps = plan_steps(inputs.params, inputs.lists, parse_id_list(str(phase_groups), "phasegroups"))
+        steps = plan_steps(inputs.params, inputs.lists, parse_group_numbers(str(phase_groups)))
     except JobInputError as exc:
         logger.error("%s", exc)
         return Failed(message=str(exc))

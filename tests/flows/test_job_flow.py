@@ -54,5 +54,9 @@ def test_flow_parameters_become_the_request_in_one_place() -> None:
     assert plain.round_no is None and plain.pass_through_env == {}
     with pytest.raises(JobInputError, match="--nodes: 'x' must be"):
         JobRequest.from_flow_parameters({"job_id": "7", "node_ids": "x"})
+    # groupNo counts from 0 (a coordinator sends phase_groups="0" for a job's first group)
+    assert JobRequest.from_flow_parameters({"job_id": "7", "phase_groups": 0}).phase_groups == {0}
+    with pytest.raises(JobInputError, match="--phasegroups: '-1': ids must be 0 or more"):
+        JobRequest.from_flow_parameters({"job_id": "7", "phase_groups": "-1"})
     with pytest.raises(TypeError, match="job flow parameter.*surprise.*FLOW_ONLY_PARAMETERS"):
         JobRequest.from_flow_parameters({"job_id": "7", "surprise": 1})
