@@ -38,6 +38,14 @@ def read_config_text(path: Path) -> str:
     return text
 
 
+class _CasePreservingParser(configparser.ConfigParser):
+    """Keys as written: names such as ``job.maxExecSecs`` and ``server.verifyTLS`` are read back by
+    exact name (here and by tools), and ConfigParser lower-cases keys by default."""
+
+    def optionxform(self, optionstr: str) -> str:
+        return optionstr
+
+
 @dataclass(frozen=True)
 class ConfigFile:
     """config.ini as read: section -> key -> value (keys case-preserved, values stripped), in file
@@ -51,8 +59,7 @@ class ConfigFile:
         """A missing file is an empty one (devmode needs no config)."""
         if not path.exists():
             return cls(path=path)
-        parser = configparser.ConfigParser(interpolation=None)
-        parser.optionxform = str  # type: ignore[assignment,method-assign]
+        parser = _CasePreservingParser(interpolation=None)
         try:
             parser.read_string(read_config_text(path), source=str(path))
         except configparser.Error as exc:

@@ -192,8 +192,8 @@ def _load(snapshot: tuple[tuple[str, str], ...]) -> Settings:
     """Validated like ``Settings.model_validate(dict(snapshot))`` (a test holds them equal), but
     only the fields set are built into a validator; the rest are the declared defaults."""
     fields = Settings.model_fields
-    present = create_model("SettingsSet", __config__=ConfigDict(extra="forbid"),
-                           **{name: (fields[name].annotation, fields[name]) for name, _ in snapshot})  # type: ignore[call-overload]
+    definitions: dict[str, Any] = {name: (fields[name].annotation, fields[name]) for name, _ in snapshot}
+    present = create_model("SettingsSet", __config__=ConfigDict(extra="forbid"), **definitions)
     try:
         values = present.model_validate(dict(snapshot))
     except ValidationError as exc:
