@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from autoexec.jobdir.logs import last_error_line
 from autoexec.models.status import Status
@@ -81,8 +81,9 @@ class JobProgress:
         self.node_counts: dict[str, int] = {}
         self.started = time.monotonic()
         self.lock = threading.Lock()
-        self._nodes: dict[int, dict[str, Any]] = {}
-        """Event key -> the node's start event, until its end event."""
+        self._nodes: dict[int, Event] = {}
+        """Event key -> the node's start event (kept as emitted: no sink changes an event), until its
+        end event."""
 
     # --- EventSink -----------------------------------------------------------------------
     def emit(self, event: Event) -> None:
@@ -97,7 +98,7 @@ class JobProgress:
             self.phase_started(event["group"], event["phase"], event["nodes"])
         elif kind in ("node_start", "batch_node_start"):
             with self.lock:
-                self._nodes[event["key"]] = dict(event)
+                self._nodes[event["key"]] = event
             self.node_started(event["phase"], event["node"])
         elif kind in ("node_end", "batch_node_end"):
             with self.lock:

@@ -4,11 +4,15 @@ Every writer (``native/setenv``, a tool's ``setEnv`` on the job socket, the sock
 reload of stored variables) goes through :meth:`JobEnv.set`; its scope decides, in one place, what
 a write does besides changing the value (see ``SCOPES``). Hidden values join the job's masker.
 Tool environments derived from the variables are cached and rebuilt after any write.
+
+Writes are rare and reads happen on every op, so a write publishes a new dict and never changes a
+published one: a reader takes the current one as it is (:meth:`view`), without a copy or the lock.
 """
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Iterator, Literal, Protocol, TypeVar, cast
+from types import MappingProxyType
+from typing import Any, Callable, Iterator, Literal, Mapping, Protocol, TypeVar, cast
 
 from autoexec.conf.masking import Masker
 from autoexec.events.notify import Notifier
@@ -34,7 +38,8 @@ class EnvStore(Protocol):
 class JobEnv:
     def __init__(self, values: dict[str, str], *, job_id: str, notifier: Notifier, masker: Masker,
                  store: Any = None) -> None:
-        self._values = dict(values)
+        self._values: dict[str, str] = dict(values)
+        """Never changed once set here: :meth:`set` replaces it (copy on write)."""
         self._hidden: set[str] = set()
         self._lock = threading.Lock()
         self._version = 0
@@ -52,7 +57,9 @@ class JobEnv:
         if hidden:
             self.masker.add([text])  # before anything could log it
         with self._lock:
-            self._values[name] = text
+            values = dict(self._values)
+            values[name] = text
+            self._values = values
             if hidden:
                 self._hidden.add(name)
             else:
@@ -85,8 +92,11 @@ class JobEnv:
 
     def snapshot(self) -> dict[str, str]:
         """A copy for a child process's environment (hidden values included: the tool needs them)."""
-        with self._lock:
-            return dict(self._values)
+        return dict(self._values)
+
+    def view(self) -> Mapping[str, str]:
+        """The variables as they are now, read-only and unaffected by later writes (no copy)."""
+        return MappingProxyType(self._values)
 
     def shown(self, name: str) -> str | None:
         """The value as it may appear in a log line: ``******`` when it was set hidden."""
@@ -108,8 +118,8 @@ class JobEnv:
         if cached is not None and cached[0] == version:
             return cast(T, cached[1])  # stored by build() under this key
         with self._lock:
-            version, values = self._version, dict(self._values)
-        value = build(values)
+            version, values = self._version, self._values
+        value = build(dict(values))
         with self._lock:
             self._derived[key] = (version, value)
         return value

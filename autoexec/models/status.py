@@ -32,10 +32,10 @@ class Status(StrEnum):
     @classmethod
     def of(cls, value: object, default: Status | None = None) -> Status:
         """The member for a recorded value; ``default`` (else ``pending``) for an unknown one."""
-        try:
-            return cls(str(value))
-        except ValueError:
-            return default if default is not None else cls.PENDING
+        member = _BY_VALUE.get(value if isinstance(value, str) else str(value))  # no enum call per lookup
+        if member is not None:
+            return member
+        return default if default is not None else cls.PENDING
 
     @property
     def failed(self) -> bool:
@@ -72,6 +72,7 @@ class Status(StrEnum):
         return default if default is not None else cls.SUCCEED
 
 
+_BY_VALUE: dict[str, Status] = {m.value: m for m in Status}
 _FAILED = frozenset({Status.FAILED, Status.ABORTED})
 _FINAL = frozenset({Status.SUCCEED, Status.COMPLETED, Status.IGNORED, Status.FAILED, Status.ABORTED,
                     Status.PAUSED, Status.SKIPPED, Status.CRASHED})

@@ -33,7 +33,7 @@ def ref_context(ctx: "NodeContext") -> RefContext:
     rt = ctx.rt
     runner = rt.runner_output.data if rt.runner_output is not None else {}
     return RefContext(opt=rt.params.opt, global_opt=rt.params.globalOpt, node_env=ctx.node_env,
-                      environ=rt.env.snapshot(), node_output=ctx.output.data, runner_output=runner)
+                      environ=rt.env.view(), node_output=ctx.output.data, runner_output=runner)
 
 
 def prepare_arguments(ctx: "NodeContext", op: "Operation", remote: bool) -> Prepared:
