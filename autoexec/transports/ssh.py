@@ -12,7 +12,7 @@ import random
 import threading
 from pathlib import Path
 
-import paramiko
+from autoexec.transports.paramiko_lib import paramiko
 
 from autoexec.transports.base import Endpoint, FailureKind, LineSink, RemoteOp, RemoteResult, Timeouts
 from autoexec.transports.base import fetch_plan

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import shlex
 import socket
-import paramiko
+from autoexec.transports.paramiko_lib import paramiko
 
 from autoexec.conf.retry import Backoff
 from autoexec.conf.retry import retry as retry_call

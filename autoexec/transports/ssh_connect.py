@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-import paramiko
+from autoexec.transports.paramiko_lib import paramiko
 
 from autoexec.conf.errors import AutoexecError
 from autoexec.conf.retry import Backoff, RetryCancelled, retry

@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Callable
 
-import paramiko
+from autoexec.transports.paramiko_lib import paramiko
 
 from autoexec.transports.base import FailureKind, LineSink, RemoteOp, Timeouts
 from autoexec.transports.decoding import DEFAULT_CHARSETS, LineSplitter

@@ -12,7 +12,7 @@ import stat
 import threading
 from pathlib import Path
 
-import paramiko
+from autoexec.transports.paramiko_lib import paramiko
 
 from autoexec.transports.base import RemoteOp, Upload, fetch_plan, local_fetch_path
 from autoexec.transports.ssh_common import Cancelled, Failure, SessionRefused, describe, open_session
