@@ -176,3 +176,18 @@ def test_hex_helper_is_lowercase_hex() -> None:
     value = encrypt_secret("abc", "key")
     binascii.unhexlify(value)
     assert value == value.lower()
+
+
+def test_pycryptodome_loads_only_when_something_is_decrypted() -> None:
+    """Loading it is a noticeable part of a CLI start; a job with no encrypted value never needs it."""
+    import subprocess
+    import sys
+
+    check = ("import sys\n"
+             "import autoexec.cli.command, autoexec.load.loader, autoexec.conf.secrets\n"
+             "print('Crypto' in sys.modules)\n"
+             "from autoexec.conf.rc4 import rc4\n"
+             "print(rc4(b'Key', b'Plaintext').hex(), 'Crypto' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:2] == ["False", "bbf316e8d940af0ad3 True"]
