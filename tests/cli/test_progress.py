@@ -2,6 +2,8 @@
 phase lines and the same summary when its output is captured; console.txt unchanged by either."""
 from __future__ import annotations
 
+import io
+
 import json
 import os
 import pty
@@ -118,25 +120,18 @@ def test_plain_view_summarises_failed_and_aborted_nodes_with_their_last_error(tm
                    "10:00:01 ------END--[a_1] done\n")
     assert last_error_line(str(log)) == "connection refused by backend"
 
-    class Out:
-        text = ""
+    out = io.StringIO()
 
-        def write(self, s: str) -> None:
-            Out.text += s
-
-        def flush(self) -> None:
-            pass
-
-    view = PlainView("7", str(tmp_path), str(tmp_path / "log/console.txt"), out=Out())  # type: ignore[arg-type]
+    view = PlainView("7", str(tmp_path), str(tmp_path / "log/console.txt"), out=out)
     view.phase_started(0, "p", 2)
     view.node_started("p", "h-22-1")
     view.node_finished(NodeEnd("p", "h-22-1", "h:22", "aborted", 1.0, None, "aborted", str(log)))
     view.node_finished(NodeEnd("p", "h-22-2", "h:22", "succeed", 1.0, 0, "", ""))
     view.phase_finished("p", "aborted")
     view.close("aborted")
-    assert "autoexec: phase p: aborted, 2/2 done, 1 failed" in Out.text
-    assert re.search(r"p\s+h-22-1\s+aborted\s+aborted \| connection refused by backend", Out.text), Out.text
-    assert "h-22-2" not in Out.text.split("Failed and aborted")[1]
+    assert "autoexec: phase p: aborted, 2/2 done, 1 failed" in out.getvalue()
+    assert re.search(r"p\s+h-22-1\s+aborted\s+aborted \| connection refused by backend", out.getvalue()), out.getvalue()
+    assert "h-22-2" not in out.getvalue().split("Failed and aborted")[1]
 
 
 def test_bundled_examples_run_without_warnings(jobs: JobFiles) -> None:
@@ -152,8 +147,6 @@ def test_bundled_examples_run_without_warnings(jobs: JobFiles) -> None:
 
 
 def test_verbose_plain_view_echoes_the_console_log(tmp_path: Path) -> None:
-    import io
-
     quiet, loud = io.StringIO(), io.StringIO()
     PlainView("7", str(tmp_path), "c.txt", out=quiet).console_line("INFO: Begin to execute phase:p operations...")
     PlainView("7", str(tmp_path), "c.txt", verbose=True, out=loud).console_line("INFO: Begin to execute phase:p operations...")
@@ -168,34 +161,28 @@ def test_the_view_reads_the_event_stream_also_for_batch_phases_and_skipped_nodes
 
     monkeypatch.setenv("AUTOEXEC_NODE_TASKS_MAX", "1")  # every phase of more than one node is a batch
 
-    class Out:
-        text = ""
-
-        def write(self, s: str) -> None:
-            Out.text += s
-
-        def flush(self) -> None:
-            pass
+    out = io.StringIO()
 
     op = script_op("x_1", '[ "$NODE_NAME" != n2 ] || { echo "n2 is broken"; exit 5; }\n', "runner_target")
     params = {"runFlow": [{"groupNo": 0, "phases": [{"phaseName": "work", "phaseType": "runner_target",
                                                       "operations": [op]}]}]}
     rt = jobs.runtime("905", params, nodes_lines(3))
-    view = PlainView(rt.job_id, str(rt.jobdir.root), str(rt.jobdir.console_log), out=Out())  # type: ignore[arg-type]
+    view = PlainView(rt.job_id, str(rt.jobdir.root), str(rt.jobdir.console_log), out=out)
     sink = ListSink()
     outcome = run_runtime(rt, Tee(sink, view))
     rt.console.close()
     view.close(outcome.status, outcome.message)
     assert outcome.status == "failed" and "batch_node_end" in [e["event"] for e in sink.events]
-    assert re.search(r"^autoexec: phase work: failed, 3/3 done, 1 failed, ", Out.text, re.M), Out.text
-    [row] = [line for line in Out.text.splitlines() if "10.1.0.2-22-102" in line]
+    assert re.search(r"^autoexec: phase work: failed, 3/3 done, 1 failed, ", out.getvalue(), re.M), out.getvalue()
+    [row] = [line for line in out.getvalue().splitlines() if "10.1.0.2-22-102" in line]
     assert " 5 " in row and "n2 is broken" in row
-    Out.text = ""
+    out.seek(0)
+    out.truncate()
     rerun = jobs.runtime("905", None, None, force=False)
-    view = PlainView(rerun.job_id, str(rerun.jobdir.root), str(rerun.jobdir.console_log), out=Out())  # type: ignore[arg-type]
+    view = PlainView(rerun.job_id, str(rerun.jobdir.root), str(rerun.jobdir.console_log), out=out)
     run_runtime(rerun, view)
     rerun.console.close()
     view.close("failed", "")
     # n1 and n3 had succeeded: skipped (and counted as done); n2 runs again and fails again
-    assert re.search(r"^autoexec: phase work: failed, 3/3 done, 1 failed, ", Out.text, re.M), Out.text
-    assert "(1 failed, 2 skipped)" in Out.text
+    assert re.search(r"^autoexec: phase work: failed, 3/3 done, 1 failed, ", out.getvalue(), re.M), out.getvalue()
+    assert "(1 failed, 2 skipped)" in out.getvalue()

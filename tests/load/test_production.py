@@ -297,11 +297,14 @@ def test_release_job_gets_deploy_ids_from_the_console(jobs: Any, console: FakeCo
     assert (ask.body["sysName"], ask.body["moduleName"], ask.body["envName"]) == ("shop", "api", "prod")
 
 
+CUSTOM_SCRIPT_OP = {"opId": "custom_9_nine", "opName": "nine", "opType": "runner", "isScript": 1, "scriptId": 9,
+                    "interpreter": "bash"}
+"""A custom script op the console serves as script 9."""
+
+
 def test_devmode_downloads_custom_scripts_from_the_configured_console(jobs: Any, console: FakeConsole) -> None:
     console.scripts["9"] = Script(b'echo "script nine ran"\n', version_id="90", name="nine")
-    op = {"opId": "custom_9_nine", "opName": "nine", "opType": "runner", "isScript": 1, "scriptId": 9,
-          "interpreter": "bash"}
-    params = {"jobId": 503, "runFlow": [one_phase_group(0, "p", [op])]}
+    params = {"jobId": 503, "runFlow": [one_phase_group(0, "p", [CUSTOM_SCRIPT_OP])]}
     rt = build_job_runtime(JobRequest(job_id="503", dev_mode=True, params=params, nodes=nodes_lines(1)))
     outcome = run_runtime(rt)
     release_runtime(rt, 5)
@@ -312,9 +315,7 @@ def test_devmode_downloads_custom_scripts_from_the_configured_console(jobs: Any,
 
 
 def test_devmode_without_console_names_the_op_and_the_setting(jobs: Any, ae_home: Path) -> None:
-    op = {"opId": "custom_9_nine", "opName": "nine", "opType": "runner", "isScript": 1, "scriptId": 9,
-          "interpreter": "bash"}
-    params = {"jobId": 504, "runFlow": [one_phase_group(0, "p", [op])]}
+    params = {"jobId": 504, "runFlow": [one_phase_group(0, "p", [CUSTOM_SCRIPT_OP])]}
     rt = build_job_runtime(JobRequest(job_id="504", dev_mode=True, params=params, nodes=nodes_lines(1)))
     outcome = run_runtime(rt)
     release_runtime(rt, 1)
